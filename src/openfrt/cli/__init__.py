@@ -1,0 +1,1 @@
+"""The ``openfrt`` command line."""

@@ -1,0 +1,61 @@
+"""Options and output helpers shared by every command, so each command stays a few lines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, Optional
+
+import typer
+from rich.console import Console
+
+from openfrt.errors import OpenFRTError
+from openfrt.vision import EngineConfig, FaceEngine
+
+#: Exit codes: 0 success, 1 an input failed (and was reported), 2 usage or configuration error.
+EXIT_INPUT_FAILED = 1
+EXIT_USAGE = 2
+
+console = Console()
+err_console = Console(stderr=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object per line for machines.")]
+DetectorOption = Annotated[
+    Optional[str], typer.Option("--detector", help="Detector plug-in: hog, mmod, yunet, ... (default: configured).")
+]
+DetectorModelOption = Annotated[
+    Optional[Path], typer.Option("--detector-model", help="Model file for detectors that need one (e.g. YuNet .onnx).")
+]
+EmbedderOption = Annotated[Optional[str], typer.Option("--embedder", help="Embedder plug-in (default: configured).")]
+MaxPixelsOption = Annotated[
+    Optional[int], typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this.")
+]
+ThresholdOption = Annotated[
+    Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="Match threshold (default: the model's).")
+]
+
+
+def build_engine(
+    detector: str | None, detector_model: Path | None, embedder: str | None, max_pixels: int | None, threshold: float | None = None
+) -> FaceEngine:
+    """A face engine from the environment's configuration and the command's options."""
+    options: dict[str, Any] = {"model_path": detector_model} if detector_model else {}
+    try:
+        config = EngineConfig.from_env(
+            detector=detector, embedder=embedder, max_pixels=max_pixels, threshold=threshold
+        )
+        if options:
+            config = config.model_copy(update={"detector_options": options})
+        return FaceEngine(config)
+    except (OpenFRTError, ValueError) as exc:
+        usage_error(str(exc))
+
+
+def usage_error(message: str) -> NoReturn:
+    err_console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(EXIT_USAGE)
+
+
+def print_json(payload: dict[str, Any]) -> None:
+    """One compact JSON object per line, straight to stdout (no Rich markup or wrapping)."""
+    typer.echo(json.dumps(payload, separators=(",", ":")))

@@ -1,0 +1,31 @@
+"""Entry point of the ``openfrt`` console script."""
+
+from __future__ import annotations
+
+import typer
+
+from openfrt import __version__
+from openfrt.cli import engine_commands
+
+app = typer.Typer(
+    name="openfrt",
+    help="Accountable facial recognition: detect, compare and search faces with safeguards built in.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(engine_commands.faces)
+app.command()(engine_commands.compare)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"openfrt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+) -> None:
+    """openfrt command line."""

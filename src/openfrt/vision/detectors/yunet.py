@@ -1,0 +1,65 @@
+"""YuNet (OpenCV Zoo, MIT): a small, fast CNN detector with five landmarks, run by OpenCV.
+
+Its weights are not on PyPI, so the user gives the ``.onnx`` path (for example
+``face_detection_yunet_2023mar.onnx``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from openfrt.errors import ModelError
+from openfrt.vision.detectors.base import DETECTORS, Detector
+from openfrt.vision.quality import clip_box, make_face
+from openfrt.vision.types import Face
+
+#: YuNet's landmark columns are subject's right eye, left eye, nose, right and left mouth
+#: corners: the subject's right is the image's left, which is already our standard order.
+_LANDMARK_COLUMNS = slice(4, 14)
+
+
+@DETECTORS.register("yunet")
+class YuNetDetector(Detector):
+    """YuNet via ``cv2.FaceDetectorYN``; ``max_width`` downsizes large frames for speed."""
+
+    name = "yunet"
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        score_threshold: float = 0.7,
+        nms_threshold: float = 0.3,
+        max_width: int | None = None,
+    ) -> None:
+        if model_path is None:
+            raise ModelError("the yunet detector needs model_path: the path of a YuNet .onnx file")
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelError(f"YuNet model not found: {path}")
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # its DNN target warnings are noise
+        try:
+            self._detector = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, nms_threshold, 5000)
+        except cv2.error as exc:
+            raise ModelError(f"{path} could not be loaded as a YuNet detector: {exc}") from exc
+        self.max_width = max_width
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        scale = 1.0
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        if self.max_width and rgb.shape[1] > self.max_width:
+            scale = self.max_width / rgb.shape[1]
+            bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        self._detector.setInputSize((bgr.shape[1], bgr.shape[0]))
+        _, rows = self._detector.detect(bgr)
+        if rows is None:
+            return []
+        faces = []
+        for row in rows / np.array([scale] * 14 + [1.0], dtype=np.float32):
+            box = clip_box(row[:4], rgb.shape)
+            if box is not None:
+                faces.append(make_face(rgb, box, float(row[14]), row[_LANDMARK_COLUMNS].reshape(5, 2), self.name))
+        return sorted(faces, key=lambda face: face.score, reverse=True)
+
