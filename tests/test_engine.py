@@ -107,7 +107,7 @@ def test_yunet_from_a_path(samples: Path, yunet_model: Path) -> None:
 def test_yunet_needs_a_real_model(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="needs model_path"):
         DETECTORS.create("yunet")
-    with pytest.raises(ModelError, match="not found"):
+    with pytest.raises(ModelError, match="model file not found"):
         DETECTORS.create("yunet", model_path=tmp_path / "missing.onnx")
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a model")

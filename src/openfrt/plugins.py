@@ -6,6 +6,7 @@ one by name without importing its class.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Generic, TypeVar
 
 from openfrt.errors import UnknownPluginError
@@ -36,6 +37,12 @@ class Registry(Generic[T]):
         except KeyError:
             raise UnknownPluginError(f"unknown {self.kind} {name!r}; available: {', '.join(self.names())}") from None
         return factory(**options)
+
+    def accepts(self, name: str, option: str) -> bool:
+        """Whether the plug-in ``name`` takes ``option`` (so shared options like ``threads``
+        reach only the plug-ins that understand them)."""
+        factory = self._factories.get(name)
+        return factory is not None and option in inspect.signature(factory).parameters
 
     def names(self) -> list[str]:
         return sorted(self._factories)

@@ -16,8 +16,8 @@ from openfrt.vision import EngineConfig, FaceEngine
 EXIT_INPUT_FAILED = 1
 EXIT_USAGE = 2
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object per line for machines.")]
 DetectorOption = Annotated[
@@ -29,6 +29,13 @@ DetectorModelOption = Annotated[
 EmbedderOption = Annotated[Optional[str], typer.Option("--embedder", help="Embedder plug-in (default: configured).")]
 MaxPixelsOption = Annotated[
     Optional[int], typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this.")
+]
+HomeOption = Annotated[
+    Optional[Path],
+    typer.Option("--home", envvar="OPENFRT_HOME", help="Data directory (default: the per-user data directory)."),
+]
+ThreadsOption = Annotated[
+    Optional[int], typer.Option("--threads", min=0, help="Inference threads (0: runtime default; see README).")
 ]
 ThresholdOption = Annotated[
     Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="Match threshold (default: the model's).")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from openfrt import __version__
-from openfrt.cli import engine_commands
+from openfrt.cli import engine_commands, models_commands
 
 app = typer.Typer(
     name="openfrt",
@@ -16,6 +16,7 @@ app = typer.Typer(
 )
 app.command()(engine_commands.faces)
 app.command()(engine_commands.compare)
+app.add_typer(models_commands.app, name="models")
 
 
 def _version(value: bool) -> None:

@@ -12,28 +12,36 @@ from typing import Any, Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
+from openfrt.config import home_dir
 from openfrt.errors import NoFaceError
+from openfrt.plugins import Registry
 from openfrt.vision.detectors import DETECTORS, Detector
 from openfrt.vision.embedders import EMBEDDERS, Embedder
 from openfrt.vision.image import DEFAULT_MAX_PIXELS, ImageInput, describe_source, load_image
 from openfrt.vision.types import Face, Template, compare
+from openfrt.vision.zoo import DEFAULT_DETECTOR, DEFAULT_EMBEDDER, Kind, ModelZoo
 
 
 class EngineConfig(BaseModel):
-    """Which plug-ins to use and with what options; every field can come from the environment."""
+    """Which models to use and with what options; every field can come from the environment.
 
-    detector: str = "hog"
+    ``detector`` and ``embedder`` name a model in the zoo (``openfrt models list``) or a plug-in.
+    """
+
+    detector: str = DEFAULT_DETECTOR
     detector_options: dict[str, Any] = Field(default_factory=dict)
-    embedder: str = "dlib"
+    embedder: str = DEFAULT_EMBEDDER
     embedder_options: dict[str, Any] = Field(default_factory=dict)
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
     threshold: float | None = Field(None, ge=0.0, le=1.0, description="1:1 match threshold; None = the model's")
+    threads: int = Field(0, ge=0, description="inference threads for plug-ins that take them; 0 = runtime default")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "EngineConfig":
-        """Defaults, then ``OPENFRT_*`` environment variables, then explicit overrides."""
-        values: dict[str, Any] = {}
-        for field in ("detector", "embedder", "max_pixels", "threshold"):
+        """The zoo's chosen defaults, then ``OPENFRT_*`` environment variables, then overrides."""
+        zoo = ModelZoo(home_dir())
+        values: dict[str, Any] = {"detector": zoo.default("detector"), "embedder": zoo.default("embedder")}
+        for field in ("detector", "embedder", "max_pixels", "threshold", "threads"):
             env = os.environ.get(f"OPENFRT_{field.upper()}")
             if env:
                 values[field] = env
@@ -44,10 +52,11 @@ class EngineConfig(BaseModel):
 class FaceEngine:
     """Detect, embed and compare faces with one configured detector and embedder."""
 
-    def __init__(self, config: EngineConfig | None = None) -> None:
+    def __init__(self, config: EngineConfig | None = None, zoo: ModelZoo | None = None) -> None:
         self.config = config or EngineConfig.from_env()
-        self.detector: Detector = DETECTORS.create(self.config.detector, **self.config.detector_options)
-        self.embedder: Embedder = EMBEDDERS.create(self.config.embedder, **self.config.embedder_options)
+        zoo = zoo or ModelZoo(home_dir())
+        self.detector: Detector = _create(DETECTORS, zoo, "detector", self.config.detector, self.config.detector_options, self.config.threads)
+        self.embedder: Embedder = _create(EMBEDDERS, zoo, "embedder", self.config.embedder, self.config.embedder_options, self.config.threads)
 
     @property
     def threshold(self) -> float:
@@ -81,3 +90,12 @@ class FaceEngine:
 
     def is_match(self, similarity: float) -> bool:
         return similarity >= self.threshold
+
+
+def _create(registry: Registry[Any], zoo: ModelZoo, kind: Kind, name: str, options: dict[str, Any], threads: int) -> Any:
+    """Instantiate the model ``name`` (zoo entry or plug-in) with the config's extra options."""
+    plugin, zoo_options = zoo.resolve(name, kind)
+    merged = {**zoo_options, **options}
+    if threads and registry.accepts(plugin, "threads"):
+        merged.setdefault("threads", threads)
+    return registry.create(plugin, **merged)

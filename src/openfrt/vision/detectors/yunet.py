@@ -13,6 +13,7 @@ import numpy as np
 
 from openfrt.errors import ModelError
 from openfrt.vision.detectors.base import DETECTORS, Detector
+from openfrt.vision.model_cache import verify_sha256
 from openfrt.vision.quality import clip_box, make_face
 from openfrt.vision.types import Face
 
@@ -30,6 +31,7 @@ class YuNetDetector(Detector):
     def __init__(
         self,
         model_path: str | Path | None = None,
+        sha256: str | None = None,
         score_threshold: float = 0.7,
         nms_threshold: float = 0.3,
         max_width: int | None = None,
@@ -37,8 +39,7 @@ class YuNetDetector(Detector):
         if model_path is None:
             raise ModelError("the yunet detector needs model_path: the path of a YuNet .onnx file")
         path = Path(model_path)
-        if not path.is_file():
-            raise ModelError(f"YuNet model not found: {path}")
+        verify_sha256(path, sha256)
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # its DNN target warnings are noise
         try:
             self._detector = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, nms_threshold, 5000)

@@ -18,7 +18,7 @@ DLIB_RESNET_MODEL = "dlib-resnet"
 DLIB_RESNET_VERSION = "v1"
 
 #: Measured on ../shared/faces/lfw pairs (benchmarks/verification.py); see README.
-DLIB_RESNET_THRESHOLD = 0.963
+DLIB_RESNET_THRESHOLD = 0.9626
 
 
 def dlib_shape(rgb: np.ndarray, face: Face) -> dlib.full_object_detection:

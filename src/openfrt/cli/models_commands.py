@@ -1,0 +1,104 @@
+"""``openfrt models``: list, register, choose and install face models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from openfrt.cli.common import EXIT_INPUT_FAILED, HomeOption, JsonOption, console, err_console, print_json
+from openfrt.config import home_dir
+from openfrt.errors import OpenFRTError
+from openfrt.vision.zoo import ModelEntry, ModelZoo
+
+app = typer.Typer(help="List, register, choose and install face models.", no_args_is_help=True)
+
+
+def _zoo(home: Path | None) -> ModelZoo:
+    if home is not None:
+        os.environ["OPENFRT_HOME"] = str(home)  # so engines built later in this process agree
+    return ModelZoo(home_dir(home))
+
+
+def _fail(exc: OpenFRTError) -> None:
+    err_console.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(EXIT_INPUT_FAILED)
+
+
+def _entry_json(zoo: ModelZoo, entry: ModelEntry) -> dict[str, object]:
+    return {
+        "name": entry.name,
+        "kind": entry.kind,
+        "plugin": entry.plugin,
+        "source": entry.source,
+        "licence": entry.licence,
+        "builtin": entry.builtin,
+        "ready": zoo.is_ready(entry),
+        "default": zoo.default(entry.kind) == entry.name,
+        "sha256": entry.options.get("sha256"),
+    }
+
+
+@app.command("list")
+def list_models(home: HomeOption = None, json_output: JsonOption = False) -> None:
+    """Every model: kind, where it comes from, its licence, and whether it is ready to use."""
+    zoo = _zoo(home)
+    rows = [_entry_json(zoo, entry) for entry in zoo.entries()]
+    if json_output:
+        for row in rows:
+            print_json(row)
+        return
+    table = Table(title="Face models (* = default)")
+    for column in ("name", "kind", "runs on", "source", "licence", "ready"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        name = f"{row['name']}{' *' if row['default'] else ''}"
+        ready = "[green]yes[/green]" if row["ready"] else "[red]no[/red]"
+        table.add_row(name, str(row["kind"]), str(row["plugin"]), str(row["source"]), str(row["licence"]), ready)
+    console.print(table)
+
+
+@app.command("add")
+def add_model(
+    name: Annotated[str, typer.Argument(help="Name to register the model under.")],
+    path: Annotated[Path, typer.Argument(help="ONNX file, or OpenVINO .xml with its .bin beside it.")],
+    kind: Annotated[Optional[str], typer.Option("--kind", help="embedder or detector (default: guessed).")] = None,
+    sha256: Annotated[Optional[str], typer.Option("--sha256", help="Refuse the file unless it has this SHA-256.")] = None,
+    family: Annotated[
+        Optional[str], typer.Option("--family", help="Embedder family: arcface, sface or intel-reid.")
+    ] = None,
+    licence: Annotated[str, typer.Option("--licence", help="The model's licence, shown in 'models list'.")] = "as supplied by the user",
+    home: HomeOption = None,
+) -> None:
+    """Register a model file; its checksum is recorded and verified whenever it is loaded."""
+    if kind not in (None, "embedder", "detector"):
+        raise typer.BadParameter("must be 'embedder' or 'detector'", param_hint="--kind")
+    try:
+        entry = _zoo(home).add(name, path, kind, sha256, family, licence)  # type: ignore[arg-type]
+    except OpenFRTError as exc:
+        _fail(exc)
+    console.print(f"registered {entry.kind} [bold]{entry.name}[/bold] ({entry.plugin}, sha256 {entry.options['sha256'][:16]}…)")
+
+
+@app.command("use")
+def use_model(name: Annotated[str, typer.Argument(help="A model from 'openfrt models list'.")], home: HomeOption = None) -> None:
+    """Make a model the default detector or embedder."""
+    try:
+        entry = _zoo(home).use(name)
+    except OpenFRTError as exc:
+        _fail(exc)
+    console.print(f"default {entry.kind} is now [bold]{entry.name}[/bold]")
+
+
+@app.command("install")
+def install_model(name: Annotated[str, typer.Argument(help="A known model, e.g. sface or yunet.")], home: HomeOption = None) -> None:
+    """Download a known model from its official address (needs internet), checked against a pinned SHA-256."""
+    try:
+        with console.status(f"downloading {name}…"):
+            entry = _zoo(home).install(name)
+    except OpenFRTError as exc:
+        _fail(exc)
+    console.print(f"installed and registered {entry.kind} [bold]{entry.name}[/bold]")
