@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -31,11 +32,19 @@ def yunet_model() -> Path:
 
 
 @pytest.fixture(scope="session")
-def hog_engine() -> FaceEngine:
+def hog_engine(isolated_environment: None) -> FaceEngine:
     return FaceEngine(EngineConfig(detector="hog", embedder="dlib"))
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep converted models out of the user's real cache; shared by all tests of a session."""
-    monkeypatch.setenv("OPENFRT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "model-cache"))
+@pytest.fixture(scope="session", autouse=True)
+def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep the user's real data directory and model cache out of every test.
+
+    The converted-model cache is shared by the whole session so that models are built once.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OPENFRT_HOME", str(tmp_path_factory.mktemp("home")))
+        patch.setenv("OPENFRT_CACHE_DIR", str(tmp_path_factory.mktemp("model-cache")))
+        for name in ("OPENFRT_DETECTOR", "OPENFRT_EMBEDDER", "OPENFRT_THRESHOLD", "OPENFRT_DATABASE_URL"):
+            patch.delenv(name, raising=False)
+        yield
