@@ -40,7 +40,7 @@ def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     variance = (source_centred**2).sum() / len(source)
     scale = float(np.trace(np.diag(singular) @ reflection) / variance) if variance > 0 else 1.0
     translation = target_mean - scale * rotation @ source_mean
-    return np.hstack([scale * rotation, translation[:, None]]).astype(np.float32)
+    return np.hstack([scale * rotation, translation[:, None]])
 
 
 def warp_to_reference(rgb: np.ndarray, landmarks: np.ndarray, reference: np.ndarray, size: int) -> np.ndarray:

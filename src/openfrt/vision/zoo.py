@@ -15,18 +15,19 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from openfrt.errors import ModelError
 from openfrt.vision.detectors import DETECTORS
 from openfrt.vision.embedders import EMBEDDERS
-from openfrt.vision.model_cache import sha256_of
+from openfrt.vision.embedders.dlib_resnet import converted_resnet
+from openfrt.vision.model_cache import ConvertedModel, sha256_of
 
 Kind = Literal["detector", "embedder"]
 
 #: Built-in defaults, used until the user chooses others with ``openfrt models use``.
 DEFAULT_DETECTOR = "hog"
-DEFAULT_EMBEDDER = "dlib"
+DEFAULT_EMBEDDER = "dlib-onnx"
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class ModelEntry:
     source: str
     options: dict[str, Any] = field(default_factory=dict)
     builtin: bool = False
+    #: For built-ins converted from bundled weights: the conversion, to tell whether it is cached.
+    converted: Callable[[], ConvertedModel] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -55,13 +58,16 @@ class KnownDownload:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-DLIB_LICENCE = "public domain (Davis King, dlib-models)"
+DLIB_LICENCE = "public domain (dlib-models)"
+SP68_NOTE = "; its 68-point landmarks: non-commercial (iBUG 300-W)"
 BUILTIN_MODELS: tuple[ModelEntry, ...] = (
-    ModelEntry("hog", "detector", "hog", DLIB_LICENCE + "; landmarks by shape_predictor_68 (iBUG 300-W: no commercial use)",
+    ModelEntry("hog", "detector", "hog", DLIB_LICENCE + SP68_NOTE,
                "dlib-bin + face_recognition_models", builtin=True),
-    ModelEntry("mmod", "detector", "mmod", DLIB_LICENCE + "; landmarks by shape_predictor_68 (iBUG 300-W: no commercial use)",
+    ModelEntry("mmod", "detector", "mmod", DLIB_LICENCE + SP68_NOTE,
                "face_recognition_models", builtin=True),
-    ModelEntry("dlib", "embedder", "dlib", DLIB_LICENCE, "face_recognition_models (run by dlib)", builtin=True),
+    ModelEntry("dlib-onnx", "embedder", "dlib-onnx", DLIB_LICENCE,
+               "face_recognition_models, converted to ONNX on first use", builtin=True, converted=converted_resnet),
+    ModelEntry("dlib", "embedder", "dlib", DLIB_LICENCE, "face_recognition_models (run by dlib; reference)", builtin=True),
 )
 
 KNOWN_DOWNLOADS: tuple[KnownDownload, ...] = (
@@ -122,7 +128,10 @@ class ModelZoo:
         return entry.plugin, dict(entry.options)
 
     def is_ready(self, entry: ModelEntry) -> bool:
-        """True when the model's files are present with their recorded checksums."""
+        """True when the model's files are present with their recorded checksums (for a converted
+        built-in: when its conversion is in the cache; otherwise it is built on first use)."""
+        if entry.converted is not None:
+            return entry.converted().is_ready()
         path, expected = entry.options.get("model_path"), entry.options.get("sha256")
         if path is None:
             return True
@@ -150,13 +159,13 @@ class ModelZoo:
         (DETECTORS if kind == "detector" else EMBEDDERS).create(plugin, **options)  # proves it loads
         entry = ModelEntry(name, kind, plugin, licence, str(path), options)
         data = self._load()
-        data["models"][name] = asdict(entry)
+        data["models"][name] = {key: value for key, value in asdict(entry).items() if key != "converted"}
         self._save(data)
         return entry
 
     def use(self, name: str) -> ModelEntry:
         entry = self.get(name)
-        if not self.is_ready(entry):
+        if entry.converted is None and not self.is_ready(entry):
             raise ModelError(f"model {name!r} is not ready: its file is missing or has changed")
         data = self._load()
         data["defaults"][entry.kind] = name

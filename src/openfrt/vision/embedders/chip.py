@@ -63,6 +63,8 @@ class OnnxRuntimeBackend(InferenceBackend):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        # Spinning worker threads burn CPU that the decoder and detector need on a 2-core box.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         source = model if isinstance(model, bytes) else str(model)
         try:
             self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
