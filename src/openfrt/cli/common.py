@@ -43,13 +43,18 @@ ThresholdOption = Annotated[
 
 
 def build_engine(
-    detector: str | None, detector_model: Path | None, embedder: str | None, max_pixels: int | None, threshold: float | None = None
+    detector: str | None,
+    detector_model: Path | None,
+    embedder: str | None,
+    max_pixels: int | None,
+    threshold: float | None = None,
+    threads: int | None = None,
 ) -> FaceEngine:
     """A face engine from the environment's configuration and the command's options."""
     options: dict[str, Any] = {"model_path": detector_model} if detector_model else {}
     try:
         config = EngineConfig.from_env(
-            detector=detector, embedder=embedder, max_pixels=max_pixels, threshold=threshold
+            detector=detector, embedder=embedder, max_pixels=max_pixels, threshold=threshold, threads=threads
         )
         if options:
             config = config.model_copy(update={"detector_options": options})

@@ -15,6 +15,7 @@ from openfrt.cli.common import (
     EmbedderOption,
     JsonOption,
     MaxPixelsOption,
+    ThreadsOption,
     ThresholdOption,
     build_engine,
     console,
@@ -31,9 +32,10 @@ def faces(
     detector: DetectorOption = None,
     detector_model: DetectorModelOption = None,
     max_pixels: MaxPixelsOption = None,
+    threads: ThreadsOption = None,
 ) -> None:
     """Find the faces in each image, with box, score and quality measures."""
-    engine = build_engine(detector, detector_model, None, max_pixels)
+    engine = build_engine(detector, detector_model, None, max_pixels, threads=threads)
     failed = False
     for image in images:
         try:
@@ -77,9 +79,10 @@ def compare(
     embedder: EmbedderOption = None,
     max_pixels: MaxPixelsOption = None,
     threshold: ThresholdOption = None,
+    threads: ThreadsOption = None,
 ) -> None:
     """Compare the largest face of two images: similarity on a 0..1 scale and match or not."""
-    engine = build_engine(detector, detector_model, embedder, max_pixels, threshold)
+    engine = build_engine(detector, detector_model, embedder, max_pixels, threshold, threads)
     try:
         _, template_a = engine.largest_face_template(image_a, str(image_a))
         _, template_b = engine.largest_face_template(image_b, str(image_b))
