@@ -2,7 +2,7 @@
 each embedder. A script, not a test: timings on a shared machine are noisy, so it reports
 medians measured side by side in one run.
 
-    python benchmarks/engine.py                      # every available detector and embedder
+    python benchmarks/engine.py                      # every available detector, the embedders
     python benchmarks/engine.py --detectors hog yunet --widths 640 1920 --frames 5
 """
 
@@ -23,11 +23,13 @@ from openfrt.errors import OpenFRTError
 from openfrt.vision import load_image
 from openfrt.vision.detectors import DETECTORS, Detector
 from openfrt.vision.embedders import EMBEDDERS, Embedder
+from openfrt.vision.embedders.chip import ChipEmbedder
 from openfrt.vision.types import Face
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 VIDEO = SHARED / "video" / "walking_1080p.mp4"
 YUNET = SHARED / "models" / "face_detection_yunet_2023mar.onnx"
+INTEL = SHARED / "models" / "face-reidentification-retail-0095" / "FP16" / "face-reidentification-retail-0095.xml"
 FACES = SHARED / "faces" / "samples"
 
 #: Detectors too slow to run on every frame at every width get fewer repetitions.
@@ -103,38 +105,49 @@ def sample_faces(detector: Detector) -> list[tuple[np.ndarray, Face]]:
     return faces
 
 
-def embedder_table(embedders: dict[str, Embedder], faces: list[tuple[np.ndarray, Face]], repeats: int) -> Table:
-    table = Table(title=f"Embedding: median ms per face over {len(faces)} faces")
-    table.add_column("embedder")
-    table.add_column("model")
-    table.add_column("one face per call", justify="right")
-    table.add_column(f"batch of {len(faces)}", justify="right")
-    for name, embedder in embedders.items():
-        single = statistics.median(
-            median_ms(lambda r=rgb, f=face: embedder.embed(r, [f]), repeats) for rgb, face in faces
-        )
+def embedder_variants() -> dict[str, tuple[str, dict[str, object]]]:
+    """Embedders to time: label -> (plug-in, options). Thread counts are part of the variant."""
+    variants: dict[str, tuple[str, dict[str, object]]] = {
+        "dlib (dlib's own call)": ("dlib", {}),
+        "dlib-onnx, 1 thread": ("dlib-onnx", {"threads": 1}),
+        "dlib-onnx, 2 threads": ("dlib-onnx", {"threads": 2}),
+    }
+    if INTEL.exists():
+        variants["intel-reid (OpenVINO), 1 thread"] = ("openvino", {"model_path": INTEL, "threads": 1})
+        variants["intel-reid (OpenVINO), 2 threads"] = ("openvino", {"model_path": INTEL, "threads": 2})
+    return variants
+
+
+def embedder_table(faces: list[tuple[np.ndarray, Face]], repeats: int) -> Table:
+    """ms per face one at a time and in one batch of every face, with the speed-up over dlib."""
+    table = Table(title=f"Embedding: median ms per face over {len(faces)} faces (alignment included)")
+    for column in ("embedder", "one face per call", f"batch of {len(faces)}", "x faster than dlib (single / batch)"):
+        table.add_column(column, justify="right" if column != "embedder" else "left")
+    reference: tuple[float, float] | None = None
+    for label, (plugin, options) in embedder_variants().items():
+        embedder = EMBEDDERS.create(plugin, **options)
+        single = statistics.median(median_ms(lambda r=rgb, f=face: embedder.embed(r, [f]), repeats) for rgb, face in faces)
         batched = _batched_ms(embedder, faces, repeats)
-        table.add_row(name, embedder.model_id, f"{single:.1f}", f"{batched:.1f}")
+        reference = reference or (single, batched)
+        speedup = f"{reference[0] / single:.1f} / {reference[0] / batched:.1f}"
+        table.add_row(label, f"{single:.2f}", f"{batched:.2f}", speedup)
     return table
 
 
 def _batched_ms(embedder: Embedder, faces: list[tuple[np.ndarray, Face]], repeats: int) -> float:
-    """Per-face time when all faces of one image go in one call (faces are regrouped by image)."""
+    """Per-face time when every face goes through the network in one batch."""
+    if isinstance(embedder, ChipEmbedder):
+        chips = [embedder.chip(rgb, face) for rgb, face in faces]
+        return median_ms(lambda: embedder.embed_chips(chips), repeats) / len(faces)
     by_image: dict[int, tuple[np.ndarray, list[Face]]] = {}
     for rgb, face in faces:
         by_image.setdefault(id(rgb), (rgb, []))[1].append(face)
-
-    def run() -> None:
-        for rgb, group in by_image.values():
-            embedder.embed(rgb, group)
-
-    return median_ms(run, repeats) / len(faces)
+    return median_ms(lambda: [embedder.embed(rgb, group) for rgb, group in by_image.values()], repeats) / len(faces)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--detectors", nargs="+", default=DETECTORS.names())
-    parser.add_argument("--embedders", nargs="+", default=EMBEDDERS.names())
     parser.add_argument("--widths", nargs="+", type=int, default=[640, 960, 1920])
     parser.add_argument("--frames", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
@@ -145,8 +158,7 @@ def main() -> None:
     frames = video_frames(VIDEO, args.frames)
     console.print(detector_table(build_detectors(args.detectors), frames, args.widths))
     faces = sample_faces(DETECTORS.create("hog"))
-    embedders = {name: EMBEDDERS.create(name) for name in args.embedders}
-    console.print(embedder_table(embedders, faces, args.repeats))
+    console.print(embedder_table(faces, args.repeats))
 
 
 if __name__ == "__main__":
