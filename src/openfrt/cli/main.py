@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from openfrt import __version__
-from openfrt.cli import engine_commands, models_commands
+from openfrt.cli import engine_commands, gallery_commands, models_commands
 
 app = typer.Typer(
     name="openfrt",
@@ -17,6 +17,11 @@ app = typer.Typer(
 app.command()(engine_commands.faces)
 app.command()(engine_commands.compare)
 app.add_typer(models_commands.app, name="models")
+app.add_typer(gallery_commands.subject_app, name="subject")
+app.add_typer(gallery_commands.watchlist_app, name="watchlist")
+app.command("enrol-folder")(gallery_commands.enrol_folder)
+app.command()(gallery_commands.identify)
+app.command()(gallery_commands.search)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,556 @@
+"""The gallery: enrol subjects, build watchlists, identify probes, search the reference database.
+
+:class:`Gallery` composes the records store (encrypted, audited persistence), a face engine
+(quality and templates) and the search index, and enforces the rules between them: a reference
+image must pass the quality policy; templates of different models are never mixed; a watchlist
+is searched exactly and only until it expires; a retrospective search needs a case reference
+and a reason and only ever proposes candidates; every change and search is audited; deleting a
+subject or a watchlist removes everything derived from it, including cached matrices and index
+entries.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from openfrt.errors import ImageError, ModelMismatchError
+from openfrt.gallery.fitness import default_threshold, expected_fitness
+from openfrt.gallery.matching import Candidate, Identification, TemplateMatrix
+from openfrt.gallery.quality import FaceChoice, QualityPolicy, check_quality, choose_face
+from openfrt.gallery.reference_index import ReferenceIndexes
+from openfrt.records.audit import AuditAction, record_event
+from openfrt.records.errors import (
+    DuplicateRecordError,
+    EnrolmentRefused,
+    InvalidRecordError,
+    RecordNotFoundError,
+    WatchlistExpiredError,
+)
+from openfrt.records.models import (
+    ID_LENGTH,
+    Category,
+    ReferenceImage,
+    ReferenceTemplate,
+    Subject,
+    Watchlist,
+    WatchlistMember,
+    utc_now,
+)
+from openfrt.records.store import RecordStore
+from openfrt.vision import Face, FaceEngine, Template
+
+log = logging.getLogger(__name__)
+
+#: The index returns templates, and a subject may have several; ask for this many per wanted
+#: subject so that de-duplicating by subject still leaves ``top`` candidates.
+SEARCH_OVERFETCH = 4
+
+
+@dataclass(frozen=True)
+class SubjectInfo:
+    """Who a subject is; ``id`` comes from the caller (e.g. a custody or case number)."""
+
+    id: str
+    display_name: str
+    category: Category
+    notes: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageToEnrol:
+    """One reference image with the facts that justify keeping it."""
+
+    source: Path | bytes
+    label: str
+    legal_basis: str | None = None
+    source_ref: str | None = None
+    captured_at: datetime | None = None
+    face: FaceChoice = None
+
+
+@dataclass(frozen=True)
+class ImageOutcome:
+    """What happened to one image: stored as ``reference_image_id``, or refused with a reason."""
+
+    image: str
+    reference_image_id: int | None = None
+    face: Face | None = None
+    reason: str | None = None
+    detail: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.reason is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "reference_image": self.reference_image_id,
+            "face": self.face.as_dict() if self.face else None,
+            "refused": self.reason,
+            "error": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class EnrolmentReport:
+    """A subject's batch: ``enrolled`` only if every image passed (nothing is stored otherwise)."""
+
+    subject: str
+    enrolled: bool
+    created: bool
+    images: tuple[ImageOutcome, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "enrolled": self.enrolled,
+            "created": self.created,
+            "images": [image.as_dict() for image in self.images],
+        }
+
+
+@dataclass(frozen=True)
+class WatchlistInfo:
+    """A snapshot of a watchlist; ``revision`` tells whether a cached matrix of it is current."""
+
+    id: int
+    name: str
+    purpose: str
+    criteria: str | None
+    authorised_by: str
+    created_at: datetime
+    expires_at: datetime | None
+    threshold: float
+    model_id: str
+    revision: int
+    subjects: tuple[str, ...] = field(default=())
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= utc_now()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "purpose": self.purpose,
+            "criteria": self.criteria,
+            "authorised_by": self.authorised_by,
+            "created_at": self.created_at.isoformat(),
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "expired": self.expired,
+            "threshold": self.threshold,
+            "model_id": self.model_id,
+            "subjects": list(self.subjects),
+        }
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """An image that passed every check, ready to store."""
+
+    data: bytes
+    media_type: str
+    face: Face
+    template: Template
+
+
+class Gallery:
+    """Subjects, watchlists, identification and retrospective search over one records store."""
+
+    def __init__(self, store: RecordStore, engine: FaceEngine, policy: QualityPolicy | None = None) -> None:
+        self.store = store
+        self.engine = engine
+        self.policy = policy or QualityPolicy()
+        self.indexes = ReferenceIndexes(store)
+        self._matrices: dict[int, tuple[int, TemplateMatrix]] = {}
+
+    @property
+    def model_id(self) -> str:
+        """The model whose templates this gallery makes (the engine's embedder)."""
+        return self.engine.embedder.model_id
+
+    # -- subjects ------------------------------------------------------------------------------
+
+    def enrol(
+        self, subject: SubjectInfo, images: Sequence[ImageToEnrol], *, actor: str, watchlist: str | None = None
+    ) -> EnrolmentReport:
+        """Enrol ``images`` of ``subject`` (creating it if new), all or nothing, optionally into
+        ``watchlist``. Refusals are reported per image, not raised; record errors are raised."""
+        _check_identifier(subject.id, "subject id")
+        if not images:
+            raise InvalidRecordError(f"subject {subject.id}: no reference images given")
+        if watchlist is not None:
+            self._check_watchlist_accepts(watchlist)
+        prepared, outcomes = self._prepare_all(images)
+        if any(not outcome.accepted for outcome in outcomes):
+            return EnrolmentReport(subject.id, enrolled=False, created=False, images=tuple(outcomes))
+        with self.store.transaction() as session:
+            created, rows = self._store_images(session, subject, images, prepared)
+            if watchlist is not None:
+                self._add_members(session, self._watchlist_row(session, watchlist), [subject.id])
+            self._touch_watchlists(session, [subject.id])
+            record_event(
+                session, AuditAction.subject_enrolled, actor=actor, target=subject.id,
+                reason=_joined(item.legal_basis for item in images),
+                details={"reference_images": [row.id for row in rows], "model_id": self.model_id,
+                         "created": created, "watchlist": watchlist},
+            )
+            template_ids = [row.templates[0].id for row in rows]
+        self._index_added(template_ids, [item.template for item in prepared])
+        outcomes = [
+            ImageOutcome(item.label, row.id, ready.face) for item, row, ready in zip(images, rows, prepared)
+        ]
+        return EnrolmentReport(subject.id, enrolled=True, created=created, images=tuple(outcomes))
+
+    def remove_subject(self, subject_id: str, *, actor: str, reason: str | None = None) -> dict[str, Any]:
+        """Delete a subject and everything derived from it: reference images, templates, watchlist
+        memberships, index entries and cached matrices. Returns counts (for the audit and the user)."""
+        with self.store.transaction() as session:
+            subject = session.get(Subject, subject_id)
+            if subject is None:
+                raise RecordNotFoundError(f"no subject {subject_id!r}")
+            templates = session.execute(
+                select(ReferenceTemplate.id, ReferenceTemplate.model_id)
+                .join(ReferenceImage)
+                .where(ReferenceImage.subject_id == subject_id)
+            ).all()
+            for model_id in {row.model_id for row in templates}:
+                self.indexes.remove(model_id, np.array([row.id for row in templates if row.model_id == model_id]))
+            watchlists = self._touch_watchlists(session, [subject_id])
+            summary = {"reference_images": len(subject.images), "templates": len(templates), "watchlists": watchlists}
+            record_event(session, AuditAction.subject_removed, actor=actor, target=subject_id, reason=reason, details=summary)
+            session.delete(subject)
+        return {"subject": subject_id, **summary}
+
+    def reference_image(self, reference_image_id: int) -> bytes:
+        """The original bytes of a reference image, decrypted in memory (for officers' review)."""
+        with self.store.transaction() as session:
+            row = session.get(ReferenceImage, reference_image_id)
+            if row is None:
+                raise RecordNotFoundError(f"no reference image {reference_image_id}")
+            return self.store.cipher.decrypt(row.image)
+
+    def _prepare_all(self, images: Sequence[ImageToEnrol]) -> tuple[list[_Prepared], list[ImageOutcome]]:
+        prepared, outcomes = [], []
+        for item in images:
+            try:
+                ready = self._prepare(item)
+            except EnrolmentRefused as exc:
+                outcomes.append(ImageOutcome(item.label, reason=exc.reason, detail=exc.detail))
+            except ImageError as exc:
+                outcomes.append(ImageOutcome(item.label, reason="bad_image", detail=exc.problem))
+            else:
+                prepared.append(ready)
+                outcomes.append(ImageOutcome(item.label, face=ready.face))
+        return prepared, outcomes
+
+    def _prepare(self, item: ImageToEnrol) -> _Prepared:
+        """Decode, pick the face, check its quality and embed it; raises to refuse."""
+        rgb = self.engine.load(item.source, item.label)
+        data = item.source if isinstance(item.source, bytes) else Path(item.source).read_bytes()
+        face = choose_face(self.engine.detector.detect(rgb), item.face, item.label)
+        check_quality(face, self.policy, item.label)
+        template = self.engine.embedder.embed(rgb, [face])[0]
+        return _Prepared(data, _media_type(data), face, template)
+
+    def _store_images(
+        self, session: Session, info: SubjectInfo, images: Sequence[ImageToEnrol], prepared: Sequence[_Prepared]
+    ) -> tuple[bool, list[ReferenceImage]]:
+        subject, created = self._subject_for_enrolment(session, info)
+        rows = [
+            ReferenceImage(
+                image=self.store.cipher.encrypt(ready.data),
+                media_type=ready.media_type,
+                face_box=[round(float(v), 1) for v in ready.face.box],
+                legal_basis=item.legal_basis,
+                source=item.source_ref,
+                captured_at=item.captured_at,
+                templates=[ReferenceTemplate(model_id=ready.template.model_id, vector=self.store.seal_template(ready.template))],
+            )
+            for item, ready in zip(images, prepared)
+        ]
+        subject.images.extend(rows)
+        session.flush()
+        return created, rows
+
+    def _subject_for_enrolment(self, session: Session, info: SubjectInfo) -> tuple[Subject, bool]:
+        """The existing subject (if it is the same person record) or a new one."""
+        subject = session.get(Subject, info.id)
+        if subject is None:
+            subject = Subject(id=info.id, display_name=info.display_name, category=info.category, notes=info.notes)
+            session.add(subject)
+            return subject, True
+        if (subject.display_name, subject.category) != (info.display_name, info.category):
+            raise DuplicateRecordError(
+                f"subject {info.id!r} exists as {subject.display_name!r} ({subject.category.value}); "
+                "give the same name and category to add images to it"
+            )
+        subject.updated_at = utc_now()
+        return subject, False
+
+    def _index_added(self, template_ids: list[int], templates: list[Template]) -> None:
+        """Add committed templates to the search index. A failure here must not undo or misreport
+        the enrolment: the database is the source of truth and the index rebuilds from it."""
+        try:
+            self.indexes.add(self.model_id, np.array(template_ids), np.stack([t.vector for t in templates]))
+        except Exception as exc:  # noqa: BLE001 - any index failure is healed by the next rebuild
+            log.warning("search index not updated (%s); it will be rebuilt from the database when next used", exc)
+
+    # -- watchlists ----------------------------------------------------------------------------
+
+    def create_watchlist(
+        self,
+        name: str,
+        *,
+        purpose: str,
+        authorised_by: str,
+        actor: str,
+        criteria: str | None = None,
+        expires_at: datetime | None = None,
+        threshold: float | None = None,
+    ) -> WatchlistInfo:
+        """A new, empty watchlist for the engine's model; threshold defaults to the calibrated one."""
+        _check_identifier(name, "watchlist name")
+        for value, what in ((purpose, "purpose"), (authorised_by, "authorising officer")):
+            if not value or not value.strip():
+                raise InvalidRecordError(f"a watchlist needs a {what}")
+        if expires_at is not None and expires_at <= utc_now():
+            raise InvalidRecordError(f"expiry time {expires_at.isoformat()} is already past")
+        if threshold is None:
+            threshold = default_threshold(self.model_id, self.engine.embedder.default_threshold)
+        if not 0.0 <= threshold <= 1.0:
+            raise InvalidRecordError(f"threshold {threshold} is outside 0..1")
+        with self.store.transaction() as session:
+            if session.scalar(select(Watchlist.id).where(Watchlist.name == name)) is not None:
+                raise DuplicateRecordError(f"a watchlist named {name!r} already exists")
+            row = Watchlist(
+                name=name, purpose=purpose, criteria=criteria, authorised_by=authorised_by,
+                expires_at=expires_at, threshold=threshold, model_id=self.model_id, revision=0,
+            )
+            session.add(row)
+            session.flush()
+            record_event(
+                session, AuditAction.watchlist_created, actor=actor, target=name, reason=purpose,
+                details={"authorised_by": authorised_by, "criteria": criteria, "threshold": threshold,
+                         "model_id": self.model_id, "expires_at": expires_at.isoformat() if expires_at else None},
+            )
+            return _info(session, row)
+
+    def add_to_watchlist(self, name: str, subject_ids: Sequence[str], *, actor: str) -> WatchlistInfo:
+        """Add existing subjects (all or none); each needs a template of the watchlist's model."""
+        with self.store.transaction() as session:
+            row = self._watchlist_row(session, name)
+            _check_not_expired(row)
+            added = self._add_members(session, row, subject_ids)
+            record_event(session, AuditAction.watchlist_members_added, actor=actor, target=name, details={"added": added})
+            return _info(session, row)
+
+    def watchlist(self, name: str) -> WatchlistInfo:
+        with self.store.transaction() as session:
+            return _info(session, self._watchlist_row(session, name))
+
+    def delete_watchlist(self, name: str, *, actor: str, reason: str | None = None) -> WatchlistInfo:
+        """Destroy a watchlist: its row, memberships and cached matrix. Subjects stay in the
+        reference database, where they came from."""
+        with self.store.transaction() as session:
+            row = self._watchlist_row(session, name)
+            info = _info(session, row)
+            record_event(
+                session, AuditAction.watchlist_deleted, actor=actor, target=name, reason=reason,
+                details={"subjects": len(info.subjects), "purpose": info.purpose},
+            )
+            session.delete(row)
+        self._matrices.pop(info.id, None)
+        return info
+
+    @staticmethod
+    def fitness(info: WatchlistInfo) -> dict[str, Any] | None:
+        """Expected TPIR/FPIR of the watchlist at its threshold and size (None if uncalibrated)."""
+        return expected_fitness(info.model_id, info.threshold, len(info.subjects))
+
+    def _check_watchlist_accepts(self, name: str) -> None:
+        """Fail before any image work if enrolling into ``name`` cannot succeed."""
+        with self.store.transaction() as session:
+            row = self._watchlist_row(session, name)
+            _check_not_expired(row)
+            if row.model_id != self.model_id:
+                raise ModelMismatchError(
+                    f"watchlist {name!r} holds {row.model_id} templates but this engine makes {self.model_id}"
+                )
+
+    @staticmethod
+    def _watchlist_row(session: Session, name: str) -> Watchlist:
+        row = session.scalar(select(Watchlist).where(Watchlist.name == name))
+        if row is None:
+            raise RecordNotFoundError(f"no watchlist named {name!r}")
+        return row
+
+    def _add_members(self, session: Session, row: Watchlist, subject_ids: Sequence[str]) -> list[str]:
+        wanted = list(dict.fromkeys(subject_ids))
+        known = set(session.scalars(select(Subject.id).where(Subject.id.in_(wanted))))
+        missing = [subject for subject in wanted if subject not in known]
+        if missing:
+            raise RecordNotFoundError(f"no subject(s) {', '.join(map(repr, missing))}; nothing was added")
+        with_model = set(
+            session.scalars(
+                select(ReferenceImage.subject_id)
+                .join(ReferenceTemplate)
+                .where(ReferenceImage.subject_id.in_(wanted), ReferenceTemplate.model_id == row.model_id)
+            )
+        )
+        lacking = [subject for subject in wanted if subject not in with_model]
+        if lacking:
+            raise ModelMismatchError(
+                f"subject(s) {', '.join(map(repr, lacking))} have no {row.model_id} template; "
+                "re-enrol them with that model; nothing was added"
+            )
+        present = set(session.scalars(select(WatchlistMember.subject_id).where(WatchlistMember.watchlist_id == row.id)))
+        added = [subject for subject in wanted if subject not in present]
+        session.add_all(WatchlistMember(watchlist_id=row.id, subject_id=subject) for subject in added)
+        if added:
+            row.revision += 1
+        session.flush()
+        return added
+
+    def _touch_watchlists(self, session: Session, subject_ids: Sequence[str]) -> list[str]:
+        """Mark the watchlists holding these subjects as changed and drop their cached matrices;
+        returns their names."""
+        rows = session.execute(
+            select(Watchlist.id, Watchlist.name)
+            .join(WatchlistMember)
+            .where(WatchlistMember.subject_id.in_(subject_ids))
+            .distinct()
+        ).all()
+        if rows:
+            ids = [row.id for row in rows]
+            session.execute(update(Watchlist).where(Watchlist.id.in_(ids)).values(revision=Watchlist.revision + 1))
+            for watchlist_id in ids:
+                self._matrices.pop(watchlist_id, None)
+        return sorted(row.name for row in rows)
+
+    # -- identification and search -------------------------------------------------------------
+
+    def identify(self, probe: Template, watchlist: WatchlistInfo | str, top: int = 5) -> Identification:
+        """Rank the watchlist's subjects for ``probe`` (exact search); alert when the best
+        reaches the watchlist's threshold. Refuses expired watchlists and other models' probes."""
+        info = watchlist if isinstance(watchlist, WatchlistInfo) else self.watchlist(watchlist)
+        if info.expired:
+            raise WatchlistExpiredError(f"watchlist {info.name!r} expired at {info.expires_at}; it must not be searched")
+        if probe.model_id != info.model_id:
+            raise ModelMismatchError(
+                f"probe made by {probe.model_id} cannot be searched against watchlist {info.name!r} "
+                f"({info.model_id} templates)"
+            )
+        candidates = self._matrix(info).rank(probe, top)
+        alert = bool(candidates) and candidates[0].similarity >= info.threshold
+        return Identification(info.name, info.threshold, tuple(candidates), alert)
+
+    def search(
+        self, probe: Template, *, case_ref: str, reason: str, actor: str, top: int = 10, image: str | None = None
+    ) -> list[Candidate]:
+        """Retrospective search of the whole reference database (approximate index): candidates
+        for a human to review, never a match. Needs a case reference and a reason; audited."""
+        if not (case_ref and case_ref.strip() and reason and reason.strip()):
+            raise InvalidRecordError("a retrospective search needs a case reference and a reason")
+        self._check_reference_model(probe.model_id)
+        candidates = self._search_index(probe, top)
+        with self.store.transaction() as session:
+            record_event(
+                session, AuditAction.retrospective_search, actor=actor, target=image, case_ref=case_ref, reason=reason,
+                details={"model_id": probe.model_id, "top": top, "candidates": [c.subject for c in candidates]},
+            )
+        return candidates
+
+    def _matrix(self, info: WatchlistInfo) -> TemplateMatrix:
+        """The watchlist's templates as a matrix, decrypted once and cached until it changes."""
+        cached = self._matrices.get(info.id)
+        with self.store.transaction() as session:
+            revision = session.scalar(select(Watchlist.revision).where(Watchlist.id == info.id))
+            if revision is None:
+                raise RecordNotFoundError(f"watchlist {info.name!r} no longer exists")
+            if cached and cached[0] == revision:
+                return cached[1]
+            rows = session.execute(
+                select(ReferenceImage.subject_id, ReferenceTemplate.vector)
+                .join(ReferenceTemplate)
+                .join(WatchlistMember, WatchlistMember.subject_id == ReferenceImage.subject_id)
+                .where(WatchlistMember.watchlist_id == info.id, ReferenceTemplate.model_id == info.model_id)
+            ).all()
+        matrix = TemplateMatrix(info.model_id, [(row.subject_id, self.store.open_template(row.vector, info.model_id)) for row in rows])
+        self._matrices[info.id] = (revision, matrix)
+        return matrix
+
+    def _check_reference_model(self, model_id: str) -> None:
+        with self.store.transaction() as session:
+            models = set(session.scalars(select(ReferenceTemplate.model_id).distinct()))
+        if models and model_id not in models:
+            raise ModelMismatchError(
+                f"the reference database holds {', '.join(sorted(models))} templates, none of {model_id}; "
+                "search with the model it was enrolled with"
+            )
+
+    def _search_index(self, probe: Template, top: int) -> list[Candidate]:
+        index = self.indexes.index(probe.model_id, probe.vector.size)
+        k = min(len(index), top * SEARCH_OVERFETCH)
+        if k <= 0:
+            return []
+        similarities, ids = index.search(probe.vector[None, :].astype(np.float32), k)
+        found = [(int(i), float(s)) for i, s in zip(ids[0], similarities[0]) if i >= 0]
+        with self.store.transaction() as session:
+            owners = dict(
+                session.execute(
+                    select(ReferenceTemplate.id, ReferenceImage.subject_id)
+                    .join(ReferenceImage)
+                    .where(ReferenceTemplate.id.in_([i for i, _ in found]))
+                ).all()
+            )
+        best: dict[str, float] = {}
+        for template_id, similarity in sorted(found, key=lambda pair: -pair[1]):
+            subject = owners.get(template_id)
+            if subject is not None and subject not in best:
+                best[subject] = similarity
+        return [Candidate(subject, similarity, rank) for rank, (subject, similarity) in enumerate(list(best.items())[:top], start=1)]
+
+
+def _info(session: Session, row: Watchlist) -> WatchlistInfo:
+    subjects = session.scalars(
+        select(WatchlistMember.subject_id).where(WatchlistMember.watchlist_id == row.id).order_by(WatchlistMember.subject_id)
+    ).all()
+    return WatchlistInfo(
+        row.id, row.name, row.purpose, row.criteria, row.authorised_by, row.created_at, row.expires_at,
+        row.threshold, row.model_id, row.revision, tuple(subjects),
+    )
+
+
+def _check_not_expired(row: Watchlist) -> None:
+    if row.expires_at is not None and row.expires_at <= utc_now():
+        raise WatchlistExpiredError(f"watchlist {row.name!r} expired at {row.expires_at.isoformat()}")
+
+
+def _check_identifier(value: str, what: str) -> None:
+    if not value or not value.strip() or value != value.strip():
+        raise InvalidRecordError(f"{what} {value!r} is empty or has surrounding spaces")
+    if len(value) > ID_LENGTH or any(ord(ch) < 32 for ch in value):
+        raise InvalidRecordError(f"{what} {value!r} is longer than {ID_LENGTH} characters or has control characters")
+
+
+def _media_type(data: bytes) -> str:
+    with Image.open(io.BytesIO(data)) as image:
+        return Image.MIME.get(image.format or "", "application/octet-stream")
+
+
+def _joined(values: Iterable[str | None]) -> str | None:
+    distinct = list(dict.fromkeys(value for value in values if value))
+    return "; ".join(distinct) or None

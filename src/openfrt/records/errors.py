@@ -1,0 +1,39 @@
+"""Errors of the records store and the gallery built on it.
+
+Like :mod:`openfrt.errors`, one type per thing a user can get wrong, so the CLI can report
+which record or input was at fault and choose the exit code.
+"""
+
+from __future__ import annotations
+
+from openfrt.errors import OpenFRTError
+
+
+class RecordNotFoundError(OpenFRTError):
+    """A subject, watchlist or reference image named by the caller does not exist."""
+
+
+class DuplicateRecordError(OpenFRTError):
+    """A record with that identifier already exists and differs from what was asked for."""
+
+
+class InvalidRecordError(OpenFRTError):
+    """A value given for a record is not acceptable (empty id, unknown category, ...)."""
+
+
+class KeyFileError(OpenFRTError):
+    """The encryption key is missing, malformed, or does not open this store's data."""
+
+
+class WatchlistExpiredError(OpenFRTError):
+    """The watchlist's expiry time has passed: it must not be searched any more."""
+
+
+class EnrolmentRefused(OpenFRTError):
+    """A reference image was refused; ``reason`` is a short code, the message explains it."""
+
+    def __init__(self, image: str, reason: str, detail: str) -> None:
+        self.image = image
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{image}: {detail}")
