@@ -88,12 +88,16 @@ def test_stranger_probe_does_not_alert(setup: Setup) -> None:
     assert result.candidates[0].similarity < result.threshold
 
 
-def test_subject_scores_as_its_best_template() -> None:
+def test_subject_scores_as_the_mean_of_its_templates() -> None:
     rng = np.random.default_rng(7)
     a, b, c = (Template(rng.normal(size=16).astype(np.float32), "m", "1") for _ in range(3))
     matrix = TemplateMatrix("m@1", [("x", a), ("y", b), ("x", c)])
     ranked = matrix.rank(c, top=5)
-    assert [(r.subject, r.rank) for r in ranked] == [("x", 1), ("y", 2)] and ranked[0].similarity == pytest.approx(1.0)
+    centre = (a.vector + c.vector) / np.linalg.norm(a.vector + c.vector)
+    assert [(r.subject, r.rank) for r in ranked] == [("x", 1), ("y", 2)]
+    assert ranked[0].similarity == pytest.approx((1 + float(centre @ c.vector)) / 2, abs=1e-6)
+    assert ranked[1].similarity == pytest.approx((1 + float(b.vector @ c.vector)) / 2, abs=1e-6)
+    assert matrix.max_references == 2
 
 
 def test_matrix_is_cached_until_the_watchlist_changes(setup: Setup) -> None:

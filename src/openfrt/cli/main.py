@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from openfrt import __version__
-from openfrt.cli import engine_commands, gallery_commands, models_commands
+from openfrt.cli import engine_commands, evaluate_command, gallery_commands, models_commands
 
 app = typer.Typer(
     name="openfrt",
@@ -22,6 +22,7 @@ app.add_typer(gallery_commands.watchlist_app, name="watchlist")
 app.command("enrol-folder")(gallery_commands.enrol_folder)
 app.command()(gallery_commands.identify)
 app.command()(gallery_commands.search)
+app.command()(evaluate_command.evaluate)
 
 
 def _version(value: bool) -> None:

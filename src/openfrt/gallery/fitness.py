@@ -10,36 +10,26 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from types import ModuleType
 from typing import Any
+
+from openfrt.evaluation import calibration
 
 log = logging.getLogger(__name__)
 
 
 def default_threshold(model_id: str, fallback: float) -> float:
     """The calibrated open-set threshold of ``model_id``; ``fallback`` (the 1:1 one) if unmeasured."""
-    calibration = _calibration()
-    chosen = calibration.default_watchlist_threshold(model_id) if calibration else None
+    chosen = calibration.default_watchlist_threshold(model_id)
     if chosen is None:
         log.warning("no open-set calibration for %s: using its 1:1 threshold %.3f for the watchlist", model_id, fallback)
         return fallback
     return float(chosen)
 
 
-def expected_fitness(model_id: str, threshold: float, watchlist_size: int) -> dict[str, Any] | None:
+def expected_fitness(model_id: str, threshold: float, watchlist_size: int, reference_images: int = 1) -> dict[str, Any] | None:
     """Expected ``tpir``, ``fpir``, ``target_fpir``, ``meets_target`` and ``message``; None when
     the model is uncalibrated (accuracy unknown, which callers must say rather than guess)."""
-    calibration = _calibration()
-    fitness = calibration.expected_performance(model_id, threshold, max(1, watchlist_size)) if calibration else None
+    fitness = calibration.expected_performance(
+        model_id, threshold, max(1, watchlist_size), reference_images=reference_images
+    )
     return dataclasses.asdict(fitness) if fitness is not None else None
-
-
-def _calibration() -> ModuleType | None:
-    """The calibration module, or None if this installation lacks it (then no figures are shown)."""
-    try:
-        from openfrt.evaluation import calibration
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("openfrt.evaluation", "openfrt.evaluation.calibration"):
-            raise
-        return None
-    return calibration

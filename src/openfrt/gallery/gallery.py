@@ -375,10 +375,11 @@ class Gallery:
         self._matrices.pop(info.id, None)
         return info
 
-    @staticmethod
-    def fitness(info: WatchlistInfo) -> dict[str, Any] | None:
-        """Expected TPIR/FPIR of the watchlist at its threshold and size (None if uncalibrated)."""
-        return expected_fitness(info.model_id, info.threshold, len(info.subjects))
+    def fitness(self, info: WatchlistInfo) -> dict[str, Any] | None:
+        """Expected TPIR/FPIR of the watchlist at its threshold, size and reference images per
+        subject (None if the model is uncalibrated)."""
+        references = self._matrix(info).max_references
+        return expected_fitness(info.model_id, info.threshold, len(info.subjects), references)
 
     def _check_watchlist_accepts(self, name: str) -> None:
         """Fail before any image work if enrolling into ``name`` cannot succeed."""

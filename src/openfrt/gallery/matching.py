@@ -2,7 +2,10 @@
 
 Watchlists are small (hundreds to a few thousand subjects), so an exact matrix product is
 both fast (well under a millisecond) and free of the recall loss of an approximate index.
-A subject with several reference images scores as its best template.
+A subject with several reference images is searched as the unit mean of their templates: on
+../shared it raised TPIR at FPIR 1/6,000 from 3.2% to 8.0% for dlib (taking the best single
+template: 7.2%), and keeps one comparison per subject, so false alerts still scale with the
+watchlist's size as calibrated (docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from openfrt.errors import ModelMismatchError
+from openfrt.evaluation.scoring import subject_centres
 from openfrt.vision import Template
 from openfrt.vision.types import cosine_to_similarity
 
@@ -40,15 +44,17 @@ class Identification:
 
 
 class TemplateMatrix:
-    """All templates of one watchlist as one matrix, with the subject each row belongs to."""
+    """One row per watchlist subject: the unit mean of that subject's templates."""
 
     def __init__(self, model_id: str, rows: Sequence[tuple[str, Template]]) -> None:
-        ordered = sorted(rows, key=lambda row: row[0])
         self.model_id = model_id
-        # Rows are grouped by subject; _starts holds the row where each subject's templates begin.
-        owners = np.array([subject for subject, _ in ordered], dtype=object)
-        self.subjects, self._starts = np.unique(owners, return_index=True)
-        self._vectors = np.stack([template.vector for _, template in ordered]) if ordered else np.zeros((0, 0), np.float32)
+        by_subject: dict[str, list[np.ndarray]] = {}
+        for subject, template in sorted(rows, key=lambda row: row[0]):
+            by_subject.setdefault(subject, []).append(template.vector)
+        self.subjects = np.array(list(by_subject), dtype=object)
+        #: The most reference templates any subject has: calibration depends on it.
+        self.max_references = max((len(vectors) for vectors in by_subject.values()), default=1)
+        self._centres = subject_centres([np.stack(v) for v in by_subject.values()]) if by_subject else None
 
     def __len__(self) -> int:
         """Number of subjects (not templates)."""
@@ -61,11 +67,11 @@ class TemplateMatrix:
                 f"probe made by {probe.model_id} cannot be searched against templates of {self.model_id}; "
                 "embed the probe with the watchlist's model"
             )
-        if not len(self) or top <= 0:
+        if self._centres is None or top <= 0:
             return []
-        best = np.maximum.reduceat(self._vectors @ probe.vector, self._starts)
-        order = np.argsort(-best, kind="stable")[:top]
-        similarities = cosine_to_similarity(best[order])
+        cosines = self._centres @ probe.vector
+        order = np.argsort(-cosines, kind="stable")[:top]
+        similarities = cosine_to_similarity(cosines[order])
         return [
             Candidate(str(self.subjects[index]), float(similarity), rank)
             for rank, (index, similarity) in enumerate(zip(order, similarities), start=1)
