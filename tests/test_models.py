@@ -134,7 +134,7 @@ def test_zoo_add_use_and_tamper(tmp_path: Path) -> None:
     entry = zoo.add("tiny", model)
     assert entry.kind == "embedder" and entry.plugin == "onnx" and zoo.is_ready(entry)
     zoo.use("tiny")
-    assert zoo.default("embedder") == "tiny" and zoo.default("detector") == "hog"
+    assert zoo.default("embedder") == "tiny" and zoo.default("detector") == "mtcnn"
     engine = FaceEngine(EngineConfig(embedder="tiny"), zoo)
     assert engine.embedder.model == "tiny"
     model.write_bytes(model.read_bytes() + b"\x00")  # altered after registration

@@ -260,7 +260,7 @@ class Gallery:
         """Decode, pick the face, check its quality and embed it; raises to refuse."""
         rgb = self.engine.load(item.source, item.label)
         data = item.source if isinstance(item.source, bytes) else Path(item.source).read_bytes()
-        face = choose_face(self.engine.detector.detect(rgb), item.face, item.label)
+        face = choose_face(self.engine.detector.detect(rgb), item.face, item.label, self.engine.detector.confident_score)
         check_quality(face, self.policy, item.label)
         template = self.engine.embedder.embed(rgb, [face])[0]
         return _Prepared(data, _media_type(data), face, template)
@@ -474,6 +474,16 @@ class Gallery:
             )
         return candidates
 
+    def watchlist_snapshot(self, name: str) -> tuple[WatchlistInfo, TemplateMatrix]:
+        """A live deployment's snapshot: the watchlist as it is now and a private matrix of its
+        templates, read in one transaction. It is not cached here, so later edits of the
+        watchlist cannot reach it and it is gone from memory once its holder drops it.
+        Refuses an expired watchlist."""
+        with self.store.transaction() as session:
+            row = self._watchlist_row(session, name)
+            _check_not_expired(row)
+            return _info(session, row), self._load_matrix(session, row.id, row.model_id)
+
     def _matrix(self, info: WatchlistInfo) -> TemplateMatrix:
         """The watchlist's templates as a matrix, decrypted once and cached until it changes."""
         cached = self._matrices.get(info.id)
@@ -483,15 +493,18 @@ class Gallery:
                 raise RecordNotFoundError(f"watchlist {info.name!r} no longer exists")
             if cached and cached[0] == revision:
                 return cached[1]
-            rows = session.execute(
-                select(ReferenceImage.subject_id, ReferenceTemplate.vector)
-                .join(ReferenceTemplate)
-                .join(WatchlistMember, WatchlistMember.subject_id == ReferenceImage.subject_id)
-                .where(WatchlistMember.watchlist_id == info.id, ReferenceTemplate.model_id == info.model_id)
-            ).all()
-        matrix = TemplateMatrix(info.model_id, [(row.subject_id, self.store.open_template(row.vector, info.model_id)) for row in rows])
+            matrix = self._load_matrix(session, info.id, info.model_id)
         self._matrices[info.id] = (revision, matrix)
         return matrix
+
+    def _load_matrix(self, session: Session, watchlist_id: int, model_id: str) -> TemplateMatrix:
+        rows = session.execute(
+            select(ReferenceImage.subject_id, ReferenceTemplate.vector)
+            .join(ReferenceTemplate)
+            .join(WatchlistMember, WatchlistMember.subject_id == ReferenceImage.subject_id)
+            .where(WatchlistMember.watchlist_id == watchlist_id, ReferenceTemplate.model_id == model_id)
+        ).all()
+        return TemplateMatrix(model_id, [(row.subject_id, self.store.open_template(row.vector, model_id)) for row in rows])
 
     def _check_reference_model(self, model_id: str) -> None:
         with self.store.transaction() as session:

@@ -32,8 +32,14 @@ class QualityPolicy:
     min_sharpness: float = 50.0
 
 
-def choose_face(faces: Sequence[Face], choice: FaceChoice, image: str) -> Face:
-    """The face the caller asked for, or :class:`EnrolmentRefused` saying why there is none."""
+def choose_face(faces: Sequence[Face], choice: FaceChoice, image: str, min_score: float = 0.0) -> Face:
+    """The face the caller asked for, or :class:`EnrolmentRefused` saying why there is none.
+
+    Only detections scoring at least ``min_score`` count, and indices refer to those: a
+    detector tuned to find turned faces in video keeps low-scoring boxes, and one on background
+    clutter must not make a clean custody photo look like a group photo.
+    """
+    faces = [face for face in faces if face.score >= min_score]
     if not faces:
         raise EnrolmentRefused(image, "no_face", "no face found")
     if choice == "largest":

@@ -15,18 +15,19 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Sequence
 
 from openfrt.errors import ModelError
 from openfrt.vision.detectors import DETECTORS
 from openfrt.vision.embedders import EMBEDDERS
+from openfrt.vision.convert import mtcnn as mtcnn_convert
 from openfrt.vision.embedders.dlib_resnet import converted_resnet
 from openfrt.vision.model_cache import ConvertedModel, sha256_of
 
 Kind = Literal["detector", "embedder"]
 
 #: Built-in defaults, used until the user chooses others with ``openfrt models use``.
-DEFAULT_DETECTOR = "hog"
+DEFAULT_DETECTOR = "mtcnn"
 DEFAULT_EMBEDDER = "dlib-onnx"
 
 
@@ -41,8 +42,8 @@ class ModelEntry:
     source: str
     options: dict[str, Any] = field(default_factory=dict)
     builtin: bool = False
-    #: For built-ins converted from bundled weights: the conversion, to tell whether it is cached.
-    converted: Callable[[], ConvertedModel] | None = field(default=None, compare=False, repr=False)
+    #: For built-ins converted from bundled weights: their conversions, to tell if they are cached.
+    converted: Callable[[], Sequence[ConvertedModel]] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,14 @@ class KnownDownload:
 DLIB_LICENCE = "public domain (dlib-models)"
 SP68_NOTE = "; its 68-point landmarks: non-commercial (iBUG 300-W)"
 BUILTIN_MODELS: tuple[ModelEntry, ...] = (
+    ModelEntry("mtcnn", "detector", "mtcnn", "MIT (mtcnn package)", "mtcnn package weights, converted to ONNX on first use",
+               builtin=True, converted=lambda: [mtcnn_convert.converted_model(net) for net in ("pnet", "rnet", "onet")]),
     ModelEntry("hog", "detector", "hog", DLIB_LICENCE + SP68_NOTE,
                "dlib-bin + face_recognition_models", builtin=True),
     ModelEntry("mmod", "detector", "mmod", DLIB_LICENCE + SP68_NOTE,
                "face_recognition_models", builtin=True),
     ModelEntry("dlib-onnx", "embedder", "dlib-onnx", DLIB_LICENCE,
-               "face_recognition_models, converted to ONNX on first use", builtin=True, converted=converted_resnet),
+               "face_recognition_models, converted to ONNX on first use", builtin=True, converted=lambda: [converted_resnet()]),
     ModelEntry("dlib", "embedder", "dlib", DLIB_LICENCE, "face_recognition_models (run by dlib; reference)", builtin=True),
 )
 
@@ -131,7 +134,7 @@ class ModelZoo:
         """True when the model's files are present with their recorded checksums (for a converted
         built-in: when its conversion is in the cache; otherwise it is built on first use)."""
         if entry.converted is not None:
-            return entry.converted().is_ready()
+            return all(model.is_ready() for model in entry.converted())
         path, expected = entry.options.get("model_path"), entry.options.get("sha256")
         if path is None:
             return True

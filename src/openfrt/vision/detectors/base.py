@@ -19,6 +19,10 @@ class Detector(ABC):
     """Finds faces. ``name`` is the registry name; ``detect`` must be safe to call repeatedly."""
 
     name: str = "detector"
+    #: Score at or above which a detection is confidently a face. Scores are on each detector's
+    #: own scale; a detector tuned for recall keeps weaker boxes, which callers that need
+    #: certainty (enrolment) ignore below this.
+    confident_score: float = 0.0
 
     @abstractmethod
     def detect(self, rgb: np.ndarray) -> list[Face]:
