@@ -212,7 +212,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10k,100k,1m", help="comma-separated gallery sizes, e.g. 10k,100k,1m")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="dlib")
-    parser.add_argument("--probe-fractions", default="0.0625,0.125,0.25", help="comma-separated ApproximateIndex probe_fraction values")
+    parser.add_argument("--probe-fractions", default="0.375,0.5,0.625", help="comma-separated ApproximateIndex probe_fraction values")
+    parser.add_argument("--candidates", type=int, default=300, help="ApproximateIndex candidates re-ranked exactly per query")
     parser.add_argument("--queries", type=int, default=4000, help="queries for agreement and throughput")
     parser.add_argument("--latency-queries", type=int, default=1000, help="queries timed one at a time")
     parser.add_argument("--k", type=int, default=10)
@@ -235,7 +236,7 @@ def main() -> None:
         rows = [("exact", result)]
         del exact
         gc.collect()
-        approximate = ApproximateIndex(profile.dim)
+        approximate = ApproximateIndex(profile.dim, candidates=args.candidates)
         built = measure_build(approximate, data, args)
         for fraction in map(float, args.probe_fractions.split(",")):
             approximate.probe_fraction = fraction

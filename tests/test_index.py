@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -214,3 +216,101 @@ def test_open_index_creates_then_loads_and_checks_dimension(tmp_path: Path, ciph
     assert isinstance(reopened, ExactIndex) and len(reopened) == 20
     with pytest.raises(IndexFileError, match="128-d"):
         open_index(path, 128, cipher)
+
+
+def _listed_ids(index: ApproximateIndex) -> np.ndarray:
+    """Every id in the code index's inverted lists (what FAISS would scan)."""
+    import faiss
+
+    codes = index._codes
+    assert codes is not None
+    lists = codes.invlists
+    chunks = [
+        faiss.rev_swig_ptr(lists.get_ids(number), lists.list_size(number)).copy()
+        for number in range(codes.nlist)
+        if lists.list_size(number)
+    ]
+    return np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int64)
+
+
+def test_removal_deletes_codes_and_vectors_and_survives_persistence(tmp_path: Path, cipher: Fernet) -> None:
+    vectors, _, _ = clustered(4_000, seed=5)
+    ids = np.arange(4_000, dtype=np.int64) * 2 + 1
+    index = ApproximateIndex(DIM, train_size=1_000)
+    index.add(ids, vectors)
+    gone = ids[::4]
+    assert index.remove(gone) == len(gone)
+    kept = np.setdiff1d(ids, gone)
+    # Nothing derived from a removed template is left: not its code, not its vector.
+    assert index._codes is not None and index._codes.ntotal == len(kept) == index._index.ntotal
+    np.testing.assert_array_equal(np.sort(_listed_ids(index)), kept)
+    stored = index._index.reconstruct_batch(kept)
+    assert not (np.abs(stored[:, None, :] - vectors[::4][None, :50, :]).max(axis=2) < 1e-7).any()
+    # Searches never return them, even asking for every entry.
+    assert not np.isin(index.search(vectors[gone // 2][:50], len(index))[1], gone).any()
+
+    path = tmp_path / "gallery.idx"
+    index.save(path, cipher)
+    loaded = ApproximateIndex.load(path, cipher)
+    assert loaded.nlist == index.nlist and loaded.candidates == index.candidates
+    np.testing.assert_array_equal(np.sort(_listed_ids(loaded)), kept)
+    np.testing.assert_array_equal(loaded.search(vectors[:300], 10)[1], index.search(vectors[:300], 10)[1])
+
+
+def test_search_reranks_exactly_and_pads_when_few_entries_remain() -> None:
+    vectors, _, _ = clustered(3_000, seed=6)
+    ids = np.arange(3_000, dtype=np.int64)
+    index, exact = ApproximateIndex(DIM, train_size=1_000, candidates=50), ExactIndex(DIM)
+    index.add(ids, vectors)
+    exact.add(ids, vectors)
+    queries = vectors[:20]
+    # k above the candidate count: the candidate list widens to k; similarities are exact.
+    similarities, found = index.search(queries, 120)
+    assert found.shape == (20, 120) and (found >= 0).all() and np.all(np.diff(similarities, axis=1) <= 1e-6)
+    np.testing.assert_allclose(similarities, (1 + np.einsum("qd,qkd->qk", queries, vectors[found])) / 2, atol=1e-6)
+    np.testing.assert_array_equal(found[:, 0], exact.search(queries, 1)[1][:, 0])
+
+    assert index.remove(ids[5:]) == 2_995
+    similarities, found = index.search(queries[:2], 10)
+    np.testing.assert_array_equal(np.sort(found[:, :5], axis=1), np.tile(ids[:5], (2, 1)))
+    assert (found[:, 5:] == -1).all() and (similarities[:, 5:] == 0).all()
+
+
+def test_files_of_the_ivf_flat_index_are_converted(tmp_path: Path, cipher: Fernet) -> None:
+    import faiss
+
+    from openfrt.gallery import index as module
+
+    vectors, _, _ = clustered(2_000, seed=7)
+    ids = np.arange(2_000, dtype=np.int64) + 50
+    quantizer = faiss.IndexFlatIP(DIM)
+    old = faiss.IndexIVFFlat(quantizer, DIM, 32, faiss.METRIC_INNER_PRODUCT)
+    old.train(vectors)
+    old.set_direct_map_type(faiss.DirectMap.Hashtable)
+    old.add_with_ids(vectors, ids)
+    header = {"format": 1, "kind": "approximate", "dim": DIM, "settings": {"train_size": 1_000, "probe_fraction": 0.25}}
+    path = tmp_path / "old.idx"
+    module._write_file(path, cipher, header, [old])
+
+    loaded = TemplateIndex.load(path, cipher)
+    assert isinstance(loaded, ApproximateIndex) and len(loaded) == 2_000 and loaded.nlist > 0
+    assert loaded.probe_fraction == ApproximateIndex(DIM).probe_fraction
+    np.testing.assert_array_equal(loaded.search(vectors[:100], 1)[1][:, 0], ids[:100])
+
+
+def test_corrupt_part_lengths_are_refused(tmp_path: Path, cipher: Fernet) -> None:
+    vectors, _, _ = clustered(2_000, seed=8)
+    index = ApproximateIndex(DIM, train_size=1_000)
+    index.add(np.arange(2_000), vectors)
+    path = tmp_path / "gallery.idx"
+    index.save(path, cipher)
+    plaintext = cipher.decrypt(path.read_bytes())
+    (length,) = struct.unpack_from("<I", plaintext, 8)
+    header = json.loads(plaintext[12 : 12 + length])
+    header["extra_index_bytes"] = [len(plaintext)]  # longer than the whole file
+    header_bytes = json.dumps(header).encode()
+    path.write_bytes(cipher.encrypt(plaintext[:8] + struct.pack("<I", len(header_bytes)) + header_bytes + plaintext[12 + length :]))
+    with pytest.raises(IndexFileError, match="bad part lengths"):
+        TemplateIndex.load(path, cipher)
+    with pytest.raises(ValueError):
+        ApproximateIndex(DIM, candidates=0)

@@ -2,9 +2,10 @@
 
 Retrospective search compares a probe with every custody image on record. Up to a few tens of
 thousands of templates brute force is exact and fast enough (:class:`ExactIndex`); beyond that
-:class:`ApproximateIndex` partitions the gallery into inverted lists (FAISS IVF) and scans only
-the lists nearest the probe. IVF rather than a graph index (HNSW) because deleting a person's
-record must delete their templates, and FAISS's HNSW cannot remove entries.
+:class:`ApproximateIndex` scans compact codes of the templates in the inverted lists nearest the
+probe (FAISS IVF-PQ "fast scan") and re-ranks the best few hundred exactly. Not a graph index
+(HNSW): deleting a person's record must delete everything derived from their templates, and
+FAISS's HNSW cannot remove entries (it also agreed worse with exact search on face templates).
 
 Vectors are unit-length templates, so inner product is cosine; results are reported on
 openfrt's 0..1 similarity scale (:func:`~openfrt.vision.types.cosine_to_similarity`).
@@ -16,6 +17,7 @@ Indexes are not thread-safe: searches may run concurrently with each other, but 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -120,12 +122,12 @@ class TemplateIndex(ABC):
         """Read an index written by :meth:`save`; ``TemplateIndex.load`` returns whichever kind
         the file holds, a subclass's ``load`` insists on that kind."""
         path = Path(path)
-        header, index = _read_file(path, cipher)
+        header, indexes = _read_file(path, cipher)
         kinds = {subclass.kind: subclass for subclass in (ExactIndex, ApproximateIndex)}
         loaded_class = kinds.get(header.get("kind"))
         if loaded_class is None or not issubclass(loaded_class, cls):
             raise IndexFileError(path, f"holds a {header.get('kind')!r} index, not {cls.__name__}")
-        return loaded_class._restore(path, header, index)
+        return loaded_class._restore(path, header, indexes)
 
 
 class _FaissIndex(TemplateIndex):
@@ -180,15 +182,20 @@ class _FaissIndex(TemplateIndex):
 
     def save(self, path: Path, cipher: Cipher) -> None:
         header = {"format": _FORMAT_VERSION, "kind": self.kind, "dim": self._dim, "settings": self._settings()}
-        _write_file(Path(path), cipher, header, self._index)
+        _write_file(Path(path), cipher, header, [self._index, *self._extra_indexes()])
 
     def _settings(self) -> dict[str, Any]:
         """Constructor settings to persist beside the FAISS index."""
         return {}
 
+    def _extra_indexes(self) -> list[faiss.Index]:
+        """FAISS indexes saved after the main one (derived structures such as codes)."""
+        return []
+
     @classmethod
-    def _restore(cls, path: Path, header: dict[str, Any], index: faiss.Index) -> _FaissIndex:
-        """Rebuild an instance from a file's header and FAISS index (``path`` for errors)."""
+    def _restore(cls, path: Path, header: dict[str, Any], indexes: list[faiss.Index]) -> _FaissIndex:
+        """Rebuild an instance from a file's header and FAISS indexes (``path`` for errors)."""
+        index = indexes[0]
         dim = header.get("dim")
         if dim != index.d:
             raise IndexFileError(path, f"header says dimension {dim} but the stored index has {index.d}")
@@ -209,34 +216,74 @@ class ExactIndex(_FaissIndex):
     kind = "exact"
 
 
+#: Training sample per coarse centroid. FAISS warns below 39.
+_TRAIN_POINTS_PER_LIST = 64
+
+#: Fewest training vectors for the product quantiser (16 centroids per sub-space).
+_PQ_TRAIN_POINTS = 65_536
+
+#: Fewest lists scanned, so that small indexes (a few dozen lists) still search widely.
+_MIN_NPROBE = 16
+
+#: Default number of code-ranked candidates re-ranked exactly.
+_CANDIDATES = 300
+
+#: Queries re-ranked together (bounds the temporary copy of candidate vectors).
+_RERANK_CHUNK = 64
+
+#: Vectors encoded per FAISS call when (re)building the codes (bounds temporary memory).
+_ENCODE_CHUNK = 100_000
+
+#: Score of a missing result, as FAISS reports it (mapped to similarity 0).
+_MISSING = np.float32(-np.finfo(np.float32).max)
+
+
 class ApproximateIndex(_FaissIndex):
-    """Inverted-file index (FAISS IVFFlat, inner product) that grows with the gallery.
+    """Compressed-code candidate search with exact re-ranking; grows with the gallery.
 
-    Until ``train_size`` templates are held it is a flat index, because k-means needs data to
-    train on (and brute force is fast at that size); at that size it trains ``nlist`` ≈ 4·√N
-    coarse centroids and moves every template into the inverted lists. Each time N has grown
-    fourfold since the last training nlist would be twice what it is, so it is retrained on the
-    whole gallery: per-query cost stays about √N, and geometric growth keeps the total cost
-    of rebuilds O(N). Removal never retrains.
+    Every template is held exactly (a flat array, as in :class:`ExactIndex`) and, once the
+    gallery reaches ``train_size``, also as a 4-bit product-quantised code (one sub-quantiser
+    per dimension, up to 128 per template: 64 bytes at 128-d) in an inverted file of ``nlist``
+    ≈ √N/4 lists, scanned with FAISS's SIMD "fast scan" kernels (``IndexIVFPQFastScan``). A
+    query scans the ``nprobe`` nearest lists' codes, takes the ``candidates`` best, and ranks
+    those by exact inner product with the stored vectors, so the reported ids and similarities
+    are exact; only whether the true nearest neighbour reaches the candidate list is approximate.
+    Until ``train_size`` it is a flat index searched by brute force; at ``train_size`` the
+    quantisers are trained and every template encoded, and each time N has grown fourfold
+    (nlist would have doubled) they are retrained on the whole gallery: total rebuild cost O(N).
 
-    A query scans the ``nprobe`` lists whose centroids are nearest; ``probe_fraction`` sets
-    nprobe as a fraction of nlist (at least 16) and trades speed for agreement with exact
-    search. On dlib-calibrated synthetic templates at 1M (benchmarks/search.py), top-1 agreed
-    with exact search on 89.9% / 96.3% / 99.3% of probes at 1/16 / 1/8 / 1/4, at p50 2.2 /
-    4.3 / 8.9 ms on one (contended) core, against 20 ms for brute force. The default, 1/4, puts
-    agreement first: a missed best match matters more in retrospective search than
-    milliseconds. Vectors are stored exactly (IVFFlat): 8-bit scalar quantisation halved scan
-    time but lost agreement on near-ties (92% against 96% at the same nprobe), and near-ties
-    are the norm at this scale, where many impostors score alike.
+    Removal is real in both structures: FAISS deletes the code from its inverted list and the
+    vector from the flat array (no tombstones, no graph remnants), so after ``remove`` nothing
+    derived from the template is left in the index or in a file saved afterwards.
+
+    Why this design (benchmarks/search.py, dlib-calibrated synthetic templates, 1M x 128-d, one
+    contended core): IVF-Flat needed 25% of 2,530 lists (~9 ms) for 99.3% top-1 agreement with
+    exact search and reached only ~90% at 2 ms; 16k lists with an HNSW coarse quantiser did no
+    better (89% at 2.6 ms, 98.7% at 10.6 ms); an HNSW graph (M=32, efConstruction 80) agreed on
+    only 82% at 1 ms and cannot delete. Dlib templates use nearly all 128 dimensions (high
+    intrinsic dimension, many near-ties), which defeats coarse partitions and graphs alike, but a
+    fine per-dimension code ranks well enough that the exact answer is almost always among the
+    best few hundred. At probe_fraction 1/2 and 300 candidates: 99.6% agreement (mated 99.6-99.75%,
+    non-mated 99.5-99.65%), p50 1.6 ms in FAISS alone and 2.0-2.5 ms through this class on a
+    core shared with other jobs (exact search measured 27-30 ms there, against ~20 ms unloaded);
+    3/8 gave 98.75%, 5/8 99.95%. ``probe_fraction`` (share of lists scanned) and ``candidates``
+    trade speed for agreement and may be changed at any time. Memory: ~620 MB at 1M (float
+    vectors 512 MB, codes 64 MB, ids); the saved file is ~565 MB before encryption.
     """
 
     kind = "approximate"
 
-    def __init__(self, dim: int, *, train_size: int = 25_000, probe_fraction: float = 1 / 4) -> None:
+    def __init__(
+        self, dim: int, *, train_size: int = 25_000, probe_fraction: float = 1 / 2, candidates: int = _CANDIDATES
+    ) -> None:
         if train_size < 1:
             raise ValueError(f"train_size must be positive, not {train_size}")
+        if candidates < 1:
+            raise ValueError(f"candidates must be positive, not {candidates}")
         self.train_size = train_size
+        self.candidates = candidates
         super().__init__(dim)
+        self._codes: faiss.IndexIVFPQFastScan | None = None
         self.probe_fraction = probe_fraction
 
     @property
@@ -255,8 +302,7 @@ class ApproximateIndex(_FaissIndex):
     @property
     def nlist(self) -> int:
         """Number of inverted lists; 0 while still flat (cold start)."""
-        ivf = faiss.try_extract_index_ivf(self._index)
-        return 0 if ivf is None else int(ivf.nlist)
+        return 0 if self._codes is None else int(self._codes.nlist)
 
     @property
     def nprobe(self) -> int:
@@ -268,61 +314,150 @@ class ApproximateIndex(_FaissIndex):
 
     def describe(self) -> str:
         """Short structural summary for logs and benchmarks."""
-        return f"IVF{self.nlist},Flat nprobe={self.nprobe}" if self.nlist else "flat, untrained"
+        if self._codes is None:
+            return "flat, untrained"
+        return f"IVF{self.nlist},PQ{self._codes.M}x4fs nprobe={self.nprobe} rerank={self.candidates}"
 
     def _add_checked(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         total = len(self) + len(ids)
-        if not self._needs_training(total):
-            self._index.add_with_ids(vectors, ids)
-            return
-        old_ids = self._ids
-        all_ids = np.concatenate([old_ids, ids])
-        all_vectors = np.concatenate([self._index.reconstruct_batch(old_ids), vectors]) if len(old_ids) else vectors
-        self._index = self._trained_index(all_ids, all_vectors)
+        self._index.add_with_ids(vectors, ids)
+        if self._needs_training(total):
+            self._codes = self._trained_codes()
+        elif self._codes is not None:
+            self._codes.add_with_ids(vectors, ids)
 
     def _needs_training(self, total: int) -> bool:
         if total < self.train_size:
             return False
-        return self.nlist == 0 or nlist_for(total) >= 2 * self.nlist
+        return self._codes is None or nlist_for(total) >= 2 * self.nlist
 
-    def _trained_index(self, ids: np.ndarray, vectors: np.ndarray) -> faiss.Index:
-        """A new IVF index trained on (a sample of) ``vectors`` and holding all of them."""
+    def _trained_codes(self) -> faiss.IndexIVFPQFastScan:
+        """A new code index trained on (a sample of) the stored vectors and holding all of them."""
+        vectors, ids = _flat_contents(self._index)
         nlist = nlist_for(len(vectors))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(self._dim), self._dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.cp.spherical = True  # centroids on the unit sphere, like the templates
-        index.cp.max_points_per_centroid = _TRAIN_POINTS_PER_LIST
-        index.cp.seed = 1234  # reproducible partitions
-        index.train(_sample(vectors, _TRAIN_POINTS_PER_LIST * nlist))
-        # A hashtable direct map lets ids be removed and vectors fetched (for retraining)
-        # by lookup instead of a scan of every list.
-        index.set_direct_map_type(faiss.DirectMap.Hashtable)
-        index.add_with_ids(vectors, ids)
-        index.nprobe = self._nprobe_for(nlist)
-        return index
+        quantizer = faiss.IndexFlatIP(self._dim)
+        codes = faiss.IndexIVFPQFastScan(quantizer, self._dim, nlist, _pq_subquantizers(self._dim), 4, faiss.METRIC_INNER_PRODUCT)
+        codes.own_fields = True
+        quantizer.this.disown()  # now owned by ``codes``
+        codes.by_residual = False
+        codes.cp.spherical = True  # centroids on the unit sphere, like the templates
+        codes.cp.max_points_per_centroid = _TRAIN_POINTS_PER_LIST
+        codes.cp.seed = 1234  # reproducible partitions
+        codes.train(_sample(vectors, max(_TRAIN_POINTS_PER_LIST * nlist, _PQ_TRAIN_POINTS)))
+        for start in range(0, len(vectors), _ENCODE_CHUNK):
+            codes.add_with_ids(vectors[start : start + _ENCODE_CHUNK], ids[start : start + _ENCODE_CHUNK])
+        self._configure(codes)
+        return codes
+
+    def _configure(self, codes: faiss.IndexIVFPQFastScan) -> None:
+        codes.nprobe = self._nprobe_for(codes.nlist)
+        # Kernel 10 (one query block at a time, heap of results) is the fastest for single
+        # probes with a few hundred candidates; the default choice was twice as slow at 1M.
+        codes.implem = 10
+
+    def remove(self, ids: np.ndarray) -> int:
+        present = _present(self._ids, np.unique(_check_ids(ids)))
+        if not len(present):
+            return 0
+        if self._codes is not None:
+            self._codes.remove_ids(faiss.IDSelectorBatch(present))
+        removed = self._index.remove_ids(present)
+        self._ids = np.delete(self._ids, np.searchsorted(self._ids, present))
+        return int(removed)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._codes is None:
+            return super().search(queries, k)
+        queries = _check_vectors(queries, self._dim, "queries")
+        if k < 1:
+            raise ValueError(f"k must be at least 1, not {k}")
+        wanted = min(max(self.candidates, k), len(self))
+        candidates = self._codes.search(queries, wanted)[1] if wanted else np.full((len(queries), 0), -1, dtype=np.int64)
+        cosines = np.full((len(queries), k), _MISSING, dtype=np.float32)
+        found = np.full((len(queries), k), -1, dtype=np.int64)
+        for start in range(0, len(queries), _RERANK_CHUNK):
+            block = slice(start, start + _RERANK_CHUNK)
+            cosines[block], found[block] = self._rerank(queries[block], candidates[block], k)
+        return cosine_to_similarity(cosines).astype(np.float32), found
+
+    def _rerank(self, queries: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact inner products of ``queries`` with their ``candidates`` (-1 = none), best ``k``."""
+        valid = candidates >= 0
+        if valid.all():  # the usual case: one gather and one batched product
+            vectors = self._index.reconstruct_batch(candidates.ravel()).reshape(*candidates.shape, self._dim)
+            scores = np.matmul(vectors, queries[:, :, None])[:, :, 0]
+        else:
+            scores = np.full(candidates.shape, _MISSING, dtype=np.float32)
+            if valid.any():
+                vectors = self._index.reconstruct_batch(candidates[valid])
+                owners = np.repeat(np.arange(len(queries)), valid.sum(axis=1))
+                scores[valid] = np.einsum("ij,ij->i", vectors, queries[owners])
+        take = min(k, candidates.shape[1])
+        if take < candidates.shape[1]:
+            best = np.argpartition(-scores, take - 1, axis=1)[:, :take]
+            order = np.take_along_axis(best, np.argsort(-np.take_along_axis(scores, best, axis=1), axis=1), axis=1)
+        else:
+            order = np.argsort(-scores, axis=1)
+        cosines = np.full((len(queries), k), _MISSING, dtype=np.float32)
+        found = np.full((len(queries), k), -1, dtype=np.int64)
+        cosines[:, :take] = np.take_along_axis(scores, order, axis=1)
+        found[:, :take] = np.where(cosines[:, :take] > _MISSING, np.take_along_axis(candidates, order, axis=1), -1)
+        return cosines, found
 
     def _settings(self) -> dict[str, Any]:
-        return {"train_size": self.train_size, "probe_fraction": self.probe_fraction}
+        return {"train_size": self.train_size, "probe_fraction": self.probe_fraction, "candidates": self.candidates}
+
+    def _extra_indexes(self) -> list[faiss.Index]:
+        return [] if self._codes is None else [self._codes]
+
+    @classmethod
+    def _restore(cls, path: Path, header: dict[str, Any], indexes: list[faiss.Index]) -> _FaissIndex:
+        main = indexes[0]
+        if faiss.try_extract_index_ivf(main) is not None:
+            return cls._convert_ivf_flat(path, header, main)
+        restored = super()._restore(path, header, indexes[:1])
+        assert isinstance(restored, ApproximateIndex)
+        if len(indexes) > 1:
+            codes = indexes[1]  # deserialisation already returns the concrete type, and owns it
+            if not isinstance(codes, faiss.IndexIVFPQFastScan) or codes.ntotal != main.ntotal or codes.d != main.d:
+                raise IndexFileError(path, "holds a code index that does not match its templates")
+            restored._codes = codes
+            restored._configure(codes)
+        return restored
+
+    @classmethod
+    def _convert_ivf_flat(cls, path: Path, header: dict[str, Any], ivf_index: faiss.Index) -> ApproximateIndex:
+        """An index from a file written by the IVF-Flat ApproximateIndex (before re-ranking):
+        its templates are moved into the current structure, with the current default
+        probe_fraction (the stored one was tuned for IVF-Flat lists)."""
+        dim = header.get("dim")
+        if dim != ivf_index.d:
+            raise IndexFileError(path, f"header says dimension {dim} but the stored index has {ivf_index.d}")
+        converted = cls(dim, train_size=header.get("settings", {}).get("train_size", 25_000))
+        ids = np.sort(_stored_ids(ivf_index))
+        for start in range(0, len(ids), _ENCODE_CHUNK):
+            chunk = ids[start : start + _ENCODE_CHUNK]
+            converted.add(chunk, ivf_index.reconstruct_batch(chunk))
+        return converted
 
     def _apply_settings(self) -> None:
         """Set nprobe from the fraction (FAISS saves nprobe, but the fraction may have changed)."""
-        ivf = faiss.try_extract_index_ivf(self._index)
-        if ivf is not None:
-            ivf.nprobe = self._nprobe_for(ivf.nlist)
-
-
-#: Training sample per centroid. FAISS warns below 39; 64 keeps k-means on 1M templates to
-#: tens of seconds.
-_TRAIN_POINTS_PER_LIST = 64
-
-#: Fewest lists scanned, so that small indexes (a few hundred lists) still search widely.
-_MIN_NPROBE = 16
+        if getattr(self, "_codes", None) is not None:
+            self._configure(self._codes)
 
 
 def nlist_for(n: int) -> int:
-    """Coarse centroids for ``n`` templates: about 4·√n, which balances the cost of comparing
-    with the centroids against the cost of scanning lists, but never so many that a centroid
+    """Inverted lists for ``n`` templates: about √n/4 (256 at 1M), so that lists hold thousands
+    of codes each and the fast-scan kernels run on long blocks; but never so many that a list
     has fewer than 39 training points (FAISS's floor for a meaningful k-means)."""
-    return max(1, min(round(4 * math.sqrt(n)), n // 39))
+    return max(1, min(round(math.sqrt(n) / 4), n // 39))
+
+
+def _pq_subquantizers(dim: int) -> int:
+    """Sub-quantisers of the product code: one per dimension up to 128 (finer codes lost
+    agreement on near-ties: 64 two-dimensional ones needed 30x the candidates), else the
+    largest divisor of ``dim`` not above 128."""
+    return next(m for m in range(min(dim, 128), 0, -1) if dim % m == 0)
 
 
 def open_index(path: Path, dim: int, cipher: Cipher, approximate: bool = True) -> TemplateIndex:
@@ -411,14 +546,32 @@ def _stored_ids(index: faiss.Index) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int64)
 
 
-def _write_file(path: Path, cipher: Cipher, header: dict[str, Any], index: faiss.Index) -> None:
-    """Encrypt header and index into a temporary file beside ``path``, then rename it over.
+def _flat_contents(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
+    """Views (no copies) of the vectors and ids of an IDMap2-wrapped flat index, in storage order.
+
+    Valid only until the index next changes."""
+    idmap = faiss.downcast_index(index)
+    flat = faiss.downcast_index(idmap.index)
+    n, d = flat.ntotal, flat.d
+    if n == 0:
+        return np.empty((0, d), dtype=np.float32), np.empty(0, dtype=np.int64)
+    vectors = faiss.rev_swig_ptr(flat.get_xb(), n * d).reshape(n, d)
+    ids = faiss.rev_swig_ptr(idmap.id_map.data(), n)
+    return vectors, ids
+
+
+def _write_file(path: Path, cipher: Cipher, header: dict[str, Any], indexes: list[faiss.Index]) -> None:
+    """Encrypt header and indexes into a temporary file beside ``path``, then rename it over.
 
     The temporary file is created mode 0600 (mkstemp) and fsynced before the rename, so readers
-    see the old index or the new one, never a torn write.
+    see the old index or the new one, never a torn write. The header records the length of each
+    serialised index after the first (absent for a single index, as in older files).
     """
+    serialised = [faiss.serialize_index(index) for index in indexes]
+    header = {**header, "extra_index_bytes": [len(part) for part in serialised[1:]]} if len(serialised) > 1 else header
     header_bytes = json.dumps(header).encode()
-    payload = b"".join([_MAGIC, _HEADER_LENGTH.pack(len(header_bytes)), header_bytes, faiss.serialize_index(index)])
+    payload = b"".join([_MAGIC, _HEADER_LENGTH.pack(len(header_bytes)), header_bytes, *map(memoryview, serialised)])
+    del serialised
     ciphertext = cipher.encrypt(payload)
     del payload
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -433,7 +586,7 @@ def _write_file(path: Path, cipher: Cipher, header: dict[str, Any], index: faiss
         raise
 
 
-def _read_file(path: Path, cipher: Cipher) -> tuple[dict[str, Any], faiss.Index]:
+def _read_file(path: Path, cipher: Cipher) -> tuple[dict[str, Any], list[faiss.Index]]:
     try:
         ciphertext = path.read_bytes()
     except OSError as error:
@@ -454,8 +607,13 @@ def _read_file(path: Path, cipher: Cipher) -> tuple[dict[str, Any], faiss.Index]
     if not isinstance(header, dict) or header.get("format") != _FORMAT_VERSION:
         found = header.get("format") if isinstance(header, dict) else None
         raise IndexFileError(path, f"has index format {found!r}; this openfrt reads format {_FORMAT_VERSION}")
+    data = np.frombuffer(payload, dtype=np.uint8, offset=start + header_length)
+    extra = header.get("extra_index_bytes", [])
+    if not isinstance(extra, list) or not all(isinstance(n, int) and 0 < n for n in extra) or sum(extra) >= len(data):
+        raise IndexFileError(path, "holds a corrupt index: bad part lengths in the header")
+    bounds = np.cumsum([0, len(data) - sum(extra), *extra])
     try:
-        index = faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8, offset=start + header_length))
+        indexes = [faiss.deserialize_index(data[a:b]) for a, b in itertools.pairwise(bounds)]
     except RuntimeError as error:
         raise IndexFileError(path, f"holds a corrupt index: {error}") from error
-    return header, index
+    return header, indexes
