@@ -188,7 +188,7 @@ class Gallery:
     ) -> EnrolmentReport:
         """Enrol ``images`` of ``subject`` (creating it if new), all or nothing, optionally into
         ``watchlist``. Refusals are reported per image, not raised; record errors are raised."""
-        _check_identifier(subject.id, "subject id")
+        check_identifier(subject.id, "subject id")
         if not images:
             raise InvalidRecordError(f"subject {subject.id}: no reference images given")
         if watchlist is not None:
@@ -322,7 +322,7 @@ class Gallery:
         threshold: float | None = None,
     ) -> WatchlistInfo:
         """A new, empty watchlist for the engine's model; threshold defaults to the calibrated one."""
-        _check_identifier(name, "watchlist name")
+        check_identifier(name, "watchlist name")
         for value, what in ((purpose, "purpose"), (authorised_by, "authorising officer")):
             if not value or not value.strip():
                 raise InvalidRecordError(f"a watchlist needs a {what}")
@@ -553,7 +553,7 @@ def _check_not_expired(row: Watchlist) -> None:
         raise WatchlistExpiredError(f"watchlist {row.name!r} expired at {row.expires_at.isoformat()}")
 
 
-def _check_identifier(value: str, what: str) -> None:
+def check_identifier(value: str, what: str) -> None:
     if not value or not value.strip() or value != value.strip():
         raise InvalidRecordError(f"{what} {value!r} is empty or has surrounding spaces")
     if len(value) > ID_LENGTH or any(ord(ch) < 32 for ch in value):

@@ -24,6 +24,16 @@ class AuditAction(str, enum.Enum):
     watchlist_members_added = "watchlist.add"
     watchlist_deleted = "watchlist.delete"
     retrospective_search = "search.retrospective"
+    deployment_created = "deployment.create"
+    deployment_started = "deployment.start"
+    deployment_ended = "deployment.end"
+    snapshot_destroyed = "deployment.snapshot_destroy"
+    alert_raised = "alert.raise"
+    alert_adjudicated = "alert.adjudicate"
+    alert_media_viewed = "alert.media_view"
+    alert_held = "alert.hold"
+    alert_released = "alert.release"
+    alert_media_deleted = "retention.delete"
 
 
 def current_actor(explicit: str | None = None) -> str:

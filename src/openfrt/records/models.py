@@ -171,3 +171,150 @@ class StoreMeta(Base):
 
     name: Mapped[str] = mapped_column(String(60), primary_key=True)
     value: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+# -- live facial recognition: deployments, alerts and their media --------------------------------
+
+
+class DeploymentStatus(str, enum.Enum):
+    """A deployment only moves forward: planned → running → ended."""
+
+    planned = "planned"
+    running = "running"
+    ended = "ended"
+
+
+class AlertStatus(str, enum.Enum):
+    """An officer's verdict on an alert; once adjudicated it never returns to ``pending``."""
+
+    pending = "pending"
+    confirmed_match = "confirmed_match"
+    false_alert = "false_alert"
+    no_further_action = "no_further_action"
+
+
+class AlertOutcome(str, enum.Enum):
+    """What happened after the alert (published in the deployment record)."""
+
+    no_action = "no_action"
+    engaged = "engaged"
+    words_of_advice = "words_of_advice"
+    arrested = "arrested"
+    other = "other"
+
+
+class MediaKind(str, enum.Enum):
+    """The two images kept with an alert: the matched face, and the frame with others pixelated."""
+
+    probe_crop = "probe_crop"
+    frame = "frame"
+
+
+class Deployment(Base):
+    """One authorised use of live facial recognition at a place, against one watchlist.
+
+    The watchlist is referenced by name, not foreign key: the watchlist is destroyed after use,
+    the deployment's record must outlive it. ``threshold`` is None until start when the
+    watchlist's is to be used; ``record`` is the published summary, stored at the end and
+    refreshed when adjudications change afterwards.
+    """
+
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True)
+    purpose: Mapped[str] = mapped_column(Text)
+    location: Mapped[str] = mapped_column(Text)
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    planned_start: Mapped[datetime | None] = mapped_column()
+    planned_end: Mapped[datetime | None] = mapped_column()
+    authorised_by: Mapped[str] = mapped_column(String(200))
+    watchlist: Mapped[str] = mapped_column(String(ID_LENGTH))
+    threshold: Mapped[float | None] = mapped_column(Float)
+    model_id: Mapped[str | None] = mapped_column(String(100))
+    watchlist_size: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[DeploymentStatus] = mapped_column(
+        Enum(DeploymentStatus, name="deployment_status", native_enum=False, create_constraint=True, length=16)
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    started_at: Mapped[datetime | None] = mapped_column()
+    ended_at: Mapped[datetime | None] = mapped_column()
+    record: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    cameras: Mapped[list[DeploymentCamera]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="DeploymentCamera.name"
+    )
+
+
+class DeploymentCamera(Base):
+    """A camera of a deployment and its running counts; non-matches are kept only as a count."""
+
+    __tablename__ = "deployment_cameras"
+
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    faces_scanned: Mapped[int] = mapped_column(BigInteger, default=0)
+    frames_dropped: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class DeploymentGap(Base):
+    """A stream outage: the record says when a camera was not watching."""
+
+    __tablename__ = "deployment_gaps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), index=True)
+    camera: Mapped[str] = mapped_column(String(ID_LENGTH))
+    started_at: Mapped[datetime] = mapped_column()
+    ended_at: Mapped[datetime] = mapped_column()
+
+
+class Alert(Base):
+    """A watchlist match raised during a deployment, and its adjudication.
+
+    ``subject`` is the subject id as text, not a foreign key: the alert is part of the
+    deployment's record and outlives the subject's removal. The row stays after retention
+    deletes its media (``media_deleted_at``), so published counts never change by expiry.
+    """
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), index=True)
+    camera: Mapped[str] = mapped_column(String(ID_LENGTH))
+    track_id: Mapped[int] = mapped_column(BigInteger)
+    subject: Mapped[str] = mapped_column(String(ID_LENGTH))
+    similarity: Mapped[float] = mapped_column(Float)
+    candidates: Mapped[list[list[Any]]] = mapped_column(JSON)
+    source_time: Mapped[float] = mapped_column(Float)
+    wall_time: Mapped[datetime] = mapped_column(index=True)
+    status: Mapped[AlertStatus] = mapped_column(
+        Enum(AlertStatus, name="alert_status", native_enum=False, create_constraint=True, length=24), index=True
+    )
+    adjudicated_by: Mapped[str | None] = mapped_column(String(200))
+    adjudicated_at: Mapped[datetime | None] = mapped_column()
+    outcome: Mapped[AlertOutcome | None] = mapped_column(
+        Enum(AlertOutcome, name="alert_outcome", native_enum=False, create_constraint=True, length=24)
+    )
+    engaged: Mapped[bool] = mapped_column(default=False)
+    note: Mapped[str | None] = mapped_column(Text)
+    held_by: Mapped[str | None] = mapped_column(String(200))
+    held_at: Mapped[datetime | None] = mapped_column()
+    hold_reason: Mapped[str | None] = mapped_column(Text)
+    media_deleted_at: Mapped[datetime | None] = mapped_column()
+
+    media: Mapped[list[AlertMedia]] = relationship(cascade="all, delete-orphan", passive_deletes=True, order_by="AlertMedia.kind")
+
+
+class AlertMedia(Base):
+    """An alert's image, encrypted; deleted by retention unless the alert is on hold."""
+
+    __tablename__ = "alert_media"
+
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[MediaKind] = mapped_column(
+        Enum(MediaKind, name="media_kind", native_enum=False, create_constraint=True, length=16), primary_key=True
+    )
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -1,0 +1,183 @@
+"""Alerts after they are raised: listing, adjudication, viewing their images, and holds.
+
+An officer adjudicates each alert: ``pending`` becomes ``confirmed_match``, ``false_alert`` or
+``no_further_action`` with an outcome (and whether the person was engaged). An adjudication can
+be corrected later — audited with what it replaced — but an alert never returns to pending.
+When the deployment has already ended, its published record is recomputed.
+
+Alert images are kept encrypted and only until retention deletes them
+(:mod:`openfrt.live.retention`), unless a hold with a recorded reason keeps them. Every viewing
+of an image is audited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from openfrt.live.deployments import deployment_row, jsonable, refresh_record, require_text
+from openfrt.records.audit import AuditAction, record_event
+from openfrt.records.errors import InvalidRecordError, RecordNotFoundError
+from openfrt.records.models import (
+    Alert,
+    AlertMedia,
+    AlertOutcome,
+    AlertStatus,
+    Deployment,
+    DeploymentStatus,
+    MediaKind,
+    utc_now,
+)
+from openfrt.records.store import RecordStore
+
+#: Outcomes that mean officers spoke to the person, unless the adjudicator says otherwise.
+ENGAGING_OUTCOMES = frozenset({AlertOutcome.engaged, AlertOutcome.words_of_advice, AlertOutcome.arrested})
+
+
+@dataclass(frozen=True)
+class AlertInfo:
+    """An alert without its images (which are fetched, audited, through :meth:`AlertService.media`)."""
+
+    id: int
+    deployment: str
+    camera: str
+    track_id: int
+    subject: str
+    similarity: float
+    candidates: tuple[tuple[str, float], ...]
+    source_time: float
+    wall_time: datetime
+    status: AlertStatus
+    adjudicated_by: str | None
+    adjudicated_at: datetime | None
+    outcome: AlertOutcome | None
+    engaged: bool
+    note: str | None
+    held_by: str | None
+    held_at: datetime | None
+    hold_reason: str | None
+    media: tuple[MediaKind, ...]
+    media_deleted_at: datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return jsonable(asdict(self))
+
+
+class AlertService:
+    """Alerts of every deployment in one records store."""
+
+    def __init__(self, store: RecordStore) -> None:
+        self.store = store
+
+    def get(self, alert_id: int) -> AlertInfo:
+        with self.store.transaction() as session:
+            return _alert_info(session, alert_row(session, alert_id))
+
+    def adjudicate(
+        self,
+        alert_id: int,
+        *,
+        outcome: AlertOutcome,
+        by: str,
+        status: AlertStatus | None = None,
+        engaged: bool | None = None,
+        note: str | None = None,
+    ) -> AlertInfo:
+        """Record (or correct) an officer's verdict. ``status`` may be left out only when
+        correcting, to change just the outcome; ``engaged`` defaults from the outcome; a
+        correction without a note keeps the earlier one (the audit keeps what was replaced)."""
+        require_text(by, "an adjudication needs the adjudicating officer")
+        with self.store.transaction() as session:
+            row = alert_row(session, alert_id)
+            new_status = status or row.status
+            if new_status is AlertStatus.pending:
+                raise InvalidRecordError(
+                    f"alert {alert_id}: give the verdict (confirmed_match, false_alert or no_further_action); "
+                    "an alert never returns to pending"
+                )
+            previous = {"status": row.status.value, "outcome": row.outcome.value if row.outcome else None,
+                        "engaged": row.engaged, "by": row.adjudicated_by, "note": row.note}
+            row.status, row.outcome, row.note = new_status, outcome, note if note is not None else row.note
+            row.engaged = outcome in ENGAGING_OUTCOMES if engaged is None else engaged
+            row.adjudicated_by, row.adjudicated_at = by, utc_now()
+            record_event(
+                session, AuditAction.alert_adjudicated, actor=by, target=f"alert:{alert_id}", reason=note,
+                details={"status": new_status.value, "outcome": outcome.value, "engaged": row.engaged,
+                         "re_adjudication": previous["status"] != AlertStatus.pending.value, "previous": previous},
+            )
+            _refresh_if_ended(session, row.deployment_id)
+            return _alert_info(session, row)
+
+    def media(self, alert_id: int, kind: MediaKind, *, actor: str, reason: str | None = None) -> bytes:
+        """An alert image, decrypted in memory; each viewing is audited."""
+        with self.store.transaction() as session:
+            row = alert_row(session, alert_id)
+            media = session.get(AlertMedia, (alert_id, kind))
+            if media is None:
+                deleted = f" (deleted by retention at {row.media_deleted_at.isoformat()})" if row.media_deleted_at else ""
+                raise RecordNotFoundError(f"alert {alert_id} has no {kind.value} image{deleted}")
+            record_event(session, AuditAction.alert_media_viewed, actor=actor, target=f"alert:{alert_id}", reason=reason,
+                         details={"kind": kind.value})
+            return self.store.cipher.decrypt(media.data)
+
+    def hold(self, alert_id: int, *, reason: str, by: str) -> AlertInfo:
+        """Keep an alert's images past retention (e.g. evidence in a prosecution or a complaint)."""
+        require_text(reason, "a hold needs a reason")
+        require_text(by, "a hold needs the officer placing it")
+        with self.store.transaction() as session:
+            row = alert_row(session, alert_id)
+            if row.held_by is not None:
+                raise InvalidRecordError(f"alert {alert_id} is already on hold by {row.held_by} ({row.hold_reason}); release it first")
+            if row.media_deleted_at is not None:
+                raise RecordNotFoundError(f"alert {alert_id}'s images were deleted at {row.media_deleted_at.isoformat()}; nothing to hold")
+            row.held_by, row.held_at, row.hold_reason = by, utc_now(), reason
+            record_event(session, AuditAction.alert_held, actor=by, target=f"alert:{alert_id}", reason=reason)
+            return _alert_info(session, row)
+
+    def release(self, alert_id: int, *, by: str, reason: str | None = None) -> AlertInfo:
+        """Lift a hold: the images become subject to retention again (and go at its next run if due)."""
+        with self.store.transaction() as session:
+            row = alert_row(session, alert_id)
+            if row.held_by is None:
+                raise InvalidRecordError(f"alert {alert_id} is not on hold")
+            hold = {"held_by": row.held_by, "held_at": row.held_at.isoformat() if row.held_at else None, "hold_reason": row.hold_reason}
+            row.held_by = row.held_at = row.hold_reason = None
+            record_event(session, AuditAction.alert_released, actor=by, target=f"alert:{alert_id}", reason=reason, details=hold)
+            return _alert_info(session, row)
+
+    def list(self, deployment: str | None = None, status: AlertStatus | None = None) -> list[AlertInfo]:
+        with self.store.transaction() as session:
+            query = select(Alert).order_by(Alert.id)
+            if deployment is not None:
+                query = query.where(Alert.deployment_id == deployment_row(session, deployment).id)
+            if status is not None:
+                query = query.where(Alert.status == status)
+            return [_alert_info(session, row) for row in session.scalars(query)]
+
+
+def alert_row(session: Session, alert_id: int) -> Alert:
+    row = session.get(Alert, alert_id)
+    if row is None:
+        raise RecordNotFoundError(f"no alert {alert_id}")
+    return row
+
+
+def _refresh_if_ended(session: Session, deployment_id: int) -> None:
+    """An ended deployment's published record follows later adjudications."""
+    deployment = session.get_one(Deployment, deployment_id)
+    if deployment.status is DeploymentStatus.ended:
+        refresh_record(session, deployment)
+
+
+def _alert_info(session: Session, row: Alert) -> AlertInfo:
+    deployment = session.scalar(select(Deployment.name).where(Deployment.id == row.deployment_id))
+    return AlertInfo(
+        row.id, deployment or "", row.camera, row.track_id, row.subject, row.similarity,
+        tuple((subject, similarity) for subject, similarity in row.candidates), row.source_time, row.wall_time,
+        row.status, row.adjudicated_by, row.adjudicated_at, row.outcome, row.engaged, row.note,
+        row.held_by, row.held_at, row.hold_reason, tuple(media.kind for media in row.media), row.media_deleted_at,
+    )

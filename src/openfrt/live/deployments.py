@@ -1,0 +1,481 @@
+"""Deployments: one authorised use of live facial recognition, from plan to published record.
+
+A deployment is created with its purpose, place, authorising officer, watchlist and cameras,
+then started once: starting takes a snapshot of the watchlist's templates in memory (so edits
+to the watchlist during the deployment change nothing) and hands the pipeline a
+:class:`RunningDeployment`. Ending destroys the snapshot and stores the deployment's record
+(faces scanned, alerts and their outcomes), which is refreshed when adjudications change later.
+
+About people who did not match, only a count is kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from typing import IO, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from openfrt.errors import OpenFRTError
+from openfrt.gallery import Gallery, TemplateMatrix
+from openfrt.gallery.gallery import check_identifier
+from openfrt.live.events import AlertEvent
+from openfrt.records.audit import AuditAction, record_event
+from openfrt.records.errors import DuplicateRecordError, InvalidRecordError, RecordNotFoundError
+from openfrt.records.models import (
+    Alert,
+    AlertMedia,
+    AlertOutcome,
+    AlertStatus,
+    Deployment,
+    DeploymentCamera,
+    DeploymentGap,
+    DeploymentStatus,
+    MediaKind,
+    Watchlist,
+    utc_now,
+)
+from openfrt.records.store import RecordStore
+
+#: Counters reach the database at most this many seconds late (and always at the end), so that
+#: camera threads do not write once per frame.
+FLUSH_INTERVAL_SECONDS = 5.0
+
+#: The columns forces publish for each deployment, in order (``export-csv``).
+CSV_COLUMNS = (
+    "deployment", "date", "location", "purpose", "watchlist_size", "faces_scanned",
+    "alerts", "true_alerts", "false_alerts", "engagements", "arrests",
+)
+
+
+class DeploymentNotRunningError(OpenFRTError):
+    """The deployment is not running (not started yet, or ended): nothing can be recorded for it."""
+
+
+@dataclass(frozen=True)
+class CameraInfo:
+    name: str
+    source: str
+    faces_scanned: int
+    frames_dropped: int
+
+
+@dataclass(frozen=True)
+class DeploymentInfo:
+    """A deployment as planned and, once started, as run; ``threshold`` None means the watchlist's."""
+
+    id: int
+    name: str
+    purpose: str
+    location: str
+    latitude: float | None
+    longitude: float | None
+    planned_start: datetime | None
+    planned_end: datetime | None
+    authorised_by: str
+    watchlist: str
+    threshold: float | None
+    model_id: str | None
+    watchlist_size: int | None
+    status: DeploymentStatus
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    cameras: tuple[CameraInfo, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
+class DeploymentRecord:
+    """What is published about a deployment; computed from the stored alerts, counts and gaps."""
+
+    deployment: str
+    status: DeploymentStatus
+    started_at: datetime
+    ended_at: datetime | None
+    location: str
+    latitude: float | None
+    longitude: float | None
+    purpose: str
+    authorised_by: str
+    watchlist: str
+    watchlist_size: int
+    threshold: float
+    model_id: str
+    cameras: int
+    faces_scanned: int
+    alerts: int
+    pending_alerts: int
+    true_alerts: int
+    false_alerts: int
+    no_further_action: int
+    engagements: int
+    arrests: int
+    frames_dropped: int
+    gaps: int
+    gap_seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return jsonable(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DeploymentRecord:
+        values = {field.name: data[field.name] for field in fields(cls)}
+        values["status"] = DeploymentStatus(values["status"])
+        for name in ("started_at", "ended_at"):
+            values[name] = datetime.fromisoformat(values[name]) if values[name] else None
+        return cls(**values)
+
+    def csv_row(self) -> dict[str, Any]:
+        published = {**self.as_dict(), "date": self.started_at.date().isoformat()}
+        return {column: published[column] for column in CSV_COLUMNS}
+
+
+class RunningDeployment:
+    """A started deployment as the live pipeline sees it (see :class:`openfrt.live.events.DeploymentSink`).
+
+    Thread-safe: every camera thread calls it. One lock serialises its database writes, which
+    are rare (alerts, gaps, and counter batches every :data:`FLUSH_INTERVAL_SECONDS`), so a
+    write can never interleave with :meth:`end` and a record never misses an alert.
+    """
+
+    def __init__(
+        self, store: RecordStore, info: DeploymentInfo, threshold: float, model_id: str, matcher: TemplateMatrix
+    ) -> None:
+        self.store = store
+        self.deployment_id = info.id
+        self.name = info.name
+        self.threshold = threshold
+        self.model_id = model_id
+        self.matcher = matcher
+        self.cameras = [camera.name for camera in info.cameras]
+        self._lock = threading.Lock()
+        self._faces: Counter[str] = Counter()
+        self._dropped: Counter[str] = Counter()
+        self._flushed_at = time.monotonic()
+        self._running = True
+
+    def add_faces_scanned(self, camera: str, count: int) -> None:
+        self._count(self._faces, camera, count)
+
+    def add_frames_dropped(self, camera: str, count: int) -> None:
+        self._count(self._dropped, camera, count)
+
+    def record_gap(self, camera: str, started: datetime, ended: datetime) -> None:
+        """Store a stream outage at once: gaps are rare and explain missing coverage."""
+        self._check_camera(camera)
+        if ended < started:
+            raise InvalidRecordError(f"gap on camera {camera!r} ends ({ended}) before it starts ({started})")
+        with self._lock:
+            self._check_running()
+            with self.store.transaction() as session:
+                session.add(DeploymentGap(deployment_id=self.deployment_id, camera=camera, started_at=started, ended_at=ended))
+
+    def raise_alert(self, alert: AlertEvent) -> int:
+        """Store the alert, its images encrypted, for adjudication; the audit gets no images."""
+        self._check_camera(alert.camera)
+        with self._lock:
+            self._check_running()
+            if alert.subject not in set(self.matcher.subjects):
+                raise InvalidRecordError(f"subject {alert.subject!r} is not on deployment {self.name!r}'s watchlist")
+            with self.store.transaction() as session:
+                row = Alert(
+                    deployment_id=self.deployment_id, camera=alert.camera, track_id=alert.track_id,
+                    subject=alert.subject, similarity=alert.similarity,
+                    candidates=[[subject, similarity] for subject, similarity in alert.candidates],
+                    source_time=alert.source_time, wall_time=alert.wall_time,
+                    status=AlertStatus.pending, engaged=False,
+                    media=[
+                        AlertMedia(kind=MediaKind.probe_crop, data=self.store.cipher.encrypt(alert.probe_crop)),
+                        AlertMedia(kind=MediaKind.frame, data=self.store.cipher.encrypt(alert.frame)),
+                    ],
+                )
+                session.add(row)
+                session.flush()
+                record_event(
+                    session, AuditAction.alert_raised, actor=f"deployment:{self.name}", target=f"alert:{row.id}",
+                    details={"deployment": self.name, "camera": alert.camera, "track": alert.track_id,
+                             "subject": alert.subject, "similarity": round(alert.similarity, 6)},
+                )
+                return row.id
+
+    def end(self, actor: str) -> DeploymentRecord:
+        """Flush the counts, store the record, and destroy the watchlist snapshot (audited with
+        its size, never its templates). The pipeline should stop its cameras first: anything
+        reported afterwards is refused."""
+        with self._lock:
+            self._check_running()
+            with self.store.transaction() as session:
+                self._write_counts(session)
+                row = session.get_one(Deployment, self.deployment_id)
+                row.status, row.ended_at = DeploymentStatus.ended, utc_now()
+                record = refresh_record(session, row)
+                record_event(session, AuditAction.deployment_ended, actor=actor, target=self.name, details=record.as_dict())
+                record_event(
+                    session, AuditAction.snapshot_destroyed, actor=actor, target=self.name,
+                    details={"watchlist": row.watchlist, "templates": len(self.matcher)},
+                )
+            self._counts_written()
+            self._running = False
+            self.matcher = TemplateMatrix(self.model_id, [])
+        return record
+
+    def _count(self, counter: Counter[str], camera: str, count: int) -> None:
+        self._check_camera(camera)
+        if count < 0:
+            raise InvalidRecordError(f"count for camera {camera!r} is negative ({count})")
+        with self._lock:
+            self._check_running()
+            counter[camera] += count
+            if time.monotonic() - self._flushed_at >= FLUSH_INTERVAL_SECONDS:
+                with self.store.transaction() as session:
+                    self._write_counts(session)
+                self._counts_written()
+
+    def _write_counts(self, session: Session) -> None:
+        """Add the pending counts to the cameras' rows (with the lock held); they are cleared
+        only once the transaction has committed, so a failed write loses nothing."""
+        for camera in set(self._faces) | set(self._dropped):
+            session.execute(
+                update(DeploymentCamera)
+                .where(DeploymentCamera.deployment_id == self.deployment_id, DeploymentCamera.name == camera)
+                .values(faces_scanned=DeploymentCamera.faces_scanned + self._faces[camera],
+                        frames_dropped=DeploymentCamera.frames_dropped + self._dropped[camera])
+            )
+        session.flush()
+
+    def _counts_written(self) -> None:
+        self._faces.clear()
+        self._dropped.clear()
+        self._flushed_at = time.monotonic()
+
+    def _check_camera(self, camera: str) -> None:
+        if camera not in self.cameras:
+            raise InvalidRecordError(f"camera {camera!r} is not part of deployment {self.name!r} ({', '.join(self.cameras)})")
+
+    def _check_running(self) -> None:
+        if not self._running:
+            raise DeploymentNotRunningError(f"deployment {self.name!r} has ended; nothing more can be recorded")
+
+
+class DeploymentService:
+    """Create, start, inspect and publish deployments. ``gallery`` is needed only to start one
+    (it supplies the watchlist snapshot); everything else reads the store alone."""
+
+    def __init__(self, store: RecordStore, gallery: Gallery | None = None) -> None:
+        self.store = store
+        self.gallery = gallery
+
+    def create(
+        self,
+        name: str,
+        *,
+        purpose: str,
+        location: str,
+        authorised_by: str,
+        watchlist: str,
+        actor: str,
+        cameras: Mapping[str, str] | None = None,
+        threshold: float | None = None,
+        latitude: float | None = None,
+        longitude: float | None = None,
+        planned_start: datetime | None = None,
+        planned_end: datetime | None = None,
+    ) -> DeploymentInfo:
+        """Plan a deployment; ``cameras`` maps camera names to source descriptions (URL, device)."""
+        check_identifier(name, "deployment name")
+        for value, what in ((purpose, "purpose"), (location, "location"), (authorised_by, "authorising officer"), (watchlist, "watchlist")):
+            require_text(value, f"a deployment needs a {what}")
+        cameras = {camera: _without_credentials(source) for camera, source in (cameras or {}).items()}
+        for camera, source in cameras.items():
+            check_identifier(camera, "camera name")
+            require_text(source, f"camera {camera!r} needs a source description")
+        _check_plan(threshold, latitude, longitude, planned_start, planned_end)
+        with self.store.transaction() as session:
+            if session.scalar(select(Watchlist.id).where(Watchlist.name == watchlist)) is None:
+                raise RecordNotFoundError(f"no watchlist named {watchlist!r}")
+            if session.scalar(select(Deployment.id).where(Deployment.name == name)) is not None:
+                raise DuplicateRecordError(f"a deployment named {name!r} already exists")
+            row = Deployment(
+                name=name, purpose=purpose, location=location, latitude=latitude, longitude=longitude,
+                planned_start=planned_start, planned_end=planned_end, authorised_by=authorised_by,
+                watchlist=watchlist, threshold=threshold, status=DeploymentStatus.planned,
+                cameras=[DeploymentCamera(name=camera, source=source, faces_scanned=0, frames_dropped=0) for camera, source in cameras.items()],
+            )
+            session.add(row)
+            session.flush()
+            info = _deployment_info(row)
+            record_event(session, AuditAction.deployment_created, actor=actor, target=name, reason=purpose, details=info.as_dict())
+            return info
+
+    def start(self, name: str, actor: str) -> RunningDeployment:
+        """Start a planned deployment: check its authority, snapshot its watchlist, mark it running."""
+        if self.gallery is None:
+            raise InvalidRecordError("starting a deployment needs the gallery (for its watchlist)")
+        planned = self.get(name)
+        if planned.status is not DeploymentStatus.planned:
+            raise InvalidRecordError(f"deployment {name!r} is {planned.status.value}; a deployment starts only once")
+        require_text(planned.authorised_by, f"deployment {name!r} has no authorising officer; it cannot start")
+        require_text(planned.watchlist, f"deployment {name!r} has no watchlist; it cannot start")
+        if not planned.cameras:
+            raise InvalidRecordError(f"deployment {name!r} has no cameras; add one with --camera NAME=SOURCE")
+        watchlist, matcher = self.gallery.watchlist_snapshot(planned.watchlist)
+        if len(matcher) == 0:
+            raise InvalidRecordError(f"watchlist {planned.watchlist!r} is empty; there is nothing to look for")
+        threshold = planned.threshold if planned.threshold is not None else watchlist.threshold
+        with self.store.transaction() as session:
+            started = session.execute(
+                update(Deployment)
+                .where(Deployment.id == planned.id, Deployment.status == DeploymentStatus.planned)
+                .values(status=DeploymentStatus.running, started_at=utc_now(), threshold=threshold,
+                        model_id=watchlist.model_id, watchlist_size=len(matcher))
+            )
+            if started.rowcount != 1:  # another process started it between the check and now
+                raise InvalidRecordError(f"deployment {name!r} was started by someone else")
+            record_event(
+                session, AuditAction.deployment_started, actor=actor, target=name,
+                details={"watchlist": watchlist.name, "watchlist_size": len(matcher), "threshold": threshold,
+                         "model_id": watchlist.model_id, "cameras": [camera.name for camera in planned.cameras]},
+            )
+        return RunningDeployment(self.store, planned, threshold, watchlist.model_id, matcher)
+
+    def get(self, name: str) -> DeploymentInfo:
+        with self.store.transaction() as session:
+            return _deployment_info(deployment_row(session, name))
+
+    def record(self, name: str) -> DeploymentRecord:
+        """The published record: stored once ended, computed now while running (then its counts
+        may lag the running process by up to :data:`FLUSH_INTERVAL_SECONDS`)."""
+        with self.store.transaction() as session:
+            row = deployment_row(session, name)
+            if row.status is DeploymentStatus.planned:
+                raise InvalidRecordError(f"deployment {name!r} has not started; it has no record yet")
+            if row.record is not None:
+                return DeploymentRecord.from_dict(row.record)
+            return compute_record(session, row)
+
+    def export_csv(self, stream: IO[str]) -> int:
+        """Write the published columns of every ended deployment, oldest first; returns the row count."""
+        with self.store.transaction() as session:
+            stored = session.scalars(
+                select(Deployment.record).where(Deployment.status == DeploymentStatus.ended).order_by(Deployment.started_at, Deployment.id)
+            ).all()
+        writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for data in stored:
+            writer.writerow(DeploymentRecord.from_dict(data).csv_row())
+        return len(stored)
+
+    def list(self, status: DeploymentStatus | None = None) -> list[DeploymentInfo]:
+        with self.store.transaction() as session:
+            query = select(Deployment).order_by(Deployment.created_at, Deployment.id)
+            if status is not None:
+                query = query.where(Deployment.status == status)
+            return [_deployment_info(row) for row in session.scalars(query)]
+
+
+def deployment_row(session: Session, name: str) -> Deployment:
+    row = session.scalar(select(Deployment).where(Deployment.name == name))
+    if row is None:
+        raise RecordNotFoundError(f"no deployment named {name!r}")
+    return row
+
+
+def refresh_record(session: Session, row: Deployment) -> DeploymentRecord:
+    """Recompute and store an ended deployment's record (at the end, and after re-adjudication)."""
+    record = compute_record(session, row)
+    row.record = record.as_dict()
+    return record
+
+
+def compute_record(session: Session, row: Deployment) -> DeploymentRecord:
+    """The record from what is stored: camera counts, gaps, and alerts by status and outcome."""
+    session.flush()
+    cameras = session.execute(
+        select(func.count(), func.coalesce(func.sum(DeploymentCamera.faces_scanned), 0), func.coalesce(func.sum(DeploymentCamera.frames_dropped), 0))
+        .where(DeploymentCamera.deployment_id == row.id)
+    ).one()
+    gaps = session.execute(select(DeploymentGap.started_at, DeploymentGap.ended_at).where(DeploymentGap.deployment_id == row.id)).all()
+    alerts = session.execute(select(Alert.status, Alert.outcome, Alert.engaged).where(Alert.deployment_id == row.id)).all()
+    statuses = Counter(alert.status for alert in alerts)
+    assert row.started_at is not None and row.threshold is not None and row.model_id is not None and row.watchlist_size is not None
+    return DeploymentRecord(
+        deployment=row.name, status=row.status, started_at=row.started_at, ended_at=row.ended_at,
+        location=row.location, latitude=row.latitude, longitude=row.longitude, purpose=row.purpose,
+        authorised_by=row.authorised_by, watchlist=row.watchlist, watchlist_size=row.watchlist_size,
+        threshold=row.threshold, model_id=row.model_id, cameras=int(cameras[0]),
+        faces_scanned=int(cameras[1]), alerts=len(alerts), pending_alerts=statuses[AlertStatus.pending],
+        true_alerts=statuses[AlertStatus.confirmed_match], false_alerts=statuses[AlertStatus.false_alert],
+        no_further_action=statuses[AlertStatus.no_further_action],
+        engagements=sum(1 for alert in alerts if alert.engaged),
+        arrests=sum(1 for alert in alerts if alert.outcome is AlertOutcome.arrested),
+        frames_dropped=int(cameras[2]), gaps=len(gaps),
+        gap_seconds=round(sum((gap.ended_at - gap.started_at).total_seconds() for gap in gaps), 3),
+    )
+
+
+def _deployment_info(row: Deployment) -> DeploymentInfo:
+    cameras = tuple(CameraInfo(c.name, c.source, c.faces_scanned, c.frames_dropped) for c in row.cameras)
+    return DeploymentInfo(
+        row.id, row.name, row.purpose, row.location, row.latitude, row.longitude, row.planned_start, row.planned_end,
+        row.authorised_by, row.watchlist, row.threshold, row.model_id, row.watchlist_size, row.status,
+        row.created_at, row.started_at, row.ended_at, cameras,
+    )
+
+
+def _check_plan(
+    threshold: float | None,
+    latitude: float | None,
+    longitude: float | None,
+    planned_start: datetime | None,
+    planned_end: datetime | None,
+) -> None:
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise InvalidRecordError(f"threshold {threshold} is outside 0..1")
+    if (latitude is None) != (longitude is None):
+        raise InvalidRecordError("give both latitude and longitude, or neither")
+    if latitude is not None and longitude is not None and not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
+        raise InvalidRecordError(f"({latitude}, {longitude}) is not a latitude/longitude")
+    if planned_start and planned_end and planned_end <= planned_start:
+        raise InvalidRecordError("the planned end is not after the planned start")
+
+
+def _without_credentials(source: str) -> str:
+    """A camera source as stored: a URL's user name and password are dropped, because they are
+    secrets and the deployment's details go to the audit log and the published record."""
+    parts = urlsplit(source)
+    if "@" not in parts.netloc:
+        return source
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def require_text(value: str | None, message: str) -> None:
+    """Refuse a missing or blank required value (officer, reason, purpose, ...)."""
+    if not value or not value.strip():
+        raise InvalidRecordError(message)
+
+
+def jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    """Times as ISO 8601 and enums as their values, recursively, for JSON output and storage."""
+    def convert(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, enum.Enum):
+            return value.value
+        if isinstance(value, dict):
+            return {key: convert(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [convert(item) for item in value]
+        return value
+    return convert(values)

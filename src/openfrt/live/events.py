@@ -1,0 +1,67 @@
+"""The contract between the live pipeline and a running deployment.
+
+The pipeline (``live/pipeline.py``) finds faces and decides when a track matches; the deployment
+(``live/deployments.py``) owns the watchlist, the threshold and every record. They meet only
+here, so the pipeline never touches storage and the deployment never touches pixels of people
+who did not match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from openfrt.gallery.matching import TemplateMatrix
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """One person (track) on one camera matched one watchlist subject.
+
+    ``similarity`` is the best the track reached for ``subject`` when the alert was raised;
+    ``source_time`` is seconds into a file, or Unix time for live sources. ``probe_crop`` is a
+    JPEG of the matched face with a margin; ``frame`` is a JPEG of the whole frame with every
+    other face pixelated. ``candidates`` are the top watchlist subjects for the probe, best
+    first, as ``(subject, similarity)``.
+    """
+
+    camera: str
+    track_id: int
+    subject: str
+    similarity: float
+    source_time: float
+    wall_time: datetime
+    probe_crop: bytes
+    frame: bytes
+    candidates: tuple[tuple[str, float], ...]
+
+
+class DeploymentSink(Protocol):
+    """What a running deployment offers the pipeline: the watchlist to match and places to report.
+
+    Counters are per camera and additive: the pipeline reports increments, not totals.
+    """
+
+    deployment_id: int
+    name: str
+    threshold: float
+    model_id: str
+    matcher: TemplateMatrix
+    cameras: list[str]
+
+    def add_faces_scanned(self, camera: str, count: int) -> None:
+        """``count`` more people (ended tracks, not detections) were searched on ``camera``."""
+
+    def add_frames_dropped(self, camera: str, count: int) -> None:
+        """``count`` more frames of a live source were skipped because processing fell behind."""
+
+    def record_gap(self, camera: str, started: datetime, ended: datetime) -> None:
+        """``camera`` delivered no frames between ``started`` and ``ended`` (stream lost)."""
+
+    def raise_alert(self, alert: AlertEvent) -> int:
+        """Record ``alert`` for adjudication; returns its id."""
+
+    def end(self, actor: str) -> object:
+        """End the deployment (destroying its watchlist copy) and return its published record."""
