@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from openfrt import __version__
-from openfrt.cli import engine_commands, evaluate_command, gallery_commands, live_records_commands, models_commands
+from openfrt.cli import engine_commands, evaluate_command, gallery_commands, live_command, live_records_commands, models_commands
 
 app = typer.Typer(
     name="openfrt",
@@ -23,6 +23,7 @@ app.command("enrol-folder")(gallery_commands.enrol_folder)
 app.command()(gallery_commands.identify)
 app.command()(gallery_commands.search)
 app.command()(evaluate_command.evaluate)
+app.command()(live_command.live)
 app.add_typer(live_records_commands.deployments_app, name="deployments")
 app.add_typer(live_records_commands.alerts_app, name="alerts")
 app.add_typer(live_records_commands.retention_app, name="retention")

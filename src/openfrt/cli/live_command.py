@@ -1,0 +1,172 @@
+"""``openfrt live``: run a live facial-recognition deployment on cameras, files or image folders.
+
+Creates the deployment (purpose, place, authorising officer, watchlist, one camera per
+``--source``), starts it (which snapshots the watchlist), runs one pipeline thread per camera,
+and ends it when every source has ended or on Ctrl-C / SIGTERM — always, so the watchlist
+snapshot is destroyed and the record published even after a failure. With ``--events-json``
+each alert is one JSON line and the record is the last; otherwise a live table shows progress.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.live import Live
+from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
+
+from openfrt.cli.common import DetectorModelOption, DetectorOption, EmbedderOption, console, print_json, usage_error
+from openfrt.cli.gallery_commands import HomeOption, OperatorOption
+from openfrt.errors import OpenFRTError
+from openfrt.gallery import Gallery
+from openfrt.live.deployments import DeploymentService, RunningDeployment
+from openfrt.live.events import AlertEvent
+from openfrt.live.pipeline import DEFAULT_CADENCE, CameraStats, LiveRunner, PipelineConfig, live_engine_config
+from openfrt.live.sources import Source, open_source
+from openfrt.records import RecordStore, current_actor
+from openfrt.vision import EngineConfig, FaceEngine
+
+SourceListOption = Annotated[
+    list[str],
+    typer.Option("--source", help="[NAME=]SOURCE: a video file, a folder of images, an rtsp:// or http:// URL, or a webcam index. Repeat for more cameras."),
+]
+
+
+def live(
+    watchlist: Annotated[str, typer.Option("--watchlist", help="Watchlist to search (snapshotted at start).")],
+    source: SourceListOption,
+    location: Annotated[str, typer.Option("--location", help="Where the cameras are (published).")],
+    authorised_by: Annotated[str, typer.Option("--authorised-by", help="The officer who authorised the deployment.")],
+    purpose: Annotated[str, typer.Option("--purpose", help="Why the deployment runs (published).")] = "live facial recognition",
+    name: Annotated[str | None, typer.Option("--name", help="Deployment name (default: live-<UTC time>).")] = None,
+    events_json: Annotated[bool, typer.Option("--events-json", help="Print each alert, then the record, as JSON lines.")] = False,
+    detector: DetectorOption = None,
+    detector_model: DetectorModelOption = None,
+    embedder: EmbedderOption = None,
+    detect_width: Annotated[
+        int | None, typer.Option("--detect-width", min=0, help="Detector input width in px (default 960 where supported; 0: full frames).")
+    ] = None,
+    cadence: Annotated[int, typer.Option("--cadence", min=1, help="Detect on every Nth frame.")] = DEFAULT_CADENCE,
+    realtime: Annotated[bool, typer.Option("--realtime", help="Play video files at their frame rate, dropping frames when behind.")] = False,
+    home: HomeOption = None,
+    operator: OperatorOption = None,
+) -> None:
+    """Run a live deployment: every face is searched against the watchlist; only matches are kept."""
+    actor = current_actor(operator)
+    cameras = _open_sources(source, realtime)
+    engine = _live_engine(detector, detector_model, embedder, detect_width)
+    try:
+        store = RecordStore.open(home)
+    except (OpenFRTError, SQLAlchemyError, OSError) as exc:
+        usage_error(f"cannot open the records store: {exc}")
+    try:
+        service = DeploymentService(store, Gallery(store, engine))
+        deployment_name = name or datetime.now(UTC).strftime("live-%Y%m%d-%H%M%S")
+        try:
+            service.create(
+                deployment_name, purpose=purpose, location=location, authorised_by=authorised_by, watchlist=watchlist,
+                actor=actor, cameras={camera: src.name for camera, src in cameras.items()},
+            )
+            running = service.start(deployment_name, actor)
+        except OpenFRTError as exc:
+            usage_error(str(exc))
+        _run(running, cameras, engine, PipelineConfig(cadence=cadence), events_json, actor)
+    finally:
+        store.close()
+
+
+def _open_sources(specs: list[str], realtime: bool) -> dict[str, Source]:
+    """Camera name -> source, from ``[NAME=]SOURCE`` options; unnamed cameras are camera1, camera2, …"""
+    cameras: dict[str, Source] = {}
+    for number, spec in enumerate(specs, start=1):
+        camera, _, target = spec.partition("=") if _is_named(spec) else (f"camera{number}", "", spec)
+        if camera in cameras:
+            usage_error(f"two sources are named {camera!r}")
+        try:
+            cameras[camera] = open_source(target, realtime=realtime)
+        except OpenFRTError as exc:
+            usage_error(str(exc))
+    return cameras
+
+
+def _is_named(spec: str) -> bool:
+    """True for ``NAME=SOURCE`` (a ``=`` before any ``://``, so URL query strings are not names)."""
+    name, equals, _ = spec.partition("=")
+    return bool(equals) and "://" not in name and "/" not in name
+
+
+def _live_engine(detector: str | None, detector_model: Path | None, embedder: str | None, detect_width: int | None) -> FaceEngine:
+    """The engine all cameras share (see :class:`LiveRunner`); configuration errors exit 2."""
+    try:
+        config = EngineConfig.from_env(detector=detector, embedder=embedder)
+        if detector_model:
+            config = config.model_copy(update={"detector_options": {"model_path": detector_model}})
+        return FaceEngine(live_engine_config(config, detect_width))
+    except (OpenFRTError, ValueError) as exc:
+        usage_error(str(exc))
+
+
+def _run(
+    running: RunningDeployment,
+    cameras: dict[str, Source],
+    engine: FaceEngine,
+    config: PipelineConfig,
+    events_json: bool,
+    actor: str,
+) -> None:
+    """Run all cameras until they end or are interrupted, then end the deployment and print its record."""
+    display: Live | None = None
+
+    def on_alert(alert: AlertEvent, alert_id: int) -> None:
+        line = {"event": "alert", "deployment": running.name, "camera": alert.camera, "subject": alert.subject,
+                "similarity": round(alert.similarity, 6), "time": round(alert.source_time, 3), "track": alert.track_id}
+        if events_json:
+            print_json(line)
+        elif display is not None:
+            display.console.print(f"[bold red]ALERT {alert_id}[/bold red] {alert.camera}: {alert.subject} ({alert.similarity:.3f})")
+
+    failure: OpenFRTError | None = None
+    try:
+        runner = LiveRunner(running, cameras, lambda: engine, config, on_alert=on_alert)
+        with _stop_on_signals(runner.stop):
+            if events_json:
+                runner.run()
+            else:
+                with Live(get_renderable=lambda: _table(runner.stats()), console=console, refresh_per_second=2) as display:
+                    runner.run()
+    except OpenFRTError as exc:  # e.g. the watchlist was built with another model than the engine's
+        failure = exc
+    finally:
+        record = running.end(actor)
+    if events_json:
+        print_json({"event": "record", **record.as_dict()})
+    else:
+        console.print(f"deployment {running.name} ended: {record.faces_scanned} faces scanned, {record.alerts} alerts")
+    if failure is not None:
+        usage_error(str(failure))
+
+
+@contextmanager
+def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """While active, SIGINT (Ctrl-C) and SIGTERM call ``stop`` instead of killing the process,
+    so the pipelines finish their tracks and the deployment is ended properly."""
+    saved = {number: signal.signal(number, lambda *_: stop()) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
+
+
+def _table(stats: dict[str, CameraStats]) -> Table:
+    table = Table("camera", "fps", "frames", "dropped", "faces scanned", "alerts", title="openfrt live")
+    for camera, figures in stats.items():
+        table.add_row(camera, f"{figures.fps:.1f}", str(figures.frames), str(figures.dropped),
+                      str(figures.faces_scanned), str(figures.alerts))
+    return table

@@ -1,0 +1,340 @@
+"""The live pipeline, one thread per camera: decode → detect → track → best views → embed → match → alert.
+
+When a track is searched (embedded and matched against the deployment's watchlist):
+
+* once it is **confirmed** (seen in ``min_hits`` detection rounds, so a one-off false
+  detection is never searched or counted), with its best view so far — an alert comes fast;
+* again whenever its best view becomes **clearly better** (score ``better_by`` above the best
+  view already searched) — people walking towards a camera get larger and sharper;
+* at **track end**, every kept view not yet searched — a last chance at the best few views.
+
+So a face is embedded once when confirmed, once per clear improvement, and at most
+``keep_views`` times at its end — however long it stays in view; on walking_1080p.mp4 that is
+about 2 ms of embedding per frame. Embeddings are batched across the tracks of one frame.
+
+**One alert per track.** The first probe whose best candidate reaches the deployment's
+threshold raises one :class:`AlertEvent` (with that similarity, and the track's best view as
+media); the track is then no longer searched — a later, better view does not alert again, and
+its kept frame and views are dropped at once. A track is one face scanned
+(``sink.add_faces_scanned``) when it ends, if it was searched.
+
+**Privacy.** Frames, chips and templates live only in this module's objects; a track's are
+released when it ends or alerts. Nothing about faces that do not match is written, encoded or
+logged above DEBUG; only an alert's media is encoded (JPEG, in memory) and handed to the sink.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from openfrt.config import home_dir
+from openfrt.errors import ModelError, ModelMismatchError
+from openfrt.gallery.matching import Candidate
+from openfrt.live.events import AlertEvent, DeploymentSink
+from openfrt.live.privacy import crop, encode_jpeg, pixelate
+from openfrt.live.sources import Frame, Source
+from openfrt.live.tracking import Snapshot, Track, Tracker, View, view_score
+from openfrt.vision import EngineConfig, FaceEngine
+from openfrt.vision.detectors import DETECTORS
+from openfrt.vision.embedders.chip import ChipEmbedder
+from openfrt.vision.types import Face
+from openfrt.vision.zoo import ModelZoo
+
+log = logging.getLogger(__name__)
+
+AlertCallback = Callable[[AlertEvent, int], None]
+
+#: Defaults measured on ../shared/video/walking_1080p.mp4 (1080p25, 6-10 faces of 25-60 px,
+#: about 14 people by eye) on 2 cores shared with other jobs; median fps of 3-5 runs / people
+#: tracked (the spread is the other jobs' load):
+#:   MTCNN (the default detector), width 960: cadence 1 11 / 27, cadence 2 19-28 / 19,
+#:   cadence 3 35-36 / 20; width 1280 cadence 2 22 / 18; full width cadence 1 12 / 28.
+#:   YuNet width 960: cadence 1 15-27 / 19, cadence 2 25-41 / 19; width 640 cadence 2 40 / 14
+#:   (misses the smallest faces); full width cadence 1 5 / 16.
+#: Detection is ~85% of the time; decoding (~8 ms a frame) overlaps it in the reader thread.
+DEFAULT_DETECT_WIDTH = 960
+
+#: Detect on every 2nd frame by default: it reaches about real time at 1080p where every frame
+#: does not, with fewer broken tracks; a face must be in view for 3 frames (120 ms at 25 fps)
+#: to be confirmed and searched. Live sources that still fall behind drop (and count) frames.
+DEFAULT_CADENCE = 2
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """How a camera is processed.
+
+    ``cadence``: detect on every Nth frame only; frames in between are skipped, and the
+    tracker's gate (a face height from the predicted position) absorbs N frames of motion.
+    ``max_misses``: detection rounds (not frames) a track may miss before it ends.
+    ``keep_views``: best views kept per track. ``min_hits``: detection rounds before a track
+    is searched or counted. ``better_by``: how much better a view must score to be searched
+    again. ``top``: candidates kept with an alert.
+    """
+
+    cadence: int = DEFAULT_CADENCE
+    keep_views: int = 3
+    min_hits: int = 2
+    better_by: float = 0.15
+    max_misses: int = 8
+    top: int = 5
+
+    def __post_init__(self) -> None:
+        if self.cadence < 1 or self.keep_views < 1 or self.min_hits < 1 or self.max_misses < 0:
+            raise ValueError("cadence, keep_views and min_hits must be at least 1; max_misses at least 0")
+
+
+@dataclass
+class CameraStats:
+    """Running figures for one camera, for the live display (read from other threads)."""
+
+    frames: int = 0
+    dropped: int = 0
+    faces_scanned: int = 0
+    alerts: int = 0
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    #: Seconds spent per stage: waiting for frames (decode), detect, track (incl. chips), embed, match.
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    @property
+    def fps(self) -> float:
+        elapsed = (self.finished or time.monotonic()) - self.started
+        return self.frames / elapsed if elapsed > 0 else 0.0
+
+
+def live_engine_config(base: EngineConfig, detect_width: int | None = None) -> EngineConfig:
+    """``base`` with the detector's input limited to ``detect_width`` px wide.
+
+    ``None`` means :data:`DEFAULT_DETECT_WIDTH` if the detector can downsize (else full frames);
+    ``0`` means full frames. Detectors downsize internally and report boxes, landmarks and
+    quality in full-frame pixels, so chips are still cut from the full-resolution frame.
+    """
+    plugin, _ = ModelZoo(home_dir()).resolve(base.detector, "detector")
+    can_downsize = DETECTORS.accepts(plugin, "max_width")
+    if detect_width is None:
+        detect_width = DEFAULT_DETECT_WIDTH if can_downsize else 0
+    if detect_width == 0:
+        return base
+    if not can_downsize:
+        raise ModelError(f"detector {base.detector!r} cannot limit its input width; use --detect-width 0")
+    return base.model_copy(update={"detector_options": {**base.detector_options, "max_width": detect_width}})
+
+
+class CameraPipeline:
+    """Processes one camera's source into alerts and counts for ``sink``.
+
+    ``lock`` is given when several cameras share one engine: detection and embedding then run
+    one at a time (onnxruntime sessions are not documented as safe for concurrent runs).
+    """
+
+    def __init__(
+        self,
+        camera: str,
+        source: Source,
+        engine: FaceEngine,
+        sink: DeploymentSink,
+        config: PipelineConfig = PipelineConfig(),
+        lock: threading.Lock | None = None,
+        on_alert: AlertCallback | None = None,
+    ) -> None:
+        if not isinstance(engine.embedder, ChipEmbedder):
+            raise ModelError(f"embedder {engine.embedder.model_id} cannot embed aligned chips; live use needs a chip embedder")
+        if engine.embedder.model_id != sink.model_id:
+            raise ModelMismatchError(
+                f"camera {camera} embeds with {engine.embedder.model_id} but the watchlist was built with {sink.model_id}"
+            )
+        self.camera = camera
+        self.source = source
+        self.detector = engine.detector
+        self.embedder: ChipEmbedder = engine.embedder
+        self.sink = sink
+        self.config = config
+        self.tracker = Tracker(config.max_misses)
+        self.stats = CameraStats()
+        self._lock: AbstractContextManager[object] = lock if lock is not None else nullcontext()
+        self._on_alert = on_alert
+
+    def run(self) -> CameraStats:
+        """Process every frame the source gives, then end the remaining tracks."""
+        self.stats.started = time.monotonic()
+        frames = self.source.frames(on_gap=lambda started, ended: self.sink.record_gap(self.camera, started, ended))
+        try:
+            while True:
+                waited = time.perf_counter()
+                frame = next(frames, None)
+                self.stats.seconds["decode"] += time.perf_counter() - waited
+                if frame is None:
+                    break
+                self.process(frame)
+        finally:
+            frames.close()  # stops the source's reader thread even if processing failed
+        self._finish(self.tracker.end_all())
+        self.stats.finished = time.monotonic()
+        return self.stats
+
+    def process(self, frame: Frame) -> None:
+        """One frame: count drops, and on detection frames update tracks and search."""
+        self.stats.frames += 1
+        if frame.dropped:
+            self.stats.dropped += frame.dropped
+            self.sink.add_frames_dropped(self.camera, frame.dropped)
+        if (self.stats.frames - 1) % self.config.cadence:
+            return
+        with self._timed("detect"), self._lock:
+            faces = self.detector.detect(frame.rgb)
+        with self._timed("track"):
+            update = self.tracker.update(faces)
+            snapshot = Snapshot(frame.rgb, tuple(face.box for face in faces), frame.time)
+            for track, face in update.assigned:
+                self._offer(track, face, frame, snapshot)
+        self._search([(track, view) for track, _ in update.assigned if (view := self._due(track)) is not None])
+        self._finish(update.ended)
+
+    def _offer(self, track: Track, face: Face, frame: Frame, snapshot: Snapshot) -> None:
+        """Keep this detection as a view of ``track`` if it is among its best (chips only then)."""
+        if track.alerted:
+            return
+        score = view_score(face)
+        if len(track.views) >= self.config.keep_views and score <= track.views[-1].score:
+            return
+        track.offer(View(face, self.embedder.chip(frame.rgb, face), score, frame.time), snapshot, self.config.keep_views)
+
+    def _due(self, track: Track) -> View | None:
+        """The view to search now, if any: the best view of a confirmed, not yet alerted track,
+        when it is unsearched and clearly better than what was searched before."""
+        best = track.best
+        if best is None or best.embedded or track.alerted or track.hits < self.config.min_hits:
+            return None
+        return best if best.score > track.searched_score * (1.0 + self.config.better_by) else None
+
+    def _finish(self, ended: Sequence[Track]) -> None:
+        """Search the unsearched kept views of confirmed ended tracks, count them, release them."""
+        confirmed = [track for track in ended if track.hits >= self.config.min_hits]
+        self._search([(track, view) for track in confirmed if not track.alerted for view in track.views if not view.embedded])
+        scanned = sum(1 for track in confirmed if track.searched_score >= 0.0)
+        for track in ended:
+            track.release()
+        if scanned:
+            self.stats.faces_scanned += scanned
+            self.sink.add_faces_scanned(self.camera, scanned)
+
+    def _search(self, probes: Sequence[tuple[Track, View]]) -> None:
+        """Embed ``probes`` in one batch, match each, and alert at most once per track."""
+        if not probes:
+            return
+        with self._timed("embed"), self._lock:
+            templates = self.embedder.embed_chips([view.chip for _, view in probes])
+        with self._timed("match"):
+            best: dict[int, tuple[Track, list[Candidate]]] = {}
+            for (track, view), template in zip(probes, templates):
+                view.embedded = True
+                track.searched_score = max(track.searched_score, view.score)
+                candidates = self.sink.matcher.rank(template, self.config.top)
+                if candidates and (track.id not in best or candidates[0].similarity > best[track.id][1][0].similarity):
+                    best[track.id] = (track, candidates)
+            for track, candidates in best.values():
+                if candidates[0].similarity >= self.sink.threshold:
+                    self._alert(track, candidates)
+
+    def _alert(self, track: Track, candidates: list[Candidate]) -> None:
+        """Raise the track's one alert with its best view as media, then drop its kept pixels."""
+        best, snapshot = track.best, track.snapshot
+        assert best is not None and snapshot is not None  # a searched track has both
+        others = [box for box in snapshot.boxes if box != best.face.box]
+        alert = AlertEvent(
+            camera=self.camera,
+            track_id=track.id,
+            subject=candidates[0].subject,
+            similarity=candidates[0].similarity,
+            source_time=best.time,
+            wall_time=datetime.now(UTC),
+            probe_crop=encode_jpeg(crop(snapshot.rgb, best.face.box)),
+            frame=encode_jpeg(pixelate(snapshot.rgb, others)),
+            candidates=tuple((candidate.subject, candidate.similarity) for candidate in candidates),
+        )
+        track.alerted = True
+        track.release()
+        alert_id = self.sink.raise_alert(alert)
+        self.stats.alerts += 1
+        log.info("alert %s on camera %s: track %d matched %s (%.3f)", alert_id, self.camera, track.id, alert.subject, alert.similarity)
+        if self._on_alert is not None:
+            self._on_alert(alert, alert_id)
+
+    def _timed(self, stage: str) -> _Timer:
+        return _Timer(self.stats.seconds, stage)
+
+
+class _Timer:
+    """Adds the time spent in a ``with`` block to ``totals[stage]``."""
+
+    def __init__(self, totals: dict[str, float], stage: str) -> None:
+        self.totals, self.stage = totals, stage
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *_: object) -> None:
+        self.totals[self.stage] += time.perf_counter() - self.start
+
+
+class LiveRunner:
+    """Runs one :class:`CameraPipeline` per camera, each in its own thread, until all sources end.
+
+    By default the cameras share one engine behind a lock: on 2 cores that ran two 1080p
+    cameras at 12.7 fps each against 7.5 fps with an engine per camera (``share_engine=False``),
+    whose detectors' thread pools then compete for the cores with each other and the decoders.
+    Decoding always runs in parallel (one reader thread per source). With more cores than
+    cameras, an engine per camera may be faster — measure.
+    """
+
+    def __init__(
+        self,
+        sink: DeploymentSink,
+        sources: dict[str, Source],
+        engines: Callable[[], FaceEngine],
+        config: PipelineConfig = PipelineConfig(),
+        share_engine: bool = True,
+        on_alert: AlertCallback | None = None,
+    ) -> None:
+        shared = engines() if share_engine else None
+        lock = threading.Lock() if share_engine else None
+        self.pipelines = [
+            CameraPipeline(camera, source, shared if shared is not None else engines(), sink, config, lock, on_alert)
+            for camera, source in sources.items()
+        ]
+        self._errors: list[BaseException] = []
+
+    def run(self) -> None:
+        """Process all cameras to their end (or :meth:`stop`); re-raises a camera's failure."""
+        threads = [threading.Thread(target=self._run_one, args=(p,), name=f"camera {p.camera}", daemon=True) for p in self.pipelines]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)  # short joins keep the main thread responsive to Ctrl-C
+        if self._errors:
+            raise self._errors[0]
+
+    def stop(self) -> None:
+        """Ask every source to end; :meth:`run` returns once the pipelines have finished."""
+        for pipeline in self.pipelines:
+            pipeline.source.stop()
+
+    def stats(self) -> dict[str, CameraStats]:
+        return {pipeline.camera: pipeline.stats for pipeline in self.pipelines}
+
+    def _run_one(self, pipeline: CameraPipeline) -> None:
+        try:
+            pipeline.run()
+        except BaseException as exc:  # noqa: BLE001 - handed to run() in the main thread, which re-raises it
+            log.error("camera %s failed: %s", pipeline.camera, exc)
+            self._errors.append(exc)
+            self.stop()

@@ -1,0 +1,321 @@
+"""Frame sources for the live pipeline: video files, stream URLs, webcams and image folders.
+
+Two ways of reading, because the two kinds of input need opposite things:
+
+* **Recorded** input (a file, a folder) is evidence-like: every frame is processed, however
+  long it takes. A reader thread decodes a few frames ahead so decoding overlaps detection.
+* **Live** input (RTSP/HTTP, a webcam, or a file with ``realtime=True``) must not fall behind
+  the world: a reader thread keeps only the newest frame, and frames replaced before the
+  pipeline took them are dropped and counted (``Frame.dropped``). A live stream that fails is
+  reopened with exponential back-off (capped at ``max_delay``); the outage is reported as a gap.
+
+Times: seconds into the input for files and folders (frame index / fps); Unix time for live.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import cv2
+import numpy as np
+
+from openfrt.errors import ImageError, OpenFRTError
+from openfrt.vision.image import load_image
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+
+#: How many decoded frames a recorded source reads ahead of the pipeline.
+READ_AHEAD = 4
+
+#: How often a waiting consumer re-checks whether its source was stopped, in seconds.
+POLL_SECONDS = 0.1
+
+GapCallback = Callable[[datetime, datetime], None]
+#: Opens a stream and yields ``(rgb, time)`` until it fails (raises) or ends (returns).
+Connect = Callable[[], Iterator[tuple[np.ndarray, float]]]
+
+
+class SourceError(OpenFRTError):
+    """A source could not be opened: missing file, empty folder, unreadable video."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded RGB frame, its time, and how many frames were dropped just before it."""
+
+    rgb: np.ndarray
+    time: float
+    dropped: int = 0
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Reconnection delays: ``initial`` seconds, times ``factor`` per failure, at most ``max_delay``."""
+
+    initial: float = 0.5
+    factor: float = 2.0
+    max_delay: float = 30.0
+
+    def delays(self) -> Iterator[float]:
+        delay = self.initial
+        while True:
+            yield delay
+            delay = min(delay * self.factor, self.max_delay)
+
+
+class Source(ABC):
+    """Something that yields frames until it ends or :meth:`stop` is called."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._stopped = threading.Event()
+
+    def stop(self) -> None:
+        """Ask the source to end; :meth:`frames` returns soon after (safe from any thread)."""
+        self._stopped.set()
+
+    @abstractmethod
+    def frames(self, on_gap: GapCallback | None = None) -> Iterator[Frame]:
+        """The frames, in order; ``on_gap`` hears of each outage of a live source."""
+
+
+class ImageFolderSource(Source):
+    """Each image in a folder, in name order, is one frame ``1 / fps`` seconds after the last."""
+
+    def __init__(self, folder: Path, fps: float = 1.0, max_pixels: int | None = None) -> None:
+        super().__init__(str(folder))
+        if not folder.is_dir():
+            raise SourceError(f"{folder} is not a folder")
+        self.paths = sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.paths:
+            raise SourceError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        self.fps = fps
+        self.max_pixels = max_pixels
+
+    def frames(self, on_gap: GapCallback | None = None) -> Iterator[Frame]:
+        for index, path in enumerate(self.paths):
+            if self._stopped.is_set():
+                return
+            try:
+                rgb = load_image(path, self.max_pixels) if self.max_pixels else load_image(path)
+            except ImageError as exc:
+                log.warning("skipping frame %s: %s", path.name, exc)
+                continue
+            yield Frame(rgb, index / self.fps)
+
+
+class VideoFileSource(Source):
+    """A video file, decoded ahead in a thread; every frame is processed and the file ends the source."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(str(path))
+        self.path = path
+        self.fps = video_fps(path)
+
+    def frames(self, on_gap: GapCallback | None = None) -> Iterator[Frame]:
+        ahead: queue.Queue[Frame | None] = queue.Queue(maxsize=READ_AHEAD)
+        reader = threading.Thread(target=self._read, args=(ahead,), name=f"read {self.path.name}", daemon=True)
+        reader.start()
+        try:
+            while not self._stopped.is_set():
+                try:
+                    frame = ahead.get(timeout=POLL_SECONDS)
+                except queue.Empty:
+                    continue
+                if frame is None:
+                    return
+                yield frame
+        finally:
+            self._stopped.set()
+            reader.join()
+
+    def _read(self, ahead: queue.Queue[Frame | None]) -> None:
+        frames = (Frame(rgb, seconds) for rgb, seconds in _file_frames(self.path, self.fps, self._stopped))
+        for item in itertools.chain(frames, [None]):  # None marks the end of the file
+            while not self._stopped.is_set():
+                try:
+                    ahead.put(item, timeout=POLL_SECONDS)
+                    break
+                except queue.Full:
+                    continue
+
+
+class LatestFrameSource(Source):
+    """A live source: a reader thread keeps only the newest frame; older unread ones are dropped.
+
+    ``connect`` opens the input and yields ``(rgb, time)``. With ``reconnect`` (streams,
+    webcams), a failure or end reopens it after the next back-off delay and the outage is
+    reported as a gap; without it (a file played in real time), the end of input ends the source.
+    """
+
+    def __init__(self, name: str, connect: Connect, reconnect: bool = True, backoff: Backoff = Backoff()) -> None:
+        super().__init__(name)
+        self.connect = connect
+        self.reconnect = reconnect
+        self.backoff = backoff
+        self._condition = threading.Condition()
+        self._latest: Frame | None = None
+        self._dropped = 0
+        self._gaps: list[tuple[datetime, datetime]] = []
+        self._finished = False
+
+    def frames(self, on_gap: GapCallback | None = None) -> Iterator[Frame]:
+        reader = threading.Thread(target=self._read, name=f"read {self.name}", daemon=True)
+        reader.start()
+        try:
+            while True:
+                frame, gaps, finished = self._take()
+                for started, ended in gaps:
+                    if on_gap is not None:
+                        on_gap(started, ended)
+                if frame is not None:
+                    yield frame
+                elif finished:
+                    return
+        finally:
+            self._stopped.set()
+            reader.join()
+
+    def _take(self) -> tuple[Frame | None, list[tuple[datetime, datetime]], bool]:
+        """The newest frame (with the drops before it) and pending gaps, waiting briefly for them."""
+        with self._condition:
+            if self._latest is None and not self._gaps and not self._finished:
+                self._condition.wait(POLL_SECONDS)
+            frame, self._latest = self._latest, None
+            if frame is not None and self._dropped:
+                frame = Frame(frame.rgb, frame.time, self._dropped)
+                self._dropped = 0
+            gaps, self._gaps = self._gaps, []
+            return frame, gaps, self._finished and frame is None
+
+    def _publish(self, frame: Frame) -> None:
+        with self._condition:
+            if self._latest is not None:
+                self._dropped += 1
+            self._latest = frame
+            self._condition.notify()
+
+    def _read(self) -> None:
+        delays = self.backoff.delays()
+        outage_started: datetime | None = None
+        while not self._stopped.is_set():
+            try:
+                for rgb, seconds in self.connect():
+                    if self._stopped.is_set():
+                        break
+                    if outage_started is not None:
+                        self._report_gap(outage_started, _now())
+                        outage_started, delays = None, self.backoff.delays()
+                    self._publish(Frame(rgb, seconds))
+            except (OSError, cv2.error, OpenFRTError) as exc:
+                log.warning("source %s failed: %s", self.name, exc)
+            if not self.reconnect or self._stopped.is_set():
+                break
+            outage_started = outage_started or _now()
+            delay = next(delays)
+            log.warning("source %s lost; reconnecting in %.1f s", self.name, delay)
+            self._stopped.wait(delay)
+        if outage_started is not None:
+            self._report_gap(outage_started, _now())
+        with self._condition:
+            self._finished = True
+            self._condition.notify()
+
+    def _report_gap(self, started: datetime, ended: datetime) -> None:
+        with self._condition:
+            self._gaps.append((started, ended))
+            self._condition.notify()
+
+
+def open_source(spec: str, realtime: bool = False, folder_fps: float = 1.0) -> Source:
+    """The source a command-line ``--source`` names: a URL, a webcam index, a folder or a video file."""
+    if "://" in spec:
+        label = _without_credentials(spec)
+        return LatestFrameSource(label, lambda: _capture_frames(spec, label))
+    if spec.isdigit():
+        return LatestFrameSource(f"webcam {spec}", lambda: _capture_frames(int(spec), f"webcam {spec}"))
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return ImageFolderSource(path, folder_fps)
+    if not path.is_file():
+        raise SourceError(f"source not found: {spec} (give a video file, a folder of images, a stream URL or a webcam index)")
+    if realtime:
+        fps = video_fps(path)
+        return LatestFrameSource(str(path), lambda: _paced(_file_frames(path, fps, threading.Event())), reconnect=False)
+    return VideoFileSource(path)
+
+
+def video_fps(path: Path) -> float:
+    """Frames per second of a video file; raises :class:`SourceError` if it cannot be opened."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise SourceError(f"{path} could not be opened as a video")
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        return fps if fps and fps > 0 else 25.0
+    finally:
+        capture.release()
+
+
+def _file_frames(path: Path, fps: float, stopped: threading.Event) -> Iterator[tuple[np.ndarray, float]]:
+    capture = cv2.VideoCapture(str(path))
+    try:
+        index = 0
+        while not stopped.is_set():
+            ok, bgr = capture.read()
+            if not ok:
+                return
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), index / fps
+            index += 1
+    finally:
+        capture.release()
+
+
+def _paced(frames: Iterator[tuple[np.ndarray, float]]) -> Iterator[tuple[np.ndarray, float]]:
+    """Release each frame no earlier than its time after the start, as a camera would."""
+    start = time.monotonic()
+    for rgb, seconds in frames:
+        wait = start + seconds - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        yield rgb, seconds
+
+
+def _capture_frames(target: str | int, label: str) -> Iterator[tuple[np.ndarray, float]]:
+    """Frames of a stream or webcam, stamped with wall-clock time; returns when the stream stops.
+    ``label`` names the source in errors (a URL without its password)."""
+    capture = cv2.VideoCapture(target)
+    try:
+        if not capture.isOpened():
+            raise SourceError(f"could not open {label}")
+        while True:
+            ok, bgr = capture.read()
+            if not ok:
+                return
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.time()
+    finally:
+        capture.release()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` without a ``user:password@`` part, so logs and records never hold camera passwords."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))

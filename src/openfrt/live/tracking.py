@@ -1,0 +1,194 @@
+"""Follow faces from frame to frame, so one person is searched (and counted) once, not per frame.
+
+Association: each track predicts where its face is now (last box moved by its smoothed
+velocity), and every (track, detection) pair whose centres are within ``max_distance`` face
+heights gets a cost ``(1 - IoU) + centre distance / face height``. Pairs are taken greedily,
+cheapest first: with a handful of faces per frame and a gate this tight, greedy and optimal
+(Hungarian) assignment agree, and it avoids a scipy dependency (scipy is not installed). A track ends after ``max_misses`` detection rounds without a face.
+
+Each track keeps only its best few views (aligned chips, ranked by :func:`view_score`) and the
+one frame its best view came from — the least that is needed to search and, if it matches,
+to show an officer why. Everything else about a face is dropped as soon as it is superseded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from openfrt.vision.types import Face
+
+Box = tuple[float, float, float, float]
+
+#: A face whose sharpness reaches this no longer gains from being sharper: see
+#: :class:`openfrt.vision.types.Quality` (under about 30 is visibly blurred).
+SHARP_ENOUGH = 100.0
+
+#: Faces this high (px) give dlib-class embedders most of their accuracy; larger adds little.
+HIGH_ENOUGH_PX = 80.0
+
+#: Weight of the new velocity estimate in the exponential smoothing of a track's motion.
+VELOCITY_SMOOTHING = 0.5
+
+
+def view_score(face: Face) -> float:
+    """How good a view is for searching, 0..1: size, sharpness and pose multiplied, each capped."""
+    quality = face.quality
+    size = min(1.0, quality.face_height_px / HIGH_ENOUGH_PX)
+    sharpness = min(1.0, quality.sharpness / SHARP_ENOUGH)
+    return size * (0.5 + 0.5 * sharpness) * quality.frontalness
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two ``(x, y, w, h)`` boxes."""
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def centre(box: Box) -> np.ndarray:
+    return np.array([box[0] + box[2] / 2.0, box[1] + box[3] / 2.0])
+
+
+@dataclass
+class Snapshot:
+    """A frame kept because some track's best view is in it, with every face box detected there
+    (so all faces but the alerting one can be pixelated). Tracks share one snapshot per frame."""
+
+    rgb: np.ndarray
+    boxes: tuple[Box, ...]
+    time: float
+
+
+@dataclass
+class View:
+    """One view of a track's face: the detection, its aligned chip and how good it is."""
+
+    face: Face
+    chip: np.ndarray
+    score: float
+    time: float
+    embedded: bool = False
+
+
+@dataclass
+class Track:
+    """One person followed across frames."""
+
+    id: int
+    box: Box
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    hits: int = 1
+    misses: int = 0
+    #: Best views first; at most ``keep`` (see :meth:`offer`).
+    views: list[View] = field(default_factory=list)
+    #: The frame of the best view, until the track alerts or ends.
+    snapshot: Snapshot | None = None
+    #: Best score among views already searched (embedded and matched).
+    searched_score: float = -1.0
+    #: The track has raised its one alert; it is no longer searched.
+    alerted: bool = False
+
+    def predicted(self) -> Box:
+        """The box moved by the track's velocity over the rounds since it was last seen."""
+        dx, dy = self.velocity * (self.misses + 1)
+        return (self.box[0] + dx, self.box[1] + dy, self.box[2], self.box[3])
+
+    @property
+    def best(self) -> View | None:
+        return self.views[0] if self.views else None
+
+    def offer(self, view: View, snapshot: Snapshot, keep: int) -> None:
+        """Keep ``view`` if it is among the ``keep`` best; if it is the best, keep its frame
+        (``snapshot``) instead of the previous best's."""
+        self.views.append(view)
+        self.views.sort(key=lambda kept: kept.score, reverse=True)
+        del self.views[keep:]
+        if self.views[0] is view:
+            self.snapshot = snapshot
+
+    def release(self) -> None:
+        """Drop every view, chip and frame this track holds (it ended or alerted)."""
+        self.views.clear()
+        self.snapshot = None
+
+    def observe(self, box: Box) -> None:
+        """The face was found at ``box``: update position, velocity and counts."""
+        step = (centre(box) - centre(self.box)) / (self.misses + 1)
+        self.velocity = VELOCITY_SMOOTHING * step + (1.0 - VELOCITY_SMOOTHING) * self.velocity
+        self.box = box
+        self.hits += 1
+        self.misses = 0
+
+
+@dataclass(frozen=True)
+class TrackUpdate:
+    """What one detection round did: each detection's track (new or continued), and ended tracks."""
+
+    assigned: list[tuple[Track, Face]]
+    ended: list[Track]
+
+
+class Tracker:
+    """Greedy IoU + centre-distance tracker over detection rounds.
+
+    ``max_misses``: rounds a track may go unseen before it ends. ``max_distance``: how far (in
+    face heights) a face may be from its predicted position and still continue the track.
+    """
+
+    def __init__(self, max_misses: int = 8, max_distance: float = 1.0) -> None:
+        self.max_misses = max_misses
+        self.max_distance = max_distance
+        self.tracks: list[Track] = []
+        self._next_id = 1
+
+    def update(self, faces: Sequence[Face]) -> TrackUpdate:
+        """Associate one round's detections with the live tracks; start and end tracks."""
+        pairs = self._assign([face.box for face in faces])
+        assigned: list[tuple[Track, Face]] = []
+        matched_tracks: set[int] = set()
+        for index, face in enumerate(faces):
+            track = pairs.get(index)
+            if track is None:
+                track = Track(self._next_id, face.box)
+                self._next_id += 1
+                self.tracks.append(track)
+            else:
+                track.observe(face.box)
+            matched_tracks.add(track.id)
+            assigned.append((track, face))
+        ended = []
+        for track in self.tracks:
+            if track.id not in matched_tracks:
+                track.misses += 1
+                if track.misses > self.max_misses:
+                    ended.append(track)
+        self.tracks = [track for track in self.tracks if track not in ended]
+        return TrackUpdate(assigned, ended)
+
+    def end_all(self) -> list[Track]:
+        """End every live track (the source finished or was stopped)."""
+        ended, self.tracks = self.tracks, []
+        return ended
+
+    def _assign(self, boxes: Sequence[Box]) -> dict[int, Track]:
+        """Detection index -> existing track, cheapest gated pairs first."""
+        candidates = []
+        for track in self.tracks:
+            predicted = track.predicted()
+            for index, box in enumerate(boxes):
+                distance = float(np.linalg.norm(centre(predicted) - centre(box))) / max(predicted[3], 1.0)
+                if distance <= self.max_distance:
+                    candidates.append(((1.0 - iou(predicted, box)) + distance, index, track))
+        candidates.sort(key=lambda candidate: candidate[0])
+        taken: dict[int, Track] = {}
+        used: set[int] = set()
+        for _, index, track in candidates:
+            if index not in taken and track.id not in used:
+                taken[index] = track
+                used.add(track.id)
+        return taken

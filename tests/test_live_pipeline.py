@@ -1,0 +1,417 @@
+"""The live pipeline: tracking, one alert per track, pixelation, sources, and privacy end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+
+from openfrt.gallery import Gallery, ImageToEnrol, SubjectInfo
+from openfrt.gallery.matching import TemplateMatrix
+from openfrt.live.events import AlertEvent
+from openfrt.live.pipeline import CameraPipeline, PipelineConfig
+from openfrt.live.privacy import pixelate
+from openfrt.live.sources import Backoff, Frame, ImageFolderSource, LatestFrameSource, Source, open_source
+from openfrt.live.tracking import Tracker
+from openfrt.records import Category, RecordStore
+from openfrt.vision import EngineConfig, FaceEngine
+from openfrt.vision.embedders.chip import ChipEmbedder, ChipSpec, InferenceBackend
+from openfrt.vision.quality import make_face
+from openfrt.vision.types import Face, Quality, Template
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+UTK = SHARED / "faces" / "utk"
+LFW = SHARED / "faces" / "lfw"
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def face_at(box: tuple[float, float, float, float]) -> Face:
+    """A face with fixed, good quality (tracking tests do not look at pixels)."""
+    quality = Quality(face_height_px=box[3], sharpness=100.0, frontalness=1.0, yaw_deg=0.0, roll_deg=0.0, brightness=0.5)
+    return Face(box, 0.99, landmarks_in(box), quality, "fake")
+
+
+def landmarks_in(box: tuple[float, float, float, float]) -> np.ndarray:
+    x, y, w, h = box
+    relative = np.array([[0.3, 0.4], [0.7, 0.4], [0.5, 0.6], [0.35, 0.8], [0.65, 0.8]])
+    return (np.array([x, y]) + relative * np.array([w, h])).astype(np.float32)
+
+
+class MeanColourBackend(InferenceBackend):
+    """'Embeds' a chip as its mean colour, so red faces match red and not blue."""
+
+    def __init__(self) -> None:
+        self.chips = 0
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        self.chips += len(batch)
+        return batch.mean(axis=(2, 3)).astype(np.float32)
+
+
+class ScriptedDetector:
+    """Returns the boxes scripted for each call, with quality measured on the real frame."""
+
+    name = "scripted"
+
+    def __init__(self, script: list[list[tuple[float, float, float, float]]]) -> None:
+        self.script = script
+        self.calls = 0
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        boxes = self.script[self.calls]
+        self.calls += 1
+        return [make_face(rgb, box, 0.99, landmarks_in(box), self.name) for box in boxes]
+
+
+class ListSource(Source):
+    def __init__(self, frames: list[np.ndarray], fps: float = 10.0) -> None:
+        super().__init__("list")
+        self.rgbs, self.fps = frames, fps
+
+    def frames(self, on_gap=None) -> Iterator[Frame]:  # type: ignore[no-untyped-def]
+        for index, rgb in enumerate(self.rgbs):
+            yield Frame(rgb, index / self.fps)
+
+
+class RecordingSink:
+    """A DeploymentSink that remembers what it was told."""
+
+    def __init__(self, matcher: TemplateMatrix, threshold: float) -> None:
+        self.deployment_id, self.name, self.cameras = 1, "test", ["cam"]
+        self.threshold, self.model_id, self.matcher = threshold, matcher.model_id, matcher
+        self.scanned, self.dropped = 0, 0
+        self.gaps: list[tuple[object, object]] = []
+        self.alerts: list[AlertEvent] = []
+
+    def add_faces_scanned(self, camera: str, count: int) -> None:
+        self.scanned += count
+
+    def add_frames_dropped(self, camera: str, count: int) -> None:
+        self.dropped += count
+
+    def record_gap(self, camera: str, started: object, ended: object) -> None:
+        self.gaps.append((started, ended))
+
+    def raise_alert(self, alert: AlertEvent) -> int:
+        self.alerts.append(alert)
+        return len(self.alerts)
+
+    def end(self, actor: str) -> object:
+        return {}
+
+
+def textured(rgb: np.ndarray, box: tuple[float, float, float, float], colour: tuple[int, int, int], rng: np.random.Generator) -> None:
+    """Paint a noisy patch of ``colour`` (sharp, so it scores as a good view) into ``rgb``."""
+    x, y, w, h = (int(v) for v in box)
+    noise = rng.integers(-40, 40, size=(h, w, 3))
+    rgb[y : y + h, x : x + w] = np.clip(np.array(colour) + noise, 0, 255).astype(np.uint8)
+
+
+# -- tracking --------------------------------------------------------------------------------
+
+
+def test_two_crossing_faces_keep_their_ids() -> None:
+    tracker = Tracker(max_misses=2)
+    ids_a, ids_b = set(), set()
+    for step in range(25):
+        a = face_at((20.0 + 15 * step, 100.0, 60.0, 60.0))  # moving right
+        b = face_at((380.0 - 15 * step, 110.0, 60.0, 60.0))  # moving left, crossing a around step 12
+        update = tracker.update([a, b])
+        by_face = {id(face): track.id for track, face in update.assigned}
+        ids_a.add(by_face[id(a)])
+        ids_b.add(by_face[id(b)])
+        assert not update.ended
+    assert len(ids_a) == 1 and len(ids_b) == 1 and ids_a != ids_b
+
+
+def test_track_ends_after_max_misses_and_a_new_face_gets_a_new_id() -> None:
+    tracker = Tracker(max_misses=3)
+    (first, _), = tracker.update([face_at((10.0, 10.0, 50.0, 50.0))]).assigned
+    for _ in range(3):
+        assert tracker.update([]).ended == []
+    assert tracker.update([]).ended == [first]
+    (second, _), = tracker.update([face_at((10.0, 10.0, 50.0, 50.0))]).assigned
+    assert second.id != first.id and tracker.tracks == [second]
+
+
+# -- pipeline: one alert per track -----------------------------------------------------------
+
+
+def test_a_matching_track_alerts_once_and_other_faces_are_pixelated_in_its_frame() -> None:
+    rng = np.random.default_rng(1)
+    frames, script = [], []
+    for step in range(20):  # the red face approaches (grows, so views keep improving); blue stands still
+        red = (40.0 + 10 * step, 60.0, 40.0 + 4 * step, 40.0 + 4 * step)
+        blue = (400.0, 80.0, 60.0, 60.0)
+        rgb = np.full((240, 480, 3), 128, np.uint8)
+        textured(rgb, red, (220, 40, 40), rng)
+        textured(rgb, blue, (40, 40, 220), rng)
+        frames.append(rgb)
+        script.append([red, blue])
+    backend = MeanColourBackend()
+    reference = np.array([[8, 10], [24, 10], [16, 16], [10, 24], [22, 24]], np.float32)
+    embedder = ChipEmbedder(backend, ChipSpec(32, reference), "colour", "1", threshold=0.95)
+    red_template = Template(np.array([220, 40, 40], np.float32), "colour", "1")
+    sink = RecordingSink(TemplateMatrix("colour@1", [("RED", red_template)]), threshold=0.95)
+    engine = SimpleNamespace(detector=ScriptedDetector(script), embedder=embedder)
+    pipeline = CameraPipeline("cam", ListSource(frames), engine, sink, PipelineConfig(min_hits=2))  # type: ignore[arg-type]
+
+    stats = pipeline.run()
+
+    assert [alert.subject for alert in sink.alerts] == ["RED"]
+    alert = sink.alerts[0]
+    assert alert.similarity >= 0.95 and alert.candidates[0][0] == "RED" and alert.camera == "cam"
+    assert alert.probe_crop[:3] == b"\xff\xd8\xff" and alert.frame[:3] == b"\xff\xd8\xff"
+    shown = cv2.cvtColor(cv2.imdecode(np.frombuffer(alert.frame, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    blue_region = shown[80:140, 400:460].astype(float)
+    assert blue_region.std(axis=(0, 1)).max() < 15  # the noise (std ~23) is averaged away
+    assert sink.scanned == stats.faces_scanned == 2  # two people, not 40 detections
+    assert backend.chips < 10  # re-embedded on clear improvements only, not every frame
+
+
+# -- privacy: pixelation ---------------------------------------------------------------------
+
+
+def test_pixelation_destroys_face_pixels_and_leaves_the_rest() -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, size=(200, 200, 3), dtype=np.uint8)
+    box = (50.0, 50.0, 60.0, 60.0)
+
+    out = pixelate(rgb, [box])
+
+    inside = (slice(55, 105), slice(55, 105))
+    assert out[inside].astype(float).var() < 0.1 * rgb[inside].astype(float).var()
+    changed = np.any(out != rgb, axis=2)
+    ys, xs = np.nonzero(changed)
+    assert ys.min() >= 35 and ys.max() < 125 and xs.min() >= 35 and xs.max() < 125  # box + 25% margin only
+    assert not np.shares_memory(out, rgb)
+
+
+# -- sources ---------------------------------------------------------------------------------
+
+
+def test_image_folder_frames_come_in_name_order_with_times(tmp_path: Path) -> None:
+    for name, value in (("b.png", 20), ("a.png", 10), ("c.jpg", 30), ("notes.txt", 0)):
+        path = tmp_path / name
+        if name.endswith(".txt"):
+            path.write_text("not a frame")
+        else:
+            cv2.imwrite(str(path), np.full((8, 8, 3), value, np.uint8))
+
+    frames = list(ImageFolderSource(tmp_path, fps=2.0).frames())
+
+    assert [round(float(frame.rgb.mean())) for frame in frames] == [10, 20, 30]
+    assert [frame.time for frame in frames] == [0.0, 0.5, 1.0]
+
+
+def test_video_file_frames_are_all_read_with_file_times(tmp_path: Path) -> None:
+    faces = sorted(UTK.glob("*.jpg"))[:1] if UTK.exists() else []
+    if not faces:
+        pytest.skip(f"needs {UTK} (UTKFace in the shared test data beside the project), which is absent")
+    face = cv2.resize(cv2.imread(str(faces[0])), (80, 80))
+    path = tmp_path / "walk.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (320, 240))
+    for index in range(12):
+        bgr = np.full((240, 320, 3), 90, np.uint8)
+        bgr[80:160, 10 + 15 * index : 90 + 15 * index] = face
+        writer.write(bgr)
+    writer.release()
+
+    frames = list(open_source(str(path)).frames())
+
+    assert len(frames) == 12
+    assert [frame.time for frame in frames] == pytest.approx([index / 10 for index in range(12)])
+    pasted = cv2.cvtColor(face, cv2.COLOR_BGR2RGB).astype(float)
+    assert np.abs(frames[5].rgb[80:160, 85:165].astype(float) - pasted).mean() < 12  # MJPG is lossy
+
+
+def test_a_live_source_drops_and_counts_frames_a_slow_consumer_cannot_take() -> None:
+    produced = 200
+
+    def fast_camera() -> Iterator[tuple[np.ndarray, float]]:
+        for index in range(produced):
+            time.sleep(0.001)
+            yield np.full((4, 4, 3), index % 256, np.uint8), float(index)
+
+    source = LatestFrameSource("fast", fast_camera, reconnect=False)
+    taken = []
+    for frame in source.frames():
+        taken.append(frame)
+        time.sleep(0.01)  # processing is ten times slower than the camera
+
+    dropped = sum(frame.dropped for frame in taken)
+    assert dropped > produced / 2 and len(taken) + dropped == produced
+    assert taken[-1].time == produced - 1  # the newest frame is never the one dropped
+
+
+def test_a_failing_stream_reconnects_with_back_off_and_reports_the_gap() -> None:
+    attempts: list[float] = []
+
+    def flaky_camera() -> Iterator[tuple[np.ndarray, float]]:
+        attempts.append(time.monotonic())
+        if len(attempts) in (1, 2, 3):
+            raise OSError("connection refused")
+        if len(attempts) == 4:
+            yield np.zeros((4, 4, 3), np.uint8), 0.0
+        else:
+            raise OSError("gone again")
+
+    source = LatestFrameSource("flaky", flaky_camera, backoff=Backoff(initial=0.02, factor=2.0, max_delay=0.05))
+    gaps: list[tuple[object, object]] = []
+    frames = source.frames(on_gap=lambda started, ended: gaps.append((started, ended)))
+    first = next(frames)
+    assert first.time == 0.0 and len(gaps) == 1
+    started, ended = gaps[0]
+    assert (ended - started).total_seconds() >= 0.02 + 0.04 + 0.05 - 0.005  # type: ignore[operator]
+    waits = np.diff(attempts[:4])
+    assert waits[1] > waits[0] * 1.5 and waits[2] < 0.05 + 0.03  # doubling, then capped
+    while len(attempts) < 6:  # the stream ended after one frame and fails again
+        time.sleep(0.01)
+    source.stop()
+    assert list(frames) == []
+    assert len(gaps) == 2  # the second outage, still open when stopped, is reported too
+
+
+def test_a_stream_url_is_named_without_its_password() -> None:
+    source = open_source("rtsp://officer:s3cret@10.0.0.7:554/stream1")  # nothing connects until frames()
+
+    assert source.name == "rtsp://10.0.0.7:554/stream1"
+
+
+# -- privacy end to end ----------------------------------------------------------------------
+
+IMAGE_SIGNATURES = (b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xdb", b"\xff\xd8\xff\xe1", b"\x89PNG\r\n\x1a\n")
+LIVE_COMMAND = [sys.executable, "-m", "openfrt", "live"]
+
+
+def walk_video(path: Path, faces: list[Path], frames: int = 24) -> Path:
+    """People (one face image each) walk slowly across a 640x480 scene at 10 fps."""
+    crops = [cv2.resize(cv2.imread(str(face)), (170, 170)) for face in faces]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (640, 480))
+    for index in range(frames):
+        bgr = np.full((480, 640, 3), 100, np.uint8)
+        for row, crop in enumerate(crops):
+            x = 20 + (index * 4) % 400 if row % 2 == 0 else 450 - (index * 4) % 400
+            bgr[40 + 220 * row : 210 + 220 * row, x : x + 170] = crop
+        writer.write(bgr)
+    writer.release()
+    return path
+
+
+def all_files(root: Path) -> dict[Path, bytes]:
+    return {path: path.read_bytes() for path in root.rglob("*") if path.is_file()}
+
+
+@pytest.fixture
+def deployment_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A data directory whose watchlist 'wanted' holds one subject (S1, from LFW), a private
+    TMPDIR, and the environment to run ``openfrt live`` with them."""
+    if not (UTK.exists() and LFW.exists()):
+        pytest.skip(f"needs {UTK} and {LFW} (the shared test data beside the project), which are absent")
+    home, temp = tmp_path / "home", tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("OPENFRT_HOME", str(home))
+    with RecordStore.open(home) as store:
+        gallery = Gallery(store, FaceEngine(EngineConfig.from_env()))
+        gallery.create_watchlist("wanted", purpose="test", authorised_by="Supt A", actor="PC 1")
+        reference = ImageToEnrol(LFW / "Colin_Powell" / "Colin_Powell_0001.jpg", "ref")
+        assert gallery.enrol(SubjectInfo("S1", "Colin Powell", Category.wanted), [reference], actor="PC 1", watchlist="wanted").enrolled
+    return {**os.environ, "OPENFRT_HOME": str(home), "TMPDIR": str(temp), "OPENFRT_USER": "PC 1"}
+
+
+def live(env: dict[str, str], video: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [*LIVE_COMMAND, "--watchlist", "wanted", "--source", f"gate={video}", "--location", "Test St",
+               "--authorised-by", "Supt A", "--events-json", *extra]
+    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=600, cwd=video.parent, env=env)
+
+
+def test_people_not_on_the_watchlist_leave_no_trace(deployment_env: dict[str, str], tmp_path: Path) -> None:
+    home, temp = Path(deployment_env["OPENFRT_HOME"]), Path(deployment_env["TMPDIR"])
+    (tmp_path / "work").mkdir()
+    video = walk_video(tmp_path / "work" / "passers-by.avi", sorted(UTK.glob("*.jpg"))[:2])
+    before = all_files(home)
+
+    result = live(deployment_env, video, "--name", "op-privacy")
+
+    assert result.returncode == 0, result.stderr
+    (record,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["event"] == "record" and record["alerts"] == 0 and record["faces_scanned"] == 2
+    assert list(temp.iterdir()) == [], "something wrote to TMPDIR (onnxruntime telemetry writes .ses unless ORT_DISABLE_TELEMETRY=1)"
+    assert sorted(video.parent.iterdir()) == [video]
+    after = all_files(home)
+    assert set(after) == set(before)  # no new files: only the database changed
+    for path, data in after.items():
+        assert not any(signature in data for signature in IMAGE_SIGNATURES), path
+    probes = pipeline_templates(FaceEngine(EngineConfig.from_env()), video)
+    assert probes, "the test video should show detectable faces"
+    for data in after.values():
+        assert not any(probe in data for probe in probes)
+    with sqlite3.connect(home / "openfrt.db") as db:
+        assert db.execute("SELECT count(*) FROM alerts").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM alert_media").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM templates").fetchone() == (1,)
+        details = " ".join(row[0] or "" for row in db.execute("SELECT details FROM audit_events"))
+    assert "track" not in details and "box" not in details
+    assert "track" not in result.stderr.lower() and "box" not in result.stderr.lower()
+
+
+def test_a_watchlisted_person_alerts_once_and_the_record_counts_everyone(deployment_env: dict[str, str], tmp_path: Path) -> None:
+    # The reference image itself walks past: this tests the pipeline, not the model (whose calibrated
+    # watchlist threshold, 0.988 for dlib, other photos of the same person often miss).
+    video = walk_video(tmp_path / "walk.avi", [LFW / "Colin_Powell" / "Colin_Powell_0001.jpg", min(UTK.glob("*.jpg"))])
+
+    result = live(deployment_env, video, "--name", "op-hit")
+
+    assert result.returncode == 0, result.stderr
+    alert, record = [json.loads(line) for line in result.stdout.splitlines()]
+    assert alert == {**alert, "event": "alert", "deployment": "op-hit", "camera": "gate", "subject": "S1", "track": alert["track"]}
+    assert 0.0 <= alert["time"] < 2.4 and alert["similarity"] > 0.5
+    assert record == {**record, "event": "record", "alerts": 1, "faces_scanned": 2}
+    with sqlite3.connect(Path(deployment_env["OPENFRT_HOME"]) / "openfrt.db") as db:
+        assert db.execute("SELECT count(*) FROM alert_media").fetchone() == (2,)  # probe crop and pixelated frame
+
+
+def test_ctrl_c_ends_the_deployment_and_prints_its_record(deployment_env: dict[str, str], tmp_path: Path) -> None:
+    video = walk_video(tmp_path / "long.avi", sorted(UTK.glob("*.jpg"))[:1], frames=600)  # a minute in real time
+    command = [*LIVE_COMMAND, "--watchlist", "wanted", "--source", str(video), "--location", "Test St",
+               "--authorised-by", "Supt A", "--events-json", "--realtime", "--name", "op-interrupted"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=deployment_env)
+    wait_until_running(Path(deployment_env["OPENFRT_HOME"]) / "openfrt.db", "op-interrupted")
+    time.sleep(2)  # some frames
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 0, stderr
+    (record,) = [json.loads(line) for line in stdout.splitlines()]
+    assert record["event"] == "record" and record["status"] == "ended" and record["faces_scanned"] >= 1
+
+
+def wait_until_running(database: Path, deployment: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with sqlite3.connect(database) as db:
+            if db.execute("SELECT status FROM deployments WHERE name = ?", (deployment,)).fetchone() == ("running",):
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"deployment {deployment} did not start within {timeout} s")
+
+
+def pipeline_templates(engine: FaceEngine, video: Path) -> list[bytes]:
+    """The first 16 bytes of the template of every face the pipeline could have embedded."""
+    probes = []
+    for frame in open_source(str(video)).frames():
+        faces = engine.detector.detect(frame.rgb)
+        for template in engine.embedder.embed(frame.rgb, faces):
+            probes.append(template.vector.astype(np.float32).tobytes()[:16])
+    return probes
