@@ -52,7 +52,7 @@ class MtcnnDetector(Detector):
     """
 
     name = "mtcnn"
-    confident_score = 0.9
+    confident_score = 0.95
 
     def __init__(
         self,
