@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
 
 from openfrt.errors import OpenFRTError
+from openfrt.records import RecordStore
 from openfrt.vision import EngineConfig, FaceEngine
 
 #: Exit codes: 0 success, 1 an input failed (and was reported), 2 usage or configuration error.
@@ -34,6 +38,10 @@ HomeOption = Annotated[
     Optional[Path],
     typer.Option("--home", envvar="OPENFRT_HOME", help="Data directory (default: the per-user data directory)."),
 ]
+OperatorOption = Annotated[
+    Optional[str], typer.Option("--operator", help="Who is acting, for the audit log (default: OPENFRT_USER or the login name).")
+]
+ReasonOption = Annotated[Optional[str], typer.Option("--reason", help="Why, for the audit log.")]
 ThreadsOption = Annotated[
     Optional[int], typer.Option("--threads", min=0, help="Inference threads (0: runtime default; see README).")
 ]
@@ -71,3 +79,24 @@ def usage_error(message: str) -> NoReturn:
 def print_json(payload: dict[str, Any]) -> None:
     """One compact JSON object per line, straight to stdout (no Rich markup or wrapping)."""
     typer.echo(json.dumps(payload, separators=(",", ":")))
+
+
+def fail(error: Exception, json_output: bool, **context: Any) -> NoReturn:
+    """Report a failed input (JSON line and/or stderr) and exit 1."""
+    if json_output:
+        print_json({**context, "error": str(error)})
+    err_console.print(f"[red]error:[/red] {error}")
+    raise typer.Exit(EXIT_INPUT_FAILED)
+
+
+@contextmanager
+def open_store(home: Path | None) -> Iterator[RecordStore]:
+    """The records store in ``home``; one that cannot be opened is a configuration (usage) error."""
+    try:
+        store = RecordStore.open(home)
+    except (OpenFRTError, SQLAlchemyError, OSError) as exc:
+        usage_error(f"cannot open the records store: {exc}")
+    try:
+        yield store
+    finally:
+        store.close()

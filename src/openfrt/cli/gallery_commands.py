@@ -16,11 +16,15 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.progress import Progress
-from sqlalchemy.exc import SQLAlchemyError
 
 from openfrt.cli.common import (
     EXIT_INPUT_FAILED,
     DetectorModelOption,
+    HomeOption,
+    OperatorOption,
+    ReasonOption,
+    fail,
+    open_store,
     DetectorOption,
     EmbedderOption,
     JsonOption,
@@ -43,18 +47,11 @@ from openfrt.gallery import (
     WatchlistInfo,
 )
 from openfrt.gallery.matching import Candidate
-from openfrt.records import Category, RecordStore, current_actor
+from openfrt.records import Category, current_actor
 
 subject_app = typer.Typer(help="Subjects of the reference database and their reference images.", no_args_is_help=True)
 watchlist_app = typer.Typer(help="Watchlists: subjects compiled for one purpose, authorised and expiring.", no_args_is_help=True)
 
-HomeOption = Annotated[
-    Optional[Path], typer.Option("--home", help="Data directory (default: OPENFRT_HOME, else the per-user data directory).")
-]
-OperatorOption = Annotated[
-    Optional[str], typer.Option("--operator", help="Who is acting, for the audit log (default: OPENFRT_USER or the login name).")
-]
-ReasonOption = Annotated[Optional[str], typer.Option("--reason", help="Why, for the audit log.")]
 TopOption = Annotated[int, typer.Option("--top", min=1, help="How many candidates to list.")]
 CategoryOption = Annotated[Category, typer.Option("--category", help="Why the subject is on record.")]
 LegalBasisOption = Annotated[
@@ -87,22 +84,8 @@ def open_gallery(
 ) -> Iterator[Gallery]:
     """The gallery in ``home``; a store that cannot be opened is a configuration (usage) error."""
     engine = build_engine(detector, detector_model, embedder, max_pixels)
-    try:
-        store = RecordStore.open(home)
-    except (OpenFRTError, SQLAlchemyError, OSError) as exc:
-        usage_error(f"cannot open the records store: {exc}")
-    try:
+    with open_store(home) as store:
         yield Gallery(store, engine, policy)
-    finally:
-        store.close()
-
-
-def fail(error: Exception, json_output: bool, **context: Any) -> None:
-    """Report a failed input (JSON line and/or stderr) and exit 1."""
-    if json_output:
-        print_json({**context, "error": str(error)})
-    err_console.print(f"[red]error:[/red] {error}")
-    raise typer.Exit(EXIT_INPUT_FAILED)
 
 
 # -- subject ---------------------------------------------------------------------------------

@@ -19,17 +19,25 @@ from typing import Annotated
 import typer
 from rich.live import Live
 from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
 
-from openfrt.cli.common import DetectorModelOption, DetectorOption, EmbedderOption, console, print_json, usage_error
-from openfrt.cli.gallery_commands import HomeOption, OperatorOption
+from openfrt.cli.common import (
+    DetectorModelOption,
+    DetectorOption,
+    EmbedderOption,
+    HomeOption,
+    OperatorOption,
+    console,
+    open_store,
+    print_json,
+    usage_error,
+)
 from openfrt.errors import OpenFRTError
 from openfrt.gallery import Gallery
 from openfrt.live.deployments import DeploymentService, RunningDeployment
 from openfrt.live.events import AlertEvent
 from openfrt.live.pipeline import DEFAULT_CADENCE, CameraStats, LiveRunner, PipelineConfig, live_engine_config
 from openfrt.live.sources import Source, open_source
-from openfrt.records import RecordStore, current_actor
+from openfrt.records import current_actor
 from openfrt.vision import EngineConfig, FaceEngine
 
 SourceListOption = Annotated[
@@ -61,11 +69,7 @@ def live(
     actor = current_actor(operator)
     cameras = _open_sources(source, realtime)
     engine = _live_engine(detector, detector_model, embedder, detect_width)
-    try:
-        store = RecordStore.open(home)
-    except (OpenFRTError, SQLAlchemyError, OSError) as exc:
-        usage_error(f"cannot open the records store: {exc}")
-    try:
+    with open_store(home) as store:
         service = DeploymentService(store, Gallery(store, engine))
         deployment_name = name or datetime.now(UTC).strftime("live-%Y%m%d-%H%M%S")
         try:
@@ -77,8 +81,6 @@ def live(
         except OpenFRTError as exc:
             usage_error(str(exc))
         _run(running, cameras, engine, PipelineConfig(cadence=cadence), events_json, actor)
-    finally:
-        store.close()
 
 
 def _open_sources(specs: list[str], realtime: bool) -> dict[str, Source]:

@@ -10,22 +10,28 @@ prints one JSON object per line. Exit codes: 0 done, 1 a record was refused or n
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 
-from openfrt.cli.common import JsonOption, console, print_json, usage_error
-from openfrt.cli.gallery_commands import HomeOption, OperatorOption, ReasonOption, fail
+from openfrt.cli.common import (
+    HomeOption,
+    JsonOption,
+    OperatorOption,
+    ReasonOption,
+    console,
+    fail,
+    open_store,
+    print_json,
+    usage_error,
+)
 from openfrt.errors import OpenFRTError
 from openfrt.live.alerts import AlertInfo, AlertService
 from openfrt.live.deployments import DeploymentInfo, DeploymentRecord, DeploymentService
 from openfrt.live.retention import run_retention
-from openfrt.records import RecordStore, current_actor
+from openfrt.records import current_actor
 from openfrt.records.models import AlertOutcome, AlertStatus, DeploymentStatus, MediaKind
 
 deployments_app = typer.Typer(help="Live deployments: planned, running, ended, and their published records.", no_args_is_help=True)
@@ -35,19 +41,6 @@ retention_app = typer.Typer(help="Deletion of alert images past their retention 
 NameArgument = Annotated[str, typer.Argument(help="Deployment name.")]
 AlertIdArgument = Annotated[int, typer.Argument(metavar="ID", help="Alert id (as `openfrt alerts list` shows).")]
 ByOption = Annotated[str, typer.Option("--by", help="The officer acting (name, rank, number).")]
-
-
-@contextmanager
-def open_store(home: Path | None) -> Iterator[RecordStore]:
-    """The records store in ``home``; one that cannot be opened is a configuration (usage) error."""
-    try:
-        store = RecordStore.open(home)
-    except (OpenFRTError, SQLAlchemyError, OSError) as exc:
-        usage_error(f"cannot open the records store: {exc}")
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 # -- deployments -----------------------------------------------------------------------------
