@@ -6,6 +6,7 @@ people do not dominate), impostor pairs a seeded random sample of images of diff
 The script prints false-match rate (FMR) and false-non-match rate (FNMR) across thresholds and
 the lowest threshold whose FMR is at or below ``--target-fmr``.
 
+    python benchmarks/verification.py                      # the defaults: mtcnn + dlib-onnx
     python benchmarks/verification.py --detector hog --embedder dlib
 """
 
@@ -80,8 +81,8 @@ def pair_scores(templates: np.ndarray, identities: list[str], per_identity: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lfw", type=Path, default=SHARED / "faces" / "lfw")
-    parser.add_argument("--detector", default="hog")
-    parser.add_argument("--embedder", default="dlib")
+    parser.add_argument("--detector", default="mtcnn")
+    parser.add_argument("--embedder", default="dlib-onnx")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--per-identity", type=int, default=10)
     parser.add_argument("--impostors", type=int, default=500_000)

@@ -27,15 +27,23 @@ from openfrt.cli.common import (
     HomeOption,
     OperatorOption,
     console,
+    err_console,
     open_store,
     print_json,
     usage_error,
 )
 from openfrt.errors import OpenFRTError
 from openfrt.gallery import Gallery
+from openfrt.gallery.fitness import expected_fitness
 from openfrt.live.deployments import DeploymentService, RunningDeployment
 from openfrt.live.events import AlertEvent
-from openfrt.live.pipeline import DEFAULT_CADENCE, CameraStats, LiveRunner, PipelineConfig, live_engine_config
+from openfrt.live.pipeline import (
+    DEFAULT_CADENCE,
+    CameraStats,
+    LiveRunner,
+    PipelineConfig,
+    live_engine_config,
+)
 from openfrt.live.sources import Source, open_source
 from openfrt.records import current_actor
 from openfrt.vision import EngineConfig, FaceEngine
@@ -80,6 +88,7 @@ def live(
             running = service.start(deployment_name, actor)
         except OpenFRTError as exc:
             usage_error(str(exc))
+        _report_fitness(running)
         _run(running, cameras, engine, PipelineConfig(cadence=cadence), events_json, actor)
 
 
@@ -95,6 +104,20 @@ def _open_sources(specs: list[str], realtime: bool) -> dict[str, Source]:
         except OpenFRTError as exc:
             usage_error(str(exc))
     return cameras
+
+
+def _report_fitness(running: RunningDeployment) -> None:
+    """Tell the operator, before the first face, what this model, threshold and watchlist size
+    are expected to achieve — and warn when the false-alert target cannot be met (on stderr, so
+    ``--events-json`` output stays machine-readable)."""
+    matcher = running.matcher
+    fitness = expected_fitness(running.model_id, running.threshold, len(matcher), matcher.max_references)
+    if fitness is None:
+        err_console.print(f"[yellow]warning:[/yellow] {running.model_id} has no calibration: its accuracy is unmeasured")
+    elif not fitness["meets_target"]:
+        err_console.print(f"[yellow]warning:[/yellow] {fitness['message']}")
+    else:
+        err_console.print(fitness["message"])
 
 
 def _is_named(spec: str) -> bool:
