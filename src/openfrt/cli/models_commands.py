@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from openfrt.cli.common import EXIT_INPUT_FAILED, HomeOption, JsonOption, console, err_console, print_json
+from openfrt.cli.common import HomeOption, JsonOption, console, fail, print_json
 from openfrt.config import home_dir
 from openfrt.errors import OpenFRTError
 from openfrt.vision.zoo import ModelEntry, ModelZoo
@@ -21,11 +21,6 @@ def _zoo(home: Path | None) -> ModelZoo:
     if home is not None:
         os.environ["OPENFRT_HOME"] = str(home)  # so engines built later in this process agree
     return ModelZoo(home_dir(home))
-
-
-def _fail(exc: OpenFRTError) -> None:
-    err_console.print(f"[red]error:[/red] {exc}")
-    raise typer.Exit(EXIT_INPUT_FAILED)
 
 
 def _entry_json(zoo: ModelZoo, entry: ModelEntry) -> dict[str, object]:
@@ -79,7 +74,7 @@ def add_model(
     try:
         entry = _zoo(home).add(name, path, kind, sha256, family, licence)  # type: ignore[arg-type]
     except OpenFRTError as exc:
-        _fail(exc)
+        fail(exc, json_output=False)
     console.print(f"registered {entry.kind} [bold]{entry.name}[/bold] ({entry.plugin}, sha256 {entry.options['sha256'][:16]}…)")
 
 
@@ -89,7 +84,7 @@ def use_model(name: Annotated[str, typer.Argument(help="A model from 'openfrt mo
     try:
         entry = _zoo(home).use(name)
     except OpenFRTError as exc:
-        _fail(exc)
+        fail(exc, json_output=False)
     console.print(f"default {entry.kind} is now [bold]{entry.name}[/bold]")
 
 
@@ -100,5 +95,5 @@ def install_model(name: Annotated[str, typer.Argument(help="A known model, e.g. 
         with console.status(f"downloading {name}…"):
             entry = _zoo(home).install(name)
     except OpenFRTError as exc:
-        _fail(exc)
+        fail(exc, json_output=False)
     console.print(f"installed and registered {entry.kind} [bold]{entry.name}[/bold]")
