@@ -27,7 +27,7 @@ DLIB_RESNET_VERSION = "v1"
 
 #: 1:1 threshold for a false-match rate of 0.1%, measured on ../shared/faces/lfw pairs
 #: (benchmarks/verification.py); see README.
-DLIB_RESNET_THRESHOLD = 0.9626
+DLIB_RESNET_THRESHOLD = 0.963
 
 #: Bump when the converter's output changes, so cached conversions are rebuilt.
 CONVERTER_VERSION = "1"
