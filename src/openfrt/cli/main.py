@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from openfrt import __version__
-from openfrt.cli import engine_commands, evaluate_command, gallery_commands, live_command, live_records_commands, models_commands
+from openfrt.cli import engine_commands, evaluate_command, gallery_commands, live_command, live_records_commands, models_commands, walkthrough_command
 
 app = typer.Typer(
     name="openfrt",
@@ -24,6 +24,7 @@ app.command()(gallery_commands.identify)
 app.command()(gallery_commands.search)
 app.command()(evaluate_command.evaluate)
 app.command()(live_command.live)
+app.command("walkthrough")(walkthrough_command.walkthrough)
 app.add_typer(live_records_commands.deployments_app, name="deployments")
 app.add_typer(live_records_commands.alerts_app, name="alerts")
 app.add_typer(live_records_commands.retention_app, name="retention")

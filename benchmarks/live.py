@@ -1,0 +1,262 @@
+"""Live pipeline accuracy and speed on a composed walk-through, against the same faces as stills.
+
+    python benchmarks/live.py [--passers 40] [--watchlisted 10] [--seed 0] [--threshold T ...] [--keep]
+
+Composes a walk-through (openfrt.live.walkthrough) from ../shared/faces over a blurred frame of
+../shared/video/walking_1080p.mp4, enrols the watchlisted passers' reference images (a different
+image from the one that walks past) in a temporary data directory, runs ``openfrt live
+--events-json`` on the video and ``openfrt identify --json`` on the passers' source images, and
+prints, per model and threshold:
+
+* TPIR: watchlisted passers alerted for their own subject while in view;
+* false alerts per passer: alerts for a subject who is not in view at the alert's time;
+* faces scanned (the deployment record) against the true number of passers;
+* alert latency: the alert's source time minus the passer's first frame (p50/p95, seconds);
+* processing fps (frames over the deployment's start-to-end time; median of ``--repeat`` runs)
+  and frames dropped (only with ``--realtime``: otherwise every frame of a file is processed);
+* the same TPIR and false alerts for the still images, at the same threshold.
+
+Alerts carry no box, so an alert is attributed by subject and time: it is a hit when that
+subject's passer is in view then. Models: the bundled one (mtcnn + dlib-onnx) and, when its
+file exists, Intel face-reidentification-retail-0095 (registered as ``intel`` in the temporary
+data directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from openfrt.live.walkthrough import FaceSet, Walkthrough, WalkthroughConfig, generate, one_face_screen, read_exclusions
+from openfrt.vision import EngineConfig, FaceEngine
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+BACKGROUND = SHARED / "video" / "walking_1080p.mp4"
+INTEL = SHARED / "models" / "face-reidentification-retail-0095" / "FP16" / "face-reidentification-retail-0095.xml"
+EXCLUDE = ROOT / "benchmarks" / "shared-label-errors.txt"
+OPENFRT = [sys.executable, "-m", "openfrt"]
+#: Seconds an alert may come after its passer's last frame (a track ends a few rounds later).
+SLACK = 0.5
+
+
+@dataclass(frozen=True)
+class Model:
+    """A detector/embedder pair to benchmark; ``operating`` is a lower threshold than the
+    calibrated 1/6,000 one, so the comparison has alerts to compare."""
+
+    label: str
+    embedder: str | None
+    operating: float
+
+
+BUNDLED = Model("mtcnn + dlib-onnx", None, 0.976)  # about 1 false alert per 100 at 1,000 subjects (README)
+INTEL_MODEL = Model("mtcnn + intel", "intel", 0.80)  # below its calibrated 0.848; FPIR not calibrated there
+
+
+@dataclass
+class Score:
+    """TPIR, false alerts and latency of one set of (passer, subject, time) alerts."""
+
+    hits: int
+    watchlisted: int
+    false_alerts: int
+    passers: int
+    latencies: list[float]
+
+    def tpir(self) -> str:
+        return f"{self.hits}/{self.watchlisted} ({self.hits / max(1, self.watchlisted):.0%})"
+
+    def false(self) -> str:
+        return f"{self.false_alerts} ({self.false_alerts / max(1, self.passers):.3f})"
+
+    def latency(self) -> str:
+        if not self.latencies:
+            return "-"
+        p50, p95 = np.percentile(self.latencies, [50, 95])
+        return f"{p50:.2f} / {p95:.2f}"
+
+
+def main() -> None:
+    args = _arguments()
+    if not (SHARED / "faces").is_dir():
+        sys.exit(f"needs {SHARED / 'faces'} (the shared data set beside the project)")
+    models = [BUNDLED] + ([INTEL_MODEL] if INTEL.exists() else [])
+    work = Path(tempfile.mkdtemp(prefix="openfrt-live-bench-"))
+    try:
+        truth = _compose(args, work)
+        table = Table(title=f"live walk-through: {len(truth.passers)} passers ({sum(p.on_watchlist for p in truth.passers)} "
+                            f"watchlisted), {truth.size[0]}x{truth.size[1]} {truth.fps:g} fps, {truth.frames} frames, seed {truth.seed}")
+        for column in ("model", "threshold", "TPIR live", "TPIR stills", "false alerts live (/passer)",
+                       "false alerts stills (/passer)", "faces scanned vs passers", "latency p50/p95 s", "fps", "dropped"):
+            table.add_column(column)
+        for model in models:
+            for row in _benchmark_model(model, truth, work, args):
+                table.add_row(*row)
+        Console(width=200).print(table)
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--passers", type=int, default=40)
+    parser.add_argument("--watchlisted", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", default="1920x1080")
+    parser.add_argument("--threshold", type=float, action="append",
+                        help="Watchlist threshold(s) to run at (default: the calibrated one and the model's operating one).")
+    parser.add_argument("--realtime", action="store_true", help="Play the video at its frame rate (frames are dropped when behind).")
+    parser.add_argument("--repeat", type=int, default=1, help="Live runs per threshold; fps is their median.")
+    parser.add_argument("--keep", action="store_true", help="Keep the temporary directory (video, truth, data).")
+    return parser.parse_args()
+
+
+def _compose(args: argparse.Namespace, work: Path) -> Walkthrough:
+    width, height = (int(v) for v in args.size.split("x"))
+    config = WalkthroughConfig(size=(width, height), passers=args.passers, watchlisted=args.watchlisted, seed=args.seed)
+    screen = one_face_screen(FaceEngine(EngineConfig.from_env()))
+    faces = FaceSet(SHARED / "faces", read_exclusions(EXCLUDE.read_text().splitlines()), screen)
+    started = time.perf_counter()
+    truth = generate(config, faces, work / "walkthrough.mp4", background=BACKGROUND if BACKGROUND.exists() else None)
+    print(f"composed {truth.video} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return truth
+
+
+def _benchmark_model(model: Model, truth: Walkthrough, work: Path, args: argparse.Namespace) -> list[list[str]]:
+    """Rows for one model: set up its data directory, search the stills once, run live per threshold."""
+    home = work / f"home-{model.embedder or 'bundled'}"
+    env = {**os.environ, "OPENFRT_HOME": str(home), "OPENFRT_USER": "benchmark"}
+    embedder = ["--embedder", model.embedder] if model.embedder else []
+    if model.embedder == "intel":
+        _run([*OPENFRT, "models", "add", "intel", str(INTEL), "--licence", "Apache-2.0"], env)
+    thresholds = args.threshold or [None, model.operating]
+    names = [f"walk{i}" for i in range(len(thresholds))]
+    values = [_create_watchlist(name, threshold, embedder, env) for name, threshold in zip(names, thresholds)]
+    enrolled = _enrol(truth, names, embedder, env, work / f"references-{home.name}")
+    stills = _identify(names[0], truth, embedder, env)
+    rows = []
+    for name, threshold in zip(names, values):
+        runs = [_live(name, truth, embedder, env, args.realtime) for _ in range(args.repeat)]
+        events, record, wall = runs[0]  # without --realtime every frame is processed: runs alert alike
+        fps = float(np.median([truth.frames / _seconds(run[1]) for run in runs]))
+        alerts = [(event["subject"], event["time"]) for event in events]
+        live_score = _score_alerts(truth, enrolled, alerts)
+        still_score = _score_stills(truth, enrolled, stills, threshold)
+        scanned = record["faces_scanned"]
+        rows.append([
+            model.label, f"{threshold:.4f}", live_score.tpir(), still_score.tpir(), live_score.false(), still_score.false(),
+            f"{scanned} vs {len(truth.passers)} ({scanned / len(truth.passers) - 1:+.0%})", live_score.latency(),
+            f"{fps:.1f}", str(record["frames_dropped"]),
+        ])
+        print(f"{model.label} @ {threshold:.4f}: live run {wall:.1f} s wall", file=sys.stderr)
+    return rows
+
+
+def _seconds(record: dict) -> float:
+    """The deployment's start-to-end time: processing, without the command's start-up."""
+    return (datetime.fromisoformat(record["ended_at"]) - datetime.fromisoformat(record["started_at"])).total_seconds()
+
+
+def _run(command: list[str], env: dict[str, str]) -> str:
+    """Run an ``openfrt`` command; its stdout (stderr is shown on failure)."""
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if result.returncode not in (0, 1):  # 1: some input failed, reported per line
+        sys.exit(f"{' '.join(command[2:5])} failed ({result.returncode}): {result.stderr}")
+    return result.stdout
+
+
+def _create_watchlist(name: str, threshold: float | None, embedder: list[str], env: dict[str, str]) -> float:
+    extra = ["--threshold", str(threshold)] if threshold is not None else []
+    out = _run([*OPENFRT, "watchlist", "create", name, "--purpose", "benchmark", "--authorised-by", "benchmark",
+                "--json", *extra, *embedder], env)
+    return float(json.loads(out.splitlines()[-1])["threshold"])
+
+
+def _enrol(truth: Walkthrough, watchlists: list[str], embedder: list[str], env: dict[str, str], folder: Path) -> set[str]:
+    """Enrol each watchlisted passer's reference image into the first watchlist (one
+    ``enrol-folder``, so the model loads once) and add them to the others; the identities enrolled."""
+    for passer in truth.passers:
+        if passer.on_watchlist and passer.reference_image:
+            (folder / passer.identity).mkdir(parents=True, exist_ok=True)
+            shutil.copy(passer.reference_image, folder / passer.identity)
+    out = _run([*OPENFRT, "enrol-folder", watchlists[0], str(folder), "--category", "wanted", "--face", "largest", "--json", *embedder], env)
+    reports = [json.loads(line) for line in out.splitlines()]
+    for report in reports:
+        if not report["enrolled"]:
+            print(f"not enrolled: {report['subject']}: {[image.get('error') for image in report['images']]}", file=sys.stderr)
+    enrolled = {report["subject"] for report in reports if report["enrolled"]}
+    for name in watchlists[1:]:
+        _run([*OPENFRT, "watchlist", "add", name, *sorted(enrolled), "--json"], env)
+    print(f"enrolled {len(enrolled)} of {sum(p.on_watchlist for p in truth.passers)} watchlisted passers", file=sys.stderr)
+    return enrolled
+
+
+def _identify(watchlist: str, truth: Walkthrough, embedder: list[str], env: dict[str, str]) -> dict[str, tuple[str, float] | None]:
+    """Video image -> its best candidate (subject, similarity), or None (no face or no candidate)."""
+    out = _run([*OPENFRT, "identify", watchlist, *[p.video_image for p in truth.passers], "--json", "--top", "1", *embedder], env)
+    best: dict[str, tuple[str, float] | None] = {}
+    for line in out.splitlines():
+        result = json.loads(line)
+        candidates = result["candidates"]
+        best[result["image"]] = (candidates[0]["subject"], candidates[0]["similarity"]) if candidates else None
+    return best
+
+
+def _live(watchlist: str, truth: Walkthrough, embedder: list[str], env: dict[str, str], realtime: bool) -> tuple[list[dict], dict, float]:
+    """Alert events, the deployment record and the wall time of one ``openfrt live`` run."""
+    command = [*OPENFRT, "live", "--watchlist", watchlist, "--source", f"walk={truth.video}", "--location", "benchmark",
+               "--authorised-by", "benchmark", "--events-json", *embedder, *(["--realtime"] if realtime else [])]
+    started = time.perf_counter()
+    lines = [json.loads(line) for line in _run(command, env).splitlines() if line.startswith("{")]
+    wall = time.perf_counter() - started
+    return [line for line in lines if line["event"] == "alert"], lines[-1], wall
+
+
+def _score_alerts(truth: Walkthrough, enrolled: set[str], alerts: list[tuple[str, float]]) -> Score:
+    """An alert is a hit for the enrolled passer it names if that passer is in view at its time
+    (first hit per passer counts; repeats are neither hits nor false); otherwise it is false."""
+    first_hit: dict[int, float] = {}
+    false_alerts = 0
+    for subject, moment in alerts:
+        passer = next((p for p in truth.passers if p.identity == subject and p.identity in enrolled
+                       and p.first_frame / truth.fps <= moment <= p.last_frame / truth.fps + SLACK), None)
+        if passer is None:
+            false_alerts += 1
+        elif passer.index not in first_hit:
+            first_hit[passer.index] = moment - passer.first_frame / truth.fps
+    return Score(len(first_hit), len(enrolled), false_alerts, len(truth.passers), sorted(first_hit.values()))
+
+
+def _score_stills(truth: Walkthrough, enrolled: set[str], best: dict[str, tuple[str, float] | None], threshold: float) -> Score:
+    """The same counts for the passers' source images searched as stills at ``threshold``."""
+    hits = false_alerts = 0
+    for passer in truth.passers:
+        candidate = best.get(passer.video_image)
+        if candidate is None or candidate[1] < threshold:
+            continue
+        if candidate[0] == passer.identity and passer.identity in enrolled:
+            hits += 1
+        else:
+            false_alerts += 1
+    return Score(hits, len(enrolled), false_alerts, len(truth.passers), [])
+
+
+if __name__ == "__main__":
+    main()
