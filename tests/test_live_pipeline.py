@@ -23,12 +23,12 @@ from openfrt.live.events import AlertEvent
 from openfrt.live.pipeline import CameraPipeline, PipelineConfig
 from openfrt.live.privacy import pixelate
 from openfrt.live.sources import Backoff, Frame, ImageFolderSource, LatestFrameSource, Source, open_source
-from openfrt.live.tracking import Tracker
+from openfrt.live.tracking import Track, Tracker, View
 from openfrt.records import Category, RecordStore
 from openfrt.vision import EngineConfig, FaceEngine
 from openfrt.vision.embedders.chip import ChipEmbedder, ChipSpec, InferenceBackend
 from openfrt.vision.quality import make_face
-from openfrt.vision.types import Face, Quality, Template
+from openfrt.vision.types import Face, Quality, Template, cosine_to_similarity
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 UTK = SHARED / "faces" / "utk"
@@ -123,12 +123,12 @@ def textured(rgb: np.ndarray, box: tuple[float, float, float, float], colour: tu
 
 
 def test_two_crossing_faces_keep_their_ids() -> None:
-    tracker = Tracker(max_misses=2)
+    tracker = Tracker(max_gap_seconds=0.2)
     ids_a, ids_b = set(), set()
     for step in range(25):
         a = face_at((20.0 + 15 * step, 100.0, 60.0, 60.0))  # moving right
         b = face_at((380.0 - 15 * step, 110.0, 60.0, 60.0))  # moving left, crossing a around step 12
-        update = tracker.update([a, b])
+        update = tracker.update([a, b], step * 0.08)
         by_face = {id(face): track.id for track, face in update.assigned}
         ids_a.add(by_face[id(a)])
         ids_b.add(by_face[id(b)])
@@ -136,14 +136,49 @@ def test_two_crossing_faces_keep_their_ids() -> None:
     assert len(ids_a) == 1 and len(ids_b) == 1 and ids_a != ids_b
 
 
-def test_track_ends_after_max_misses_and_a_new_face_gets_a_new_id() -> None:
-    tracker = Tracker(max_misses=3)
-    (first, _), = tracker.update([face_at((10.0, 10.0, 50.0, 50.0))]).assigned
-    for _ in range(3):
-        assert tracker.update([]).ended == []
-    assert tracker.update([]).ended == [first]
-    (second, _), = tracker.update([face_at((10.0, 10.0, 50.0, 50.0))]).assigned
+def test_track_ends_after_max_gap_seconds_and_a_new_face_gets_a_new_id() -> None:
+    tracker = Tracker(max_gap_seconds=1.0)
+    (first, _), = tracker.update([face_at((10.0, 10.0, 50.0, 50.0))], 0.0).assigned
+    for now in (0.3, 0.6, 1.0):
+        assert tracker.update([], now).ended == []
+    assert tracker.update([], 1.1).ended == [first]
+    (second, _), = tracker.update([face_at((10.0, 10.0, 50.0, 50.0))], 1.2).assigned
     assert second.id != first.id and tracker.tracks == [second]
+
+
+def test_track_expiry_is_in_seconds_whatever_the_cadence() -> None:
+    """A face lost for 0.8 s continues its track whether detection runs every 0.04 s or 0.12 s."""
+    for interval in (0.04, 0.12):
+        tracker = Tracker(max_gap_seconds=1.0)
+        rounds = [round(t * interval, 6) for t in range(int(3.0 / interval))]
+        ids = set()
+        for now in rounds:
+            seen = not 1.0 <= now < 1.8  # occluded for 0.8 s
+            update = tracker.update([face_at((100.0 + 50 * now, 100.0, 60.0, 60.0))] if seen else [], now)
+            assert not update.ended
+            ids.update(track.id for track, _ in update.assigned)
+        assert len(ids) == 1, interval
+
+
+def test_a_moving_face_is_followed_across_a_gap_by_its_velocity_per_second() -> None:
+    tracker = Tracker(max_gap_seconds=1.0)
+    for step in range(5):  # 200 px/s, 60 px faces
+        tracker.update([face_at((100.0 + 200 * step * 0.1, 100.0, 60.0, 60.0))], step * 0.1)
+    (track, _), = tracker.update([face_at((100.0 + 200 * 1.2, 100.0, 60.0, 60.0))], 1.2).assigned  # 0.8 s unseen, 160 px on
+    assert track.id == 1 and track.hits == 6
+
+
+def test_a_track_mean_template_averages_its_searched_views() -> None:
+    track = Track(1, (0.0, 0.0, 10.0, 10.0), 0.0)
+    face = face_at((0.0, 0.0, 10.0, 10.0))
+    chip = np.zeros((4, 4, 3), np.uint8)
+    track.views = [View(face, chip, 0.9, 0.0, Template(np.array([1.0, 0.0]), "m", "1")), View(face, chip, 0.8, 0.1)]
+    assert track.mean_template() is None  # one searched view: its own template is the probe
+    track.views[1].template = Template(np.array([0.0, 1.0]), "m", "1")
+    mean = track.mean_template()
+    assert mean is not None and mean.model_id == "m@1" and np.allclose(mean.vector, [2**-0.5, 2**-0.5])
+    track.release()
+    assert track.mean_template() is None and track.views == []
 
 
 # -- pipeline: one alert per track -----------------------------------------------------------
@@ -179,6 +214,41 @@ def test_a_matching_track_alerts_once_and_other_faces_are_pixelated_in_its_frame
     assert blue_region.std(axis=(0, 1)).max() < 15  # the noise (std ~23) is averaged away
     assert sink.scanned == stats.faces_scanned == 2  # two people, not 40 detections
     assert backend.chips < 10  # re-embedded on clear improvements only, not every frame
+
+
+class AlternatingBackend(InferenceBackend):
+    """'Embeds' chips as two views of one face seen from either side: each alone is far from
+    the reference ``[1, 0, 0]`` (cosine 0.71), their mean is close to it."""
+
+    def __init__(self) -> None:
+        self.chips = 0
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        vectors = [[1.0, 1.0 if (self.chips + row) % 2 == 0 else -1.0, 0.0] for row in range(len(batch))]
+        self.chips += len(batch)
+        return np.array(vectors, np.float32)
+
+
+def test_a_track_whose_views_miss_alone_alerts_once_on_their_mean_template() -> None:
+    rng = np.random.default_rng(2)
+    frames, script = [], []
+    for _ in range(12):
+        box = (100.0, 60.0, 60.0, 60.0)
+        rgb = np.full((240, 320, 3), 128, np.uint8)
+        textured(rgb, box, (220, 40, 40), rng)
+        frames.append(rgb)
+        script.append([box])
+    reference = np.array([[8, 10], [24, 10], [16, 16], [10, 24], [22, 24]], np.float32)
+    embedder = ChipEmbedder(AlternatingBackend(), ChipSpec(32, reference), "alt", "1", threshold=0.95)
+    sink = RecordingSink(TemplateMatrix("alt@1", [("A", Template(np.array([1.0, 0.0, 0.0]), "alt", "1"))]), threshold=0.95)
+    engine = SimpleNamespace(detector=ScriptedDetector(script), embedder=embedder)
+    pipeline = CameraPipeline("cam", ListSource(frames), engine, sink, PipelineConfig(min_hits=2))  # type: ignore[arg-type]
+
+    pipeline.run()
+
+    assert [alert.subject for alert in sink.alerts] == ["A"]
+    assert sink.alerts[0].similarity >= 0.95 > cosine_to_similarity(2**-0.5)
+    assert sink.scanned == 1 and pipeline.tracker.tracks == []
 
 
 # -- privacy: pixelation ---------------------------------------------------------------------
