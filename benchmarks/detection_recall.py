@@ -36,6 +36,7 @@ try:
 except ImportError:  # running from a checkout without installing
     sys.path.insert(0, str(ROOT / "src"))
 
+from openfrt.vision.boxes import Box, count_matches  # noqa: E402
 from openfrt.vision.detectors.base import Detector  # noqa: E402
 from openfrt.vision.detectors.dlib_detectors import HogDetector  # noqa: E402
 from openfrt.vision.detectors.mtcnn import MtcnnDetector  # noqa: E402
@@ -45,7 +46,6 @@ SHARED = ROOT.parent / "shared"
 MIN_IOU = 0.3
 WIDTHS = (640, 960, 1920)
 
-Box = tuple[float, float, float, float]
 
 
 @dataclass
@@ -108,31 +108,13 @@ def run(detector: Detector, frames: list[np.ndarray], width: int) -> tuple[list[
     return boxes, times
 
 
-def iou(a: Box, b: Box) -> float:
-    width = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    overlap = width * height
-    return overlap / (a[2] * a[3] + b[2] * b[3] - overlap)
-
-
-def matched(found: list[Box], reference: list[Box]) -> int:
-    """Reference boxes matched one-to-one by found boxes with IoU >= MIN_IOU, best overlap first."""
-    pairs = sorted(((iou(f, r), i, j) for i, f in enumerate(found) for j, r in enumerate(reference)), reverse=True)
-    used_found, used_reference = set(), set()
-    for overlap, i, j in pairs:
-        if overlap >= MIN_IOU and i not in used_found and j not in used_reference:
-            used_found.add(i)
-            used_reference.add(j)
-    return len(used_reference)
-
-
 def summarise(
     name: str, width: int, boxes: list[list[Box]], times: list[float], reference: list[list[Box]] | None
 ) -> Row:
     found = sum(len(b) for b in boxes)
     recall = extra = None
     if reference is not None:
-        hits = sum(matched(b, r) for b, r in zip(boxes, reference))
+        hits = sum(count_matches(b, r, MIN_IOU) for b, r in zip(boxes, reference))
         recall = hits / max(1, sum(len(r) for r in reference))
         extra = (found - hits) / len(boxes)
     return Row(name, width, len(boxes), statistics.median(times), found / len(boxes), recall, extra)

@@ -20,6 +20,7 @@ YUNET = SHARED / "models" / "face_detection_yunet_2023mar.onnx"
 if importlib.util.find_spec("mtcnn") is None:
     pytest.skip("needs the 'mtcnn' package for its bundled weights", allow_module_level=True)
 
+from openfrt.vision.boxes import count_matches, iou  # noqa: E402
 from openfrt.vision.convert import mtcnn as convert  # noqa: E402
 from openfrt.vision.detectors.base import DETECTORS  # noqa: E402
 from openfrt.vision.detectors.mtcnn import MtcnnDetector, nms, nms_nested  # noqa: E402
@@ -177,7 +178,7 @@ def test_max_width_maps_boxes_back_to_input_coordinates(detector: MtcnnDetector)
     reduced = sorted(face.box for face in MtcnnDetector(max_width=rgb.shape[1] // 2).detect(rgb))
     assert len(reduced) == len(full) == 2
     for a, b in zip(full, reduced):
-        assert _iou(a, b) > 0.6
+        assert iou(a, b) > 0.6
 
 
 @pytest.mark.parametrize(
@@ -216,26 +217,9 @@ def test_recall_against_yunet_on_cctv_frames(detector: MtcnnDetector) -> None:
         reference = yunet.detect(bgr)[1]
         reference = [] if reference is None else [tuple(row[:4]) for row in reference]
         boxes = [face.box for face in detector.detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))]
-        found += _matches(boxes, reference)
+        found += count_matches(boxes, reference)
         expected += len(reference)
     assert expected > 20
     assert found / expected >= 0.9
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    """IoU of two ``(x, y, w, h)`` boxes."""
-    width = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    overlap = width * height
-    return overlap / (a[2] * a[3] + b[2] * b[3] - overlap)
-
-
-def _matches(found: list[tuple[float, ...]], reference: list[tuple[float, ...]], min_iou: float = 0.3) -> int:
-    """Reference boxes matched one-to-one by a found box with IoU >= ``min_iou`` (greedy, best first)."""
-    pairs = sorted(((_iou(f, r), i, j) for i, f in enumerate(found) for j, r in enumerate(reference)), reverse=True)
-    used_found, used_reference = set(), set()
-    for iou, i, j in pairs:
-        if iou >= min_iou and i not in used_found and j not in used_reference:
-            used_found.add(i)
-            used_reference.add(j)
-    return len(used_reference)

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from openfrt.vision.boxes import Box, iou
 from openfrt.vision.types import Face, Template
 
-Box = tuple[float, float, float, float]
 
 #: A face whose sharpness reaches this no longer gains from being sharper: see
 #: :class:`openfrt.vision.types.Quality` (under about 30 is visibly blurred).
@@ -46,15 +46,6 @@ def view_score(face: Face) -> float:
     size = min(1.0, quality.face_height_px / HIGH_ENOUGH_PX)
     sharpness = min(1.0, quality.sharpness / SHARP_ENOUGH)
     return size * (0.5 + 0.5 * sharpness) * quality.frontalness
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two ``(x, y, w, h)`` boxes."""
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 def centre(box: Box) -> np.ndarray:
