@@ -195,8 +195,9 @@ def test_batch_is_all_or_nothing_and_reports_each_image(sqlite_gallery: Gallery,
 
 def raw_database_bytes(store: RecordStore) -> bytes:
     """What an attacker with the database (file, or a dump of its biometric columns) would see."""
-    if store.engine.dialect.name == "sqlite":
-        return Path(store.engine.url.database or "").read_bytes()
+    if store.engine.dialect.name == "sqlite":  # the database and its write-ahead log
+        database = Path(store.engine.url.database or "")
+        return b"".join(path.read_bytes() for path in (database, database.with_name(database.name + "-wal")) if path.exists())
     with store.engine.connect() as connection:
         rows = connection.execute(text("SELECT image FROM reference_images UNION ALL SELECT vector FROM templates"))
         return b"".join(bytes(row[0]) for row in rows)
