@@ -23,7 +23,17 @@ from sqlalchemy.exc import DBAPIError
 
 from openfrt.gallery import Gallery, ImageToEnrol, QualityPolicy, SubjectInfo
 from openfrt.gallery.index import open_index
-from openfrt.records import AuditEvent, Category, Cipher, KeyFileError, RecordStore, ReferenceImage, ReferenceTemplate
+from openfrt.records import (
+    AuditAction,
+    AuditEvent,
+    Category,
+    Cipher,
+    KeyFileError,
+    RecordStore,
+    ReferenceImage,
+    ReferenceTemplate,
+    record_event,
+)
 from openfrt.records.models import Base
 from openfrt.vision import FaceEngine
 
@@ -144,7 +154,7 @@ def test_cipher_round_trips_and_detects_tampering() -> None:
 
 def test_audit_log_is_append_only_in_the_database(store: RecordStore) -> None:
     with store.transaction() as session:
-        session.add(AuditEvent(actor="PC 1", action="test", details={}))
+        record_event(session, AuditAction.subject_enrolled, actor="PC 1")
     for statement in ("UPDATE audit_events SET actor = 'someone else'", "DELETE FROM audit_events"):
         with pytest.raises(DBAPIError, match="append-only"):
             with store.engine.begin() as connection:

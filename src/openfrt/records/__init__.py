@@ -1,14 +1,24 @@
-"""The records database: subjects, reference images, templates, watchlists and the audit log.
+"""The records database: subjects, reference images, templates, watchlists, users and the audit log.
 
 Persistence only — what may be enrolled, matched or searched is decided in
 :mod:`openfrt.gallery`. Biometric data (reference images, templates) is stored encrypted and
 decrypted only in memory; the schema is managed by Alembic migrations shipped in this package.
 """
 
-from openfrt.records.audit import AuditAction, current_actor, record_event
+from openfrt.records.audit import (
+    AuditAction,
+    AuditEntry,
+    ChainReport,
+    current_actor,
+    list_events,
+    record_event,
+    verify_chain,
+)
 from openfrt.records.crypto import Cipher, load_cipher
 from openfrt.records.database import open_database, upgrade
 from openfrt.records.errors import (
+    AuditChainError,
+    AuthenticationError,
     DuplicateRecordError,
     EnrolmentRefused,
     InvalidRecordError,
@@ -26,11 +36,16 @@ from openfrt.records.models import (
     WatchlistMember,
 )
 from openfrt.records.store import RecordStore
+from openfrt.records.users import Role, TokenInfo, UserInfo, UserService
 
 __all__ = [
     "AuditAction",
+    "AuditChainError",
+    "AuditEntry",
     "AuditEvent",
+    "AuthenticationError",
     "Category",
+    "ChainReport",
     "Cipher",
     "DuplicateRecordError",
     "EnrolmentRefused",
@@ -40,13 +55,19 @@ __all__ = [
     "RecordStore",
     "ReferenceImage",
     "ReferenceTemplate",
+    "Role",
     "Subject",
+    "TokenInfo",
+    "UserInfo",
+    "UserService",
     "Watchlist",
     "WatchlistExpiredError",
     "WatchlistMember",
     "current_actor",
+    "list_events",
     "load_cipher",
     "open_database",
     "record_event",
     "upgrade",
+    "verify_chain",
 ]

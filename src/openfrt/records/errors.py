@@ -37,3 +37,15 @@ class EnrolmentRefused(OpenFRTError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{image}: {detail}")
+
+
+class AuthenticationError(OpenFRTError):
+    """Sign-in or a session or API token was refused.
+
+    The message is deliberately the same whatever the cause (unknown user, wrong password,
+    disabled account), so that it does not tell an attacker which user names exist.
+    """
+
+
+class AuditChainError(OpenFRTError):
+    """The audit log's hash chain cannot be extended (its head row is missing)."""

@@ -1,4 +1,4 @@
-"""The records schema: subjects, reference images, templates, watchlists and the audit log.
+"""The records schema: subjects, reference images, templates, watchlists, users and the audit log.
 
 Biometric columns (``image``, ``vector``) hold ciphertext only. Everything derived from a
 subject hangs off it with ``ON DELETE CASCADE`` so deleting a subject cannot leave orphans;
@@ -12,7 +12,21 @@ import enum
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Enum, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -146,15 +160,25 @@ class WatchlistMember(Base):
     watchlist: Mapped[Watchlist] = relationship(back_populates="members")
 
 
+#: Length of a SHA-256 digest in hex: audit chain hashes and the stored hashes of secrets.
+SHA256_HEX_LENGTH = 64
+
+
 class AuditEvent(Base):
     """Who did what, to which records, why and when. Append-only: the database refuses changes.
 
     ``details`` holds counts, names and ids — never images, templates or similarity vectors.
+    Entries form a hash chain: ``seq`` numbers them without gaps, ``prev_hash`` is the previous
+    entry's ``entry_hash``, and ``entry_hash`` covers this entry's fields and ``prev_hash``, so
+    an edit, a removal from the middle or a reordering shows when the chain is verified
+    (:func:`openfrt.records.audit.verify_chain`). Rows are written by
+    :func:`openfrt.records.audit.record_event` only.
     """
 
     __tablename__ = "audit_events"
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True, index=True)
     at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(60), index=True)
@@ -162,6 +186,25 @@ class AuditEvent(Base):
     case_ref: Mapped[str | None] = mapped_column(String(200))
     reason: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(SHA256_HEX_LENGTH))
+    entry_hash: Mapped[str] = mapped_column(String(SHA256_HEX_LENGTH))
+
+
+class AuditChainHead(Base):
+    """The audit chain's newest entry, in its single row (``id`` 1).
+
+    Every append updates this row in the appending transaction. The row lock that UPDATE takes
+    queues concurrent writers (on SQLite the write lock does the same), so two entries can never
+    claim the same predecessor. It also remembers how long the log is: entries removed from
+    the end, which leave an intact but shorter chain, show as a head ahead of the log.
+    """
+
+    __tablename__ = "audit_chain_head"
+    __table_args__ = (CheckConstraint("id = 1", name="audit_chain_head_single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    entry_hash: Mapped[str] = mapped_column(String(SHA256_HEX_LENGTH))
 
 
 class StoreMeta(Base):
@@ -213,6 +256,9 @@ class MediaKind(str, enum.Enum):
 class Deployment(Base):
     """One authorised use of live facial recognition at a place, against one watchlist.
 
+    An operator may plan it; an authorising officer authorises it (``authorised_by``,
+    ``authorised_at``) before it can start.
+
     The watchlist is referenced by name, not foreign key: the watchlist is destroyed after use,
     the deployment's record must outlive it. ``threshold`` is None until start when the
     watchlist's is to be used; ``record`` is the published summary, stored at the end and
@@ -229,7 +275,9 @@ class Deployment(Base):
     longitude: Mapped[float | None] = mapped_column(Float)
     planned_start: Mapped[datetime | None] = mapped_column()
     planned_end: Mapped[datetime | None] = mapped_column()
-    authorised_by: Mapped[str] = mapped_column(String(200))
+    #: None while planned and not yet authorised; a deployment cannot start without it.
+    authorised_by: Mapped[str | None] = mapped_column(String(200))
+    authorised_at: Mapped[datetime | None] = mapped_column()
     watchlist: Mapped[str] = mapped_column(String(ID_LENGTH))
     threshold: Mapped[float | None] = mapped_column(Float)
     model_id: Mapped[str | None] = mapped_column(String(100))
@@ -318,3 +366,60 @@ class AlertMedia(Base):
         Enum(MediaKind, name="media_kind", native_enum=False, create_constraint=True, length=16), primary_key=True
     )
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+# -- people who use the server: accounts, browser sessions, API tokens ---------------------------
+
+
+class Role(str, enum.Enum):
+    """What a user may do on the server; the API maps each role to its permitted actions."""
+
+    operator = "operator"
+    engagement_officer = "engagement_officer"
+    authorising_officer = "authorising_officer"
+    auditor = "auditor"
+    admin = "admin"
+
+
+class User(Base):
+    """A person who signs in to the server. Never deleted (audit entries name them); disabled instead."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(Enum(Role, name="user_role", native_enum=False, create_constraint=True, length=24))
+    #: An argon2id hash in PHC string format (it carries its own salt and parameters).
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    disabled: Mapped[bool] = mapped_column(default=False)
+
+
+class UserSession(Base):
+    """A signed-in browser. Only the SHA-256 of its token is stored, so a copy of the database
+    cannot be used to take over sessions; the CSRF token is not a credential on its own."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(SHA256_HEX_LENGTH), unique=True)
+    csrf_token: Mapped[str] = mapped_column(String(SHA256_HEX_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    expires_at: Mapped[datetime] = mapped_column()
+    last_seen_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class ApiToken(Base):
+    """A long-lived secret for scripts and other systems, acting as its user; stored as SHA-256."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(SHA256_HEX_LENGTH), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()

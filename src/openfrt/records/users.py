@@ -1,0 +1,324 @@
+"""People who use the server: accounts, passwords, browser sessions and API tokens.
+
+Passwords are kept only as argon2id hashes; session tokens and API tokens only as SHA-256
+digests (they are long random secrets, so a fast hash is enough, and a copy of the database
+cannot be replayed). Sign-in fails with one message whatever the cause, and an unknown name
+costs the same password check as a known one, so neither the message nor the time tells an
+attacker which names exist. Every change to an account, and every sign-in attempt, is audited
+— by name, never with the password or a token.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from openfrt.records.audit import AuditAction, record_event
+from openfrt.records.errors import (
+    AuthenticationError,
+    DuplicateRecordError,
+    InvalidRecordError,
+    RecordNotFoundError,
+)
+from openfrt.records.models import ID_LENGTH, ApiToken, Role, User, UserSession, utc_now
+from openfrt.records.store import RecordStore
+
+__all__ = ["Role", "TokenInfo", "UserInfo", "UserService"]
+
+#: Shortest password accepted: length is what makes a password hard to guess.
+MIN_PASSWORD_LENGTH = 12
+
+#: Session and token use is written back at most this often, not on every request.
+TOUCH_INTERVAL = timedelta(minutes=1)
+
+#: API token secrets start with this, so a leaked one is recognisable (e.g. by secret scanners).
+TOKEN_PREFIX = "ofrt_"
+
+#: User names appear in audit entries, URLs and log lines: no spaces or look-alike punctuation.
+USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]*")
+
+#: The one message for every refused sign-in (unknown name, wrong password, disabled account).
+SIGN_IN_REFUSED = "sign-in refused: unknown user name, wrong password or disabled account"
+SESSION_REFUSED = "not signed in, or the session has expired: sign in again"
+TOKEN_REFUSED = "API token refused: unknown or revoked, or its user is disabled"
+
+#: argon2id with argon2-cffi's defaults (RFC 9106's second recommended profile); hashes made
+#: with older parameters are upgraded at the next successful sign-in.
+HASHER = PasswordHasher()
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    id: int
+    name: str
+    display_name: str
+    role: Role
+    created_at: datetime
+    disabled: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "display_name": self.display_name, "role": self.role.value,
+            "created_at": self.created_at.isoformat(), "disabled": self.disabled,
+        }
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """An API token without its secret (which is shown once, when created, and never stored)."""
+
+    id: int
+    user: str
+    label: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "user": self.user, "label": self.label, "created_at": self.created_at.isoformat(),
+            "last_used_at": _iso(self.last_used_at), "revoked_at": _iso(self.revoked_at),
+        }
+
+
+class UserService:
+    """Accounts, sign-in, sessions and API tokens on the records store."""
+
+    def __init__(self, store: RecordStore) -> None:
+        self.store = store
+        _dummy_hash()  # made now, so the first unknown name does not take longer than the rest
+
+    def count(self) -> int:
+        with self.store.transaction() as session:
+            return session.scalar(select(func.count()).select_from(User)) or 0
+
+    def create(self, name: str, role: Role, password: str, *, actor: str, display_name: str | None = None) -> UserInfo:
+        """Add a user. Names differing only in case are refused, as they would be confused."""
+        _check_name(name)
+        try:
+            role = Role(role)
+        except ValueError:
+            raise InvalidRecordError(f"unknown role {role!r}; choose one of {', '.join(r.value for r in Role)}") from None
+        shown = name if display_name is None else display_name.strip()
+        if not shown or len(shown) > 200:
+            raise InvalidRecordError("a display name needs 1 to 200 characters")
+        password_hash = _hash_password(password)
+        with self.store.transaction() as session:
+            if session.scalar(select(User.name).where(func.lower(User.name) == name.lower())) is not None:
+                raise DuplicateRecordError(f"a user named {name!r} (or differing only in case) already exists")
+            row = User(name=name, display_name=shown, role=role, password_hash=password_hash, disabled=False)
+            session.add(row)
+            session.flush()
+            record_event(session, AuditAction.user_created, actor=actor, target=name, details={"role": role.value, "display_name": shown})
+            return _user_info(row)
+
+    def get(self, name: str) -> UserInfo:
+        with self.store.transaction() as session:
+            return _user_info(_user_row(session, name))
+
+    def list(self) -> builtins.list[UserInfo]:
+        with self.store.transaction() as session:
+            return [_user_info(row) for row in session.scalars(select(User).order_by(User.name))]
+
+    def set_password(self, name: str, password: str, *, actor: str) -> None:
+        """Replace the password and end the user's sessions (whoever held one must sign in again)."""
+        password_hash = _hash_password(password)
+        with self.store.transaction() as session:
+            row = _user_row(session, name)
+            row.password_hash = password_hash
+            ended = _end_sessions(session, row.id)
+            record_event(session, AuditAction.user_password_changed, actor=actor, target=name, details={"sessions_ended": ended})
+
+    def disable(self, name: str, *, actor: str) -> None:
+        """Stop the user signing in: their sessions end and their API tokens are revoked."""
+        with self.store.transaction() as session:
+            row = _user_row(session, name)
+            row.disabled = True
+            ended = _end_sessions(session, row.id)
+            revoked = session.execute(
+                update(ApiToken).where(ApiToken.user_id == row.id, ApiToken.revoked_at.is_(None)).values(revoked_at=utc_now())
+            ).rowcount
+            record_event(
+                session, AuditAction.user_disabled, actor=actor, target=name,
+                details={"sessions_ended": ended, "tokens_revoked": revoked},
+            )
+
+    def authenticate(self, name: str, password: str) -> UserInfo:
+        """The user, if ``password`` is theirs and they are not disabled; audited either way."""
+        with self.store.transaction() as session:
+            row = session.scalar(select(User).where(User.name == name))
+            stored = row.password_hash if row is not None else _dummy_hash()
+            user_id = row.id if row is not None else None
+            disabled = row.disabled if row is not None else False
+        # The check runs outside any transaction: it is slow on purpose and needs no lock.
+        matches = _verify(stored, password)
+        refusal = "unknown user" if user_id is None else "wrong password" if not matches else "disabled" if disabled else None
+        with self.store.transaction() as session:
+            if refusal is not None:
+                record_event(session, AuditAction.login_failed, actor=name[:ID_LENGTH], target=name[:ID_LENGTH], details={"refused": refusal})
+            else:
+                row = session.get_one(User, user_id)
+                if HASHER.check_needs_rehash(row.password_hash):
+                    row.password_hash = HASHER.hash(password)
+                record_event(session, AuditAction.login, actor=name, target=name)
+                return _user_info(row)
+        raise AuthenticationError(SIGN_IN_REFUSED)
+
+    def create_session(self, user: UserInfo, lifetime: timedelta = timedelta(hours=12)) -> tuple[str, str]:
+        """A new browser session for ``user``: its token (for the cookie) and its CSRF token.
+
+        Only the token's SHA-256 is stored. Expired sessions of anyone are cleared here, which
+        is often enough to keep the table small.
+        """
+        if lifetime <= timedelta(0):
+            raise InvalidRecordError(f"a session lifetime must be positive, not {lifetime}")
+        token, csrf_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        now = utc_now()
+        with self.store.transaction() as session:
+            row = session.get(User, user.id)
+            if row is None or row.disabled:
+                raise AuthenticationError(SIGN_IN_REFUSED)
+            session.execute(delete(UserSession).where(UserSession.expires_at <= now))
+            session.add(UserSession(
+                user_id=row.id, token_hash=_sha256(token), csrf_token=csrf_token,
+                created_at=now, expires_at=now + lifetime, last_seen_at=now,
+            ))
+        return token, csrf_token
+
+    def session_user(self, session_token: str) -> tuple[UserInfo, str]:
+        """The signed-in user and the session's CSRF token; an expired session is removed."""
+        now = utc_now()
+        with self.store.transaction() as session:
+            found = session.execute(
+                select(UserSession, User).join(User).where(UserSession.token_hash == _sha256(session_token))
+            ).one_or_none()
+            if found is None:
+                raise AuthenticationError(SESSION_REFUSED)
+            row, user = found
+            if row.expires_at <= now:
+                session.delete(row)
+            elif not user.disabled:
+                if now - row.last_seen_at >= TOUCH_INTERVAL:
+                    row.last_seen_at = now
+                return _user_info(user), row.csrf_token
+        raise AuthenticationError(SESSION_REFUSED)
+
+    def end_session(self, session_token: str) -> None:
+        """Sign out; ending an unknown or already ended session is not an error."""
+        with self.store.transaction() as session:
+            session.execute(delete(UserSession).where(UserSession.token_hash == _sha256(session_token)))
+
+    def create_token(self, user_name: str, label: str, *, actor: str) -> tuple[TokenInfo, str]:
+        """A new API token for the user and its secret, which exists only in this return value."""
+        label = label.strip()
+        if not label or len(label) > 200:
+            raise InvalidRecordError("an API token needs a label of 1 to 200 characters (what it is for)")
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with self.store.transaction() as session:
+            user = _user_row(session, user_name)
+            if user.disabled:
+                raise InvalidRecordError(f"user {user_name!r} is disabled; a token for them would not work")
+            row = ApiToken(user_id=user.id, label=label, token_hash=_sha256(secret))
+            session.add(row)
+            session.flush()
+            record_event(session, AuditAction.token_created, actor=actor, target=user_name, details={"token": row.id, "label": label})
+            return _token_info(row, user_name), secret
+
+    def token_user(self, secret: str) -> UserInfo:
+        """The user an API token acts as; refused if it is unknown, revoked, or its user disabled."""
+        if not secret.startswith(TOKEN_PREFIX):
+            raise AuthenticationError(TOKEN_REFUSED)
+        now = utc_now()
+        with self.store.transaction() as session:
+            found = session.execute(select(ApiToken, User).join(User).where(ApiToken.token_hash == _sha256(secret))).one_or_none()
+            if found is None:
+                raise AuthenticationError(TOKEN_REFUSED)
+            row, user = found
+            if row.revoked_at is not None or user.disabled:
+                raise AuthenticationError(TOKEN_REFUSED)
+            if row.last_used_at is None or now - row.last_used_at >= TOUCH_INTERVAL:
+                row.last_used_at = now
+            return _user_info(user)
+
+    def list_tokens(self, user_name: str | None = None) -> builtins.list[TokenInfo]:
+        """Tokens (revoked ones too, for the record), oldest first; only ``user_name``'s if given."""
+        with self.store.transaction() as session:
+            query = select(ApiToken, User.name).join(User).order_by(ApiToken.id)
+            if user_name is not None:
+                query = query.where(ApiToken.user_id == _user_row(session, user_name).id)
+            return [_token_info(row, name) for row, name in session.execute(query)]
+
+    def revoke_token(self, token_id: int, *, actor: str) -> None:
+        """Revoke a token at once; revoking one already revoked changes (and audits) nothing."""
+        with self.store.transaction() as session:
+            found = session.execute(select(ApiToken, User.name).join(User).where(ApiToken.id == token_id)).one_or_none()
+            if found is None:
+                raise RecordNotFoundError(f"no API token with id {token_id}")
+            row, user_name = found
+            if row.revoked_at is None:
+                row.revoked_at = utc_now()
+                record_event(session, AuditAction.token_revoked, actor=actor, target=user_name, details={"token": row.id, "label": row.label})
+
+
+def _check_name(name: str) -> None:
+    if len(name) > ID_LENGTH or not USER_NAME.fullmatch(name):
+        raise InvalidRecordError(
+            f"user name {name!r} must be 1 to {ID_LENGTH} letters, digits and . _ @ - (starting with a letter or digit)"
+        )
+
+
+def _hash_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidRecordError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    return HASHER.hash(password)
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return HASHER.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@cache
+def _dummy_hash() -> str:
+    """A hash of a random password, checked against for unknown names so they cost the same."""
+    return HASHER.hash(secrets.token_urlsafe(32))
+
+
+def _sha256(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def _end_sessions(session: Session, user_id: int) -> int:
+    return session.execute(delete(UserSession).where(UserSession.user_id == user_id)).rowcount
+
+
+def _user_row(session: Session, name: str) -> User:
+    row = session.scalar(select(User).where(User.name == name))
+    if row is None:
+        raise RecordNotFoundError(f"no user named {name!r}")
+    return row
+
+
+def _user_info(row: User) -> UserInfo:
+    return UserInfo(row.id, row.name, row.display_name, row.role, row.created_at, row.disabled)
+
+
+def _token_info(row: ApiToken, user_name: str) -> TokenInfo:
+    return TokenInfo(row.id, user_name, row.label, row.created_at, row.last_used_at, row.revoked_at)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
