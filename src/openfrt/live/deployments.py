@@ -1,10 +1,11 @@
 """Deployments: one authorised use of live facial recognition, from plan to published record.
 
-A deployment is created with its purpose, place, authorising officer, watchlist and cameras,
-then started once: starting takes a snapshot of the watchlist's templates in memory (so edits
-to the watchlist during the deployment change nothing) and hands the pipeline a
-:class:`RunningDeployment`. Ending destroys the snapshot and stores the deployment's record
-(faces scanned, alerts and their outcomes), which is refreshed when adjudications change later.
+A deployment is created with its purpose, place, watchlist and cameras, authorised by a named
+officer (when created, or later by :meth:`DeploymentService.authorise`), then started once:
+starting takes a snapshot of the watchlist's templates in memory (so edits to the watchlist
+during the deployment change nothing) and hands the pipeline a :class:`RunningDeployment`.
+Ending destroys the snapshot and stores the deployment's record (faces scanned, alerts and
+their outcomes), which is refreshed when adjudications change later.
 
 About people who did not match, only a count is kept.
 """
@@ -71,7 +72,8 @@ class CameraInfo:
 
 @dataclass(frozen=True)
 class DeploymentInfo:
-    """A deployment as planned and, once started, as run; ``threshold`` None means the watchlist's."""
+    """A deployment as planned and, once started, as run; ``threshold`` None means the watchlist's,
+    ``authorised_by`` None that it awaits an authorising officer."""
 
     id: int
     name: str
@@ -81,7 +83,8 @@ class DeploymentInfo:
     longitude: float | None
     planned_start: datetime | None
     planned_end: datetime | None
-    authorised_by: str
+    authorised_by: str | None
+    authorised_at: datetime | None
     watchlist: str
     threshold: float | None
     model_id: str | None
@@ -283,7 +286,7 @@ class DeploymentService:
         *,
         purpose: str,
         location: str,
-        authorised_by: str,
+        authorised_by: str | None,
         watchlist: str,
         actor: str,
         cameras: Mapping[str, str] | None = None,
@@ -293,10 +296,16 @@ class DeploymentService:
         planned_start: datetime | None = None,
         planned_end: datetime | None = None,
     ) -> DeploymentInfo:
-        """Plan a deployment; ``cameras`` maps camera names to source descriptions (URL, device)."""
+        """Plan a deployment; ``cameras`` maps camera names to source descriptions (URL, device).
+
+        With ``authorised_by`` it is authorised as it is created (an officer planning their own,
+        or ``openfrt live``); without, it waits for :meth:`authorise` before it can start.
+        """
         check_identifier(name, "deployment name")
-        for value, what in ((purpose, "purpose"), (location, "location"), (authorised_by, "authorising officer"), (watchlist, "watchlist")):
+        for value, what in ((purpose, "purpose"), (location, "location"), (watchlist, "watchlist")):
             require_text(value, f"a deployment needs a {what}")
+        if authorised_by is not None:
+            require_text(authorised_by, "the authorising officer is blank; name them, or leave it out to authorise later")
         cameras = {camera: _without_credentials(source) for camera, source in (cameras or {}).items()}
         for camera, source in cameras.items():
             check_identifier(camera, "camera name")
@@ -310,6 +319,7 @@ class DeploymentService:
             row = Deployment(
                 name=name, purpose=purpose, location=location, latitude=latitude, longitude=longitude,
                 planned_start=planned_start, planned_end=planned_end, authorised_by=authorised_by,
+                authorised_at=utc_now() if authorised_by is not None else None,
                 watchlist=watchlist, threshold=threshold, status=DeploymentStatus.planned,
                 cameras=[DeploymentCamera(name=camera, source=source, faces_scanned=0, frames_dropped=0) for camera, source in cameras.items()],
             )
@@ -319,6 +329,30 @@ class DeploymentService:
             record_event(session, AuditAction.deployment_created, actor=actor, target=name, reason=purpose, details=info.as_dict())
             return info
 
+    def authorise(self, name: str, *, officer: str, actor: str) -> DeploymentInfo:
+        """Record ``officer``'s authority for a planned deployment, which may then start.
+
+        Only a planned deployment can be (re-)authorised: the authority of one that has run is
+        part of its record. ``actor`` is who entered it, usually the officer themself.
+        """
+        require_text(officer, "name the authorising officer (name, rank, number)")
+        with self.store.transaction() as session:
+            authorised = session.execute(
+                update(Deployment)
+                .where(Deployment.name == name, Deployment.status == DeploymentStatus.planned)
+                .values(authorised_by=officer, authorised_at=utc_now())
+            )
+            if authorised.rowcount != 1:
+                status = deployment_row(session, name).status.value  # RecordNotFoundError if there is none
+                raise InvalidRecordError(f"deployment {name!r} is {status}; only a planned deployment can be authorised")
+            row = deployment_row(session, name)
+            info = _deployment_info(row)
+            record_event(
+                session, AuditAction.deployment_authorised, actor=actor, target=name,
+                details={"authorised_by": officer, "watchlist": info.watchlist, "purpose": info.purpose},
+            )
+            return info
+
     def start(self, name: str, actor: str) -> RunningDeployment:
         """Start a planned deployment: check its authority, snapshot its watchlist, mark it running."""
         if self.gallery is None:
@@ -326,7 +360,9 @@ class DeploymentService:
         planned = self.get(name)
         if planned.status is not DeploymentStatus.planned:
             raise InvalidRecordError(f"deployment {name!r} is {planned.status.value}; a deployment starts only once")
-        require_text(planned.authorised_by, f"deployment {name!r} has no authorising officer; it cannot start")
+        require_text(
+            planned.authorised_by, f"deployment {name!r} has no authorising officer; it cannot start until it is authorised"
+        )
         require_text(planned.watchlist, f"deployment {name!r} has no watchlist; it cannot start")
         if not planned.cameras:
             raise InvalidRecordError(f"deployment {name!r} has no cameras; add one with --camera NAME=SOURCE")
@@ -410,6 +446,7 @@ def compute_record(session: Session, row: Deployment) -> DeploymentRecord:
     alerts = session.execute(select(Alert.status, Alert.outcome, Alert.engaged).where(Alert.deployment_id == row.id)).all()
     statuses = Counter(alert.status for alert in alerts)
     assert row.started_at is not None and row.threshold is not None and row.model_id is not None and row.watchlist_size is not None
+    assert row.authorised_by is not None  # start refuses an unauthorised deployment
     return DeploymentRecord(
         deployment=row.name, status=row.status, started_at=row.started_at, ended_at=row.ended_at,
         location=row.location, latitude=row.latitude, longitude=row.longitude, purpose=row.purpose,
@@ -429,7 +466,7 @@ def _deployment_info(row: Deployment) -> DeploymentInfo:
     cameras = tuple(CameraInfo(c.name, c.source, c.faces_scanned, c.frames_dropped) for c in row.cameras)
     return DeploymentInfo(
         row.id, row.name, row.purpose, row.location, row.latitude, row.longitude, row.planned_start, row.planned_end,
-        row.authorised_by, row.watchlist, row.threshold, row.model_id, row.watchlist_size, row.status,
+        row.authorised_by, row.authorised_at, row.watchlist, row.threshold, row.model_id, row.watchlist_size, row.status,
         row.created_at, row.started_at, row.ended_at, cameras,
     )
 
