@@ -71,8 +71,8 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any, *, write_ahead_log: b
     cursor.close()
 
 
-def _note_deletion(connection: Connection, _cursor: Any, statement: str, *_: Any) -> None:
-    if statement.lstrip()[:6].upper() == "DELETE":
+def _note_deletion(connection: Connection, cursor: Any, statement: str, *_: Any) -> None:
+    if cursor.rowcount != 0 and statement.lstrip()[:6].upper() == "DELETE":
         connection.info[DELETED] = True
 
 
