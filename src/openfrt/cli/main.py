@@ -5,7 +5,17 @@ from __future__ import annotations
 import typer
 
 from openfrt import __version__
-from openfrt.cli import engine_commands, evaluate_command, gallery_commands, live_command, live_records_commands, models_commands, walkthrough_command
+from openfrt.cli import (
+    audit_commands,
+    engine_commands,
+    evaluate_command,
+    gallery_commands,
+    live_command,
+    live_records_commands,
+    models_commands,
+    users_commands,
+    walkthrough_command,
+)
 
 app = typer.Typer(
     name="openfrt",
@@ -28,6 +38,8 @@ app.command("walkthrough")(walkthrough_command.walkthrough)
 app.add_typer(live_records_commands.deployments_app, name="deployments")
 app.add_typer(live_records_commands.alerts_app, name="alerts")
 app.add_typer(live_records_commands.retention_app, name="retention")
+app.add_typer(users_commands.users_app, name="users")
+app.add_typer(audit_commands.audit_app, name="audit")
 
 
 def _version(value: bool) -> None:

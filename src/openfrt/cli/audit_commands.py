@@ -1,0 +1,132 @@
+"""``openfrt audit``: read the audit log and check that it has not been tampered with.
+
+``verify`` walks the whole hash chain (see :mod:`openfrt.records.audit`) and exits 1 if any
+entry was edited or removed, so it can run from cron or a monitoring check; its output's head
+hash, kept somewhere else, lets a later run show that the log was not rewritten wholesale.
+Reading and verifying the log are themselves audited. Exit codes: 0 intact (or listed),
+1 damage found or a bad filter (reported), 2 usage or configuration.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from openfrt.cli.common import (
+    EXIT_INPUT_FAILED,
+    HomeOption,
+    JsonOption,
+    OperatorOption,
+    console,
+    err_console,
+    fail,
+    open_store,
+    print_json,
+    usage_error,
+)
+from openfrt.errors import OpenFRTError
+from openfrt.records import (
+    AuditAction,
+    AuditChainError,
+    AuditEntry,
+    RecordStore,
+    current_actor,
+    list_events,
+    record_event,
+    verify_chain,
+)
+
+audit_app = typer.Typer(help="The audit log: list entries, verify its hash chain.", no_args_is_help=True)
+
+
+@audit_app.command("verify")
+def audit_verify(home: HomeOption = None, operator: OperatorOption = None, json_output: JsonOption = False) -> None:
+    """Check every entry's hash and link, and that none is missing; exit 1 listing any damage."""
+    with open_store(home) as store:
+        with store.transaction() as session:
+            report = verify_chain(session)
+        _record(
+            store, AuditAction.audit_verified, current_actor(operator),
+            {"entries": report.entries, "ok": report.ok, "problems": len(report.problems), "head_hash": report.head_hash},
+        )
+    if json_output:
+        print_json(report.as_dict())
+    elif report.ok:
+        console.print(f"audit log intact: {report.entries} entries, head {report.head_hash}")
+    else:
+        err_console.print(f"[red]audit log damaged:[/red] {len(report.problems)} problem(s) in {report.entries} entries")
+        for problem in report.problems:
+            err_console.print(f"  {escape(problem)}")
+    if not report.ok:
+        raise typer.Exit(EXIT_INPUT_FAILED)
+
+
+@audit_app.command("list")
+def audit_list(
+    action: Annotated[str | None, typer.Option("--action", help="Only this action (e.g. search.retrospective).")] = None,
+    actor: Annotated[str | None, typer.Option("--actor", help="Only entries by this actor.")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="Only entries about this record (e.g. a subject id).")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="From this ISO 8601 time (local unless a zone is given).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Before this ISO 8601 time.")] = None,
+    before_seq: Annotated[int | None, typer.Option("--before-seq", help="Only entries older than this seq (next page).")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many entries.")] = 100,
+    home: HomeOption = None,
+    operator: OperatorOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List audit entries, newest first (this listing is itself audited)."""
+    filters: dict[str, Any] = {"action": action, "actor": actor, "target": target, "since": since, "until": until, "before_seq": before_seq}
+    start, end = _parse_time(since, "--since"), _parse_time(until, "--until")
+    with open_store(home) as store:
+        try:
+            with store.transaction() as session:
+                entries = list_events(
+                    session, actor=actor, action=action, target=target, since=start, until=end, before_seq=before_seq, limit=limit
+                )
+        except OpenFRTError as exc:
+            fail(exc, json_output)
+        shown = {name: value for name, value in filters.items() if value is not None}
+        _record(store, AuditAction.audit_viewed, current_actor(operator), {"filters": shown, "limit": limit, "entries": len(entries)})
+    for entry in entries:
+        _print_entry(entry, json_output)
+
+
+def _record(store: RecordStore, action: AuditAction, actor: str, details: dict[str, Any]) -> None:
+    """Audit this command. A log whose head is gone cannot take entries; that is what ``verify``
+    reports, so here it is a warning rather than a second failure."""
+    try:
+        with store.transaction() as session:
+            record_event(session, action, actor=actor, details=details)
+    except AuditChainError as exc:
+        err_console.print(f"[yellow]warning:[/yellow] this command was not audited: {exc}")
+
+
+def _parse_time(text: str | None, option: str) -> datetime | None:
+    """An ISO 8601 option value; without a zone it is local time."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        usage_error(f"{option} {text!r} is not an ISO 8601 time (e.g. 2026-06-01T18:00)")
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def _print_entry(entry: AuditEntry, json_output: bool) -> None:
+    if json_output:
+        print_json(entry.as_dict())
+        return
+    parts = [f"#{entry.seq} {entry.at.isoformat()} {escape(entry.actor)} [bold]{entry.action}[/bold]"]
+    if entry.target:
+        parts.append(f"on {escape(entry.target)}")
+    if entry.case_ref:
+        parts.append(f"case {escape(entry.case_ref)}")
+    if entry.reason:
+        parts.append(f"because {escape(entry.reason)}")
+    if entry.details:
+        parts.append(escape(json.dumps(entry.details, separators=(",", ":"))))
+    console.print(" ".join(parts))
