@@ -13,6 +13,7 @@ from openfrt.cli import (
     live_command,
     live_records_commands,
     models_commands,
+    serve_command,
     users_commands,
     walkthrough_command,
 )
@@ -40,6 +41,7 @@ app.add_typer(live_records_commands.alerts_app, name="alerts")
 app.add_typer(live_records_commands.retention_app, name="retention")
 app.add_typer(users_commands.users_app, name="users")
 app.add_typer(audit_commands.audit_app, name="audit")
+app.command()(serve_command.serve)
 
 
 def _version(value: bool) -> None:

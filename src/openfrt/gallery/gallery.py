@@ -14,14 +14,14 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from openfrt.errors import ImageError, ModelMismatchError
@@ -157,6 +157,51 @@ class WatchlistInfo:
 
 
 @dataclass(frozen=True)
+class SubjectSummary:
+    id: str
+    display_name: str
+    category: Category
+    notes: str | None
+    created_at: datetime
+    reference_images: int
+
+    @classmethod
+    def of(cls, subject: Subject, reference_images: int) -> SubjectSummary:
+        return cls(subject.id, subject.display_name, subject.category, subject.notes, subject.created_at, reference_images)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "category": self.category.value, "created_at": self.created_at.isoformat()}
+
+
+@dataclass(frozen=True)
+class ReferenceImageInfo:
+    """What is known about a reference image, without its pixels (fetched, audited, on their own)."""
+
+    id: int
+    media_type: str
+    face_box: tuple[float, ...]
+    legal_basis: str | None
+    source: str | None
+    captured_at: datetime | None
+    enrolled_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "face_box": list(self.face_box),
+                "captured_at": self.captured_at.isoformat() if self.captured_at else None,
+                "enrolled_at": self.enrolled_at.isoformat()}
+
+
+@dataclass(frozen=True)
+class SubjectDetail:
+    subject: SubjectSummary
+    images: tuple[ReferenceImageInfo, ...]
+    watchlists: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.subject.as_dict(), "images": [image.as_dict() for image in self.images], "watchlists": list(self.watchlists)}
+
+
+@dataclass(frozen=True)
 class _Prepared:
     """An image that passed every check, ready to store."""
 
@@ -241,6 +286,50 @@ class Gallery:
             if row is None:
                 raise RecordNotFoundError(f"no reference image {reference_image_id}")
             return self.store.cipher.decrypt(row.image)
+
+    def view_reference_image(self, reference_image_id: int, *, actor: str, reason: str | None = None) -> tuple[bytes, str]:
+        """A reference image and its media type for a person to look at; every viewing is audited
+        (who looked at whose photograph, and why), unlike :meth:`reference_image` for machines."""
+        with self.store.transaction() as session:
+            row = session.get(ReferenceImage, reference_image_id)
+            if row is None:
+                raise RecordNotFoundError(f"no reference image {reference_image_id}")
+            record_event(
+                session, AuditAction.reference_image_viewed, actor=actor, target=row.subject_id, reason=reason,
+                details={"reference_image": reference_image_id},
+            )
+            return self.store.cipher.decrypt(row.image), row.media_type
+
+    def subjects(self, *, search: str | None = None, limit: int = 200, offset: int = 0) -> list[SubjectSummary]:
+        """Subjects by id, optionally those whose id or name contains ``search``, with image counts."""
+        query = (
+            select(Subject, func.count(ReferenceImage.id))
+            .outerjoin(ReferenceImage)
+            .group_by(Subject.id)
+            .order_by(Subject.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        if search:
+            pattern = f"%{search}%"
+            query = query.where(Subject.id.ilike(pattern) | Subject.display_name.ilike(pattern))
+        with self.store.transaction() as session:
+            return [SubjectSummary.of(subject, images) for subject, images in session.execute(query)]
+
+    def subject(self, subject_id: str) -> SubjectDetail:
+        """A subject, its reference images (facts, not pixels) and the watchlists it is on."""
+        with self.store.transaction() as session:
+            subject = session.get(Subject, subject_id)
+            if subject is None:
+                raise RecordNotFoundError(f"no subject {subject_id!r}")
+            watchlists = session.scalars(
+                select(Watchlist.name).join(WatchlistMember).where(WatchlistMember.subject_id == subject_id).order_by(Watchlist.name)
+            ).all()
+            images = tuple(
+                ReferenceImageInfo(row.id, row.media_type, tuple(row.face_box), row.legal_basis, row.source, row.captured_at, row.enrolled_at)
+                for row in subject.images
+            )
+            return SubjectDetail(SubjectSummary.of(subject, len(images)), images, tuple(watchlists))
 
     def _prepare_all(self, images: Sequence[ImageToEnrol]) -> tuple[list[_Prepared], list[ImageOutcome]]:
         prepared, outcomes = [], []
@@ -361,6 +450,10 @@ class Gallery:
         with self.store.transaction() as session:
             return _info(session, self._watchlist_row(session, name))
 
+    def watchlists(self) -> list[WatchlistInfo]:
+        with self.store.transaction() as session:
+            return [_info(session, row) for row in session.scalars(select(Watchlist).order_by(Watchlist.name))]
+
     def delete_watchlist(self, name: str, *, actor: str, reason: str | None = None) -> WatchlistInfo:
         """Destroy a watchlist: its row, memberships and cached matrix. Subjects stay in the
         reference database, where they came from."""
@@ -459,10 +552,19 @@ class Gallery:
         return Identification(info.name, info.threshold, tuple(candidates), alert)
 
     def search(
-        self, probe: Template, *, case_ref: str, reason: str, actor: str, top: int = 10, image: str | None = None
+        self,
+        probe: Template,
+        *,
+        case_ref: str,
+        reason: str,
+        actor: str,
+        top: int = 10,
+        image: str | None = None,
+        kind: str = "retrospective",
     ) -> list[Candidate]:
         """Retrospective search of the whole reference database (approximate index): candidates
-        for a human to review, never a match. Needs a case reference and a reason; audited."""
+        for a human to review, never a match. Needs a case reference and a reason; audited with
+        the ``kind`` of search (retrospective, or operator-initiated from an officer's photo)."""
         if not (case_ref and case_ref.strip() and reason and reason.strip()):
             raise InvalidRecordError("a retrospective search needs a case reference and a reason")
         self._check_reference_model(probe.model_id)
@@ -470,7 +572,7 @@ class Gallery:
         with self.store.transaction() as session:
             record_event(
                 session, AuditAction.retrospective_search, actor=actor, target=image, case_ref=case_ref, reason=reason,
-                details={"model_id": probe.model_id, "top": top, "candidates": [c.subject for c in candidates]},
+                details={"kind": kind, "model_id": probe.model_id, "top": top, "candidates": [c.subject for c in candidates]},
             )
         return candidates
 

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
 
 from openfrt.live.deployments import deployment_row, jsonable, refresh_record, require_text
 from openfrt.records.audit import AuditAction, record_event
@@ -149,14 +149,34 @@ class AlertService:
             record_event(session, AuditAction.alert_released, actor=by, target=f"alert:{alert_id}", reason=reason, details=hold)
             return _alert_info(session, row)
 
-    def list(self, deployment: str | None = None, status: AlertStatus | None = None) -> list[AlertInfo]:
+    def list(
+        self,
+        deployment: str | None = None,
+        status: AlertStatus | None = None,
+        *,
+        after_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[AlertInfo]:
+        """Alerts in the order they were raised; ``after_id`` and ``limit`` page through them, so
+        a console polling for new alerts reads only those it has not seen."""
         with self.store.transaction() as session:
-            query = select(Alert).order_by(Alert.id)
+            query = select(Alert).options(selectinload(Alert.media)).order_by(Alert.id)
             if deployment is not None:
                 query = query.where(Alert.deployment_id == deployment_row(session, deployment).id)
             if status is not None:
                 query = query.where(Alert.status == status)
-            return [_alert_info(session, row) for row in session.scalars(query)]
+            if after_id is not None:
+                query = query.where(Alert.id > after_id)
+            if limit is not None:
+                query = query.limit(limit)
+            rows = session.scalars(query).all()
+            names = dict(session.execute(select(Deployment.id, Deployment.name).where(Deployment.id.in_({row.deployment_id for row in rows}))).all())
+            return [_alert_info(session, row, names.get(row.deployment_id)) for row in rows]
+
+    def latest_id(self) -> int:
+        """The id of the newest alert (0 if none): where a live feed starts."""
+        with self.store.transaction() as session:
+            return session.scalar(select(func.max(Alert.id))) or 0
 
 
 def alert_row(session: Session, alert_id: int) -> Alert:
@@ -173,8 +193,9 @@ def _refresh_if_ended(session: Session, deployment_id: int) -> None:
         refresh_record(session, deployment)
 
 
-def _alert_info(session: Session, row: Alert) -> AlertInfo:
-    deployment = session.scalar(select(Deployment.name).where(Deployment.id == row.deployment_id))
+def _alert_info(session: Session, row: Alert, deployment: str | None = None) -> AlertInfo:
+    if deployment is None:
+        deployment = session.scalar(select(Deployment.name).where(Deployment.id == row.deployment_id))
     return AlertInfo(
         row.id, deployment or "", row.camera, row.track_id, row.subject, row.similarity,
         tuple((subject, similarity) for subject, similarity in row.candidates), row.source_time, row.wall_time,

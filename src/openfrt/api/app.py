@@ -1,0 +1,75 @@
+"""The server: the REST API under ``/api/`` and the operator console, in one FastAPI app.
+
+:func:`create_app` opens the records store and the face engine when the app starts and closes
+them (ending any running deployment properly) when it stops.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.formparsers import MultiPartParser
+
+from openfrt import __version__
+from openfrt.api import errors
+from openfrt.api.context import ServerContext
+from openfrt.api.routes import (
+    alerts,
+    audit,
+    deployments,
+    records,
+    retention,
+    search,
+    session,
+    subjects,
+    users,
+    watchlists,
+)
+from openfrt.api.settings import ServerSettings
+from openfrt.web import console
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Accountable facial recognition for policing. Every endpoint but the public transparency
+records needs a session (console) or a bearer token (machines), and a role allowed to use it;
+every search, change, view of a biometric image and deletion is in the hash-chained audit log.
+"""
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    settings = settings or ServerSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        context = ServerContext(settings)
+        app.state.context = context
+        context.start()
+        if (code := session.prepare_first_run(context)) is not None:
+            log.warning("no users yet: create the first administrator at /setup with the code in %s "
+                        "(or run `openfrt users create NAME --role admin`)", code)
+        try:
+            yield
+        finally:
+            context.close()
+
+    app = FastAPI(title="openfrt", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # Uploaded images stay in memory up to the upload limit instead of spooling to temporary files.
+    MultiPartParser.spool_max_size = settings.max_upload_bytes
+    errors.install(app)
+
+    @app.middleware("http")
+    async def limit_uploads(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > settings.max_upload_bytes + 1024 * 1024:
+            return JSONResponse({"detail": "request too large"}, status_code=413)
+        return await call_next(request)
+
+    for module in (session, users, subjects, watchlists, deployments, alerts, search, audit, records, retention):
+        app.include_router(module.router)
+    console.install(app)
+    return app

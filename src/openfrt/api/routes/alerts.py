@@ -1,0 +1,112 @@
+"""Alerts: the queue officers work through, pushed live, with adjudication and retention holds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, Field
+
+from openfrt.api.context import ServerContext
+from openfrt.api.permissions import Permission
+from openfrt.api.security import Principal, context, require
+from openfrt.records.models import AlertOutcome, AlertStatus, MediaKind
+
+router = APIRouter(prefix="/api", tags=["alerts"])
+
+#: Seconds between keep-alive comments on an idle event stream (proxies drop silent connections).
+HEARTBEAT_SECONDS = 15.0
+
+
+class Adjudication(BaseModel):
+    status: AlertStatus | None = Field(None, description="confirmed_match, false_alert or no_further_action; omit only to correct the outcome.")
+    outcome: AlertOutcome
+    engaged: bool | None = Field(None, description="Default: from the outcome.")
+    note: str | None = None
+
+
+class Hold(BaseModel):
+    reason: str = Field(min_length=1, description="The legal reason for keeping the images past retention.")
+
+
+@router.get("/alerts", summary="Alerts in the order raised; page with `after` (an alert id) and `limit`")
+def list_alerts(
+    deployment: str | None = None,
+    status: AlertStatus | None = None,
+    after: int | None = Query(None, ge=0),
+    limit: int = Query(100, ge=1, le=1000),
+    _: Principal = Depends(require(Permission.view_alerts)),
+    ctx: ServerContext = Depends(context),
+) -> list[dict[str, Any]]:
+    return [alert.as_dict() for alert in ctx.alerts.list(deployment, status, after_id=after, limit=limit)]
+
+
+@router.get("/alerts/stream", summary="New alerts as server-sent events (event: alert, data: the alert as JSON)",
+            response_class=StreamingResponse)
+async def stream(request: Request, _: Principal = Depends(require(Permission.view_alerts)),
+                 ctx: ServerContext = Depends(context)) -> StreamingResponse:
+    subscriber = ctx.feed.subscribe()
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            yield ": connected\n\n"
+            while not await request.is_disconnected():
+                try:
+                    event = await asyncio.wait_for(subscriber.queue.get(), HEARTBEAT_SECONDS)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                yield f"event: {event['event']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
+        finally:
+            ctx.feed.unsubscribe(subscriber)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+@router.get("/alerts/{alert_id}", summary="One alert (without its images)")
+def get_alert(alert_id: int, _: Principal = Depends(require(Permission.view_alerts)),
+              ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    return ctx.alerts.get(alert_id).as_dict()
+
+
+@router.post("/alerts/{alert_id}/adjudication", summary="Record (or correct) the verdict and outcome, as the logged-in officer")
+def adjudicate(alert_id: int, body: Adjudication, principal: Principal = Depends(require(Permission.adjudicate)),
+               ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    return ctx.alerts.adjudicate(
+        alert_id, outcome=body.outcome, by=principal.name, status=body.status, engaged=body.engaged, note=body.note
+    ).as_dict()
+
+
+@router.get("/alerts/{alert_id}/media/{kind}", summary="An alert image: the probe crop, or the frame with other faces pixelated (audited)",
+            response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+def media(alert_id: int, kind: MediaKind, principal: Principal = Depends(require(Permission.view_alerts)),
+          ctx: ServerContext = Depends(context)) -> Response:
+    data = ctx.alerts.media(alert_id, kind, actor=principal.name, reason="console review")
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@router.post("/alerts/{alert_id}/hold", summary="Keep the alert's images past retention, for a recorded reason")
+def hold(alert_id: int, body: Hold, principal: Principal = Depends(require(Permission.hold_alert_media)),
+         ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    return ctx.alerts.hold(alert_id, reason=body.reason, by=principal.name).as_dict()
+
+
+@router.delete("/alerts/{alert_id}/hold", summary="Lift a hold: the images become subject to retention again")
+def release(alert_id: int, reason: str | None = None, principal: Principal = Depends(require(Permission.hold_alert_media)),
+            ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    return ctx.alerts.release(alert_id, by=principal.name, reason=reason).as_dict()
+
+
+@router.get("/alerts/{alert_id}/reference", summary="The matched subject's first reference image, to compare with the probe (audited)",
+            response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+def reference(alert_id: int, principal: Principal = Depends(require(Permission.view_reference_images)),
+              ctx: ServerContext = Depends(context)) -> Response:
+    subject = ctx.gallery.subject(ctx.alerts.get(alert_id).subject)
+    if not subject.images:
+        raise HTTPException(404, f"subject {subject.subject.id!r} has no reference image")
+    data, media_type = ctx.gallery.view_reference_image(subject.images[0].id, actor=principal.name, reason=f"alert {alert_id}")
+    return Response(data, media_type=media_type, headers={"Cache-Control": "no-store"})

@@ -1,0 +1,45 @@
+"""The audit log, for auditors: filtered reading, and verification of its hash chain."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+
+from openfrt.api.context import ServerContext
+from openfrt.api.permissions import Permission
+from openfrt.api.security import Principal, context, require
+from openfrt.live.deployments import jsonable
+from openfrt.records.audit import AuditAction, list_events, record_event, verify_chain
+
+router = APIRouter(prefix="/api", tags=["audit"])
+auditor = require(Permission.view_audit)
+
+
+@router.get("/audit", summary="Audit entries, newest first; page with `before` (a sequence number)")
+def audit_log(
+    actor: str | None = None,
+    action: str | None = None,
+    target: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before: int | None = Query(None, ge=1),
+    limit: int = Query(100, ge=1, le=1000),
+    _: Principal = Depends(auditor),
+    ctx: ServerContext = Depends(context),
+) -> list[dict[str, Any]]:
+    with ctx.store.transaction() as session:
+        events = list_events(session, actor=actor, action=action, target=target, since=since, until=until,
+                             before_seq=before, limit=limit)
+    return [jsonable(event.as_dict()) for event in events]
+
+
+@router.get("/audit/verify", summary="Check the hash chain: any edited or removed entry is reported")
+def verify(principal: Principal = Depends(auditor), ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    with ctx.store.transaction() as session:
+        report = verify_chain(session)
+    with ctx.store.transaction() as session:
+        record_event(session, AuditAction.audit_verified, actor=principal.name,
+                     details={"entries": report.entries, "ok": report.ok, "problems": len(report.problems)})
+    return {"ok": report.ok, "entries": report.entries, "head_hash": report.head_hash, "problems": report.problems}

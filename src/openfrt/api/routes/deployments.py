@@ -1,0 +1,89 @@
+"""Deployments: planned by an operator, authorised by an authorising officer, run by this server.
+
+While a deployment runs here, its cameras' progress (fps, faces scanned, alerts, dropped
+frames) is part of its answer, for the console's live status.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from openfrt.api.context import ServerContext
+from openfrt.api.permissions import Permission
+from openfrt.api.security import Principal, context, require
+from openfrt.live.deployments import DeploymentInfo
+
+router = APIRouter(prefix="/api", tags=["deployments"])
+
+
+class NewDeployment(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+    purpose: str = Field(min_length=1)
+    location: str = Field(min_length=1)
+    watchlist: str = Field(min_length=1)
+    cameras: dict[str, str] = Field(
+        min_length=1, description="Camera name → source: a video file on the server, an rtsp:// or http:// URL, a webcam index."
+    )
+    latitude: float | None = Field(None, ge=-90, le=90)
+    longitude: float | None = Field(None, ge=-180, le=180)
+    planned_start: datetime | None = None
+    planned_end: datetime | None = None
+    threshold: float | None = Field(None, ge=0, le=1, description="Default: the watchlist's.")
+
+
+def deployment_payload(ctx: ServerContext, info: DeploymentInfo) -> dict[str, Any]:
+    status = ctx.supervisor.status(info.name)
+    live = None if status is None else [camera.__dict__ for camera in status]
+    return {**info.as_dict(), "live": live}
+
+
+@router.get("/deployments", summary="All deployments, oldest first")
+def list_deployments(_: Principal = Depends(require(Permission.view_deployments)),
+                     ctx: ServerContext = Depends(context)) -> list[dict[str, Any]]:
+    return [deployment_payload(ctx, info) for info in ctx.deployments.list()]
+
+
+@router.get("/deployments/{name}", summary="A deployment, with per-camera progress while it runs")
+def get_deployment(name: str, _: Principal = Depends(require(Permission.view_deployments)),
+                   ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    return deployment_payload(ctx, ctx.deployments.get(name))
+
+
+@router.post("/deployments", status_code=201, summary="Plan a deployment (it needs authorising before it can start)")
+def create_deployment(body: NewDeployment, principal: Principal = Depends(require(Permission.plan_deployments)),
+                      ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    info = ctx.deployments.create(
+        body.name, purpose=body.purpose, location=body.location, authorised_by=None, watchlist=body.watchlist,
+        actor=principal.name, cameras=body.cameras, threshold=body.threshold, latitude=body.latitude,
+        longitude=body.longitude, planned_start=body.planned_start, planned_end=body.planned_end,
+    )
+    return deployment_payload(ctx, info)
+
+
+@router.post("/deployments/{name}/authorise", summary="Authorise a planned deployment (as the logged-in officer)")
+def authorise(name: str, principal: Principal = Depends(require(Permission.authorise_deployments)),
+              ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    return deployment_payload(ctx, ctx.deployments.authorise(name, officer=principal.name, actor=principal.name))
+
+
+@router.post("/deployments/{name}/start", summary="Start: snapshot the watchlist and run the cameras in this server")
+def start(name: str, principal: Principal = Depends(require(Permission.run_deployments)),
+          ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    ctx.supervisor.start(name, principal.name)
+    return deployment_payload(ctx, ctx.deployments.get(name))
+
+
+@router.post("/deployments/{name}/stop", summary="Stop: end the cameras, destroy the snapshot, publish the record")
+def stop(name: str, principal: Principal = Depends(require(Permission.run_deployments)),
+         ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    return ctx.supervisor.stop(name, principal.name).as_dict()
+
+
+@router.get("/deployments/{name}/record", summary="The deployment's published record")
+def record(name: str, _: Principal = Depends(require(Permission.view_deployments)),
+           ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    return ctx.deployments.record(name).as_dict()

@@ -1,0 +1,52 @@
+"""Retrospective (RFR) and operator-initiated (OIFR) search: a still against the reference database.
+
+The answer is a ranked candidate list for a trained person to review, never an identification.
+A case reference and a reason are required, and every search is audited with both. The
+uploaded still is held in memory only.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+
+from openfrt.api.context import ServerContext
+from openfrt.api.permissions import Permission
+from openfrt.api.routes.uploads import read_upload
+from openfrt.api.security import Principal, context, require
+
+router = APIRouter(prefix="/api", tags=["search"])
+
+
+class SearchKind(str, enum.Enum):
+    retrospective = "retrospective"
+    operator_initiated = "operator_initiated"
+
+
+@router.post("/search", summary="Search the reference database with the largest face of a still")
+async def search(
+    image: UploadFile = File(...),
+    case_ref: str = Form(..., min_length=1, max_length=200),
+    reason: str = Form(..., min_length=1),
+    kind: SearchKind = Form(SearchKind.retrospective),
+    top: int = Form(10, ge=1, le=50),
+    principal: Principal = Depends(require(Permission.search)),
+    ctx: ServerContext = Depends(context),
+) -> dict[str, Any]:
+    label = image.filename or "upload"
+    data = await read_upload(image, ctx.settings.max_upload_bytes)
+    with ctx.vision_lock:
+        face, probe = ctx.engine.largest_face_template(data, label)
+    candidates = ctx.gallery.search(
+        probe, case_ref=case_ref, reason=reason, actor=principal.name, top=top, image=f"upload:{label}", kind=kind.value
+    )
+    return {
+        "kind": kind.value, "case_ref": case_ref, "image": label, "face": face.as_dict(), "model_id": probe.model_id,
+        "candidates": [
+            {"rank": c.rank, "subject": c.subject, "display_name": ctx.gallery.subject(c.subject).subject.display_name,
+             "similarity": round(c.similarity, 6)}
+            for c in candidates
+        ],
+    }

@@ -1,0 +1,75 @@
+"""Subjects of the reference database: enrolment by upload, with quality feedback per image."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile
+from fastapi.responses import JSONResponse, Response
+
+from openfrt.api.context import ServerContext
+from openfrt.api.permissions import Permission
+from openfrt.api.routes.uploads import read_upload
+from openfrt.api.security import Principal, context, require
+from openfrt.gallery import ImageToEnrol, SubjectInfo
+from openfrt.records.models import Category
+
+router = APIRouter(prefix="/api", tags=["subjects"])
+
+
+@router.get("/subjects", summary="Subjects, optionally filtered by id or name")
+def list_subjects(
+    search: str | None = Query(None, max_length=200),
+    limit: int = Query(200, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+    _: Principal = Depends(require(Permission.view_subjects)),
+    ctx: ServerContext = Depends(context),
+) -> list[dict[str, Any]]:
+    return [subject.as_dict() for subject in ctx.gallery.subjects(search=search, limit=limit, offset=offset)]
+
+
+@router.get("/subjects/{subject_id}", summary="A subject, its reference images (without pixels) and watchlists")
+def get_subject(subject_id: str, _: Principal = Depends(require(Permission.view_subjects)),
+                ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    return ctx.gallery.subject(subject_id).as_dict()
+
+
+@router.post("/subjects", summary="Enrol reference images of a subject (all or none; creates the subject if new)",
+             responses={201: {"description": "enrolled"}, 422: {"description": "refused: see each image's reason"}})
+async def enrol(
+    subject_id: str = Form(..., max_length=128),
+    display_name: str = Form(..., max_length=200),
+    category: Category = Form(...),
+    legal_basis: str = Form(..., min_length=1, description="Why these images may be held (recorded with them)."),
+    notes: str | None = Form(None),
+    source: str | None = Form(None, description="Where the images come from, e.g. a custody record."),
+    watchlist: str | None = Form(None, description="Also add the subject to this watchlist."),
+    images: list[UploadFile] = File(...),
+    principal: Principal = Depends(require(Permission.enrol)),
+    ctx: ServerContext = Depends(context),
+) -> JSONResponse:
+    if watchlist is not None and not principal.can(Permission.manage_watchlists):
+        raise HTTPException(403, f"role {principal.user.role.value} may not change watchlists")
+    batch = [
+        ImageToEnrol(await read_upload(image, ctx.settings.max_upload_bytes), image.filename or f"image {number}", legal_basis, source)
+        for number, image in enumerate(images, start=1)
+    ]
+    with ctx.vision_lock:
+        report = ctx.gallery.enrol(SubjectInfo(subject_id, display_name, category, notes), batch, actor=principal.name, watchlist=watchlist)
+    return JSONResponse(report.as_dict(), status_code=201 if report.enrolled else 422)
+
+
+@router.delete("/subjects/{subject_id}", summary="Delete a subject and everything derived from it")
+def remove_subject(subject_id: str, reason: str = Query(..., min_length=1),
+                   principal: Principal = Depends(require(Permission.remove_subjects)),
+                   ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    return ctx.gallery.remove_subject(subject_id, actor=principal.name, reason=reason)
+
+
+@router.get("/reference-images/{image_id}", summary="A reference image (each viewing is audited)",
+            response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+def reference_image(image_id: int, reason: str | None = Query(None, description="Why it is viewed, e.g. 'alert 12'."),
+                    principal: Principal = Depends(require(Permission.view_reference_images)),
+                    ctx: ServerContext = Depends(context)) -> Response:
+    data, media_type = ctx.gallery.view_reference_image(image_id, actor=principal.name, reason=reason)
+    return Response(data, media_type=media_type, headers={"Cache-Control": "no-store"})

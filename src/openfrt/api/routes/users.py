@@ -1,0 +1,60 @@
+"""User accounts and machine tokens (administrators only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from openfrt.api.context import ServerContext
+from openfrt.api.permissions import Permission
+from openfrt.api.security import Principal, context, require
+from openfrt.records.users import Role
+
+router = APIRouter(prefix="/api", tags=["users"])
+admin = require(Permission.manage_users)
+
+
+class NewUser(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+    role: Role
+    password: str = Field(min_length=1, max_length=1024)
+    display_name: str | None = None
+
+
+class NewToken(BaseModel):
+    label: str = Field(min_length=1, max_length=200, description="What the token is for, e.g. 'camera gateway 3'.")
+
+
+@router.get("/users", summary="All user accounts")
+def list_users(_: Principal = Depends(admin), ctx: ServerContext = Depends(context)) -> list[dict[str, Any]]:
+    return [user.as_dict() for user in ctx.users.list()]
+
+
+@router.post("/users", status_code=201, summary="Create a user with a role")
+def create_user(body: NewUser, principal: Principal = Depends(admin), ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    return ctx.users.create(body.name, body.role, body.password, actor=principal.name, display_name=body.display_name).as_dict()
+
+
+@router.post("/users/{name}/disable", summary="Disable a user: ends their sessions and revokes their tokens")
+def disable_user(name: str, principal: Principal = Depends(admin), ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    ctx.users.disable(name, actor=principal.name)
+    return ctx.users.get(name).as_dict()
+
+
+@router.post("/users/{name}/tokens", status_code=201, summary="Create an API token acting as this user (shown once)")
+def create_token(name: str, body: NewToken, principal: Principal = Depends(admin), ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    info, secret = ctx.users.create_token(name, body.label, actor=principal.name)
+    return {**info.as_dict(), "token": secret}
+
+
+@router.get("/tokens", summary="API tokens (never their secrets)")
+def list_tokens(_: Principal = Depends(admin), ctx: ServerContext = Depends(context)) -> list[dict[str, Any]]:
+    return [token.as_dict() for token in ctx.users.list_tokens()]
+
+
+@router.delete("/tokens/{token_id}", summary="Revoke an API token")
+def revoke_token(token_id: int, principal: Principal = Depends(admin), ctx: ServerContext = Depends(context)) -> dict[str, str]:
+    ctx.users.revoke_token(token_id, actor=principal.name)
+    return {"status": "revoked"}

@@ -1,0 +1,68 @@
+"""Watchlists: created (and so authorised) by an authorising officer, searched by deployments."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+
+from openfrt.api.context import ServerContext
+from openfrt.api.permissions import Permission
+from openfrt.api.security import Principal, context, require
+
+router = APIRouter(prefix="/api", tags=["watchlists"])
+
+
+class NewWatchlist(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+    purpose: str = Field(min_length=1)
+    criteria: str | None = Field(None, description="Who qualifies for the list, e.g. 'wanted for violent offences'.")
+    expires_at: datetime | None = None
+    threshold: float | None = Field(None, ge=0, le=1, description="Default: the model's calibrated threshold.")
+
+
+class Members(BaseModel):
+    subjects: list[str] = Field(min_length=1)
+
+
+def watchlist_payload(ctx: ServerContext, name: str) -> dict[str, Any]:
+    info = ctx.gallery.watchlist(name)
+    return {**info.as_dict(), "fitness": ctx.gallery.fitness(info)}
+
+
+@router.get("/watchlists", summary="All watchlists")
+def list_watchlists(_: Principal = Depends(require(Permission.view_watchlists)),
+                    ctx: ServerContext = Depends(context)) -> list[dict[str, Any]]:
+    return [info.as_dict() for info in ctx.gallery.watchlists()]
+
+
+@router.get("/watchlists/{name}", summary="A watchlist with its expected accuracy (TPIR/FPIR) at its threshold and size")
+def get_watchlist(name: str, _: Principal = Depends(require(Permission.view_watchlists)),
+                  ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    return watchlist_payload(ctx, name)
+
+
+@router.post("/watchlists", status_code=201, summary="Create a watchlist; its creator is its authorising officer")
+def create_watchlist(body: NewWatchlist, principal: Principal = Depends(require(Permission.manage_watchlists)),
+                     ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    ctx.gallery.create_watchlist(
+        body.name, purpose=body.purpose, authorised_by=principal.name, actor=principal.name, criteria=body.criteria,
+        expires_at=body.expires_at, threshold=body.threshold,
+    )
+    return watchlist_payload(ctx, body.name)
+
+
+@router.post("/watchlists/{name}/members", summary="Add existing subjects (all or none)")
+def add_members(name: str, body: Members, principal: Principal = Depends(require(Permission.manage_watchlists)),
+                ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    ctx.gallery.add_to_watchlist(name, body.subjects, actor=principal.name)
+    return watchlist_payload(ctx, name)
+
+
+@router.delete("/watchlists/{name}", summary="Destroy a watchlist (its subjects stay in the reference database)")
+def delete_watchlist(name: str, reason: str = Query(..., min_length=1),
+                     principal: Principal = Depends(require(Permission.manage_watchlists)),
+                     ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    return ctx.gallery.delete_watchlist(name, actor=principal.name, reason=reason).as_dict()

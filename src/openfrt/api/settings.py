@@ -1,0 +1,22 @@
+"""Server settings: pydantic, from the command line and ``OPENFRT_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class ServerSettings(BaseModel):
+    """How ``openfrt serve`` runs. Data lives under ``home`` (default ``OPENFRT_HOME``)."""
+
+    home: Path | None = None
+    #: Mark session cookies Secure (only sent over HTTPS). Turn on behind a TLS proxy.
+    secure_cookies: bool = False
+    session_hours: float = Field(12.0, gt=0)
+    #: Largest accepted upload (reference images, search stills), in bytes.
+    max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    #: Play video files named as camera sources at their frame rate, as a camera would.
+    realtime_files: bool = True
+    #: How often the alert feed looks for new alerts (also those raised by other processes).
+    alert_poll_seconds: float = Field(0.5, gt=0)

@@ -1,0 +1,215 @@
+"""The REST API: nothing without credentials, nothing beyond a role, CSRF on cookie sessions,
+machine tokens, first-run set-up — and the whole path from enrolment by upload to an
+adjudicated alert in a published record, through HTTP only."""
+
+from __future__ import annotations
+
+import io
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from test_live_pipeline import LFW, UTK, walk_video
+
+from openfrt.api import ServerSettings, create_app
+from openfrt.records import RecordStore
+from openfrt.records.users import Role, UserService
+
+PASSWORD = "correct horse battery"
+PUBLIC = {("POST", "/api/session"), ("GET", "/api/setup"), ("POST", "/api/setup"), ("GET", "/api/records"), ("GET", "/api/records.csv")}
+USERS = {role: f"{role.value}-1" for role in Role}
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    with RecordStore.open(home) as store:
+        users = UserService(store)
+        for role, name in USERS.items():
+            users.create(name, role, PASSWORD, actor="test")
+    return home
+
+
+@pytest.fixture
+def client(home: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(ServerSettings(home=home, realtime_files=False))) as client:
+        yield client
+
+
+def login(client: TestClient, role: Role) -> dict[str, str]:
+    """Log ``client`` in as the user with ``role``; returns the headers its changes must carry."""
+    response = client.post("/api/session", json={"name": USERS[role], "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return {"X-CSRF-Token": response.json()["csrf_token"]}
+
+
+def api_routes(client: TestClient) -> list[tuple[str, str]]:
+    """Every API operation, from the OpenAPI document (what the server says it offers)."""
+    paths = client.get("/openapi.json").json()["paths"]
+    return sorted((method.upper(), path) for path, operations in paths.items() if path.startswith("/api/") for method in operations)
+
+
+def concrete(path: str) -> str:
+    return path.replace("{alert_id}", "1").replace("{token_id}", "1").replace("{image_id}", "1").replace("{kind}", "frame") \
+        .replace("{name}", "x").replace("{subject_id}", "x")
+
+
+def test_every_api_endpoint_but_the_public_records_refuses_anonymous_requests(client: TestClient) -> None:
+    protected = [(method, path) for method, path in api_routes(client) if (method, path) not in PUBLIC]
+    assert len(protected) >= 30
+    for method, path in protected:
+        response = client.request(method, concrete(path))
+        assert response.status_code == 401, (method, path, response.status_code)
+    assert client.get("/api/records").status_code == 200
+    assert client.get("/api/alerts", headers={"Authorization": "Bearer ofrt_not-a-token"}).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("role", "method", "path", "body"),
+    [
+        (Role.engagement_officer, "POST", "/api/search", None),
+        (Role.engagement_officer, "GET", "/api/subjects", None),
+        (Role.auditor, "GET", "/api/alerts", None),
+        (Role.auditor, "GET", "/api/reference-images/1", None),
+        (Role.operator, "GET", "/api/audit", None),
+        (Role.operator, "POST", "/api/watchlists", {"name": "w", "purpose": "p"}),
+        (Role.operator, "POST", "/api/deployments/x/authorise", None),
+        (Role.operator, "POST", "/api/users", {"name": "n", "role": "admin", "password": PASSWORD}),
+        (Role.admin, "GET", "/api/subjects", None),
+        (Role.admin, "GET", "/api/alerts", None),
+        (Role.authorising_officer, "POST", "/api/search", None),
+    ],
+)
+def test_a_role_is_refused_what_it_may_not_do(client: TestClient, role: Role, method: str, path: str, body: Any) -> None:
+    headers = login(client, role)
+    response = client.request(method, path, json=body, headers=headers)
+    assert response.status_code == 403, response.text
+    assert role.value in response.json()["detail"]
+
+
+def test_changes_over_a_session_need_its_csrf_token(client: TestClient) -> None:
+    headers = login(client, Role.authorising_officer)
+    body = {"name": "csrf-test", "purpose": "testing"}
+    assert client.post("/api/watchlists", json=body).status_code == 403
+    assert client.post("/api/watchlists", json=body, headers={"X-CSRF-Token": "forged"}).status_code == 403
+    assert client.post("/api/watchlists", json=body, headers=headers).status_code == 201
+    assert client.delete("/api/session", headers=headers).status_code == 200
+    assert client.get("/api/watchlists").status_code == 401
+
+
+def test_a_wrong_password_and_an_unknown_user_get_the_same_answer(client: TestClient) -> None:
+    wrong = client.post("/api/session", json={"name": USERS[Role.operator], "password": "not the password"})
+    unknown = client.post("/api/session", json={"name": "nobody", "password": "not the password"})
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json()["detail"] == unknown.json()["detail"]
+    assert "openfrt_session" not in wrong.cookies
+
+
+def test_a_machine_token_acts_with_its_users_role_until_revoked(client: TestClient) -> None:
+    headers = login(client, Role.admin)
+    created = client.post(f"/api/users/{USERS[Role.operator]}/tokens", json={"label": "gateway"}, headers=headers)
+    assert created.status_code == 201
+    bearer = {"Authorization": f"Bearer {created.json()['token']}"}
+    client.cookies.clear()
+    assert client.get("/api/alerts", headers=bearer).status_code == 200
+    assert client.get("/api/audit", headers=bearer).status_code == 403  # an operator's token, an operator's rights
+    headers = login(client, Role.admin)
+    assert client.delete(f"/api/tokens/{created.json()['id']}", headers=headers).status_code == 200
+    client.cookies.clear()
+    assert client.get("/api/alerts", headers=bearer).status_code == 401
+
+
+def test_first_run_set_up_needs_the_code_from_the_data_directory(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    home = tmp_path / "fresh"
+    with TestClient(create_app(ServerSettings(home=home))) as client:
+        code_file = home / "setup-code"
+        assert stat.S_IMODE(code_file.stat().st_mode) == 0o600
+        code = code_file.read_text().strip()
+        assert code not in caplog.text and str(code_file) in caplog.text
+        assert client.get("/api/setup").json() == {"needed": True}
+        body = {"name": "first-admin", "password": PASSWORD}
+        assert client.post("/api/setup", json={**body, "code": "guess"}).status_code == 403
+        created = client.post("/api/setup", json={**body, "code": code})
+        assert created.status_code == 201 and created.json()["role"] == "admin"
+        assert not code_file.exists()
+        assert client.post("/api/setup", json={**body, "code": code}).status_code == 409
+        assert client.get("/api/me").json()["name"] == "first-admin"
+    assert PASSWORD not in caplog.text
+
+
+# -- the whole path, over HTTP -----------------------------------------------------------------
+
+
+def upload(path: Path) -> tuple[str, bytes, str]:
+    return (path.name, path.read_bytes(), "image/jpeg")
+
+
+def wait_for(condition: Any, timeout: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def test_enrol_watch_alert_adjudicate_and_publish_over_http(client: TestClient, tmp_path: Path) -> None:
+    if not (LFW.exists() and UTK.exists()):
+        pytest.skip(f"needs {LFW} and {UTK} (the shared test data beside the project), which are absent")
+    reference = LFW / "Colin_Powell" / "Colin_Powell_0001.jpg"
+    video = walk_video(tmp_path / "gate.avi", [reference, min(UTK.glob("*.jpg"))])
+
+    officer = login(client, Role.authorising_officer)
+    assert client.post("/api/watchlists", json={"name": "wanted", "purpose": "arrest warrants"}, headers=officer).status_code == 201
+    form = {"subject_id": "S1", "display_name": "Colin Powell", "category": "wanted", "legal_basis": "PACE s.64A", "watchlist": "wanted"}
+    enrolled = client.post("/api/subjects", data=form, files=[("images", upload(reference))], headers=officer)
+    assert enrolled.status_code == 201, enrolled.text
+    assert enrolled.json()["images"][0]["face"]["quality"]["face_height_px"] > 40
+    refused = client.post("/api/subjects", data={**form, "subject_id": "S2"}, files=[("images", ("blank.png", _blank_png(), "image/png"))], headers=officer)
+    assert refused.status_code == 422 and refused.json()["images"][0]["refused"] == "no_face"
+
+    operator = login(client, Role.operator)
+    plan = {"name": "op-gate", "purpose": "find wanted people", "location": "Gate St", "watchlist": "wanted", "cameras": {"gate": str(video)}}
+    assert client.post("/api/deployments", json=plan, headers=operator).status_code == 201
+    refused_start = client.post("/api/deployments/op-gate/start", headers=operator)
+    assert refused_start.status_code == 422 and "authoris" in refused_start.json()["detail"]
+    officer = login(client, Role.authorising_officer)
+    assert client.post("/api/deployments/op-gate/authorise", headers=officer).json()["authorised_by"] == USERS[Role.authorising_officer]
+    started = client.post("/api/deployments/op-gate/start", headers=officer)
+    assert started.status_code == 200, started.text
+
+    operator = login(client, Role.operator)
+    alert = wait_for(lambda: client.get("/api/alerts?deployment=op-gate").json())[0]
+    assert alert["subject"] == "S1" and alert["status"] == "pending" and alert["camera"] == "gate"
+    assert client.get(f"/api/alerts/{alert['id']}/media/probe_crop").headers["content-type"] == "image/jpeg"
+    assert client.get(f"/api/alerts/{alert['id']}/reference").content == reference.read_bytes()
+    verdict = {"status": "confirmed_match", "outcome": "engaged", "note": "spoke to him"}
+    assert client.post(f"/api/alerts/{alert['id']}/adjudication", json=verdict, headers=operator).json()["adjudicated_by"] == USERS[Role.operator]
+
+    record = wait_for(lambda: (r := client.get("/api/deployments/op-gate/record").json())["status"] == "ended" and r)
+    assert record["alerts"] == record["true_alerts"] == record["engagements"] == 1 and record["faces_scanned"] == 2
+    published = client.get("/api/records").json()
+    assert published["deployments"][0]["deployment"] == "op-gate" and published["months"][0]["alerts"] == 1
+
+    found = client.post("/api/search", data={"case_ref": "CR/1", "reason": "robbery suspect"}, files={"image": upload(reference)}, headers=operator)
+    assert found.status_code == 200 and found.json()["candidates"][0]["subject"] == "S1"
+    assert client.post("/api/search", data={"case_ref": "CR/1", "reason": " "}, files={"image": upload(reference)}, headers=operator).status_code == 422
+
+    login(client, Role.auditor)
+    verified = client.get("/api/audit/verify").json()
+    assert verified["ok"] and verified["problems"] == []
+    actions = {event["action"] for event in client.get("/api/audit?limit=1000").json()}
+    assert {"subject.enrol", "deployment.authorise", "deployment.start", "alert.adjudicate", "alert.media_view",
+            "subject.image_view", "search.retrospective", "deployment.snapshot_destroy"} <= actions
+    assert [e["case_ref"] for e in client.get("/api/audit?action=search.retrospective").json()] == ["CR/1"]
+
+
+def _blank_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(buffer, "PNG")
+    return buffer.getvalue()
