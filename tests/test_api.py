@@ -188,13 +188,14 @@ def test_enrol_watch_alert_adjudicate_and_publish_over_http(client: TestClient, 
     assert alert["subject"] == "S1" and alert["status"] == "pending" and alert["camera"] == "gate"
     assert client.get(f"/api/alerts/{alert['id']}/media/probe_crop").headers["content-type"] == "image/jpeg"
     assert client.get(f"/api/alerts/{alert['id']}/reference").content == reference.read_bytes()
-    verdict = {"status": "confirmed_match", "outcome": "engaged", "note": "spoke to him"}
+    verdict = {"status": "confirmed_match", "outcome": "engaged", "note": "spoke to him", "perceived_ethnicity": "black", "perceived_sex": "male"}
     assert client.post(f"/api/alerts/{alert['id']}/adjudication", json=verdict, headers=operator).json()["adjudicated_by"] == USERS[Role.operator]
 
     record = wait_for(lambda: (r := client.get("/api/deployments/op-gate/record").json())["status"] == "ended" and r)
     assert record["alerts"] == record["true_alerts"] == record["engagements"] == 1 and record["faces_scanned"] == 2
     published = client.get("/api/records").json()
     assert published["deployments"][0]["deployment"] == "op-gate" and published["months"][0]["alerts"] == 1
+    assert {(g["dimension"], g["group"], g["true_alerts"], g["false_alerts"]) for g in published["groups"]} == {("ethnicity", "black", 1, 0), ("sex", "male", 1, 0)}
 
     found = client.post("/api/search", data={"case_ref": "CR/1", "reason": "robbery suspect"}, files={"image": upload(reference)}, headers=operator)
     assert found.status_code == 200 and found.json()["candidates"][0]["subject"] == "S1"

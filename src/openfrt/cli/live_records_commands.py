@@ -32,7 +32,7 @@ from openfrt.live.alerts import AlertInfo, AlertService
 from openfrt.live.deployments import DeploymentInfo, DeploymentRecord, DeploymentService
 from openfrt.live.retention import run_retention
 from openfrt.records import current_actor
-from openfrt.records.models import AlertOutcome, AlertStatus, DeploymentStatus, MediaKind
+from openfrt.records.models import AlertOutcome, AlertStatus, DeploymentStatus, MediaKind, PerceivedEthnicity, PerceivedSex
 
 deployments_app = typer.Typer(help="Live deployments: planned, running, ended, and their published records.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Alerts raised by live deployments: adjudication, images, holds.", no_args_is_help=True)
@@ -165,13 +165,20 @@ def alert_adjudicate(
         Optional[bool], typer.Option("--engaged/--not-engaged", help="Whether officers spoke to the person (default: from the outcome).")
     ] = None,
     note: Annotated[Optional[str], typer.Option("--note", help="Free-text note.")] = None,
+    perceived_ethnicity: Annotated[
+        Optional[PerceivedEthnicity], typer.Option("--perceived-ethnicity", help="Optional; published only as group totals.")
+    ] = None,
+    perceived_sex: Annotated[Optional[PerceivedSex], typer.Option("--perceived-sex", help="Optional; published only as group totals.")] = None,
     home: HomeOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Record an officer's verdict on an alert, or correct it (audited; never back to pending)."""
     with open_store(home) as store:
         try:
-            alert = AlertService(store).adjudicate(alert_id, outcome=outcome, by=by, status=status, engaged=engaged, note=note)
+            alert = AlertService(store).adjudicate(
+                alert_id, outcome=outcome, by=by, status=status, engaged=engaged, note=note,
+                perceived_ethnicity=perceived_ethnicity, perceived_sex=perceived_sex,
+            )
         except OpenFRTError as exc:
             fail(exc, json_output, alert=alert_id)
     _print_alert(alert, json_output)

@@ -12,6 +12,7 @@ of an image is audited.
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -30,6 +31,8 @@ from openfrt.records.models import (
     Deployment,
     DeploymentStatus,
     MediaKind,
+    PerceivedEthnicity,
+    PerceivedSex,
     utc_now,
 )
 from openfrt.records.store import RecordStore
@@ -57,6 +60,8 @@ class AlertInfo:
     outcome: AlertOutcome | None
     engaged: bool
     note: str | None
+    perceived_ethnicity: PerceivedEthnicity | None
+    perceived_sex: PerceivedSex | None
     held_by: str | None
     held_at: datetime | None
     hold_reason: str | None
@@ -65,6 +70,20 @@ class AlertInfo:
 
     def as_dict(self) -> dict[str, Any]:
         return jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
+class GroupOutcomes:
+    """Adjudicated alerts of one perceived group: ``dimension`` is "ethnicity" or "sex"."""
+
+    dimension: str
+    group: str
+    adjudicated: int
+    true_alerts: int
+    false_alerts: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class AlertService:
@@ -86,10 +105,13 @@ class AlertService:
         status: AlertStatus | None = None,
         engaged: bool | None = None,
         note: str | None = None,
+        perceived_ethnicity: PerceivedEthnicity | None = None,
+        perceived_sex: PerceivedSex | None = None,
     ) -> AlertInfo:
         """Record (or correct) an officer's verdict. ``status`` may be left out only when
         correcting, to change just the outcome; ``engaged`` defaults from the outcome; a
-        correction without a note keeps the earlier one (the audit keeps what was replaced)."""
+        correction without a note keeps the earlier one (the audit keeps what was replaced).
+        The perceived ethnic group and sex are optional and, like the note, kept unless given."""
         require_text(by, "an adjudication needs the adjudicating officer")
         with self.store.transaction() as session:
             row = alert_row(session, alert_id)
@@ -102,11 +124,14 @@ class AlertService:
             previous = {"status": row.status.value, "outcome": row.outcome.value if row.outcome else None,
                         "engaged": row.engaged, "by": row.adjudicated_by, "note": row.note}
             row.status, row.outcome, row.note = new_status, outcome, note if note is not None else row.note
+            row.perceived_ethnicity = perceived_ethnicity or row.perceived_ethnicity
+            row.perceived_sex = perceived_sex or row.perceived_sex
             row.engaged = outcome in ENGAGING_OUTCOMES if engaged is None else engaged
             row.adjudicated_by, row.adjudicated_at = by, utc_now()
             record_event(
                 session, AuditAction.alert_adjudicated, actor=by, target=f"alert:{alert_id}", reason=note,
                 details={"status": new_status.value, "outcome": outcome.value, "engaged": row.engaged,
+                         "perceived_ethnicity": _value(row.perceived_ethnicity), "perceived_sex": _value(row.perceived_sex),
                          "re_adjudication": previous["status"] != AlertStatus.pending.value, "previous": previous},
             )
             _refresh_if_ended(session, row.deployment_id)
@@ -173,6 +198,26 @@ class AlertService:
             names = dict(session.execute(select(Deployment.id, Deployment.name).where(Deployment.id.in_({row.deployment_id for row in rows}))).all())
             return [_alert_info(session, row, names.get(row.deployment_id)) for row in rows]
 
+    def outcomes_by_perceived_group(self) -> list[GroupOutcomes]:
+        """Adjudicated alerts per perceived ethnic group and per perceived sex, where the
+        adjudicating officer recorded them: the published check that false alerts do not fall
+        more on one group than another."""
+        with self.store.transaction() as session:
+            rows = session.execute(
+                select(Alert.perceived_ethnicity, Alert.perceived_sex, Alert.status, func.count())
+                .where(Alert.status != AlertStatus.pending)
+                .group_by(Alert.perceived_ethnicity, Alert.perceived_sex, Alert.status)
+            ).all()
+        groups: dict[tuple[str, str], Counter[AlertStatus]] = defaultdict(Counter)
+        for ethnicity, sex, status, count in rows:
+            for dimension, value in (("ethnicity", ethnicity), ("sex", sex)):
+                if value is not None:
+                    groups[(dimension, value.value)][status] += count
+        return [
+            GroupOutcomes(dimension, group, sum(counts.values()), counts[AlertStatus.confirmed_match], counts[AlertStatus.false_alert])
+            for (dimension, group), counts in sorted(groups.items())
+        ]
+
     def latest_id(self) -> int:
         """The id of the newest alert (0 if none): where a live feed starts."""
         with self.store.transaction() as session:
@@ -200,5 +245,10 @@ def _alert_info(session: Session, row: Alert, deployment: str | None = None) -> 
         row.id, deployment or "", row.camera, row.track_id, row.subject, row.similarity,
         tuple((subject, similarity) for subject, similarity in row.candidates), row.source_time, row.wall_time,
         row.status, row.adjudicated_by, row.adjudicated_at, row.outcome, row.engaged, row.note,
+        row.perceived_ethnicity, row.perceived_sex,
         row.held_by, row.held_at, row.hold_reason, tuple(media.kind for media in row.media), row.media_deleted_at,
     )
+
+
+def _value(member: PerceivedEthnicity | PerceivedSex | None) -> str | None:
+    return member.value if member is not None else None

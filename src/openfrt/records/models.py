@@ -236,6 +236,25 @@ class AlertStatus(str, enum.Enum):
     no_further_action = "no_further_action"
 
 
+class PerceivedEthnicity(str, enum.Enum):
+    """The five broad ethnic groups of the census, as the adjudicating officer perceives them.
+
+    Recorded (optionally) with an adjudication so that false alerts can be published per group:
+    the fairness of a deployed system is measured on its own alerts, not only in the laboratory.
+    """
+
+    asian = "asian"
+    black = "black"
+    mixed = "mixed"
+    white = "white"
+    other = "other"
+
+
+class PerceivedSex(str, enum.Enum):
+    female = "female"
+    male = "male"
+
+
 class AlertOutcome(str, enum.Enum):
     """What happened after the alert (published in the deployment record)."""
 
@@ -348,6 +367,12 @@ class Alert(Base):
     )
     engaged: Mapped[bool] = mapped_column(default=False)
     note: Mapped[str | None] = mapped_column(Text)
+    perceived_ethnicity: Mapped[PerceivedEthnicity | None] = mapped_column(
+        Enum(PerceivedEthnicity, name="perceived_ethnicity", native_enum=False, create_constraint=True, length=16)
+    )
+    perceived_sex: Mapped[PerceivedSex | None] = mapped_column(
+        Enum(PerceivedSex, name="perceived_sex", native_enum=False, create_constraint=True, length=16)
+    )
     held_by: Mapped[str | None] = mapped_column(String(200))
     held_at: Mapped[datetime | None] = mapped_column()
     hold_reason: Mapped[str | None] = mapped_column(Text)

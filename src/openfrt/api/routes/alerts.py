@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from openfrt.api.context import ServerContext
 from openfrt.api.permissions import Permission
 from openfrt.api.security import Principal, context, require
-from openfrt.records.models import AlertOutcome, AlertStatus, MediaKind
+from openfrt.records.models import AlertOutcome, AlertStatus, MediaKind, PerceivedEthnicity, PerceivedSex
 
 router = APIRouter(prefix="/api", tags=["alerts"])
 
@@ -27,6 +27,8 @@ class Adjudication(BaseModel):
     outcome: AlertOutcome
     engaged: bool | None = Field(None, description="Default: from the outcome.")
     note: str | None = None
+    perceived_ethnicity: PerceivedEthnicity | None = Field(None, description="Optional, as the officer perceives it; published only as group totals.")
+    perceived_sex: PerceivedSex | None = None
 
 
 class Hold(BaseModel):
@@ -77,7 +79,8 @@ def get_alert(alert_id: int, _: Principal = Depends(require(Permission.view_aler
 def adjudicate(alert_id: int, body: Adjudication, principal: Principal = Depends(require(Permission.adjudicate)),
                ctx: ServerContext = Depends(context)) -> dict[str, Any]:
     return ctx.alerts.adjudicate(
-        alert_id, outcome=body.outcome, by=principal.name, status=body.status, engaged=body.engaged, note=body.note
+        alert_id, outcome=body.outcome, by=principal.name, status=body.status, engaged=body.engaged, note=body.note,
+        perceived_ethnicity=body.perceived_ethnicity, perceived_sex=body.perceived_sex,
     ).as_dict()
 
 

@@ -45,14 +45,16 @@ def monthly(records: list[DeploymentRecord]) -> list[dict[str, Any]]:
     ]
 
 
-@router.get("/records", summary="Published deployment records, with totals and a monthly summary (public)")
+@router.get("/records", summary="Published deployment records, a monthly summary, and adjudicated alerts per perceived group (public)")
 def records(ctx: ServerContext = Depends(context)) -> dict[str, Any]:
     found = published_records(ctx)
     rows = [
         {**record.as_dict(), "false_alert_rate": false_alert_rate(record.false_alerts, record.faces_scanned)}
         for record in found
     ]
-    return {"deployments": rows, "months": monthly(found)}
+    groups = [{**group.as_dict(), "false_alert_share": round(group.false_alerts / group.adjudicated, 4) if group.adjudicated else None}
+              for group in ctx.alerts.outcomes_by_perceived_group()]
+    return {"deployments": rows, "months": monthly(found), "groups": groups}
 
 
 @router.get("/records.csv", summary="Published records of ended deployments as CSV (public; downloads are audited)",
