@@ -199,6 +199,10 @@ def test_enrol_watch_alert_adjudicate_and_publish_over_http(client: TestClient, 
 
     found = client.post("/api/search", data={"case_ref": "CR/1", "reason": "robbery suspect"}, files={"image": upload(reference)}, headers=operator)
     assert found.status_code == 200 and found.json()["candidates"][0]["subject"] == "S1"
+    clip = client.post("/api/search", data={"case_ref": "CR/2", "reason": "footage", "kind": "operator_initiated"},
+                       files={"image": (video.name, video.read_bytes(), "video/x-msvideo")}, headers=operator)
+    assert clip.status_code == 200, clip.text
+    assert clip.json()["candidates"][0]["subject"] == "S1" and clip.json()["clip_time"] is not None
     assert client.post("/api/search", data={"case_ref": "CR/1", "reason": " "}, files={"image": upload(reference)}, headers=operator).status_code == 422
 
     login(client, Role.auditor)
@@ -207,7 +211,7 @@ def test_enrol_watch_alert_adjudicate_and_publish_over_http(client: TestClient, 
     actions = {event["action"] for event in client.get("/api/audit?limit=1000").json()}
     assert {"subject.enrol", "deployment.authorise", "deployment.start", "alert.adjudicate", "alert.media_view",
             "subject.image_view", "search.retrospective", "deployment.snapshot_destroy"} <= actions
-    assert [e["case_ref"] for e in client.get("/api/audit?action=search.retrospective").json()] == ["CR/1"]
+    assert [e["case_ref"] for e in client.get("/api/audit?action=search.retrospective").json()] == ["CR/2", "CR/1"]
 
 
 def _blank_png() -> bytes:

@@ -16,6 +16,7 @@ from openfrt.api.context import ServerContext
 from openfrt.api.permissions import Permission
 from openfrt.api.routes.uploads import read_upload
 from openfrt.api.security import Principal, context, require
+from openfrt.live.clips import best_face_in_clip, is_clip
 
 router = APIRouter(prefix="/api", tags=["search"])
 
@@ -25,7 +26,7 @@ class SearchKind(str, enum.Enum):
     operator_initiated = "operator_initiated"
 
 
-@router.post("/search", summary="Search the reference database with the largest face of a still")
+@router.post("/search", summary="Search the reference database with the largest face of a still, or the best face of a short clip")
 async def search(
     image: UploadFile = File(...),
     case_ref: str = Form(..., min_length=1, max_length=200),
@@ -37,13 +38,18 @@ async def search(
 ) -> dict[str, Any]:
     label = image.filename or "upload"
     data = await read_upload(image, ctx.settings.max_upload_bytes)
+    clip_time = None
     with ctx.vision_lock:
-        face, probe = ctx.engine.largest_face_template(data, label)
+        if is_clip(data):
+            face, probe, clip_time = best_face_in_clip(ctx.engine, data, label)
+        else:
+            face, probe = ctx.engine.largest_face_template(data, label)
     candidates = ctx.gallery.search(
         probe, case_ref=case_ref, reason=reason, actor=principal.name, top=top, image=f"upload:{label}", kind=kind.value
     )
     return {
-        "kind": kind.value, "case_ref": case_ref, "image": label, "face": face.as_dict(), "model_id": probe.model_id,
+        "kind": kind.value, "case_ref": case_ref, "image": label, "face": face.as_dict(), "clip_time": clip_time,
+        "model_id": probe.model_id,
         "candidates": [
             {"rank": c.rank, "subject": c.subject, "display_name": ctx.gallery.subject(c.subject).subject.display_name,
              "similarity": round(c.similarity, 6)}
