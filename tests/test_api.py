@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import stat
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -218,3 +219,25 @@ def _blank_png() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (200, 200), (128, 128, 128)).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def test_a_searched_still_leaves_no_copy_in_the_data_directory_or_temporary_files(
+    client: TestClient, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not UTK.exists():
+        pytest.skip(f"needs {UTK} (the shared test data beside the project), which is absent")
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
+    rolled_over: list[object] = []  # Linux temporary files may be unnamed (O_TMPFILE): watch them being made
+    real_temporary_file = tempfile.TemporaryFile
+    monkeypatch.setattr(tempfile, "TemporaryFile", lambda *a, **k: rolled_over.append(a) or real_temporary_file(*a, **k))
+    still = min(UTK.glob("*.jpg")).read_bytes()
+    still = still + b"\0" * (2 * 1024 * 1024)  # over Starlette's default 1 MB spool: must still stay in memory
+    operator = login(client, Role.operator)
+    found = client.post("/api/search", data={"case_ref": "CR/9", "reason": "burglary"}, files={"image": ("p.jpg", still, "image/jpeg")}, headers=operator)
+    assert found.status_code == 200, found.text
+    assert list(private_tmp.iterdir()) == [] and rolled_over == []
+    for path in home.rglob("*"):
+        if path.is_file():
+            assert still[:4096] not in path.read_bytes(), path
