@@ -359,3 +359,13 @@ def test_officer_commands(env: dict[str, str], old_alert: int, tmp_path: Path) -
     info = json.loads(created.stdout)
     assert info["cameras"] == [{"name": "gate", "source": "rtsp://10.0.0.9/s", "faces_scanned": 0, "frames_dropped": 0}]
     assert (info["status"], info["threshold"], info["planned_start"]) == ("planned", None, "2026-07-01T10:00:00+00:00")
+
+    unauthorised = openfrt(env, "deployments", "create", "pending-authority", "--watchlist", "op", "--location", "Gate",
+                           "--purpose", "p", "--camera", "gate=/dev/video0", "--json")
+    assert unauthorised.returncode == 0, unauthorised.stderr
+    assert json.loads(unauthorised.stdout)["authorised_by"] is None
+    authorised = openfrt(env, "deployments", "authorise", "pending-authority", "--officer", "Supt C", "--json")
+    assert authorised.returncode == 0, authorised.stderr
+    assert json.loads(authorised.stdout)["authorised_by"] == "Supt C" and json.loads(authorised.stdout)["authorised_at"]
+    again = openfrt(env, "deployments", "authorise", "later", "--officer", "Supt C", "--json")
+    assert again.returncode == 0  # a planned deployment authorised at creation may be re-authorised before it starts

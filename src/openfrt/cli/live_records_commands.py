@@ -52,7 +52,9 @@ def deployment_create(
     watchlist: Annotated[str, typer.Option("--watchlist", help="Watchlist to search (snapshotted at start).")],
     location: Annotated[str, typer.Option("--location", help="Where the cameras are (published).")],
     purpose: Annotated[str, typer.Option("--purpose", help="Why this deployment is necessary (published).")],
-    authorised_by: Annotated[str, typer.Option("--authorised-by", help="Authorising officer (name, rank, number).")],
+    authorised_by: Annotated[
+        Optional[str], typer.Option("--authorised-by", help="Authorising officer (name, rank, number); or authorise later.")
+    ] = None,
     camera: Annotated[
         Optional[list[str]], typer.Option("--camera", metavar="NAME=SOURCE", help="A camera and its source (URL, device, file); repeat.")
     ] = None,
@@ -77,6 +79,23 @@ def deployment_create(
                 actor=current_actor(operator), cameras=cameras, threshold=threshold, latitude=lat, longitude=lon,
                 planned_start=start, planned_end=end,
             )
+        except OpenFRTError as exc:
+            fail(exc, json_output, deployment=name)
+    _print_deployment(info, json_output)
+
+
+@deployments_app.command("authorise")
+def deployment_authorise(
+    name: NameArgument,
+    officer: Annotated[str, typer.Option("--officer", help="The authorising officer (name, rank, number).")],
+    home: HomeOption = None,
+    operator: OperatorOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Authorise a planned deployment (audited); it cannot start without it."""
+    with open_store(home) as store:
+        try:
+            info = DeploymentService(store).authorise(name, officer=officer, actor=current_actor(operator))
         except OpenFRTError as exc:
             fail(exc, json_output, deployment=name)
     _print_deployment(info, json_output)
