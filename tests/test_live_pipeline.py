@@ -22,7 +22,14 @@ from openfrt.gallery.matching import TemplateMatrix
 from openfrt.live.events import AlertEvent
 from openfrt.live.pipeline import CameraPipeline, PipelineConfig
 from openfrt.live.privacy import pixelate
-from openfrt.live.sources import Backoff, Frame, ImageFolderSource, LatestFrameSource, Source, open_source
+from openfrt.live.sources import (
+    Backoff,
+    Frame,
+    ImageFolderSource,
+    LatestFrameSource,
+    Source,
+    open_source,
+)
 from openfrt.live.tracking import Track, Tracker, View
 from openfrt.records import Category, RecordStore
 from openfrt.vision import EngineConfig, FaceEngine
@@ -64,15 +71,17 @@ class ScriptedDetector:
     """Returns the boxes scripted for each call, with quality measured on the real frame."""
 
     name = "scripted"
+    confident_score = 0.95
 
-    def __init__(self, script: list[list[tuple[float, float, float, float]]]) -> None:
+    def __init__(self, script: list[list[tuple[float, float, float, float]]], score: float = 0.99) -> None:
         self.script = script
+        self.score = score
         self.calls = 0
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         boxes = self.script[self.calls]
         self.calls += 1
-        return [make_face(rgb, box, 0.99, landmarks_in(box), self.name) for box in boxes]
+        return [make_face(rgb, box, self.score, landmarks_in(box), self.name) for box in boxes]
 
 
 class ListSource(Source):
@@ -213,7 +222,7 @@ def test_a_matching_track_alerts_once_and_other_faces_are_pixelated_in_its_frame
     blue_region = shown[80:140, 400:460].astype(float)
     assert blue_region.std(axis=(0, 1)).max() < 15  # the noise (std ~23) is averaged away
     assert sink.scanned == stats.faces_scanned == 2  # two people, not 40 detections
-    assert backend.chips < 10  # re-embedded on clear improvements only, not every frame
+    assert backend.chips < 10  # red alerts when first searched; blue's views never improve
 
 
 class AlternatingBackend(InferenceBackend):
@@ -249,6 +258,63 @@ def test_a_track_whose_views_miss_alone_alerts_once_on_their_mean_template() -> 
     assert [alert.subject for alert in sink.alerts] == ["A"]
     assert sink.alerts[0].similarity >= 0.95 > cosine_to_similarity(2**-0.5)
     assert sink.scanned == 1 and pipeline.tracker.tracks == []
+
+
+class LateMatchBackend(InferenceBackend):
+    """'Embeds' the first ``misses`` chips far from the reference ``[1, 0, 0]`` and every later
+    one on it, like a face that only becomes recognisable as it comes closer."""
+
+    def __init__(self, misses: int) -> None:
+        self.misses, self.chips = misses, 0
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        vectors = [[1.0, 0.0, 0.0] if self.chips + row >= self.misses else [0.0, 1.0, 0.0] for row in range(len(batch))]
+        self.chips += len(batch)
+        return np.array(vectors, np.float32)
+
+
+def approaching_face(steps: int, rng: np.random.Generator) -> tuple[list[np.ndarray], list[list[tuple[float, float, float, float]]]]:
+    """Frames of one face growing by 2 px a frame (so each new view is its best so far)."""
+    frames, script = [], []
+    for step in range(steps):
+        box = (100.0, 40.0, 40.0 + 2 * step, 40.0 + 2 * step)
+        rgb = np.full((240, 320, 3), 128, np.uint8)
+        textured(rgb, box, (220, 40, 40), rng)
+        frames.append(rgb)
+        script.append([box])
+    return frames, script
+
+
+def late_match_pipeline(backend: InferenceBackend, detector: ScriptedDetector, frames: list[np.ndarray]) -> tuple[CameraPipeline, RecordingSink]:
+    reference = np.array([[8, 10], [24, 10], [16, 16], [10, 24], [22, 24]], np.float32)
+    embedder = ChipEmbedder(backend, ChipSpec(32, reference), "late", "1", threshold=0.95)
+    sink = RecordingSink(TemplateMatrix("late@1", [("A", Template(np.array([1.0, 0.0, 0.0]), "late", "1"))]), threshold=0.95)
+    engine = SimpleNamespace(detector=detector, embedder=embedder)
+    config = PipelineConfig(cadence=1, min_hits=2, keep_views=2)
+    return CameraPipeline("cam", ListSource(frames), engine, sink, config), sink  # type: ignore[arg-type]
+
+
+def test_each_better_view_is_searched_as_it_arrives_and_the_alert_has_the_time_it_was_raised() -> None:
+    frames, script = approaching_face(12, np.random.default_rng(3))
+    backend = LateMatchBackend(misses=4)
+    pipeline, sink = late_match_pipeline(backend, ScriptedDetector(script), frames)
+
+    pipeline.run()
+
+    # confirmed on frame 1 (its two views searched), then one search per frame: frame 4's view is the 5th chip
+    assert [(alert.subject, alert.source_time) for alert in sink.alerts] == [("A", pytest.approx(0.4))]
+    assert backend.chips == 5 and sink.scanned == 1
+
+
+def test_a_track_never_detected_confidently_is_neither_searched_nor_counted() -> None:
+    frames, script = approaching_face(12, np.random.default_rng(4))
+    backend = LateMatchBackend(misses=0)
+    pipeline, sink = late_match_pipeline(backend, ScriptedDetector(script, score=0.6), frames)
+
+    stats = pipeline.run()
+
+    assert sink.alerts == [] and backend.chips == 0
+    assert sink.scanned == stats.faces_scanned == 0 and pipeline.tracker.tracks == []
 
 
 # -- privacy: pixelation ---------------------------------------------------------------------

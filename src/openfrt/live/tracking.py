@@ -28,7 +28,6 @@ import numpy as np
 from openfrt.vision.boxes import Box, iou
 from openfrt.vision.types import Face, Template
 
-
 #: A face whose sharpness reaches this no longer gains from being sharper: see
 #: :class:`openfrt.vision.types.Quality` (under about 30 is visibly blurred).
 SHARP_ENOUGH = 100.0
@@ -85,6 +84,8 @@ class Track:
     #: Smoothed motion of the box centre, pixels per second.
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))
     hits: int = 1
+    #: Highest detector score among the track's detections (see the pipeline's confirmation).
+    peak_score: float = 0.0
     #: Best views first; at most ``keep`` (see :meth:`offer`).
     views: list[View] = field(default_factory=list)
     #: The frame of the best view, until the track alerts or ends.
@@ -126,14 +127,16 @@ class Track:
         self.views.clear()
         self.snapshot = None
 
-    def observe(self, box: Box, now: float) -> None:
-        """The face was found at ``box`` at source time ``now``: update position, velocity and counts."""
+    def observe(self, face: Face, now: float) -> None:
+        """``face`` was found at source time ``now``: update position, velocity, counts and peak score."""
+        box = face.box
         if now > self.last_seen:
             step = (centre(box) - centre(self.box)) / (now - self.last_seen)
             self.velocity = VELOCITY_SMOOTHING * step + (1.0 - VELOCITY_SMOOTHING) * self.velocity
         self.box = box
         self.last_seen = now
         self.hits += 1
+        self.peak_score = max(self.peak_score, face.score)
 
 
 @dataclass(frozen=True)
@@ -165,11 +168,11 @@ class Tracker:
         for index, face in enumerate(faces):
             track = pairs.get(index)
             if track is None:
-                track = Track(self._next_id, face.box, now)
+                track = Track(self._next_id, face.box, now, peak_score=face.score)
                 self._next_id += 1
                 self.tracks.append(track)
             else:
-                track.observe(face.box, now)
+                track.observe(face, now)
             assigned.append((track, face))
         ended = [track for track in self.tracks if now - track.last_seen > self.max_gap_seconds]
         self.tracks = [track for track in self.tracks if track not in ended]
