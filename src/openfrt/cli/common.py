@@ -100,3 +100,14 @@ def open_store(home: Path | None) -> Iterator[RecordStore]:
         yield store
     finally:
         store.close()
+
+
+@contextmanager
+def store_or_fail(home: Path | None, json_output: bool, **context: Any) -> Iterator[RecordStore]:
+    """The records store for one command's work: an openfrt error in the block is reported with
+    ``context`` (as :func:`fail` does) and exits 1; the store is closed either way."""
+    with open_store(home) as store:
+        try:
+            yield store
+        except OpenFRTError as exc:
+            fail(exc, json_output, **context)

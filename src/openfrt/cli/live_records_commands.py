@@ -24,6 +24,7 @@ from openfrt.cli.common import (
     console,
     fail,
     open_store,
+    store_or_fail,
     print_json,
     usage_error,
 )
@@ -72,15 +73,12 @@ def deployment_create(
     """Plan a deployment; it starts with `openfrt live` and only with its authority and watchlist."""
     cameras = dict(_camera(text) for text in camera or [])
     start, end = (parse_time(text, option) for text, option in ((planned_start, "--planned-start"), (planned_end, "--planned-end")))
-    with open_store(home) as store:
-        try:
-            info = DeploymentService(store).create(
-                name, purpose=purpose, location=location, authorised_by=authorised_by, watchlist=watchlist,
-                actor=current_actor(operator), cameras=cameras, threshold=threshold, latitude=lat, longitude=lon,
-                planned_start=start, planned_end=end,
-            )
-        except OpenFRTError as exc:
-            fail(exc, json_output, deployment=name)
+    with store_or_fail(home, json_output, deployment=name) as store:
+        info = DeploymentService(store).create(
+            name, purpose=purpose, location=location, authorised_by=authorised_by, watchlist=watchlist,
+            actor=current_actor(operator), cameras=cameras, threshold=threshold, latitude=lat, longitude=lon,
+            planned_start=start, planned_end=end,
+        )
     _print_deployment(info, json_output)
 
 
@@ -93,11 +91,8 @@ def deployment_authorise(
     json_output: JsonOption = False,
 ) -> None:
     """Authorise a planned deployment (audited); it cannot start without it."""
-    with open_store(home) as store:
-        try:
-            info = DeploymentService(store).authorise(name, officer=officer, actor=current_actor(operator))
-        except OpenFRTError as exc:
-            fail(exc, json_output, deployment=name)
+    with store_or_fail(home, json_output, deployment=name) as store:
+        info = DeploymentService(store).authorise(name, officer=officer, actor=current_actor(operator))
     _print_deployment(info, json_output)
 
 
@@ -117,22 +112,16 @@ def deployment_list(
 @deployments_app.command("show")
 def deployment_show(name: NameArgument, home: HomeOption = None, json_output: JsonOption = False) -> None:
     """Show a deployment: plan, authority, watchlist, cameras and their counts."""
-    with open_store(home) as store:
-        try:
-            info = DeploymentService(store).get(name)
-        except OpenFRTError as exc:
-            fail(exc, json_output, deployment=name)
+    with store_or_fail(home, json_output, deployment=name) as store:
+        info = DeploymentService(store).get(name)
     _print_deployment(info, json_output)
 
 
 @deployments_app.command("record")
 def deployment_record(name: NameArgument, home: HomeOption = None, json_output: JsonOption = False) -> None:
     """The deployment's published record (provisional while it runs)."""
-    with open_store(home) as store:
-        try:
-            record = DeploymentService(store).record(name)
-        except OpenFRTError as exc:
-            fail(exc, json_output, deployment=name)
+    with store_or_fail(home, json_output, deployment=name) as store:
+        record = DeploymentService(store).record(name)
     _print_record(record, json_output)
 
 
@@ -163,11 +152,8 @@ def alert_list(
     json_output: JsonOption = False,
 ) -> None:
     """List alerts, oldest first (without their images)."""
-    with open_store(home) as store:
-        try:
-            alerts = AlertService(store).list(deployment, status)
-        except OpenFRTError as exc:
-            fail(exc, json_output, deployment=deployment)
+    with store_or_fail(home, json_output, deployment=deployment) as store:
+        alerts = AlertService(store).list(deployment, status)
     for alert in alerts:
         _print_alert(alert, json_output)
 
@@ -192,14 +178,11 @@ def alert_adjudicate(
     json_output: JsonOption = False,
 ) -> None:
     """Record an officer's verdict on an alert, or correct it (audited; never back to pending)."""
-    with open_store(home) as store:
-        try:
-            alert = AlertService(store).adjudicate(
-                alert_id, outcome=outcome, by=by, status=status, engaged=engaged, note=note,
-                perceived_ethnicity=perceived_ethnicity, perceived_sex=perceived_sex,
-            )
-        except OpenFRTError as exc:
-            fail(exc, json_output, alert=alert_id)
+    with store_or_fail(home, json_output, alert=alert_id) as store:
+        alert = AlertService(store).adjudicate(
+            alert_id, outcome=outcome, by=by, status=status, engaged=engaged, note=note,
+            perceived_ethnicity=perceived_ethnicity, perceived_sex=perceived_sex,
+        )
     _print_alert(alert, json_output)
 
 
@@ -212,11 +195,8 @@ def alert_hold(
     json_output: JsonOption = False,
 ) -> None:
     """Keep an alert's images past the retention period until released."""
-    with open_store(home) as store:
-        try:
-            alert = AlertService(store).hold(alert_id, reason=reason, by=by)
-        except OpenFRTError as exc:
-            fail(exc, json_output, alert=alert_id)
+    with store_or_fail(home, json_output, alert=alert_id) as store:
+        alert = AlertService(store).hold(alert_id, reason=reason, by=by)
     _print_alert(alert, json_output)
 
 
@@ -229,11 +209,8 @@ def alert_release(
     json_output: JsonOption = False,
 ) -> None:
     """Release a hold: the images are deleted at the next retention run if due."""
-    with open_store(home) as store:
-        try:
-            alert = AlertService(store).release(alert_id, by=current_actor(operator), reason=reason)
-        except OpenFRTError as exc:
-            fail(exc, json_output, alert=alert_id)
+    with store_or_fail(home, json_output, alert=alert_id) as store:
+        alert = AlertService(store).release(alert_id, by=current_actor(operator), reason=reason)
     _print_alert(alert, json_output)
 
 
@@ -248,11 +225,8 @@ def alert_media(
     json_output: JsonOption = False,
 ) -> None:
     """Write an alert image to a file for review (every viewing is audited)."""
-    with open_store(home) as store:
-        try:
-            data = AlertService(store).media(alert_id, kind, actor=current_actor(operator), reason=reason)
-        except OpenFRTError as exc:
-            fail(exc, json_output, alert=alert_id)
+    with store_or_fail(home, json_output, alert=alert_id) as store:
+        data = AlertService(store).media(alert_id, kind, actor=current_actor(operator), reason=reason)
     output.touch(mode=0o600)
     output.write_bytes(data)
     if json_output:

@@ -22,6 +22,7 @@ from openfrt.cli.common import (
     console,
     fail,
     open_store,
+    store_or_fail,
     print_json,
     usage_error,
 )
@@ -48,11 +49,8 @@ def user_create(
 ) -> None:
     """Create a user (audited, without the password)."""
     password = _read_password(password_stdin)
-    with open_store(home) as store:
-        try:
-            user = UserService(store).create(name, role, password, actor=current_actor(operator), display_name=display_name)
-        except OpenFRTError as exc:
-            fail(exc, json_output, user=name)
+    with store_or_fail(home, json_output, user=name) as store:
+        user = UserService(store).create(name, role, password, actor=current_actor(operator), display_name=display_name)
     _print_user(user, json_output)
 
 
@@ -88,11 +86,8 @@ def user_password(
 ) -> None:
     """Set a user's password (e.g. a forgotten one); their sessions end (audited, without it)."""
     password = _read_password(password_stdin)
-    with open_store(home) as store:
-        try:
-            UserService(store).set_password(name, password, actor=current_actor(operator))
-        except OpenFRTError as exc:
-            fail(exc, json_output, user=name)
+    with store_or_fail(home, json_output, user=name) as store:
+        UserService(store).set_password(name, password, actor=current_actor(operator))
     if json_output:
         print_json({"user": name, "password_changed": True})
     else:
@@ -108,11 +103,8 @@ def user_token(
     json_output: JsonOption = False,
 ) -> None:
     """Create an API token acting as the user; its secret is printed once and never again."""
-    with open_store(home) as store:
-        try:
-            token, secret = UserService(store).create_token(name, label, actor=current_actor(operator))
-        except OpenFRTError as exc:
-            fail(exc, json_output, user=name)
+    with store_or_fail(home, json_output, user=name) as store:
+        token, secret = UserService(store).create_token(name, label, actor=current_actor(operator))
     if json_output:
         print_json({**token.as_dict(), "secret": secret})
         return
@@ -129,11 +121,8 @@ def user_tokens(
     json_output: JsonOption = False,
 ) -> None:
     """List API tokens (without their secrets), revoked ones included."""
-    with open_store(home) as store:
-        try:
-            tokens = UserService(store).list_tokens(name)
-        except OpenFRTError as exc:
-            fail(exc, json_output, user=name)
+    with store_or_fail(home, json_output, user=name) as store:
+        tokens = UserService(store).list_tokens(name)
     for token in tokens:
         if json_output:
             print_json(token.as_dict())
@@ -151,11 +140,8 @@ def user_revoke_token(
     json_output: JsonOption = False,
 ) -> None:
     """Revoke an API token at once (audited)."""
-    with open_store(home) as store:
-        try:
-            UserService(store).revoke_token(token_id, actor=current_actor(operator))
-        except OpenFRTError as exc:
-            fail(exc, json_output, token=token_id)
+    with store_or_fail(home, json_output, token=token_id) as store:
+        UserService(store).revoke_token(token_id, actor=current_actor(operator))
     if json_output:
         print_json({"token": token_id, "revoked": True})
     else:
