@@ -19,6 +19,7 @@ from test_live_pipeline import LFW, UTK, walk_video
 
 from openfrt.api import ServerSettings, create_app
 from openfrt.records import RecordStore
+from openfrt.records.audit import list_events
 from openfrt.records.users import Role, UserService
 
 PASSWORD = "correct horse battery"
@@ -241,3 +242,31 @@ def test_a_searched_still_leaves_no_copy_in_the_data_directory_or_temporary_file
     for path in home.rglob("*"):
         if path.is_file():
             assert still[:4096] not in path.read_bytes(), path
+
+
+def test_a_running_deployment_shows_camera_progress_and_stops_on_request(home: Path, tmp_path: Path) -> None:
+    if not (LFW.exists() and UTK.exists()):
+        pytest.skip(f"needs {LFW} and {UTK} (the shared test data beside the project), which are absent")
+    video = walk_video(tmp_path / "long.avi", [min(UTK.glob("*.jpg"))], frames=600)  # a minute when played in real time
+    with TestClient(create_app(ServerSettings(home=home, realtime_files=True))) as client:
+        officer = login(client, Role.authorising_officer)
+        client.post("/api/watchlists", json={"name": "wanted", "purpose": "arrest warrants"}, headers=officer)
+        form = {"subject_id": "S1", "display_name": "Colin Powell", "category": "wanted", "legal_basis": "PACE s.64A", "watchlist": "wanted"}
+        reference = LFW / "Colin_Powell" / "Colin_Powell_0001.jpg"
+        assert client.post("/api/subjects", data=form, files=[("images", upload(reference))], headers=officer).status_code == 201
+        plan = {"name": "op-long", "purpose": "p", "location": "Gate St", "watchlist": "wanted", "cameras": {"gate": str(video)}}
+        assert client.post("/api/deployments", json=plan, headers=officer).status_code == 201
+        client.post("/api/deployments/op-long/authorise", headers=officer)
+        assert client.post("/api/deployments/op-long/start", headers=officer).status_code == 200
+        assert client.post("/api/deployments/op-long/start", headers=officer).status_code == 422  # only once
+
+        live = wait_for(lambda: (cameras := client.get("/api/deployments/op-long").json()["live"]) and cameras[0]["frames"] > 5 and cameras)
+        assert live[0]["camera"] == "gate" and live[0]["fps"] > 0 and not live[0]["finished"]
+        record = client.post("/api/deployments/op-long/stop", headers=officer)
+        assert record.status_code == 200, record.text
+        assert record.json()["status"] == "ended" and record.json()["alerts"] == 0
+        deployment = client.get("/api/deployments/op-long").json()
+        assert deployment["status"] == "ended" and deployment["live"] is None
+    with RecordStore.open(home) as store, store.transaction() as session:
+        ended = list_events(session, action="deployment.end")
+    assert [event.actor for event in ended] == [USERS[Role.authorising_officer]]
