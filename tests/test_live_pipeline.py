@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -417,6 +422,55 @@ def test_a_failing_stream_reconnects_with_back_off_and_reports_the_gap() -> None
     source.stop()
     assert list(frames) == []
     assert len(gaps) == 2  # the second outage, still open when stopped, is reported too
+
+
+def serve_over_http(clip: Path, url: str) -> subprocess.Popen[bytes]:
+    """ffmpeg serving ``clip`` once, at its frame rate, as an MPEG-TS stream at ``url`` (one client)."""
+    command = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", str(clip), "-c:v", "mpeg4", "-f", "mpegts", "-listen", "1", url]
+    return subprocess.Popen(command, stdin=subprocess.DEVNULL)
+
+
+def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg command to serve a real stream (apt-get install ffmpeg)")
+def test_a_real_http_stream_is_read_and_a_dropped_stream_reconnects_with_its_gap_recorded(tmp_path: Path) -> None:
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (320, 240))
+    for index in range(25):  # one second
+        writer.write(np.full((240, 320, 3), index * 10, np.uint8))
+    writer.release()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/live.ts"
+    frames: list[Frame] = []
+    gaps: list[tuple[datetime, datetime]] = []
+    first = serve_over_http(clip, url)
+    second: subprocess.Popen[bytes] | None = None
+    source = open_source(url)
+    reader = threading.Thread(target=lambda: frames.extend(source.frames(on_gap=lambda *gap: gaps.append(gap))))
+    try:
+        reader.start()
+        assert wait_for(lambda: first.poll() is not None, 20) and frames  # the first server sent its clip and left
+        before = len(frames)
+        time.sleep(0.8)  # the camera is down for a while: the source retries with back-off
+        second = serve_over_http(clip, url)
+        assert wait_for(lambda: bool(gaps) and len(frames) > before, 20)
+    finally:
+        source.stop()
+        reader.join(10)
+        for server in (first, second):
+            if server is not None and server.poll() is None:
+                server.kill()
+                server.wait()
+    (started, ended), *_ = gaps
+    assert 0.5 <= (ended - started).total_seconds() < 10
+    assert frames[0].rgb.shape == (240, 320, 3)
+    assert all(a.time <= b.time for a, b in pairwise(frames)) and frames[-1].time >= ended.timestamp()  # wall-clock times
 
 
 def test_a_stream_url_is_named_without_its_password() -> None:
