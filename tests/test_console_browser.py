@@ -1,0 +1,438 @@
+"""The console in a real browser (Playwright driving Debian's Chromium) against a real
+``openfrt serve``: logging in, the first administrator's set-up, enrolment by upload with
+quality feedback, a deployment on a walk-through video whose alert arrives live and is
+adjudicated into the published record, a retrospective search, the audit log, and refusals for
+roles without the permission.
+
+With ``OPENFRT_SCREENSHOTS=1`` the tests also save the README's screenshots to
+``docs/screenshots/`` (off by default, so a test run leaves the tree clean).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import SAMPLES, SHARED
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from openfrt.live.walkthrough import FaceSet, Walkthrough, WalkthroughConfig, generate, one_face_screen
+from openfrt.vision import EngineConfig, FaceEngine
+
+CHROMIUM = Path("/usr/bin/chromium")
+FACES = SHARED / "faces"
+MISSING = [f"{path} ({what})" for path, what in ((CHROMIUM, "Debian's Chromium: apt-get install chromium"),
+                                                 (FACES / "lfw", "the shared LFW faces"), (SAMPLES, "the shared sample images"))
+           if not path.exists()]
+pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"needs {'; '.join(MISSING)}, which is absent")
+
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+PASSWORD = "correct horse battery staple"
+USERS = {"admin-1": "admin", "operator-1": "operator", "authoriser-1": "authorising_officer",
+         "engagement-1": "engagement_officer", "auditor-1": "auditor"}
+
+#: Below the bundled model's calibrated watchlist threshold, so that the one watchlisted passer
+#: is recognised from a different photograph (see test_walkthrough.py's LENIENT).
+LENIENT = 0.95
+
+#: Four LFW passers, one of them watchlisted with another image of them enrolled, the others
+#: single-image LFW identities (so UTKFace is not needed); large faces, each in view for two
+#: seconds; eight seconds at 10 fps, played in real time by the server as a camera would be.
+WALK = WalkthroughConfig(size=(640, 360), fps=10.0, passers=4, watchlisted=1, face_heights=(90.0, 130.0),
+                         walk_seconds=(2.0, 2.5), gap_seconds=(1.5, 2.0), lfw_passers_by=1.0, seed=1)
+
+
+def screenshot(page: Page, name: str) -> None:
+    """Save a README screenshot when ``OPENFRT_SCREENSHOTS=1``."""
+    if os.environ.get("OPENFRT_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+# -- the server and the browser ------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def serving(home: Path) -> Iterator[str]:
+    """``openfrt serve`` on ``home`` until the block ends; yields its base URL once it answers."""
+    env = {**os.environ, "OPENFRT_HOME": str(home)}
+    port = free_port()
+    home.mkdir(parents=True, exist_ok=True)
+    log_path = home.parent / f"{home.name}-server.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "openfrt", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                                   env=env, stdout=log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                assert process.poll() is None, f"openfrt serve exited: {log_path.read_text()}"
+                try:
+                    if httpx.get(f"{base}/api/setup", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "openfrt serve did not answer within 120 s"
+                time.sleep(0.3)
+            yield base
+        finally:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server on a fresh data directory with one user per role, made with the CLI."""
+    home = tmp_path_factory.mktemp("console") / "home"
+    env = {**os.environ, "OPENFRT_HOME": str(home), "OPENFRT_USER": "installer"}
+    commands = [[sys.executable, "-m", "openfrt", "users", "create", name, "--role", role, "--password-stdin"]
+                for name, role in USERS.items()]
+    # The first creates the data directory and its key; the others can then run side by side.
+    subprocess.run(commands[0], input=PASSWORD, text=True, env=env, check=True, capture_output=True, timeout=120)
+    others = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+              for command in commands[1:]]
+    for process in others:
+        output, _ = process.communicate(PASSWORD, timeout=120)
+        assert process.returncode == 0, output
+    with serving(home) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def log_in(browser: Browser, server: str) -> Iterator[Callable[[str], Page]]:
+    """Open a fresh browser session and log in through the form as the user named."""
+    contexts: list[BrowserContext] = []
+
+    def open_as(name: str) -> Page:
+        context = browser.new_context(base_url=server, viewport={"width": 1280, "height": 800})
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.goto("/login")
+        page.get_by_label("User name").fill(name)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(lambda url: "/login" not in url)
+        return page
+
+    yield open_as
+    for context in contexts:
+        context.close()
+
+
+@contextmanager
+def api_session(server: str, name: str) -> Iterator[httpx.Client]:
+    """An HTTP client logged in as ``name``, sending the CSRF header with every request."""
+    with httpx.Client(base_url=server, timeout=60) as client:
+        answer = client.post("/api/session", json={"name": name, "password": PASSWORD})
+        answer.raise_for_status()
+        client.headers["X-CSRF-Token"] = answer.json()["csrf_token"]
+        yield client
+
+
+# -- test data -----------------------------------------------------------------------------------
+
+
+def labelled_sex(identity: str) -> str:
+    """The data set's own gender label of an LFW identity: what the officer records in the test."""
+    with (FACES / "lfw" / "labels.csv").open(newline="") as labels:
+        return next(row["gender"] for row in csv.DictReader(labels) if row["identity"] == identity)
+
+
+@pytest.fixture(scope="module")
+def walk(tmp_path_factory: pytest.TempPathFactory) -> Walkthrough:
+    """The walk-through video; its watchlisted passer has a different reference image to enrol."""
+    engine = FaceEngine(EngineConfig.from_env())
+    video = tmp_path_factory.mktemp("walk") / "walk.mp4"
+    return generate(WALK, FaceSet(FACES, screen=one_face_screen(engine)), video)
+
+
+@pytest.fixture(scope="module")
+def watchlisted(server: str, walk: Walkthrough) -> str:
+    """Watchlist 'walkthrough' holding the video's watchlisted passer (made through the API);
+    returns the passer's identity, which is their subject id."""
+    passer = next(p for p in walk.passers if p.on_watchlist)
+    with api_session(server, "authoriser-1") as client:
+        client.post("/api/watchlists", json={"name": "walkthrough", "purpose": "people wanted on warrant",
+                                             "threshold": LENIENT}).raise_for_status()
+        enrolled = client.post(
+            "/api/subjects",
+            data={"subject_id": passer.identity, "display_name": passer.identity.replace("_", " "), "category": "wanted",
+                  "legal_basis": "test data (LFW)", "watchlist": "walkthrough"},
+            files=[("images", ("reference.jpg", Path(passer.reference_image or "").read_bytes(), "image/jpeg"))],
+        )
+        assert enrolled.status_code == 201, enrolled.text
+    return passer.identity
+
+
+# -- the tests -----------------------------------------------------------------------------------
+
+
+def test_logging_in_leads_to_the_page_asked_for_and_the_menu_shows_only_what_the_role_may_use(
+    browser: Browser, server: str, log_in: Callable[[str], Page]
+) -> None:
+    context = browser.new_context(base_url=server)
+    page = context.new_page()
+    page.goto("/alerts")
+    assert page.url.endswith("/login?next=/alerts")
+    page.get_by_label("User name").fill("operator-1")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_test_id("login-error")).to_contain_text("Wrong user name or password")
+
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/alerts")
+    expect(page.get_by_test_id("who")).to_have_text("operator-1 · operator")
+    menu = page.get_by_role("navigation", name="Sections").get_by_role("link")
+    expect(menu).to_have_text(["Alerts", "Deployments", "Watchlists", "Subjects", "Search", "Transparency"])
+
+    page.get_by_test_id("logout").click()
+    page.wait_for_url("**/login")
+    page.goto("/search")
+    assert "/login?next=/search" in page.url
+    context.close()
+
+    engagement = log_in("engagement-1")
+    assert engagement.url.endswith("/alerts")
+    expect(engagement.get_by_role("navigation", name="Sections").get_by_role("link")).to_have_text(
+        ["Alerts", "Deployments", "Transparency"])
+    auditor = log_in("auditor-1")
+    assert auditor.url.endswith("/deployments")
+
+
+def test_the_first_administrator_is_created_with_the_set_up_code_and_manages_users_and_tokens(
+    browser: Browser, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    with serving(home) as base:
+        code = (home / "setup-code").read_text().strip()
+        page = browser.new_page(base_url=base)
+        page.goto("/alerts")
+        page.wait_for_url("**/setup")  # no users yet: logging in is impossible, set-up is next
+        form = page.get_by_test_id("setup-form")
+        form.get_by_label("Set-up code").fill("not the code")
+        form.get_by_label("Administrator's user name").fill("admin-1")
+        form.get_by_label("Password", exact=True).fill(PASSWORD)
+        form.get_by_label("Password again").fill(PASSWORD)
+        form.get_by_role("button", name="Create administrator").click()
+        expect(form.locator(".message")).to_contain_text("wrong set-up code")
+        form.get_by_label("Set-up code").fill(code)
+        form.get_by_role("button", name="Create administrator").click()
+        page.wait_for_url("**/users")
+        assert not (home / "setup-code").exists()
+
+        create = page.get_by_test_id("new-user")
+        create.get_by_label("User name").fill("operator-2")
+        create.get_by_label("Role").select_option("operator")
+        create.get_by_label("Initial password").fill(PASSWORD)
+        create.get_by_role("button", name="Create user").click()
+        expect(page.locator("tr[data-user=operator-2]")).to_contain_text("operator")
+
+        token = page.get_by_test_id("new-token")
+        token.locator("select[name=user]").select_option("operator-2")
+        token.get_by_label("What it is for").fill("camera gateway 1")
+        token.get_by_role("button", name="Create token").click()
+        secret = page.get_by_test_id("token-secret")
+        expect(secret).to_have_text(re.compile(r"^ofrt_"))
+        answer = httpx.get(f"{base}/api/alerts", headers={"Authorization": f"Bearer {secret.inner_text()}"})
+        assert answer.status_code == 200  # the token acts as the operator
+        page.close()
+
+
+def test_a_watchlist_is_created_and_a_subject_enrolled_by_upload_with_quality_feedback_per_image(
+    log_in: Callable[[str], Page]
+) -> None:
+    page = log_in("authoriser-1")
+    page.goto("/watchlists")
+    form = page.get_by_test_id("new-watchlist")
+    form.get_by_label("Name", exact=True).fill("high-street")
+    form.get_by_label("Purpose").fill("people wanted for violent offences")
+    form.get_by_role("button", name="Create watchlist").click()
+    page.wait_for_url("**/watchlists/high-street")
+    expect(page.get_by_test_id("fitness")).to_contain_text("TPIR")
+    expect(page.get_by_test_id("watchlist-size")).to_have_text("0")
+
+    enrol = page.get_by_test_id("enrol-form")
+    enrol.get_by_label("Subject id").fill("sample-obama")
+    enrol.get_by_label("Display name").fill("obama (sample image)")
+    enrol.get_by_label("Legal basis for holding the images").fill("test data (face_recognition samples)")
+    enrol.get_by_test_id("enrol-images").set_input_files([str(SAMPLES / "obama.jpg"), str(SAMPLES / "group.jpg")])
+    enrol.get_by_role("button", name="Enrol into high-street").click()
+
+    feedback = page.get_by_test_id("image-feedback")
+    expect(feedback).to_have_count(2)
+    expect(feedback.nth(0)).to_have_attribute("data-accepted", "true")
+    expect(feedback.nth(0).get_by_test_id("image-quality")).to_contain_text("px high")
+    expect(feedback.nth(0).get_by_test_id("image-quality")).to_contain_text("sharpness")
+    expect(feedback.nth(1)).to_have_attribute("data-accepted", "false")
+    expect(feedback.nth(1)).to_contain_text("refused (several faces)")
+    expect(page.get_by_test_id("enrol-result")).to_have_attribute("data-enrolled", "false")
+    screenshot(page, "enrolment")
+
+    enrol.get_by_test_id("enrol-images").set_input_files([str(SAMPLES / "obama.jpg"), str(SAMPLES / "obama-720p.jpg")])
+    enrol.get_by_role("button", name="Enrol into high-street").click()
+    expect(page.get_by_test_id("enrol-result")).to_have_attribute("data-enrolled", "true")
+    expect(feedback).to_have_count(2)
+    expect(feedback.nth(1)).to_contain_text("stored as reference image #")
+
+    page.reload()
+    expect(page.get_by_test_id("watchlist-size")).to_have_text("1")
+    expect(page.get_by_test_id("members")).to_contain_text("sample-obama")
+
+
+def test_a_deployment_on_a_video_raises_an_alert_live_that_is_adjudicated_into_the_published_record(
+    browser: Browser, server: str, log_in: Callable[[str], Page], watchlisted: str, walk: Walkthrough
+) -> None:
+    operator = log_in("operator-1")
+    assert operator.url.endswith("/alerts")
+    expect(operator.get_by_test_id("live-status")).to_have_attribute("data-state", "live")
+    expect(operator.get_by_test_id("queue-empty")).to_be_visible()
+    operator.evaluate("window.sameDocument = true")
+
+    authoriser = log_in("authoriser-1")
+    authoriser.goto("/deployments")
+    plan = authoriser.get_by_test_id("new-deployment")
+    plan.get_by_label("Name", exact=True).fill("high-street-1")
+    plan.locator("select[name=watchlist]").select_option("walkthrough")
+    plan.get_by_label("Purpose").fill("locate people wanted on warrant")
+    plan.get_by_label("Location").fill("Test Street, north entrance")
+    plan.get_by_label("Cameras, one per line").fill(f"gate={walk.video}")
+    plan.get_by_role("button", name="Plan deployment").click()
+    row = authoriser.locator("[data-deployment-row='high-street-1']")
+    row.get_by_test_id("authorise").click()
+    expect(row.get_by_role("cell", name="authoriser-1")).to_be_visible()
+    row.get_by_test_id("start").click()
+    expect(row.locator("[data-field=status]")).to_have_text("running")
+    camera = authoriser.get_by_test_id("live-high-street-1").locator("tr[data-camera=gate]")
+    expect(camera.locator("[data-field=faces_scanned]")).to_have_text(re.compile(r"^[1-9]"), timeout=30_000)
+    screenshot(authoriser, "deployments")
+
+    card = operator.get_by_test_id("alert-queue").get_by_test_id("alert-card")
+    expect(card).to_have_count(1, timeout=60_000)
+    expect(card.get_by_test_id("alert-subject")).to_have_text(watchlisted)
+    assert operator.evaluate("window.sameDocument") is True, "the alert should arrive without reloading the page"
+    for image in ("probe", "reference"):
+        card.locator(f"img[data-field={image}]").wait_for()
+        assert operator.evaluate(f"document.querySelector('[data-testid=alert-card] img[data-field={image}]').naturalWidth") > 0
+    card.get_by_test_id("show-frame").click()
+    expect(card.locator("img[data-field=frame]")).to_be_visible()
+    card.get_by_test_id("show-frame").click()
+    card.get_by_test_id("show-frame").blur()
+    screenshot(operator, "alerts")
+
+    card.get_by_test_id("outcome").select_option("engaged")
+    card.get_by_label("Note").fill("spoke to the person; identity confirmed from documents")
+    sex = labelled_sex(watchlisted)
+    card.get_by_test_id("perceived-sex").select_option(sex)
+    card.get_by_test_id("confirm").click()
+    done = operator.get_by_test_id("alert-done").get_by_test_id("alert-card")
+    expect(done.get_by_test_id("alert-verdict")).to_contain_text("confirmed match · outcome: engaged · by operator-1")
+    expect(operator.get_by_test_id("queue-empty")).to_be_visible()
+
+    # The file ends, the deployment ends by itself and its record counts the confirmed alert.
+    authoriser.goto("/deployments/high-street-1")
+    expect(authoriser.get_by_test_id("deployment-status")).to_have_text("ended", timeout=60_000)
+    expect(authoriser.get_by_test_id("record-true-alerts")).to_have_text("1")
+    expect(authoriser.get_by_test_id("record-engagements")).to_have_text("1")
+    expect(authoriser.get_by_test_id("record-pending")).to_have_text("0")
+
+    public = browser.new_page(base_url=server, viewport={"width": 1280, "height": 800})  # nobody logged in
+    public.goto("/transparency")
+    record = public.locator("[data-testid=record-row][data-deployment='high-street-1']")
+    expect(record.locator("[data-field=true_alerts]")).to_have_text("1")
+    group = public.locator(f"[data-testid=group-row][data-group='sex:{sex}']")
+    expect(group.locator("[data-field=true_alerts]")).to_have_text("1")
+    for chart in ("chart-deployments", "chart-months", "chart-groups"):
+        expect(public.get_by_test_id(chart)).to_be_visible()
+        assert public.evaluate(f"document.querySelector('[data-testid={chart}]').naturalWidth") > 0
+    screenshot(public, "transparency")
+    public.close()
+
+
+def test_a_retrospective_search_by_upload_lists_ranked_candidates_as_leads(
+    log_in: Callable[[str], Page], watchlisted: str, walk: Walkthrough
+) -> None:
+    still = next(Path(p.video_image) for p in walk.passers if p.identity == watchlisted)
+    page = log_in("operator-1")
+    page.goto("/search")
+    form = page.get_by_test_id("search-form")
+    form.get_by_label("Case reference").fill("CASE-0001")
+    form.get_by_label("Reason for the search").fill("identify a suspect from a still of the incident")
+    form.get_by_test_id("search-image").set_input_files(str(still))
+    form.get_by_role("button", name="Search").click()
+
+    candidates = page.get_by_test_id("candidate")
+    expect(candidates.first).to_be_visible()
+    expect(candidates.first.locator("td").nth(1)).to_have_text(watchlisted)
+    scores = [float(text) for text in candidates.locator("td:nth-child(4)").all_inner_texts()]
+    assert scores == sorted(scores, reverse=True)
+    expect(page.get_by_test_id("leads-note")).to_contain_text("leads for review, not identifications")
+    screenshot(page, "search")
+
+
+def test_a_role_without_the_permission_gets_the_403_page_and_the_api_refuses_it_too(log_in: Callable[[str], Page]) -> None:
+    page = log_in("engagement-1")
+    response = page.goto("/search")
+    assert response is not None and response.status == 403
+    expect(page.get_by_test_id("message")).to_have_text(
+        "Your role (engagement officer) may not search. Ask an administrator if your duties need it.")
+    assert page.goto("/audit").status == 403  # type: ignore[union-attr]
+
+    csrf = page.locator("meta[name=csrf-token]").get_attribute("content") or ""
+    refused = page.request.post("/api/search", headers={"X-CSRF-Token": csrf},
+                                multipart={"case_ref": "CASE-0002", "reason": "curiosity",
+                                           "image": {"name": "still.jpg", "mimeType": "image/jpeg",
+                                                     "buffer": (SAMPLES / "obama.jpg").read_bytes()}})
+    assert refused.status == 403 and "may not search" in refused.json()["detail"]
+    assert page.request.get("/api/subjects").status == 403
+    assert page.request.get("/api/audit").status == 403
+
+
+def test_the_auditor_filters_the_audit_log_and_verifies_its_hash_chain(log_in: Callable[[str], Page]) -> None:
+    page = log_in("auditor-1")
+    page.goto("/audit")
+    expect(page.get_by_test_id("audit-entry").first).to_be_visible()
+
+    filters = page.get_by_test_id("audit-filters")
+    filters.get_by_label("Action").select_option("user.create")
+    filters.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**/audit?*action=user.create*")
+    actions = page.get_by_test_id("audit-entry").locator("td:nth-child(4)").all_inner_texts()
+    assert len(actions) >= len(USERS) and set(actions) == {"user.create"}
+
+    page.goto("/audit")
+    page.get_by_test_id("verify-chain").click()
+    expect(page.get_by_test_id("verification")).to_contain_text("Chain intact")
+    expect(page.get_by_test_id("verification")).to_have_attribute("data-ok", "true")
+    screenshot(page, "audit")
