@@ -214,6 +214,8 @@ def test_enrol_watch_alert_adjudicate_and_publish_over_http(client: TestClient, 
     assert {"subject.enrol", "deployment.authorise", "deployment.start", "alert.adjudicate", "alert.media_view",
             "subject.image_view", "search.retrospective", "deployment.snapshot_destroy"} <= actions
     assert [e["case_ref"] for e in client.get("/api/audit?action=search.retrospective").json()] == ["CR/2", "CR/1"]
+    viewed = client.get("/api/audit?action=audit.view").json()
+    assert [(v["actor"], v["details"]) for v in viewed[:2]] == [(USERS[Role.auditor], {"action": "search.retrospective"}), (USERS[Role.auditor], {})]
 
 
 def _blank_png() -> bytes:

@@ -16,12 +16,20 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from openfrt.api.context import ServerContext
 from openfrt.api.permissions import Permission
+from openfrt.api.routes.audit import read_audit_log
 from openfrt.api.routes.deployments import deployment_payload
 from openfrt.api.routes.watchlists import watchlist_payload
 from openfrt.api.security import Principal, optional_principal
-from openfrt.records.audit import AuditAction, list_events
+from openfrt.records.audit import AuditAction
 from openfrt.records.errors import RecordNotFoundError
-from openfrt.records.models import AlertOutcome, AlertStatus, Category, DeploymentStatus, PerceivedEthnicity, PerceivedSex
+from openfrt.records.models import (
+    AlertOutcome,
+    AlertStatus,
+    Category,
+    DeploymentStatus,
+    PerceivedEthnicity,
+    PerceivedSex,
+)
 from openfrt.records.users import Role
 from openfrt.web.rendering import home_page, render, safe_next, server, viewer
 
@@ -133,7 +141,7 @@ def subjects(
     )
 
 
-@router.get("/subjects/{subject_id}")
+@router.get("/subjects/{subject_id:path}")
 def subject(subject_id: str, request: Request, principal: Principal = Depends(viewer(Permission.view_subjects)),
             ctx: ServerContext = Depends(server)) -> HTMLResponse:
     try:
@@ -179,9 +187,8 @@ def audit(
     except ValueError:
         problem = "Give times as YYYY-MM-DDTHH:MM (UTC)."
     else:
-        with ctx.store.transaction() as session:
-            found = list_events(session, actor=actor or None, action=action or None, target=target or None,
-                                since=window[0], until=window[1], before_seq=before, limit=PAGE_SIZE)
+        found = read_audit_log(ctx, principal, actor=actor or None, action=action or None, target=target or None,
+                               since=window[0], until=window[1], before=before, limit=PAGE_SIZE)
         entries = [entry.as_dict() for entry in found]
     chosen = {key: value for key, value in filters.items() if value}
     older = {**chosen, "before": entries[-1]["seq"]} if len(entries) == PAGE_SIZE else None

@@ -11,7 +11,13 @@ from openfrt.api.context import ServerContext
 from openfrt.api.permissions import Permission
 from openfrt.api.security import Principal, context, require
 from openfrt.live.deployments import jsonable
-from openfrt.records.audit import AuditAction, list_events, record_event, verify_chain
+from openfrt.records.audit import (
+    AuditAction,
+    AuditEntry,
+    list_events,
+    record_event,
+    verify_chain,
+)
 
 router = APIRouter(prefix="/api", tags=["audit"])
 auditor = require(Permission.view_audit)
@@ -26,13 +32,24 @@ def audit_log(
     until: datetime | None = None,
     before: int | None = Query(None, ge=1),
     limit: int = Query(100, ge=1, le=1000),
-    _: Principal = Depends(auditor),
+    principal: Principal = Depends(auditor),
     ctx: ServerContext = Depends(context),
 ) -> list[dict[str, Any]]:
+    entries = read_audit_log(ctx, principal, actor=actor, action=action, target=target, since=since, until=until,
+                             before=before, limit=limit)
+    return [jsonable(entry.as_dict()) for entry in entries]
+
+
+def read_audit_log(ctx: ServerContext, principal: Principal, *, limit: int, **filters: Any) -> list[AuditEntry]:
+    """Entries matching ``filters`` (actor, action, target, since, until, before), newest first.
+
+    Reading the log is itself logged, with the filters used — after the read, so that a page
+    does not show its own viewing. The API and the console both read through here."""
+    given = {name: value for name, value in filters.items() if value is not None}
     with ctx.store.transaction() as session:
-        events = list_events(session, actor=actor, action=action, target=target, since=since, until=until,
-                             before_seq=before, limit=limit)
-    return [jsonable(event.as_dict()) for event in events]
+        entries = list_events(session, limit=limit, **{("before_seq" if name == "before" else name): value for name, value in given.items()})
+        record_event(session, AuditAction.audit_viewed, actor=principal.name, details=jsonable(given))
+    return entries
 
 
 @router.get("/audit/verify", summary="Check the hash chain: any edited or removed entry is reported")

@@ -28,7 +28,7 @@ def list_subjects(
     return [subject.as_dict() for subject in ctx.gallery.subjects(search=search, limit=limit, offset=offset)]
 
 
-@router.get("/subjects/{subject_id}", summary="A subject, its reference images (without pixels) and watchlists")
+@router.get("/subjects/{subject_id:path}", summary="A subject, its reference images (without pixels) and watchlists")
 def get_subject(subject_id: str, _: Principal = Depends(require(Permission.view_subjects)),
                 ctx: ServerContext = Depends(context)) -> dict[str, Any]:
     return ctx.gallery.subject(subject_id).as_dict()
@@ -59,7 +59,7 @@ async def enrol(
     return JSONResponse(report.as_dict(), status_code=201 if report.enrolled else 422)
 
 
-@router.delete("/subjects/{subject_id}", summary="Delete a subject and everything derived from it")
+@router.delete("/subjects/{subject_id:path}", summary="Delete a subject and everything derived from it")
 def remove_subject(subject_id: str, reason: str = Query(..., min_length=1),
                    principal: Principal = Depends(require(Permission.remove_subjects)),
                    ctx: ServerContext = Depends(context)) -> dict[str, Any]:
