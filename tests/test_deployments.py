@@ -170,6 +170,43 @@ def _sealed(store: RecordStore, subject: str) -> bytes:  # noqa: F811
 # -- alerts ----------------------------------------------------------------------------------
 
 
+def test_a_reader_paging_by_alert_id_misses_no_alert_of_concurrent_deployments(service: DeploymentService, store: RecordStore) -> None:  # noqa: F811
+    """Consoles follow alerts with ``after_id``; ids must become visible in order even when two
+    deployments commit alerts at once (PostgreSQL assigns ids before commit)."""
+    runnings = []
+    for name in ("dep", "dep2"):
+        plan(service, name)
+        runnings.append(service.start(name, "PC 1"))
+    raised: list[int] = []
+    writing = threading.Event()
+
+    def deployment(running: object, base: int) -> None:
+        for number in range(60):
+            raised.append(running.raise_alert(event("north", base + number, "alpha", seed=number % 7)))  # type: ignore[attr-defined]
+
+    writers = [threading.Thread(target=deployment, args=(running, 1000 * index)) for index, running in enumerate(runnings * 2)]
+    seen: list[int] = []
+    alerts = AlertService(store)
+
+    def follow() -> None:
+        last = 0
+        while writing.is_set() or last < max(raised, default=0):
+            new = alerts.list(after_id=last, limit=50)
+            seen.extend(alert.id for alert in new)
+            last = new[-1].id if new else last
+
+    writing.set()
+    reader = threading.Thread(target=follow)
+    reader.start()
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    writing.clear()
+    reader.join(60)
+    assert len(raised) == 240 and sorted(seen) == sorted(raised)
+
+
 def test_camera_threads_report_concurrently_and_the_record_counts_them(service: DeploymentService, store: RecordStore) -> None:  # noqa: F811
     plan(service)
     running = service.start("dep", "PC 1")

@@ -30,7 +30,7 @@ from openfrt.errors import OpenFRTError
 from openfrt.gallery import Gallery, TemplateMatrix
 from openfrt.gallery.gallery import check_identifier
 from openfrt.live.events import AlertEvent
-from openfrt.records.audit import AuditAction, record_event
+from openfrt.records.audit import AuditAction, hold_audit_chain, record_event
 from openfrt.records.errors import DuplicateRecordError, InvalidRecordError, RecordNotFoundError
 from openfrt.records.models import (
     Alert,
@@ -193,6 +193,7 @@ class RunningDeployment:
             if alert.subject not in set(self.matcher.subjects):
                 raise InvalidRecordError(f"subject {alert.subject!r} is not on deployment {self.name!r}'s watchlist")
             with self.store.transaction() as session:
+                hold_audit_chain(session)
                 row = Alert(
                     deployment_id=self.deployment_id, camera=alert.camera, track_id=alert.track_id,
                     subject=alert.subject, similarity=alert.similarity,

@@ -124,6 +124,15 @@ def record_event(
     return event
 
 
+def hold_audit_chain(session: Session) -> None:
+    """Wait for, and hold until commit, the right to append to the audit log — *before* rows
+    whose ids readers page by (alerts) are inserted. Such rows then get their ids in commit
+    order, so a reader who has seen id N can never later miss an id below N committed by a
+    slower transaction (which happened on PostgreSQL with two deployments raising alerts).
+    On SQLite the first write takes the database's single write lock, which already does this."""
+    session.execute(select(AuditChainHead.seq).where(AuditChainHead.id == HEAD_ID).with_for_update())
+
+
 def entry_hash(entry: Mapping[str, Any]) -> str:
     """The SHA-256 (hex) of an entry's canonical JSON: its fields and its predecessor's hash.
 

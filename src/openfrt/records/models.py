@@ -390,7 +390,8 @@ class AlertMedia(Base):
     kind: Mapped[MediaKind] = mapped_column(
         Enum(MediaKind, name="media_kind", native_enum=False, create_constraint=True, length=16), primary_key=True
     )
-    data: Mapped[bytes] = mapped_column(LargeBinary)
+    #: Deferred: listing alerts asks which images exist, and must not read them all.
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
 
 
 # -- people who use the server: accounts, browser sessions, API tokens ---------------------------
