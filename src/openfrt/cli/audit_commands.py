@@ -10,7 +10,6 @@ Reading and verifying the log are themselves audited. Exit codes: 0 intact (or l
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -25,8 +24,8 @@ from openfrt.cli.common import (
     err_console,
     fail,
     open_store,
+    parse_time,
     print_json,
-    usage_error,
 )
 from openfrt.errors import OpenFRTError
 from openfrt.records import (
@@ -80,7 +79,7 @@ def audit_list(
 ) -> None:
     """List audit entries, newest first (this listing is itself audited)."""
     filters: dict[str, Any] = {"action": action, "actor": actor, "target": target, "since": since, "until": until, "before_seq": before_seq}
-    start, end = _parse_time(since, "--since"), _parse_time(until, "--until")
+    start, end = parse_time(since, "--since"), parse_time(until, "--until")
     with open_store(home) as store:
         try:
             with store.transaction() as session:
@@ -103,17 +102,6 @@ def _record(store: RecordStore, action: AuditAction, actor: str, details: dict[s
             record_event(session, action, actor=actor, details=details)
     except AuditChainError as exc:
         err_console.print(f"[yellow]warning:[/yellow] this command was not audited: {exc}")
-
-
-def _parse_time(text: str | None, option: str) -> datetime | None:
-    """An ISO 8601 option value; without a zone it is local time."""
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        usage_error(f"{option} {text!r} is not an ISO 8601 time (e.g. 2026-06-01T18:00)")
-    return moment if moment.tzinfo else moment.astimezone()
 
 
 def _print_entry(entry: AuditEntry, json_output: bool) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
@@ -74,6 +75,17 @@ def build_engine(
 def usage_error(message: str) -> NoReturn:
     err_console.print(f"[red]error:[/red] {message}")
     raise typer.Exit(EXIT_USAGE)
+
+
+def parse_time(text: str | None, option: str) -> datetime | None:
+    """An ISO 8601 option value; without a zone it is local time."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        usage_error(f"{option} {text!r} is not an ISO 8601 time (e.g. 2026-06-01T18:00)")
+    return moment if moment.tzinfo else moment.astimezone()
 
 
 def print_json(payload: dict[str, Any]) -> None:

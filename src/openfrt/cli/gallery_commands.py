@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -25,6 +24,7 @@ from openfrt.cli.common import (
     ReasonOption,
     fail,
     open_store,
+    parse_time,
     DetectorOption,
     EmbedderOption,
     JsonOption,
@@ -170,7 +170,7 @@ def watchlist_create(
     embedder: EmbedderOption = None,
 ) -> None:
     """Create an empty watchlist for the current model, and show its expected accuracy."""
-    expires_at = _parse_time(expires) if expires else None
+    expires_at = parse_time(expires, "--expires")
     with open_gallery(home, embedder=embedder) as gallery:
         try:
             info = gallery.create_watchlist(
@@ -384,14 +384,6 @@ def _face_choice(face: str | None) -> FaceChoice:
     if face.isdigit():
         return int(face)
     usage_error(f"--face must be a face index (0, 1, ...) or 'largest', not {face!r}")
-
-
-def _parse_time(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        usage_error(f"--expires {text!r} is not an ISO 8601 time (e.g. 2025-06-01T18:00)")
-    return moment if moment.tzinfo else moment.astimezone()
 
 
 def _print_report(report: EnrolmentReport, json_output: bool) -> None:

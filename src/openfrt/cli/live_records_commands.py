@@ -10,7 +10,6 @@ prints one JSON object per line. Exit codes: 0 done, 1 a record was refused or n
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -24,6 +23,7 @@ from openfrt.cli.common import (
     console,
     fail,
     open_store,
+    parse_time,
     store_or_fail,
     print_json,
     usage_error,
@@ -265,17 +265,6 @@ def retention_run(
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def parse_time(text: str | None, option: str) -> datetime | None:
-    """An ISO 8601 option value; without a zone it is local time."""
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        usage_error(f"{option} {text!r} is not an ISO 8601 time (e.g. 2026-06-01T18:00)")
-    return moment if moment.tzinfo else moment.astimezone()
 
 
 def _camera(text: str) -> tuple[str, str]:
