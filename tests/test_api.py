@@ -104,6 +104,14 @@ def test_changes_over_a_session_need_its_csrf_token(client: TestClient) -> None:
     assert client.get("/api/watchlists").status_code == 401
 
 
+def test_the_api_documentation_works_offline(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in page.text
+    assert "http://" not in page.text.replace("http://www.w3.org", "") and "https://" not in page.text
+    assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+    assert "/api/alerts" in client.get("/openapi.json").json()["paths"]
+
+
 def test_a_wrong_password_and_an_unknown_user_get_the_same_answer(client: TestClient) -> None:
     wrong = client.post("/api/session", json={"name": USERS[Role.operator], "password": "not the password"})
     unknown = client.post("/api/session", json={"name": "nobody", "password": "not the password"})

@@ -10,9 +10,14 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
+
+import fastapi_offline
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.formparsers import MultiPartParser
 
 from openfrt import __version__
@@ -63,7 +68,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         finally:
             context.close()
 
-    app = FastAPI(title="openfrt", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="openfrt", version=__version__, description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None)
+    install_offline_docs(app)
     # Uploaded images stay in memory up to the upload limit instead of spooling to temporary files.
     MultiPartParser.spool_max_size = settings.max_upload_bytes
     errors.install(app)
@@ -79,3 +85,19 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         app.include_router(module.router)
     console.install(app)
     return app
+
+
+def install_offline_docs(app: FastAPI) -> None:
+    """The OpenAPI documentation at ``/docs`` with Swagger UI served from the files the
+    ``fastapi-offline`` package installs: FastAPI's default page loads it from a CDN, which a
+    police network (or this project's CI) cannot reach, and which would learn who reads the docs."""
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json", title="openfrt API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js", swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+        )
