@@ -280,9 +280,10 @@ def _print_deployment(info: DeploymentInfo, json_output: bool) -> None:
         return
     threshold = f"{info.threshold:.4f}" if info.threshold is not None else "the watchlist's"
     cameras = ", ".join(f"{camera.name} ({camera.source})" for camera in info.cameras) or "none"
+    authority = f"authorised by {info.authorised_by}" if info.authorised_by else "[yellow]not yet authorised[/yellow]"
     console.print(
         f"deployment [bold]{info.name}[/bold] ({info.status.value}) at {info.location}: {info.purpose}\n"
-        f"  authorised by {info.authorised_by}; watchlist {info.watchlist}; threshold {threshold}\n"
+        f"  {authority}; watchlist {info.watchlist}; threshold {threshold}\n"
         f"  cameras: {cameras}"
     )
 
