@@ -9,6 +9,7 @@ import io
 import json
 import stat
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -194,6 +195,9 @@ def test_a_reader_paging_by_alert_id_misses_no_alert_of_concurrent_deployments(s
             new = alerts.list(after_id=last, limit=50)
             seen.extend(alert.id for alert in new)
             last = new[-1].id if new else last
+            # Consoles poll every 0.2 s. A loop that never pauses keeps the GIL from the thread
+            # holding SQLite's write lock for 5 ms per statement, which starved writers for 10 s.
+            time.sleep(0.001)
 
     writing.set()
     reader = threading.Thread(target=follow)

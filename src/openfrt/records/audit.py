@@ -129,8 +129,17 @@ def hold_audit_chain(session: Session) -> None:
     whose ids readers page by (alerts) are inserted. Such rows then get their ids in commit
     order, so a reader who has seen id N can never later miss an id below N committed by a
     slower transaction (which happened on PostgreSQL with two deployments raising alerts).
-    On SQLite the first write takes the database's single write lock, which already does this."""
-    session.execute(select(AuditChainHead.seq).where(AuditChainHead.id == HEAD_ID).with_for_update())
+
+    It is a write that changes nothing, not ``SELECT … FOR UPDATE``: on SQLite a read would
+    leave the transaction holding a snapshot that its first real write may find stale, which
+    fails at once with "database is locked" instead of waiting; a write takes SQLite's single
+    write lock (waiting up to the busy timeout) and PostgreSQL's row lock alike."""
+    session.execute(
+        update(AuditChainHead)
+        .where(AuditChainHead.id == HEAD_ID)
+        .values(seq=AuditChainHead.seq)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def entry_hash(entry: Mapping[str, Any]) -> str:
