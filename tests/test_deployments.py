@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 import stat
 import threading
 import time
@@ -36,6 +37,7 @@ from openfrt.records import (
     Watchlist,
     WatchlistExpiredError,
 )
+from openfrt.records import database
 from openfrt.records.models import AlertOutcome, AlertStatus, Deployment, DeploymentStatus, MediaKind, utc_now
 from openfrt.vision import FaceEngine, Template
 from test_gallery_cli import env, openfrt  # noqa: F401 - the subprocess runner and its environment
@@ -209,6 +211,29 @@ def test_a_reader_paging_by_alert_id_misses_no_alert_of_concurrent_deployments(s
     writing.clear()
     reader.join(60)
     assert len(raised) == 240 and sorted(seen) == sorted(raised)
+
+
+def test_an_alert_waits_out_a_write_lock_held_beyond_the_busy_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hog_engine: FaceEngine) -> None:
+    """Another process (the server, a retention run) holding SQLite's write lock for longer
+    than the busy timeout must delay an alert, not lose it and end the deployment."""
+    monkeypatch.delenv("OPENFRT_DATABASE_URL", raising=False)
+    monkeypatch.delenv("OPENFRT_KEY_FILE", raising=False)
+    monkeypatch.setattr(database, "BUSY_TIMEOUT_MS", 50)
+    with RecordStore.open(tmp_path / "home") as store:
+        service = DeploymentService(store, make_gallery(store, hog_engine))
+        plan(service)
+        running = service.start("dep", "PC 1")
+        other = sqlite3.connect(str(store.engine.url.database), isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        release = threading.Timer(0.6, other.execute, ("COMMIT",))
+        release.start()
+        started = time.monotonic()
+        alert_id = running.raise_alert(event())
+        waited = time.monotonic() - started
+        release.join()
+        other.close()
+        assert waited >= 0.5 and [alert.id for alert in AlertService(store).list()] == [alert_id]
+        assert running.end("PC 1").alerts == 1
 
 
 def test_camera_threads_report_concurrently_and_the_record_counts_them(service: DeploymentService, store: RecordStore) -> None:  # noqa: F811

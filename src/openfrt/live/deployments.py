@@ -14,23 +14,27 @@ from __future__ import annotations
 
 import csv
 import enum
+import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from tenacity import before_sleep_log, retry, retry_if_exception, stop_after_delay, wait_exponential
 
 from openfrt.errors import OpenFRTError
 from openfrt.gallery import Gallery, TemplateMatrix
 from openfrt.gallery.gallery import check_identifier
 from openfrt.live.events import AlertEvent
 from openfrt.records.audit import AuditAction, hold_audit_chain, record_event
+from openfrt.records.database import is_transient
 from openfrt.records.errors import DuplicateRecordError, InvalidRecordError, RecordNotFoundError
 from openfrt.records.models import (
     Alert,
@@ -46,6 +50,15 @@ from openfrt.records.models import (
     utc_now,
 )
 from openfrt.records.store import RecordStore
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: How long a running deployment keeps retrying a write the database refused for a passing
+#: reason (SQLite's write lock held beyond its busy timeout, a PostgreSQL connection lost)
+#: before giving up, which ends the deployment: an alert must not be lost to a blip.
+WRITE_RETRY_SECONDS = 60.0
 
 #: Counters reach the database at most this many seconds late (and always at the end), so that
 #: camera threads do not write once per frame.
@@ -180,10 +193,10 @@ class RunningDeployment:
         self._check_camera(camera)
         if ended < started:
             raise InvalidRecordError(f"gap on camera {camera!r} ends ({ended}) before it starts ({started})")
+        gap = {"deployment_id": self.deployment_id, "camera": camera, "started_at": started, "ended_at": ended}
         with self._lock:
             self._check_running()
-            with self.store.transaction() as session:
-                session.add(DeploymentGap(deployment_id=self.deployment_id, camera=camera, started_at=started, ended_at=ended))
+            self._write(lambda session: session.add(DeploymentGap(**gap)))
 
     def raise_alert(self, alert: AlertEvent) -> int:
         """Store the alert, its images encrypted, for adjudication; the audit gets no images."""
@@ -192,27 +205,29 @@ class RunningDeployment:
             self._check_running()
             if alert.subject not in set(self.matcher.subjects):
                 raise InvalidRecordError(f"subject {alert.subject!r} is not on deployment {self.name!r}'s watchlist")
-            with self.store.transaction() as session:
-                hold_audit_chain(session)
-                row = Alert(
-                    deployment_id=self.deployment_id, camera=alert.camera, track_id=alert.track_id,
-                    subject=alert.subject, similarity=alert.similarity,
-                    candidates=[[subject, similarity] for subject, similarity in alert.candidates],
-                    source_time=alert.source_time, wall_time=alert.wall_time,
-                    status=AlertStatus.pending, engaged=False,
-                    media=[
-                        AlertMedia(kind=MediaKind.probe_crop, data=self.store.cipher.encrypt(alert.probe_crop)),
-                        AlertMedia(kind=MediaKind.frame, data=self.store.cipher.encrypt(alert.frame)),
-                    ],
-                )
-                session.add(row)
-                session.flush()
-                record_event(
-                    session, AuditAction.alert_raised, actor=f"deployment:{self.name}", target=f"alert:{row.id}",
-                    details={"deployment": self.name, "camera": alert.camera, "track": alert.track_id,
-                             "subject": alert.subject, "similarity": round(alert.similarity, 6)},
-                )
-                return row.id
+            return self._write(lambda session: self._insert_alert(session, alert))
+
+    def _insert_alert(self, session: Session, alert: AlertEvent) -> int:
+        hold_audit_chain(session)
+        row = Alert(
+            deployment_id=self.deployment_id, camera=alert.camera, track_id=alert.track_id,
+            subject=alert.subject, similarity=alert.similarity,
+            candidates=[[subject, similarity] for subject, similarity in alert.candidates],
+            source_time=alert.source_time, wall_time=alert.wall_time,
+            status=AlertStatus.pending, engaged=False,
+            media=[
+                AlertMedia(kind=MediaKind.probe_crop, data=self.store.cipher.encrypt(alert.probe_crop)),
+                AlertMedia(kind=MediaKind.frame, data=self.store.cipher.encrypt(alert.frame)),
+            ],
+        )
+        session.add(row)
+        session.flush()
+        record_event(
+            session, AuditAction.alert_raised, actor=f"deployment:{self.name}", target=f"alert:{row.id}",
+            details={"deployment": self.name, "camera": alert.camera, "track": alert.track_id,
+                     "subject": alert.subject, "similarity": round(alert.similarity, 6)},
+        )
+        return row.id
 
     def end(self, actor: str) -> DeploymentRecord:
         """Flush the counts, store the record, and destroy the watchlist snapshot (audited with
@@ -220,20 +235,36 @@ class RunningDeployment:
         reported afterwards is refused."""
         with self._lock:
             self._check_running()
-            with self.store.transaction() as session:
-                self._write_counts(session)
-                row = session.get_one(Deployment, self.deployment_id)
-                row.status, row.ended_at = DeploymentStatus.ended, utc_now()
-                record = refresh_record(session, row)
-                record_event(session, AuditAction.deployment_ended, actor=actor, target=self.name, details=record.as_dict())
-                record_event(
-                    session, AuditAction.snapshot_destroyed, actor=actor, target=self.name,
-                    details={"watchlist": row.watchlist, "templates": len(self.matcher)},
-                )
+            record = self._write(lambda session: self._store_end(session, actor))
             self._counts_written()
             self._running = False
             self.matcher = TemplateMatrix(self.model_id, [])
         return record
+
+    def _store_end(self, session: Session, actor: str) -> DeploymentRecord:
+        self._write_counts(session)
+        row = session.get_one(Deployment, self.deployment_id)
+        row.status, row.ended_at = DeploymentStatus.ended, utc_now()
+        record = refresh_record(session, row)
+        record_event(session, AuditAction.deployment_ended, actor=actor, target=self.name, details=record.as_dict())
+        record_event(
+            session, AuditAction.snapshot_destroyed, actor=actor, target=self.name,
+            details={"watchlist": row.watchlist, "templates": len(self.matcher)},
+        )
+        return record
+
+    @retry(
+        retry=retry_if_exception(is_transient),
+        wait=wait_exponential(multiplier=0.1, max=5.0),
+        stop=stop_after_delay(WRITE_RETRY_SECONDS),
+        before_sleep=before_sleep_log(log, logging.WARNING),
+        reraise=True,
+    )
+    def _write(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in one transaction, again from the start if the database refused it for
+        a passing reason; a refused transaction was rolled back, so nothing is written twice."""
+        with self.store.transaction() as session:
+            return work(session)
 
     def _count(self, counter: Counter[str], camera: str, count: int) -> None:
         self._check_camera(camera)
@@ -242,10 +273,19 @@ class RunningDeployment:
         with self._lock:
             self._check_running()
             counter[camera] += count
-            if time.monotonic() - self._flushed_at >= FLUSH_INTERVAL_SECONDS:
+            if time.monotonic() - self._flushed_at < FLUSH_INTERVAL_SECONDS:
+                return
+            try:
                 with self.store.transaction() as session:
                     self._write_counts(session)
-                self._counts_written()
+            except OperationalError as exc:
+                if not is_transient(exc):
+                    raise
+                # Counts wait in memory for the next flush (or the end) rather than stall a camera.
+                log.warning("deployment %s: counts kept for the next write, the database refused this one: %s", self.name, exc)
+                self._flushed_at = time.monotonic()
+                return
+            self._counts_written()
 
     def _write_counts(self, session: Session) -> None:
         """Add the pending counts to the cameras' rows (with the lock held); they are cleared

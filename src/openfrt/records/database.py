@@ -15,6 +15,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -138,3 +139,18 @@ def _upgrade_sqlite(connection: Connection, config: Config, revision: str) -> No
 def _run_migrations(connection: Connection, config: Config, revision: str) -> None:
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether the database refused a transaction for a passing reason, so that running it
+    again later may succeed: SQLite's write lock still held when the busy timeout ran out, a
+    lost connection, or (PostgreSQL) a serialization failure, deadlock or server restart."""
+    if not isinstance(error, OperationalError):
+        return False
+    if error.connection_invalidated:
+        return True
+    sqlstate = getattr(error.orig, "sqlstate", None) or ""
+    if sqlstate[:2] in {"08", "40"} or sqlstate[:3] == "57P":
+        return True
+    message = str(error.orig).lower()
+    return "database is locked" in message or "database is busy" in message
