@@ -351,14 +351,22 @@ def test_a_deployment_on_a_video_raises_an_alert_live_that_is_adjudicated_into_t
     card.get_by_test_id("show-frame").blur()
     screenshot(operator, "alerts")
 
+    # A verdict recorded by mistake is corrected on the card, with what was entered kept.
     card.get_by_test_id("outcome").select_option("engaged")
     card.get_by_label("Note").fill("spoke to the person; identity confirmed from documents")
     sex = labelled_sex(watchlisted)
     card.get_by_test_id("perceived-sex").select_option(sex)
-    card.get_by_test_id("confirm").click()
+    card.get_by_test_id("false-alert").click()
     done = operator.get_by_test_id("alert-done").get_by_test_id("alert-card")
-    expect(done.get_by_test_id("alert-verdict")).to_contain_text("confirmed match · outcome: engaged · by operator-1")
+    expect(done.get_by_test_id("alert-verdict")).to_contain_text("false alert · outcome: engaged · by operator-1")
     expect(operator.get_by_test_id("queue-empty")).to_be_visible()
+    done.get_by_test_id("correct").click()
+    expect(done.get_by_test_id("perceived-sex")).to_have_value(sex)
+    expect(done.get_by_label("Note")).to_have_value("spoke to the person; identity confirmed from documents")
+    done.get_by_test_id("confirm").click()
+    expect(done.get_by_test_id("alert-verdict")).to_contain_text("confirmed match · outcome: engaged · by operator-1")
+    expect(done.get_by_test_id("correct")).to_be_visible()
+    expect(done.get_by_test_id("hold-form")).to_have_count(0)  # an operator may not hold images
 
     # The file ends, the deployment ends by itself and its record counts the confirmed alert.
     authoriser.goto("/deployments/high-street-1")
@@ -366,6 +374,23 @@ def test_a_deployment_on_a_video_raises_an_alert_live_that_is_adjudicated_into_t
     expect(authoriser.get_by_test_id("record-true-alerts")).to_have_text("1")
     expect(authoriser.get_by_test_id("record-engagements")).to_have_text("1")
     expect(authoriser.get_by_test_id("record-pending")).to_have_text("0")
+
+    # The authorising officer keeps the images past retention for a recorded reason, then lifts the hold.
+    authoriser.goto("/alerts")
+    authoriser.get_by_test_id("alert-filter").select_option("")
+    held = authoriser.get_by_test_id("alert-done").get_by_test_id("alert-card")
+    expect(held.get_by_test_id("alert-retention")).to_contain_text("deleted when retention falls due")
+    expect(held.get_by_test_id("correct")).to_have_count(0)  # adjudication is not theirs
+    held.get_by_test_id("hold").click()  # no reason given: the browser refuses the form
+    expect(held.get_by_test_id("release-form")).to_be_hidden()
+    held.get_by_label("Legal reason to keep the images").fill("evidence in case 01/2345/26")
+    held.get_by_test_id("hold").click()
+    expect(held.get_by_test_id("alert-retention")).to_contain_text("held past retention by authoriser-1")
+    expect(held.get_by_test_id("alert-retention")).to_contain_text("evidence in case 01/2345/26")
+    expect(held.get_by_test_id("hold-form")).to_be_hidden()
+    held.get_by_label("Why the hold ends").fill("case closed")
+    held.get_by_test_id("release").click()
+    expect(held.get_by_test_id("alert-retention")).to_contain_text("deleted when retention falls due")
 
     public = browser.new_page(base_url=server, viewport={"width": 1280, "height": 800})  # nobody logged in
     public.goto("/transparency")

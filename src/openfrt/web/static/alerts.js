@@ -33,6 +33,7 @@ function setField(card, name, text) {
 }
 
 function fill(card, alert) {
+  card.alert = alert;
   card.dataset.alertId = alert.id;
   card.dataset.status = alert.status;
   setField(card, 'subject', alert.subject);
@@ -54,6 +55,33 @@ function fill(card, alert) {
   setField(card, 'verdict', verdict);
   const form = card.querySelector('form.adjudicate');
   if (form) form.hidden = alert.status !== 'pending';
+  const correct = card.querySelector('[data-action="correct"]');
+  if (correct) correct.hidden = alert.status === 'pending';
+  fillRetention(card, alert);
+}
+
+/** What happens to the alert's images: deleted by retention, kept on a hold, or due to expire. */
+function fillRetention(card, alert) {
+  const deleted = alert.media_deleted_at !== null;
+  const held = alert.held_by !== null;
+  setField(card, 'retention', deleted ? `Images deleted by retention at ${utc(alert.media_deleted_at)}.`
+    : held ? `Images held past retention by ${alert.held_by} at ${utc(alert.held_at)}: ${alert.hold_reason}`
+      : 'Images are deleted when retention falls due unless held for a recorded legal reason.');
+  const hold = card.querySelector('form.hold');
+  const release = card.querySelector('form.release');
+  if (hold) hold.hidden = deleted || held;
+  if (release) release.hidden = !held;
+}
+
+/** Show the verdict form again, filled in with the recorded verdict, to correct a mistake. */
+function reopen(card, form, alert) {
+  form.elements.outcome.value = alert.outcome || form.elements.outcome.value;
+  form.elements.note.value = alert.note || '';
+  form.elements.perceived_ethnicity.value = alert.perceived_ethnicity || '';
+  form.elements.perceived_sex.value = alert.perceived_sex || '';
+  form.hidden = false;
+  card.querySelector('[data-action="correct"]').hidden = true;
+  form.elements.outcome.focus();
 }
 
 function missing(image, text) {
@@ -100,6 +128,21 @@ function build(alert) {
         perceived_sex: form.elements.perceived_sex.value || null,
       };
       show(await api('POST', `/api/alerts/${alert.id}/adjudication`, body));
+    });
+    card.querySelector('[data-action="correct"]').addEventListener('click', () => reopen(card, form, card.alert));
+  }
+  const hold = card.querySelector('form.hold');
+  if (hold) {
+    onSubmit(hold, async () => {
+      show(await api('POST', `/api/alerts/${alert.id}/hold`, { reason: hold.elements.reason.value.trim() }));
+      hold.reset();
+    });
+    const release = card.querySelector('form.release');
+    onSubmit(release, async () => {
+      const reason = release.elements.reason.value.trim();
+      const query = reason ? `?${new URLSearchParams({ reason })}` : '';
+      show(await api('DELETE', `/api/alerts/${alert.id}/hold${query}`));
+      release.reset();
     });
   }
   return card;
