@@ -267,6 +267,10 @@ def test_the_first_administrator_is_created_with_the_set_up_code_and_manages_use
         expect(secret).to_have_text(re.compile(r"^ofrt_"))
         answer = httpx.get(f"{base}/api/alerts", headers={"Authorization": f"Bearer {secret.inner_text()}"})
         assert answer.status_code == 200  # the token acts as the operator
+
+        page.goto("/deployments")  # administrators run retention on demand (nothing is due here)
+        page.get_by_test_id("run-retention").click()
+        expect(page.get_by_test_id("retention-result")).to_contain_text("Deleted 0 image(s) of alerts raised before")
         page.close()
 
 
@@ -424,6 +428,46 @@ def test_a_retrospective_search_by_upload_lists_ranked_candidates_as_leads(
     assert scores == sorted(scores, reverse=True)
     expect(page.get_by_test_id("leads-note")).to_contain_text("leads for review, not identifications")
     screenshot(page, "search")
+
+
+def test_a_subject_and_a_watchlist_are_deleted_from_their_pages_with_an_audited_reason(server: str, log_in: Callable[[str], Page]) -> None:
+    with api_session(server, "authoriser-1") as client:
+        client.post("/api/watchlists", json={"name": "to-destroy", "purpose": "short-lived test list"}).raise_for_status()
+        enrolled = client.post(
+            "/api/subjects", data={"subject_id": "erase-me", "display_name": "Erase Me", "category": "wanted",
+                                   "legal_basis": "test data (face_recognition samples)", "watchlist": "to-destroy"},
+            files=[("images", ("obama.jpg", (SAMPLES / "obama.jpg").read_bytes(), "image/jpeg"))],
+        )
+        assert enrolled.status_code == 201, enrolled.text
+
+    operator = log_in("operator-1")  # may view subjects but not remove them
+    operator.goto("/subjects/erase-me")
+    expect(operator.get_by_test_id("delete-form")).to_have_count(0)
+
+    page = log_in("authoriser-1")
+    page.goto("/subjects/erase-me")
+    form = page.get_by_test_id("delete-form")
+    form.get_by_label("Reason (audited)").fill("no longer wanted: warrant withdrawn")
+    form.get_by_test_id("delete").click()  # not yet confirmed: the browser keeps the form
+    expect(page).to_have_url(re.compile(r"/subjects/erase-me$"))
+    form.get_by_test_id("delete-sure").check()
+    form.get_by_test_id("delete").click()
+    page.wait_for_url("**/subjects")
+    assert page.request.get("/api/subjects/erase-me").status == 404
+
+    page.goto("/watchlists/to-destroy")
+    expect(page.get_by_test_id("watchlist-size")).to_have_text("0")
+    form = page.get_by_test_id("delete-form")
+    form.get_by_label("Reason (audited)").fill("operation finished")
+    form.get_by_test_id("delete-sure").check()
+    form.get_by_test_id("delete").click()
+    page.wait_for_url("**/watchlists")
+    assert page.request.get("/api/watchlists/to-destroy").status == 404
+
+    auditor = log_in("auditor-1")
+    reasons = {entry["action"]: entry["reason"] for entry in auditor.request.get("/api/audit?limit=200").json()}
+    assert reasons["subject.remove"] == "no longer wanted: warrant withdrawn"
+    assert reasons["watchlist.delete"] == "operation finished"
 
 
 def test_a_role_without_the_permission_gets_the_403_page_and_the_api_refuses_it_too(log_in: Callable[[str], Page]) -> None:

@@ -20,6 +20,7 @@ from openfrt.api.routes.audit import read_audit_log
 from openfrt.api.routes.deployments import deployment_payload
 from openfrt.api.routes.watchlists import watchlist_payload
 from openfrt.api.security import Principal, optional_principal
+from openfrt.live.retention import retention_days
 from openfrt.records.audit import AuditAction
 from openfrt.records.errors import RecordNotFoundError
 from openfrt.records.models import (
@@ -87,7 +88,7 @@ def deployments(request: Request, principal: Principal = Depends(viewer(Permissi
     may_plan = principal.can(Permission.plan_deployments) and principal.can(Permission.view_watchlists)
     watchlists = [info.name for info in ctx.gallery.watchlists() if not info.expired] if may_plan else []
     return render(request, "deployments.html", principal, active="/deployments", title="Deployments",
-                  deployments=rows, watchlists=watchlists, may_plan=may_plan)
+                  deployments=rows, watchlists=watchlists, may_plan=may_plan, retention_days=retention_days())
 
 
 @router.get("/deployments/{name}")

@@ -124,3 +124,12 @@ document.addEventListener('click', async (event) => {
     window.print();
   }
 });
+
+// Deletion forms (a subject, a watchlist): DELETE with the audited reason, then go to the list.
+document.querySelectorAll('form[data-delete]').forEach((form) => {
+  onSubmit(form, async () => {
+    const reason = form.elements.reason.value.trim();
+    await api('DELETE', `${form.dataset.delete}?${new URLSearchParams({ reason })}`);
+    window.location.assign(form.dataset.then);
+  });
+});

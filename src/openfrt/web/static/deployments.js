@@ -34,6 +34,15 @@ if (form) {
   });
 }
 
+const retention = document.getElementById('run-retention');
+if (retention) {
+  onSubmit(retention, async () => {
+    const report = await api('POST', '/api/retention/run');
+    const held = report.held.length ? `; ${report.held.length} due alert(s) kept on hold` : '';
+    say(retention, `Deleted ${report.deleted.length} image(s) of alerts raised before ${utc(report.cutoff)}${held}.`, 'ok');
+  });
+}
+
 document.addEventListener('click', async (event) => {
   const button = event.target.closest('[data-deployment-action]');
   if (!button) return;
