@@ -9,11 +9,14 @@ import io
 import json
 import sqlite3
 import stat
+import base64
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -25,6 +28,7 @@ from openfrt.live.alerts import AlertService
 from openfrt.live.deployments import DeploymentNotRunningError, DeploymentService
 from openfrt.live.events import AlertEvent
 from openfrt.live.retention import run_retention
+from openfrt.live.supervisor import LiveSupervisor
 from openfrt.records import (
     AuditEvent,
     Category,
@@ -36,11 +40,12 @@ from openfrt.records import (
     Subject,
     Watchlist,
     WatchlistExpiredError,
+    database,
 )
-from openfrt.records import database
-from openfrt.records.models import AlertOutcome, AlertStatus, Deployment, DeploymentStatus, MediaKind, utc_now
-from openfrt.vision import FaceEngine, Template
+from openfrt.records.models import AlertOutcome, AlertStatus, Deployment, DeploymentCamera, DeploymentStatus, MediaKind, utc_now
+from openfrt.vision import EngineConfig, FaceEngine, Template
 from test_gallery_cli import env, openfrt  # noqa: F401 - the subprocess runner and its environment
+from test_live_pipeline import wait_for
 from test_records import database_url, home, raw_database_bytes, store  # noqa: F401 - the SQLite/PostgreSQL fixtures
 
 SUBJECTS = ("alpha", "bravo", "charlie")
@@ -219,11 +224,11 @@ def test_an_alert_waits_out_a_write_lock_held_beyond_the_busy_timeout(tmp_path: 
     monkeypatch.delenv("OPENFRT_DATABASE_URL", raising=False)
     monkeypatch.delenv("OPENFRT_KEY_FILE", raising=False)
     monkeypatch.setattr(database, "BUSY_TIMEOUT_MS", 50)
-    with RecordStore.open(tmp_path / "home") as store:
-        service = DeploymentService(store, make_gallery(store, hog_engine))
+    with RecordStore.open(tmp_path / "home") as opened:
+        service = DeploymentService(opened, make_gallery(opened, hog_engine))
         plan(service)
         running = service.start("dep", "PC 1")
-        other = sqlite3.connect(str(store.engine.url.database), isolation_level=None, check_same_thread=False)
+        other = sqlite3.connect(str(opened.engine.url.database), isolation_level=None, check_same_thread=False)
         other.execute("BEGIN IMMEDIATE")
         release = threading.Timer(0.6, other.execute, ("COMMIT",))
         release.start()
@@ -232,8 +237,72 @@ def test_an_alert_waits_out_a_write_lock_held_beyond_the_busy_timeout(tmp_path: 
         waited = time.monotonic() - started
         release.join()
         other.close()
-        assert waited >= 0.5 and [alert.id for alert in AlertService(store).list()] == [alert_id]
+        assert waited >= 0.5 and [alert.id for alert in AlertService(opened).list()] == [alert_id]
         assert running.end("PC 1").alerts == 1
+
+
+def mpegts_clip(path: Path, frames: int = 50) -> bytes:
+    """A short MPEG-TS video (streamable over plain HTTP, no seeking), written with PyAV."""
+    with av.open(str(path), "w", format="mpegts") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for index in range(frames):
+            image = np.full((240, 320, 3), index * 4, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path.read_bytes()
+
+
+def test_a_camera_password_is_kept_only_encrypted_opens_the_stream_when_started_and_is_destroyed_at_the_end(
+    service: DeploymentService, store: RecordStore, tmp_path: Path  # noqa: F811
+) -> None:
+    """A deployment planned in the console starts later, in the server: it must still be able
+    to log in to a password-protected camera, without the password being shown or published."""
+    clip = mpegts_clip(tmp_path / "camera.ts")
+    answered: list[int] = []
+
+    class Camera(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+            if self.headers.get("Authorization") != "Basic " + base64.b64encode(b"officer:s3cret-pw").decode():
+                answered.append(401)
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="camera"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            answered.append(200)
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp2t")
+            self.send_header("Content-Length", str(len(clip)))
+            self.end_headers()
+            self.wfile.write(clip)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    camera = ThreadingHTTPServer(("127.0.0.1", 0), Camera)
+    threading.Thread(target=camera.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{camera.server_address[1]}/live.ts"
+    try:
+        plan(service, cameras={"gate": url.replace("://", "://officer:s3cret-pw@")})
+        (shown,) = service.get("dep").cameras
+        assert shown.source == url
+        with store.transaction() as session:
+            (sealed,) = session.scalars(select(DeploymentCamera.sealed_source)).all()
+        assert sealed is not None and b"s3cret-pw" not in sealed
+        assert not any("s3cret-pw" in json.dumps(event.details) for event in audit(store, "deployment.create"))
+
+        supervisor = LiveSupervisor(service, lambda: FaceEngine(EngineConfig(detector="hog", embedder="dlib-onnx")))
+        supervisor.start("dep", "PC 1")
+        assert wait_for(lambda: any(status.frames for status in supervisor.status("dep") or []), 30)
+        supervisor.stop("dep", "PC 1")
+    finally:
+        camera.shutdown()
+        camera.server_close()
+    assert 200 in answered
+    with store.transaction() as session:
+        assert session.scalars(select(DeploymentCamera.sealed_source)).all() == [None]
+    assert service.camera_sources("dep") == {"gate": url}
 
 
 def test_camera_threads_report_concurrently_and_the_record_counts_them(service: DeploymentService, store: RecordStore) -> None:  # noqa: F811

@@ -22,7 +22,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import IO, Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
@@ -33,6 +32,7 @@ from openfrt.errors import OpenFRTError
 from openfrt.gallery import Gallery, TemplateMatrix
 from openfrt.gallery.gallery import check_identifier
 from openfrt.live.events import AlertEvent
+from openfrt.live.sources import without_credentials
 from openfrt.records.audit import AuditAction, hold_audit_chain, record_event
 from openfrt.records.database import is_transient
 from openfrt.records.errors import DuplicateRecordError, InvalidRecordError, RecordNotFoundError
@@ -245,6 +245,8 @@ class RunningDeployment:
         self._write_counts(session)
         row = session.get_one(Deployment, self.deployment_id)
         row.status, row.ended_at = DeploymentStatus.ended, utc_now()
+        for camera in row.cameras:
+            camera.sealed_source = None  # its credentials are not needed again
         record = refresh_record(session, row)
         record_event(session, AuditAction.deployment_ended, actor=actor, target=self.name, details=record.as_dict())
         record_event(
@@ -347,7 +349,7 @@ class DeploymentService:
             require_text(value, f"a deployment needs a {what}")
         if authorised_by is not None:
             require_text(authorised_by, "the authorising officer is blank; name them, or leave it out to authorise later")
-        cameras = {camera: _without_credentials(source) for camera, source in (cameras or {}).items()}
+        cameras = dict(cameras or {})
         for camera, source in cameras.items():
             check_identifier(camera, "camera name")
             require_text(source, f"camera {camera!r} needs a source description")
@@ -362,13 +364,30 @@ class DeploymentService:
                 planned_start=planned_start, planned_end=planned_end, authorised_by=authorised_by,
                 authorised_at=utc_now() if authorised_by is not None else None,
                 watchlist=watchlist, threshold=threshold, status=DeploymentStatus.planned,
-                cameras=[DeploymentCamera(name=camera, source=source, faces_scanned=0, frames_dropped=0) for camera, source in cameras.items()],
+                cameras=[self._camera_row(camera, source) for camera, source in cameras.items()],
             )
             session.add(row)
             session.flush()
             info = _deployment_info(row)
             record_event(session, AuditAction.deployment_created, actor=actor, target=name, reason=purpose, details=info.as_dict())
             return info
+
+    def _camera_row(self, camera: str, source: str) -> DeploymentCamera:
+        """A camera as stored: its source in the clear without credentials (for the record and
+        the audit log), and, if it had any, the whole source encrypted, to open it when started."""
+        shown = without_credentials(source)
+        sealed = self.store.cipher.encrypt(source.encode()) if shown != source else None
+        return DeploymentCamera(name=camera, source=shown, sealed_source=sealed, faces_scanned=0, frames_dropped=0)
+
+    def camera_sources(self, name: str) -> dict[str, str]:
+        """The sources to open for ``name``'s cameras, credentials included: for the process that
+        starts it, never for display. Credentials are destroyed when the deployment ends."""
+        with self.store.transaction() as session:
+            row = deployment_row(session, name)
+            return {
+                camera.name: self.store.cipher.decrypt(camera.sealed_source).decode() if camera.sealed_source else camera.source
+                for camera in row.cameras
+            }
 
     def authorise(self, name: str, *, officer: str, actor: str) -> DeploymentInfo:
         """Record ``officer``'s authority for a planned deployment, which may then start.
@@ -527,15 +546,6 @@ def _check_plan(
         raise InvalidRecordError(f"({latitude}, {longitude}) is not a latitude/longitude")
     if planned_start and planned_end and planned_end <= planned_start:
         raise InvalidRecordError("the planned end is not after the planned start")
-
-
-def _without_credentials(source: str) -> str:
-    """A camera source as stored: a URL's user name and password are dropped, because they are
-    secrets and the deployment's details go to the audit log and the published record."""
-    parts = urlsplit(source)
-    if "@" not in parts.netloc:
-        return source
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def require_text(value: str | None, message: str) -> None:

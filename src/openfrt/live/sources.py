@@ -242,7 +242,7 @@ class LatestFrameSource(Source):
 def open_source(spec: str, realtime: bool = False, folder_fps: float = 1.0) -> Source:
     """The source a command-line ``--source`` names: a URL, a webcam index, a folder or a video file."""
     if "://" in spec:
-        label = _without_credentials(spec)
+        label = without_credentials(spec)
         return LatestFrameSource(label, lambda: _capture_frames(spec, label))
     if spec.isdigit():
         return LatestFrameSource(f"webcam {spec}", lambda: _capture_frames(int(spec), f"webcam {spec}"))
@@ -313,9 +313,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _without_credentials(url: str) -> str:
-    """``url`` without a ``user:password@`` part, so logs and records never hold camera passwords."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit(parts._replace(netloc=netloc))
+def without_credentials(source: str) -> str:
+    """``source`` without a URL's ``user:password@`` part, so that logs, the audit log and the
+    published record never hold camera passwords. Anything else is returned as it is."""
+    parts = urlsplit(source)
+    if "@" not in parts.netloc:
+        return source
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))

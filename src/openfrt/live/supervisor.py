@@ -87,7 +87,7 @@ class LiveSupervisor:
             planned = self.service.get(name)
             if not planned.cameras:
                 raise InvalidRecordError(f"deployment {name!r} has no cameras")
-            sources = self._open_sources({camera.name: camera.source for camera in planned.cameras})
+            sources = self._open_sources(self.service.camera_sources(name))
             try:
                 engine = self._engine()
                 running = self.service.start(name, actor)

@@ -321,7 +321,10 @@ class DeploymentCamera(Base):
 
     deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    #: Shown and published: a URL's credentials are removed.
     source: Mapped[str] = mapped_column(Text)
+    #: The whole source, credentials included, encrypted; only while they are needed (until the end).
+    sealed_source: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     faces_scanned: Mapped[int] = mapped_column(BigInteger, default=0)
     frames_dropped: Mapped[int] = mapped_column(BigInteger, default=0)
 
