@@ -218,6 +218,10 @@ def test_enrol_watch_alert_adjudicate_and_publish_over_http(client: TestClient, 
     login(client, Role.auditor)
     verified = client.get("/api/audit/verify").json()
     assert verified["ok"] and verified["problems"] == []
+    assert client.get("/api/audit/verify", params={"anchor": verified["anchor"]}).json()["ok"]
+    wrong = f"{verified['anchor'].split(':')[0]}:{'0' * 64}"
+    assert client.get("/api/audit/verify", params={"anchor": wrong}).json()["problems"][0].startswith("entry seq")
+    assert client.get("/api/audit/verify", params={"anchor": "1:xyz"}).status_code == 422
     actions = {event["action"] for event in client.get("/api/audit?limit=1000").json()}
     assert {"subject.enrol", "deployment.authorise", "deployment.start", "alert.adjudicate", "alert.media_view",
             "subject.image_view", "search.retrospective", "deployment.snapshot_destroy"} <= actions

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
@@ -25,6 +25,7 @@ from openfrt.records import (
     AuditAction,
     AuditChainError,
     AuditEvent,
+    ChainAnchor,
     ChainReport,
     InvalidRecordError,
     RecordStore,
@@ -73,10 +74,10 @@ def tamper(store: RecordStore, *statements: str) -> None:  # noqa: F811
             connection.execute(text(statement))
 
 
-def verify(store: RecordStore | Engine) -> ChainReport:  # noqa: F811
+def verify(store: RecordStore | Engine, anchors: Sequence[ChainAnchor] = ()) -> ChainReport:  # noqa: F811
     engine = store if isinstance(store, Engine) else store.engine
     with Session(engine) as session:
-        return verify_chain(session)
+        return verify_chain(session, anchors)
 
 
 # -- an intact chain -------------------------------------------------------------------------
@@ -94,7 +95,9 @@ def test_many_events_form_an_intact_chain(store: RecordStore, monkeypatch: pytes
     assert all(later.prev_hash == earlier.entry_hash for earlier, later in pairwise(events))
     assert report.head_hash == events[-1].entry_hash
     assert all(earlier.at <= later.at for earlier, later in pairwise(events))
-    assert verify(store).as_dict() == {"entries": 49, "ok": True, "head_hash": events[-1].entry_hash, "problems": []}
+    assert verify(store).as_dict() == {
+        "entries": 49, "ok": True, "head_hash": events[-1].entry_hash, "problems": [], "anchor": f"49:{events[-1].entry_hash}",
+    }
 
 
 def test_an_entry_hashes_the_same_before_and_after_storage(store: RecordStore) -> None:  # noqa: F811
@@ -199,6 +202,44 @@ def test_a_swapped_order_is_reported(store: RecordStore) -> None:  # noqa: F811
     assert any(problem.startswith("entry seq 4 does not follow entry seq 3") for problem in problems)
 
 
+def rewrite_from(store: RecordStore, seq: int, reason: str) -> None:  # noqa: F811
+    """What a careful forger with the database does: change entry ``seq``, then re-hash it, every
+    later entry and the head, so that the chain on its own is consistent again."""
+    with store.transaction() as session:
+        rows = session.scalars(select(AuditEvent).where(AuditEvent.seq >= seq).order_by(AuditEvent.seq)).all()
+        previous = session.scalar(select(AuditEvent.entry_hash).where(AuditEvent.seq == seq - 1)) or GENESIS_HASH
+        forged = []
+        for row in rows:
+            fields = {**{column: getattr(row, column) for column in audit_module.HASHED_FIELDS}, "prev_hash": previous}
+            if row.seq == seq:
+                fields["reason"] = reason
+            previous = entry_hash(fields)
+            forged.append({"seq": row.seq, "reason": fields["reason"], "prev": fields["prev_hash"], "digest": previous})
+    with guards_dropped(store), store.engine.begin() as connection:
+        for row in forged:
+            connection.execute(text("UPDATE audit_events SET reason = :reason, prev_hash = :prev, entry_hash = :digest WHERE seq = :seq"), row)
+        connection.execute(text("UPDATE audit_chain_head SET entry_hash = :digest"), {"digest": previous})
+
+
+def test_a_log_rewritten_and_rehashed_to_its_head_is_caught_by_an_anchor_kept_elsewhere(store: RecordStore) -> None:  # noqa: F811
+    append(store, 6)
+    earlier = verify(store).anchor
+    assert earlier is not None and earlier.seq == 6
+    append(store, 4, start=6)
+    assert verify(store, [earlier]).ok  # a log that only grew keeps its anchors
+
+    rewrite_from(store, 4, "forged")
+    assert verify(store).ok  # the chain alone cannot tell...
+    report = verify(store, [earlier])  # ...but the anchor can
+    assert not report.ok and report.anchor is None
+    assert report.problems == [f"entry seq 6 is not the entry anchored as {earlier}: the log was rewritten from there on"]
+
+    later = ChainAnchor(12, "a" * 64)  # from a log that was longer than this one is now
+    assert verify(store, [later]).problems == [f"entry seq 12, anchored as {later}, is gone: the log was cut back or rewritten"]
+    with pytest.raises(InvalidRecordError, match="SEQ:HASH"):
+        ChainAnchor.parse("6:not-a-hash")
+
+
 def test_a_missing_head_is_reported_and_stops_appends(store: RecordStore) -> None:  # noqa: F811
     append(store, 2)
     head_guards = (
@@ -219,8 +260,13 @@ def test_the_audit_verify_command_reports_damage(env: dict[str, str]) -> None:  
         append(written, 3)
     intact = openfrt(env, "audit", "verify")
     assert intact.returncode == 0, intact.stderr
-    assert intact.stdout.startswith("audit log intact: 3 entries, head ")
-    assert len(intact.stdout.split("head ")[1].strip()) == 64
+    summary, anchor_line = intact.stdout.splitlines()[:2]
+    assert summary.startswith("audit log intact: 3 entries, head ") and len(summary.split("head ")[1]) == 64
+    anchor = anchor_line.split()[1].rstrip(":")
+    assert anchor == f"3:{summary.split('head ')[1]}"
+    assert openfrt(env, "audit", "verify", "--anchor", anchor).returncode == 0
+    refused = openfrt(env, "audit", "verify", "--anchor", "3:abc")
+    assert refused.returncode == 2 and "SEQ:HASH" in refused.stderr
 
     database = Path(env["OPENFRT_HOME"]) / "openfrt.db"
     with sqlite3.connect(database) as db:
@@ -239,7 +285,8 @@ def test_the_audit_verify_command_reports_damage(env: dict[str, str]) -> None:  
     listed = openfrt(env, "audit", "list", "--action", "audit.verify", "--json")
     assert listed.returncode == 0, listed.stderr
     verifications = lines(listed)
-    assert [entry["details"]["ok"] for entry in verifications] == [False, False, True]  # type: ignore[index]
+    assert [entry["details"]["ok"] for entry in verifications] == [False, False, True, True]  # type: ignore[index]
+    assert verifications[2]["details"]["anchors"] == [anchor]  # newest first  # type: ignore[index]
     assert all(entry["actor"] == "PC 1234" for entry in verifications)
 
 

@@ -504,4 +504,15 @@ def test_the_auditor_filters_the_audit_log_and_verifies_its_hash_chain(log_in: C
     page.get_by_test_id("verify-chain").click()
     expect(page.get_by_test_id("verification")).to_contain_text("Chain intact")
     expect(page.get_by_test_id("verification")).to_have_attribute("data-ok", "true")
+    anchor = page.get_by_test_id("new-anchor").inner_text().rpartition(" ")[2]
+    page.get_by_test_id("anchor").fill(anchor)  # as if read back from where it was kept
+    page.get_by_test_id("verify-chain").click()
+    expect(page.get_by_test_id("verification")).to_contain_text("the anchor still in place")
+    page.get_by_test_id("anchor").fill(f"{anchor.partition(':')[0]}:{'0' * 64}")
+    page.get_by_test_id("verify-chain").click()
+    expect(page.get_by_test_id("verification")).to_have_attribute("data-ok", "false")
+    expect(page.get_by_test_id("verification")).to_contain_text("the log was rewritten from there on")
+    page.get_by_test_id("anchor").fill("")
+    page.get_by_test_id("verify-chain").click()
+    expect(page.get_by_test_id("verification")).to_have_attribute("data-ok", "true")
     screenshot(page, "audit")

@@ -32,6 +32,8 @@ from openfrt.records import (
     AuditAction,
     AuditChainError,
     AuditEntry,
+    ChainAnchor,
+    InvalidRecordError,
     RecordStore,
     current_actor,
     list_events,
@@ -42,20 +44,38 @@ from openfrt.records import (
 audit_app = typer.Typer(help="The audit log: list entries, verify its hash chain.", no_args_is_help=True)
 
 
+def _anchors(texts: list[str] | None) -> list[ChainAnchor]:
+    try:
+        return [ChainAnchor.parse(text) for text in texts or []]
+    except InvalidRecordError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--anchor") from None
+
+
 @audit_app.command("verify")
-def audit_verify(home: HomeOption = None, operator: OperatorOption = None, json_output: JsonOption = False) -> None:
+def audit_verify(
+    anchor: Annotated[list[str] | None, typer.Option(
+        "--anchor", help="SEQ:HASH printed by an earlier verification and kept elsewhere: prove the log up to it was not rewritten. Repeatable.")] = None,
+    home: HomeOption = None,
+    operator: OperatorOption = None,
+    json_output: JsonOption = False,
+) -> None:
     """Check every entry's hash and link, and that none is missing; exit 1 listing any damage."""
+    anchors = _anchors(anchor)
     with open_store(home) as store:
         with store.transaction() as session:
-            report = verify_chain(session)
+            report = verify_chain(session, anchors)
         _record(
             store, AuditAction.audit_verified, current_actor(operator),
-            {"entries": report.entries, "ok": report.ok, "problems": len(report.problems), "head_hash": report.head_hash},
+            {"entries": report.entries, "ok": report.ok, "problems": len(report.problems), "head_hash": report.head_hash,
+             "anchors": [str(given) for given in anchors]},
         )
     if json_output:
         print_json(report.as_dict())
     elif report.ok:
         console.print(f"audit log intact: {report.entries} entries, head {report.head_hash}")
+        if report.anchor:
+            console.print(f"anchor {report.anchor}: keep it outside this system; "
+                          f"`openfrt audit verify --anchor {report.anchor}` later proves nothing up to it was rewritten")
     else:
         err_console.print(f"[red]audit log damaged:[/red] {len(report.problems)} problem(s) in {report.entries} entries")
         for problem in report.problems:

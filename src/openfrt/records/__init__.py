@@ -8,6 +8,7 @@ decrypted only in memory; the schema is managed by Alembic migrations shipped in
 from openfrt.records.audit import (
     AuditAction,
     AuditEntry,
+    ChainAnchor,
     ChainReport,
     current_actor,
     list_events,
@@ -45,6 +46,7 @@ __all__ = [
     "AuditEvent",
     "AuthenticationError",
     "Category",
+    "ChainAnchor",
     "ChainReport",
     "Cipher",
     "DuplicateRecordError",

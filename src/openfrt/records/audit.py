@@ -19,7 +19,8 @@ import getpass
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -167,30 +168,59 @@ def _as_stored(details: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class ChainAnchor:
+    """An entry's place and hash, ``SEQ:HASH``, kept outside the database (printed by a
+    verification, e-mailed, published). Someone with the database can rewrite and re-hash every
+    entry from some point on, the head included, and the chain alone would look intact; an
+    anchor taken before proves it, because its entry no longer hashes the same."""
+
+    seq: int
+    entry_hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> ChainAnchor:
+        seq, _, digest = text.strip().partition(":")
+        if not seq.isdigit() or int(seq) < 1 or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise InvalidRecordError(f"anchor {text!r} is not SEQ:HASH (an entry's number and its 64-hex-digit SHA-256, as a verification prints)")
+        return cls(int(seq), digest)
+
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.entry_hash}"
+
+
+@dataclass(frozen=True)
 class ChainReport:
     """The result of :func:`verify_chain`: ``ok`` exactly when ``problems`` is empty.
 
-    ``head_hash`` is the head row's hash (None if the row is gone): publishing it lets a later
-    check prove the log was not rewritten in between.
+    ``anchor`` is the last entry's :class:`ChainAnchor` (None for an empty log or a damaged
+    one): keep it elsewhere and give it to a later verification to prove the log up to it was
+    not rewritten in between. ``head_hash`` is the head row's hash (None if the row is gone).
     """
 
     entries: int
     ok: bool
     head_hash: str | None
     problems: list[str] = field(default_factory=list)
+    anchor: ChainAnchor | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"entries": self.entries, "ok": self.ok, "head_hash": self.head_hash, "problems": list(self.problems)}
+        return {"entries": self.entries, "ok": self.ok, "head_hash": self.head_hash, "problems": list(self.problems),
+                "anchor": str(self.anchor) if self.anchor else None}
 
 
-def verify_chain(session: Session) -> ChainReport:
+def verify_chain(session: Session, anchors: Sequence[ChainAnchor] = ()) -> ChainReport:
     """Check every entry's hash, that each links to the one before, that ``seq`` has no gaps,
-    and that the log ends where the head says. Reads the log in seq order, in batches."""
+    that the log ends where the head says, and that each of ``anchors`` (taken earlier, kept
+    elsewhere) is still in it. Reads the log in seq order, in batches."""
     problems = _Problems()
     entries = 0
     last_seq, last_hash = 0, GENESIS_HASH
+    anchored = {anchor.seq: anchor for anchor in anchors}
     for row in _rows_in_seq_order(session):
         entries += 1
+        anchor = anchored.pop(row.seq, None)
+        if anchor is not None and anchor.entry_hash != row.entry_hash:
+            problems.add(f"entry seq {row.seq} is not the entry anchored as {anchor}: the log was rewritten from there on")
         if entry_hash(row._mapping) != row.entry_hash:
             problems.add(f"entry seq {row.seq} was edited")
         if row.seq <= last_seq:
@@ -216,8 +246,13 @@ def verify_chain(session: Session) -> ChainReport:
             problems.add(f"entries after seq {head.seq} are not in the chain head (head says seq {head.seq}, {ends})")
         elif head.entry_hash != last_hash:
             problems.add(f"the chain head's hash does not match entry seq {last_seq}")
+    for anchor in anchored.values():
+        problems.add(f"entry seq {anchor.seq}, anchored as {anchor}, is gone: the log was cut back or rewritten")
     listed = problems.listed()
-    return ChainReport(entries=entries, ok=not listed, head_hash=head.entry_hash if head else None, problems=listed)
+    return ChainReport(
+        entries=entries, ok=not listed, head_hash=head.entry_hash if head else None, problems=listed,
+        anchor=ChainAnchor(last_seq, last_hash) if entries and not listed else None,
+    )
 
 
 def _rows_in_seq_order(session: Session) -> Iterator[Row[Any]]:

@@ -14,6 +14,7 @@ from openfrt.live.deployments import jsonable
 from openfrt.records.audit import (
     AuditAction,
     AuditEntry,
+    ChainAnchor,
     list_events,
     record_event,
     verify_chain,
@@ -53,10 +54,16 @@ def read_audit_log(ctx: ServerContext, principal: Principal, *, limit: int, **fi
 
 
 @router.get("/audit/verify", summary="Check the hash chain: any edited or removed entry is reported")
-def verify(principal: Principal = Depends(auditor), ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+def verify(
+    anchor: list[str] = Query([], description="SEQ:HASH from an earlier verification, kept elsewhere: the entry must still be there, unchanged."),
+    principal: Principal = Depends(auditor),
+    ctx: ServerContext = Depends(context),
+) -> dict[str, Any]:
+    anchors = [ChainAnchor.parse(text) for text in anchor]
     with ctx.store.transaction() as session:
-        report = verify_chain(session)
+        report = verify_chain(session, anchors)
     with ctx.store.transaction() as session:
         record_event(session, AuditAction.audit_verified, actor=principal.name,
-                     details={"entries": report.entries, "ok": report.ok, "problems": len(report.problems)})
-    return {"ok": report.ok, "entries": report.entries, "head_hash": report.head_hash, "problems": report.problems}
+                     details={"entries": report.entries, "ok": report.ok, "problems": len(report.problems),
+                              "anchors": [str(given) for given in anchors]})
+    return report.as_dict()

@@ -4,6 +4,7 @@ import { api, el } from './console.js';
 
 const button = document.getElementById('verify');
 const box = document.getElementById('verification');
+const anchor = document.getElementById('anchor');
 
 button.addEventListener('click', async () => {
   button.disabled = true;
@@ -11,12 +12,16 @@ button.addEventListener('click', async () => {
   box.className = 'notice';
   box.textContent = 'Verifying…';
   try {
-    const report = await api('GET', '/api/audit/verify');
+    const given = anchor.value.trim();
+    const report = await api('GET', `/api/audit/verify${given ? `?${new URLSearchParams({ anchor: given })}` : ''}`);
     box.dataset.ok = String(report.ok);
     box.className = report.ok ? 'notice ok' : 'notice bad';
     box.replaceChildren(el('p', report.ok
-      ? `Chain intact: ${report.entries} entries, none edited or removed. Head hash ${report.head_hash}.`
+      ? `Chain intact: ${report.entries} entries, none edited or removed${given ? ', the anchor still in place' : ''}.`
       : `The chain is BROKEN: ${report.problems.length} problem(s) in ${report.entries} entries.`));
+    if (report.anchor) {
+      box.appendChild(el('p', `Anchor to keep elsewhere: ${report.anchor}`, { 'data-testid': 'new-anchor' }));
+    }
     if (!report.ok) {
       const list = el('ul');
       report.problems.forEach((problem) => list.appendChild(el('li', problem)));
