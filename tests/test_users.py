@@ -87,9 +87,17 @@ def test_passwords_are_stored_as_argon2id_and_checked(users: UserService, store:
     assert logins == [
         ("user.login", "alice", {}),
         ("user.login_failed", "alice", {"refused": "wrong password"}),
-        ("user.login_failed", "mallory", {"refused": "unknown user"}),
+        ("user.login_failed", f"unknown:{store.cipher.fingerprint(b'mallory')}", {"refused": "unknown user"}),
         ("user.login_failed", "bob", {"refused": "disabled"}),
     ]
+    assert PASSWORD not in everything_stored(store)
+
+    # A password typed as the name is not kept; the same mistake twice is recognisably the same.
+    for _ in range(2):
+        with pytest.raises(AuthenticationError):
+            users.authenticate(PASSWORD, PASSWORD)
+    unknown = [row.actor for row in audit_rows(store) if row.action == "user.login_failed"][-2:]
+    assert unknown[0] == unknown[1] and unknown[0].startswith("unknown:") and PASSWORD not in unknown[0]
     assert PASSWORD not in everything_stored(store)
 
 

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import logging
 import os
 import stat
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from openfrt.records.errors import KeyFileError
 
@@ -29,16 +33,24 @@ KEY_BYTES = 32
 
 
 class Cipher:
-    """Authenticated encryption of byte strings with one key.
+    """Authenticated encryption of byte strings with one key, and keyed fingerprints.
 
-    Exactly ``encrypt`` and ``decrypt``: the search index and the store both take "a cipher"
-    and need nothing else, so any key-management back-end can stand in for this class.
+    Exactly ``encrypt``, ``decrypt`` and ``fingerprint``: the search index and the store take
+    "a cipher" and need nothing else, so any key-management back-end can stand in for this class.
     """
 
     def __init__(self, key: bytes) -> None:
         if len(key) != KEY_BYTES:
             raise KeyFileError(f"an encryption key must be {KEY_BYTES} bytes, not {len(key)}")
         self._aead = AESGCM(key)
+        # A separate key for fingerprints, so the encryption key is used for one purpose only.
+        self._fingerprint_key = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=b"openfrt fingerprint v1").derive(key)
+
+    def fingerprint(self, data: bytes) -> str:
+        """A keyed digest of ``data`` (HMAC-SHA256, 16 hex digits): equal inputs get equal
+        fingerprints, so repeats can be counted, but without the key nobody can test a guess
+        against one — unlike a plain hash of something short, such as a mistyped password."""
+        return hmac.new(self._fingerprint_key, data, hashlib.sha256).hexdigest()[:16]
 
     def encrypt(self, plaintext: bytes) -> bytes:
         nonce = os.urandom(NONCE_BYTES)

@@ -154,6 +154,12 @@ class UserService:
                 details={"sessions_ended": ended, "tokens_revoked": revoked},
             )
 
+    def _unknown_name(self, typed: str) -> str:
+        """How a refused log-in under a name that is no user's is logged: a keyed fingerprint, not
+        the text, which may be a password typed into the wrong box. Repeats share a fingerprint,
+        so a run of guesses still shows in the log."""
+        return f"unknown:{self.store.cipher.fingerprint(typed.encode())}"
+
     def authenticate(self, name: str, password: str) -> UserInfo:
         """The user, if ``password`` is theirs and they are not disabled; audited either way."""
         with self.store.transaction() as session:
@@ -166,7 +172,8 @@ class UserService:
         refusal = "unknown user" if user_id is None else "wrong password" if not matches else "disabled" if disabled else None
         with self.store.transaction() as session:
             if refusal is not None:
-                record_event(session, AuditAction.login_failed, actor=name[:ID_LENGTH], target=name[:ID_LENGTH], details={"refused": refusal})
+                who = name if user_id is not None else self._unknown_name(name)
+                record_event(session, AuditAction.login_failed, actor=who, target=who, details={"refused": refusal})
             else:
                 row = session.get_one(User, user_id)
                 if HASHER.check_needs_rehash(row.password_hash):
