@@ -20,13 +20,11 @@ from openfrt.cli.common import (
     JsonOption,
     OperatorOption,
     console,
-    fail,
     open_store,
     store_or_fail,
     print_json,
     usage_error,
 )
-from openfrt.errors import OpenFRTError
 from openfrt.records import Role, UserInfo, UserService, current_actor
 
 users_app = typer.Typer(help="Server accounts: create, list, disable, passwords and API tokens.", no_args_is_help=True)
@@ -66,13 +64,10 @@ def user_list(home: HomeOption = None, json_output: JsonOption = False) -> None:
 @users_app.command("disable")
 def user_disable(name: NameArgument, home: HomeOption = None, operator: OperatorOption = None, json_output: JsonOption = False) -> None:
     """Disable a user: their sessions end and their API tokens are revoked (audited)."""
-    with open_store(home) as store:
+    with store_or_fail(home, json_output, user=name) as store:
         service = UserService(store)
-        try:
-            service.disable(name, actor=current_actor(operator))
-            user = service.get(name)
-        except OpenFRTError as exc:
-            fail(exc, json_output, user=name)
+        service.disable(name, actor=current_actor(operator))
+        user = service.get(name)
     _print_user(user, json_output)
 
 
