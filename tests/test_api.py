@@ -200,6 +200,9 @@ def test_enrol_watch_alert_adjudicate_and_publish_over_http(client: TestClient, 
     assert client.get(f"/api/alerts/{alert['id']}/reference").content == reference.read_bytes()
     verdict = {"status": "confirmed_match", "outcome": "engaged", "note": "spoke to him", "perceived_ethnicity": "black", "perceived_sex": "male"}
     assert client.post(f"/api/alerts/{alert['id']}/adjudication", json=verdict, headers=operator).json()["adjudicated_by"] == USERS[Role.operator]
+    stale = client.post(f"/api/alerts/{alert['id']}/adjudication", json={**verdict, "status": "false_alert"}, headers=operator)
+    assert stale.status_code == 409 and "already confirmed_match (engaged)" in stale.json()["detail"]
+    assert client.get(f"/api/alerts/{alert['id']}").json()["status"] == "confirmed_match"
 
     record = wait_for(lambda: (r := client.get("/api/deployments/op-gate/record").json())["status"] == "ended" and r)
     assert record["alerts"] == record["true_alerts"] == record["engagements"] == 1 and record["faces_scanned"] == 2

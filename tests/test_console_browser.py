@@ -40,7 +40,7 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-q
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 PASSWORD = "correct horse battery staple"
-USERS = {"admin-1": "admin", "operator-1": "operator", "authoriser-1": "authorising_officer",
+USERS = {"admin-1": "admin", "operator-1": "operator", "operator-2": "operator", "authoriser-1": "authorising_officer",
          "engagement-1": "engagement_officer", "auditor-1": "auditor"}
 
 #: Below the bundled model's calibrated watchlist threshold, so that the one watchlisted passer
@@ -103,9 +103,15 @@ def serving(home: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The server's data directory, which an officer's CLI on the same machine also uses."""
+    return tmp_path_factory.mktemp("console") / "home"
+
+
+@pytest.fixture(scope="module")
+def server(server_home: Path) -> Iterator[str]:
     """A server on a fresh data directory with one user per role, made with the CLI."""
-    home = tmp_path_factory.mktemp("console") / "home"
+    home = server_home
     env = {**os.environ, "OPENFRT_HOME": str(home), "OPENFRT_USER": "installer"}
     commands = [[sys.executable, "-m", "openfrt", "users", "create", name, "--role", role, "--password-stdin"]
                 for name, role in USERS.items()]
@@ -316,7 +322,7 @@ def test_a_watchlist_is_created_and_a_subject_enrolled_by_upload_with_quality_fe
 
 
 def test_a_deployment_on_a_video_raises_an_alert_live_that_is_adjudicated_into_the_published_record(
-    browser: Browser, server: str, log_in: Callable[[str], Page], watchlisted: str, walk: Walkthrough
+    browser: Browser, server: str, server_home: Path, log_in: Callable[[str], Page], watchlisted: str, walk: Walkthrough
 ) -> None:
     operator = log_in("operator-1")
     assert operator.url.endswith("/alerts")
@@ -354,6 +360,8 @@ def test_a_deployment_on_a_video_raises_an_alert_live_that_is_adjudicated_into_t
     card.get_by_test_id("show-frame").click()
     card.get_by_test_id("show-frame").blur()
     screenshot(operator, "alerts")
+    colleague = log_in("operator-2")  # a second officer watching the same queue
+    expect(colleague.get_by_test_id("alert-queue").get_by_test_id("alert-card")).to_have_count(1)
 
     # A verdict recorded by mistake is corrected on the card, with what was entered kept.
     card.get_by_test_id("outcome").select_option("engaged")
@@ -364,6 +372,10 @@ def test_a_deployment_on_a_video_raises_an_alert_live_that_is_adjudicated_into_t
     done = operator.get_by_test_id("alert-done").get_by_test_id("alert-card")
     expect(done.get_by_test_id("alert-verdict")).to_contain_text("false alert · outcome: engaged · by operator-1")
     expect(operator.get_by_test_id("queue-empty")).to_be_visible()
+    # The colleague's console shows the verdict as it is made, without reloading.
+    seen = colleague.get_by_test_id("alert-done").get_by_test_id("alert-card")
+    expect(seen.get_by_test_id("alert-verdict")).to_contain_text("false alert · outcome: engaged · by operator-1")
+    expect(colleague.get_by_test_id("queue-empty")).to_be_visible()
     done.get_by_test_id("correct").click()
     expect(done.get_by_test_id("perceived-sex")).to_have_value(sex)
     expect(done.get_by_label("Note")).to_have_value("spoke to the person; identity confirmed from documents")
@@ -371,6 +383,26 @@ def test_a_deployment_on_a_video_raises_an_alert_live_that_is_adjudicated_into_t
     expect(done.get_by_test_id("alert-verdict")).to_contain_text("confirmed match · outcome: engaged · by operator-1")
     expect(done.get_by_test_id("correct")).to_be_visible()
     expect(done.get_by_test_id("hold-form")).to_have_count(0)  # an operator may not hold images
+    expect(seen.get_by_test_id("alert-verdict")).to_contain_text("confirmed match · outcome: engaged · by operator-1")
+
+    # A verdict changed where no console hears of it (the CLI on the server) leaves the colleague's
+    # card stale: their correction is refused, and the card then shows what was decided.
+    seen.get_by_test_id("correct").click()
+    alert_id = seen.get_attribute("data-alert-id")
+    cli = subprocess.run([sys.executable, "-m", "openfrt", "alerts", "adjudicate", str(alert_id), "--correcting", "confirmed_match",
+                          "--status", "no_further_action", "--outcome", "no_action", "--by", "Sgt C"],
+                         env={**os.environ, "OPENFRT_HOME": str(server_home)}, capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    seen.get_by_test_id("false-alert").click()
+    expect(seen.get_by_test_id("alert-message")).to_contain_text("already no_further_action (no_action), decided by Sgt C")
+    expect(seen.get_by_test_id("alert-verdict")).to_contain_text("no further action · outcome: no action · by Sgt C")
+    expect(seen.get_by_test_id("adjudication-form")).to_be_hidden()
+    seen.get_by_test_id("correct").click()  # now knowingly replacing Sgt C's verdict
+    seen.get_by_test_id("outcome").select_option("engaged")
+    seen.get_by_test_id("confirm").click()
+    expect(seen.get_by_test_id("alert-verdict")).to_contain_text("confirmed match · outcome: engaged · by operator-2")
+    expect(seen.get_by_test_id("alert-message")).to_have_text("")
+    expect(done.get_by_test_id("alert-verdict")).to_contain_text("confirmed match · outcome: engaged · by operator-2")
 
     # The file ends, the deployment ends by itself and its record counts the confirmed alert.
     authoriser.goto("/deployments/high-street-1")

@@ -9,6 +9,7 @@ import io
 import json
 import sqlite3
 import stat
+import asyncio
 import base64
 import threading
 import time
@@ -22,9 +23,10 @@ import pytest
 from PIL import Image
 from sqlalchemy import select, update
 
+from openfrt.api.feed import AlertFeed
 from openfrt.gallery import Gallery
 from openfrt.live import deployments
-from openfrt.live.alerts import AlertService
+from openfrt.live.alerts import AdjudicationConflictError, AlertService
 from openfrt.live.deployments import DeploymentNotRunningError, DeploymentService
 from openfrt.live.events import AlertEvent
 from openfrt.live.retention import run_retention
@@ -341,6 +343,76 @@ def test_camera_threads_report_concurrently_and_the_record_counts_them(service: 
     assert len(raised) == 40 and set(raised[0].details) == {"deployment", "camera", "track", "subject", "similarity"}
 
 
+def test_a_verdict_is_never_replaced_unseen_by_an_officer_acting_on_a_stale_view(
+    service: DeploymentService, store: RecordStore  # noqa: F811
+) -> None:
+    plan(service)
+    running = service.start("dep", "PC 1")
+    first = running.raise_alert(event(seed=1))
+    alerts = AlertService(store)
+    alerts.adjudicate(first, status=AlertStatus.confirmed_match, outcome=AlertOutcome.engaged, by="PC 2")
+    # PC 3 saw the alert pending, and PC 4 thinks they are correcting a false alert: neither lands.
+    with pytest.raises(AdjudicationConflictError, match=r"already confirmed_match \(engaged\), decided by PC 2 .*nothing was changed"):
+        alerts.adjudicate(first, status=AlertStatus.false_alert, outcome=AlertOutcome.no_action, by="PC 3")
+    with pytest.raises(AdjudicationConflictError, match="not false_alert as you saw it"):
+        alerts.adjudicate(first, status=AlertStatus.no_further_action, correcting=AlertStatus.false_alert,
+                          outcome=AlertOutcome.no_action, by="PC 4")
+    second = running.raise_alert(event(track=2, seed=2))
+    with pytest.raises(AdjudicationConflictError, match="no verdict to correct"):
+        alerts.adjudicate(second, status=AlertStatus.false_alert, correcting=AlertStatus.confirmed_match,
+                          outcome=AlertOutcome.no_action, by="PC 3")
+    info = alerts.get(first)
+    assert (info.status, info.outcome, info.adjudicated_by) == (AlertStatus.confirmed_match, AlertOutcome.engaged, "PC 2")
+    assert alerts.get(second).status is AlertStatus.pending
+    assert len(audit(store, "alert.adjudicate")) == 1
+
+    # Officers at several consoles adjudicate the same pending alert at once: exactly one verdict
+    # lands and the others are told who decided, on SQLite and PostgreSQL alike.
+    outcomes: list[str] = []
+    barrier = threading.Barrier(6)
+
+    def adjudicate(officer: str) -> None:
+        barrier.wait()
+        try:
+            alerts.adjudicate(second, status=AlertStatus.false_alert, outcome=AlertOutcome.no_action, by=officer)
+            outcomes.append("kept")
+        except AdjudicationConflictError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=adjudicate, args=(f"PC {n}",)) for n in range(10, 16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(outcomes) == ["kept"] + ["refused"] * 5
+    assert [e.details["re_adjudication"] for e in audit(store, "alert.adjudicate")] == [False, False]
+    running.end("Insp B")
+
+
+def test_a_changed_verdict_reaches_listening_consoles_and_one_whose_loop_has_closed_is_dropped(
+    service: DeploymentService, store: RecordStore  # noqa: F811
+) -> None:
+    plan(service)
+    running = service.start("dep", "PC 1")
+    alerts = AlertService(store)
+    feed = AlertFeed(alerts, poll_seconds=60)
+
+    async def subscribe() -> object:
+        return feed.subscribe()
+
+    closed, open_loop = asyncio.new_event_loop(), asyncio.new_event_loop()
+    gone = closed.run_until_complete(subscribe())
+    closed.close()  # a console whose connection's loop has ended without unsubscribing
+    listening = open_loop.run_until_complete(subscribe())
+    first = running.raise_alert(event(seed=1))
+    data = feed.publish_change(alerts.adjudicate(first, status=AlertStatus.false_alert, outcome=AlertOutcome.no_action, by="PC 2"))
+    open_loop.run_until_complete(asyncio.sleep(0))  # the loop runs the hand-over it was given
+    assert data["status"] == "false_alert" and listening.queue.get_nowait() == {"event": "alert_changed", **data}
+    assert gone not in feed._subscribers and listening in feed._subscribers
+    open_loop.close()
+    running.end("Insp B")
+
+
 def test_adjudication_moves_forward_only_and_corrections_are_audited(service: DeploymentService, store: RecordStore) -> None:  # noqa: F811
     plan(service)
     running = service.start("dep", "PC 1")
@@ -355,7 +427,8 @@ def test_adjudication_moves_forward_only_and_corrections_are_audited(service: De
     alerts.adjudicate(second, status=AlertStatus.false_alert, outcome=AlertOutcome.no_action, by="PC 3", engaged=True)
     assert running.end("Insp B").engagements == 2
 
-    arrested = alerts.adjudicate(first, outcome=AlertOutcome.arrested, by="Sgt C", note="warrant executed")
+    arrested = alerts.adjudicate(first, correcting=AlertStatus.confirmed_match, outcome=AlertOutcome.arrested, by="Sgt C",
+                                 note="warrant executed")
     assert arrested.status is AlertStatus.confirmed_match and arrested.outcome is AlertOutcome.arrested
     record = service.record("dep")  # the published record follows the correction
     assert (record.true_alerts, record.false_alerts, record.arrests, record.engagements) == (1, 1, 1, 2)
@@ -468,6 +541,13 @@ def test_officer_commands(env: dict[str, str], old_alert: int, tmp_path: Path) -
     done = openfrt(env, "alerts", "adjudicate", str(old), "--status", "confirmed_match", "--outcome", "arrested", "--by", "PC 2", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "confirmed_match"
+    stale = openfrt(env, "alerts", "adjudicate", str(old), "--status", "false_alert", "--outcome", "no_action", "--by", "PC 3", "--json")
+    assert stale.returncode == 1 and "already confirmed_match (arrested), decided by PC 2" in json.loads(stale.stdout)["error"]
+    corrected = openfrt(env, "alerts", "adjudicate", str(old), "--correcting", "confirmed_match", "--outcome", "arrested",
+                        "--note", "warrant executed", "--by", "PC 3", "--json")
+    assert corrected.returncode == 0, corrected.stderr
+    assert {key: json.loads(corrected.stdout)[key] for key in ("status", "note", "adjudicated_by")} == {
+        "status": "confirmed_match", "note": "warrant executed", "adjudicated_by": "PC 3"}
 
     swept = openfrt(env, "retention", "run", "--now", (START + timedelta(days=40)).isoformat(), "--days", "31", "--json")
     assert swept.returncode == 0, swept.stderr

@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from openfrt.errors import ImageError, ModelMismatchError, OpenFRTError
+from openfrt.live.alerts import AdjudicationConflictError
 from openfrt.live.deployments import DeploymentNotRunningError
 from openfrt.records.errors import (
     AuthenticationError,
@@ -21,6 +22,7 @@ STATUS_FOR: tuple[tuple[type[OpenFRTError], int], ...] = (
     (RecordNotFoundError, 404),
     (DuplicateRecordError, 409),
     (DeploymentNotRunningError, 409),
+    (AdjudicationConflictError, 409),
     (WatchlistExpiredError, 409),
     (ModelMismatchError, 409),
     (EnrolmentRefused, 422),

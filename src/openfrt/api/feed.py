@@ -1,10 +1,14 @@
-"""The live alert feed: new alerts pushed to every connected console as server-sent events.
+"""The live alert feed: new and changed alerts pushed to every connected console as server-sent events.
 
 Alerts are written to the database by deployments running in this server *or* in other
 processes (``openfrt live`` on a camera's edge machine sharing the database), so the feed
 watches the database rather than in-process callbacks: one thread reads alerts newer than the
 last it saw every ``poll_seconds`` and hands them to each subscriber's queue. A slow browser
 cannot hold the others up: its queue is bounded and it is told to reload when it overflows.
+
+Verdicts and holds made through this server are pushed as they are made (``alert_changed``),
+so an officer does not act on a card another officer has already decided; ones made elsewhere
+(the CLI) show on reload, and the service refuses a verdict on a stale view either way.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from openfrt.live.alerts import AlertService
+from openfrt.live.alerts import AlertInfo, AlertService
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,12 @@ class AlertFeed:
         with self._lock:
             self._subscribers.discard(subscriber)
 
+    def publish_change(self, alert: AlertInfo) -> dict[str, Any]:
+        """Push an alert whose verdict or hold just changed; returns it as JSON for the response."""
+        data = alert.as_dict()
+        self._offer([{"event": "alert_changed", **data}])
+        return data
+
     def _watch(self) -> None:
         while not self._stop.wait(self.poll_seconds):
             try:
@@ -75,9 +85,15 @@ class AlertFeed:
         if not new:
             return
         self._last_id = new[-1].id
+        self._offer([{"event": "alert", **alert.as_dict()} for alert in new])
+
+    def _offer(self, events: list[dict[str, Any]]) -> None:
+        """Hand events to every subscriber, on its own event loop (callable from any thread)."""
         with self._lock:
             subscribers = list(self._subscribers)
-        for alert in new:
-            event = {"event": "alert", **alert.as_dict()}
-            for subscriber in subscribers:
-                subscriber.loop.call_soon_threadsafe(subscriber.offer, event)
+        for subscriber in subscribers:
+            try:
+                for event in events:
+                    subscriber.loop.call_soon_threadsafe(subscriber.offer, event)
+            except RuntimeError:  # its event loop has closed: the browser is gone, and a verdict must not fail for it
+                self.unsubscribe(subscriber)

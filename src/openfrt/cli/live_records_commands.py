@@ -166,6 +166,10 @@ def alert_adjudicate(
     status: Annotated[
         Optional[AlertStatus], typer.Option("--status", help="The verdict (required unless correcting only the outcome).")
     ] = None,
+    correcting: Annotated[
+        Optional[AlertStatus],
+        typer.Option("--correcting", help="The verdict you are replacing (from `alerts list`); refused if the alert no longer has it."),
+    ] = None,
     engaged: Annotated[
         Optional[bool], typer.Option("--engaged/--not-engaged", help="Whether officers spoke to the person (default: from the outcome).")
     ] = None,
@@ -177,10 +181,11 @@ def alert_adjudicate(
     home: HomeOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Record an officer's verdict on an alert, or correct it (audited; never back to pending)."""
+    """Record an officer's verdict on a pending alert, or correct one with --correcting
+    (audited; never back to pending; a verdict is never replaced unseen)."""
     with store_or_fail(home, json_output, alert=alert_id) as store:
         alert = AlertService(store).adjudicate(
-            alert_id, outcome=outcome, by=by, status=status, engaged=engaged, note=note,
+            alert_id, outcome=outcome, by=by, status=status, correcting=correcting, engaged=engaged, note=note,
             perceived_ethnicity=perceived_ethnicity, perceived_sex=perceived_sex,
         )
     _print_alert(alert, json_output)

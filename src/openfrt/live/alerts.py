@@ -5,6 +5,10 @@ An officer adjudicates each alert: ``pending`` becomes ``confirmed_match``, ``fa
 be corrected later — audited with what it replaced — but an alert never returns to pending.
 When the deployment has already ended, its published record is recomputed.
 
+Several officers watch the same alerts, so a verdict is only ever replaced knowingly: an officer
+adjudicates an alert they saw pending, or corrects a verdict they name. If another officer got
+there first, nothing changes and :class:`AdjudicationConflictError` says who decided what.
+
 Alert images are kept encrypted and only until retention deletes them
 (:mod:`openfrt.live.retention`), unless a hold with a recorded reason keeps them. Every viewing
 of an image is audited.
@@ -20,8 +24,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from openfrt.errors import OpenFRTError
 from openfrt.live.deployments import deployment_row, jsonable, refresh_record, require_text
-from openfrt.records.audit import AuditAction, record_event
+from openfrt.records.audit import AuditAction, hold_audit_chain, record_event
 from openfrt.records.errors import InvalidRecordError, RecordNotFoundError
 from openfrt.records.models import (
     Alert,
@@ -39,6 +44,11 @@ from openfrt.records.store import RecordStore
 
 #: Outcomes that mean officers spoke to the person, unless the adjudicator says otherwise.
 ENGAGING_OUTCOMES = frozenset({AlertOutcome.engaged, AlertOutcome.words_of_advice, AlertOutcome.arrested})
+
+
+class AdjudicationConflictError(OpenFRTError):
+    """The alert's verdict is not the one the officer saw: another officer adjudicated or
+    corrected it meanwhile, so acting on the stale view would overwrite a decision unseen."""
 
 
 @dataclass(frozen=True)
@@ -103,24 +113,32 @@ class AlertService:
         outcome: AlertOutcome,
         by: str,
         status: AlertStatus | None = None,
+        correcting: AlertStatus | None = None,
         engaged: bool | None = None,
         note: str | None = None,
         perceived_ethnicity: PerceivedEthnicity | None = None,
         perceived_sex: PerceivedSex | None = None,
     ) -> AlertInfo:
-        """Record (or correct) an officer's verdict. ``status`` may be left out only when
-        correcting, to change just the outcome; ``engaged`` defaults from the outcome; a
-        correction without a note keeps the earlier one (the audit keeps what was replaced).
-        The perceived ethnic group and sex are optional and, like the note, kept unless given."""
+        """Record (or correct) an officer's verdict. ``correcting`` is the verdict the officer
+        saw and means to replace (None: they saw the alert pending); if the alert no longer
+        stands as they saw it, :class:`AdjudicationConflictError` and nothing changes.
+        ``status`` may be left out only when correcting, to change just the outcome; ``engaged``
+        defaults from the outcome; a correction without a note keeps the earlier one (the audit
+        keeps what was replaced). The perceived ethnic group and sex are optional and, like the
+        note, kept unless given."""
         require_text(by, "an adjudication needs the adjudicating officer")
+        if status is AlertStatus.pending or (status is None and correcting in (None, AlertStatus.pending)):
+            raise InvalidRecordError(
+                f"alert {alert_id}: give the verdict (confirmed_match, false_alert or no_further_action); "
+                "an alert never returns to pending"
+            )
         with self.store.transaction() as session:
+            # Taken before the alert is read, so two officers' verdicts on it go one after the
+            # other and the second is checked against the first.
+            hold_audit_chain(session)
             row = alert_row(session, alert_id)
+            _require_seen_verdict(row, correcting)
             new_status = status or row.status
-            if new_status is AlertStatus.pending:
-                raise InvalidRecordError(
-                    f"alert {alert_id}: give the verdict (confirmed_match, false_alert or no_further_action); "
-                    "an alert never returns to pending"
-                )
             previous = {"status": row.status.value, "outcome": row.outcome.value if row.outcome else None,
                         "engaged": row.engaged, "by": row.adjudicated_by, "note": row.note}
             row.status, row.outcome, row.note = new_status, outcome, note if note is not None else row.note
@@ -229,6 +247,22 @@ def alert_row(session: Session, alert_id: int) -> Alert:
     if row is None:
         raise RecordNotFoundError(f"no alert {alert_id}")
     return row
+
+
+def _require_seen_verdict(row: Alert, correcting: AlertStatus | None) -> None:
+    """Refuse to replace a verdict the officer has not seen (see :class:`AdjudicationConflictError`)."""
+    seen = correcting or AlertStatus.pending
+    if row.status is seen:
+        return
+    if row.status is AlertStatus.pending:
+        raise AdjudicationConflictError(f"alert {row.id} has no verdict to correct: it is still pending; adjudicate it")
+    at = row.adjudicated_at.isoformat(timespec="seconds") if row.adjudicated_at else "an unknown time"
+    outcome = row.outcome.value if row.outcome else "no outcome"
+    raise AdjudicationConflictError(
+        f"alert {row.id} is already {row.status.value} ({outcome}), decided by {row.adjudicated_by} at {at}, "
+        f"not {seen.value} as you saw it; nothing was changed. Review it, and to replace that verdict correct it "
+        f"(correcting {row.status.value})"
+    )
 
 
 def _refresh_if_ended(session: Session, deployment_id: int) -> None:

@@ -24,6 +24,9 @@ HEARTBEAT_SECONDS = 15.0
 
 class Adjudication(BaseModel):
     status: AlertStatus | None = Field(None, description="confirmed_match, false_alert or no_further_action; omit only to correct the outcome.")
+    correcting: AlertStatus | None = Field(
+        None, description="The verdict you saw and are replacing; omit for a pending alert. If the alert no longer stands as you saw it "
+                          "(another officer got there first), 409 and nothing changes.")
     outcome: AlertOutcome
     engaged: bool | None = Field(None, description="Default: from the outcome.")
     note: str | None = None
@@ -47,7 +50,7 @@ def list_alerts(
     return [alert.as_dict() for alert in ctx.alerts.list(deployment, status, after_id=after, limit=limit)]
 
 
-@router.get("/alerts/stream", summary="New alerts as server-sent events (event: alert, data: the alert as JSON)",
+@router.get("/alerts/stream", summary="New alerts (event: alert) and changed verdicts and holds (event: alert_changed) as server-sent events; data: the alert as JSON",
             response_class=StreamingResponse)
 async def stream(request: Request, _: Principal = Depends(require(Permission.view_alerts)),
                  ctx: ServerContext = Depends(context)) -> StreamingResponse:
@@ -78,10 +81,10 @@ def get_alert(alert_id: int, _: Principal = Depends(require(Permission.view_aler
 @router.post("/alerts/{alert_id}/adjudication", summary="Record (or correct) the verdict and outcome, as the logged-in officer")
 def adjudicate(alert_id: int, body: Adjudication, principal: Principal = Depends(require(Permission.adjudicate)),
                ctx: ServerContext = Depends(context)) -> dict[str, Any]:
-    return ctx.alerts.adjudicate(
-        alert_id, outcome=body.outcome, by=principal.name, status=body.status, engaged=body.engaged, note=body.note,
-        perceived_ethnicity=body.perceived_ethnicity, perceived_sex=body.perceived_sex,
-    ).as_dict()
+    return ctx.feed.publish_change(ctx.alerts.adjudicate(
+        alert_id, outcome=body.outcome, by=principal.name, status=body.status, correcting=body.correcting, engaged=body.engaged,
+        note=body.note, perceived_ethnicity=body.perceived_ethnicity, perceived_sex=body.perceived_sex,
+    ))
 
 
 @router.get("/alerts/{alert_id}/media/{kind}", summary="An alert image: the probe crop, or the frame with other faces pixelated (audited)",
@@ -95,13 +98,13 @@ def media(alert_id: int, kind: MediaKind, principal: Principal = Depends(require
 @router.post("/alerts/{alert_id}/hold", summary="Keep the alert's images past retention, for a recorded reason")
 def hold(alert_id: int, body: Hold, principal: Principal = Depends(require(Permission.hold_alert_media)),
          ctx: ServerContext = Depends(context)) -> dict[str, Any]:
-    return ctx.alerts.hold(alert_id, reason=body.reason, by=principal.name).as_dict()
+    return ctx.feed.publish_change(ctx.alerts.hold(alert_id, reason=body.reason, by=principal.name))
 
 
 @router.delete("/alerts/{alert_id}/hold", summary="Lift a hold: the images become subject to retention again")
 def release(alert_id: int, reason: str | None = None, principal: Principal = Depends(require(Permission.hold_alert_media)),
             ctx: ServerContext = Depends(context)) -> dict[str, Any]:
-    return ctx.alerts.release(alert_id, by=principal.name, reason=reason).as_dict()
+    return ctx.feed.publish_change(ctx.alerts.release(alert_id, by=principal.name, reason=reason))
 
 
 @router.get("/alerts/{alert_id}/reference", summary="The matched subject's first reference image, to compare with the probe (audited)",

@@ -2,10 +2,12 @@
 // without reloading; each card shows the probe beside the reference image and takes the verdict.
 //
 // The event stream is opened before the list is read, and cards are keyed by alert id, so an
-// alert raised in between is shown once and never missed. Images are plain <img> elements on
+// alert raised in between is shown once and never missed. Verdicts and holds other officers make
+// arrive on the same stream and update the card; a verdict sent from a card that was stale is
+// refused by the server (409), and the card then shows what was decided instead. Images are plain <img> elements on
 // the API's audited, no-store routes: nothing keeps a copy of them in the page's script.
 
-import { api, el, fixed, label, onSubmit, say, utc } from './console.js';
+import { api, ApiError, el, fixed, label, onSubmit, say, utc } from './console.js';
 
 const queue = document.getElementById('queue');
 const done = document.getElementById('done');
@@ -122,12 +124,23 @@ function build(alert) {
     onSubmit(form, async (event) => {
       const body = {
         status: event.submitter.value,
+        correcting: card.alert.status === 'pending' ? null : card.alert.status,
         outcome: form.elements.outcome.value,
         note: form.elements.note.value.trim() || null,
         perceived_ethnicity: form.elements.perceived_ethnicity.value || null,
         perceived_sex: form.elements.perceived_sex.value || null,
       };
-      show(await api('POST', `/api/alerts/${alert.id}/adjudication`, body));
+      const notice = card.querySelector('[data-role="card-message"]');
+      say(notice, '');
+      try {
+        show(await api('POST', `/api/alerts/${alert.id}/adjudication`, body));
+      } catch (error) {
+        if (!(error instanceof ApiError && error.status === 409)) throw error;
+        // Another officer decided first: show their verdict (the form closes), and say why
+        // this one was not kept where it stays visible.
+        show(await api('GET', `/api/alerts/${alert.id}`));
+        say(notice, error.message);
+      }
     });
     card.querySelector('[data-action="correct"]').addEventListener('click', () => reopen(card, form, card.alert));
   }
@@ -197,6 +210,7 @@ function listen() {
     const card = cards.get(alert.id);
     if (card) card.classList.add('arrived');
   });
+  stream.addEventListener('alert_changed', (event) => show(JSON.parse(event.data)));
   stream.addEventListener('resync', () => load().catch((error) => say(message, error.message)));
   stream.addEventListener('error', () => {
     // The browser retries a dropped connection by itself, but not a refused one (e.g. 401).
