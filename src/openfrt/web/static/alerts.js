@@ -4,8 +4,9 @@
 // The event stream is opened before the list is read, and cards are keyed by alert id, so an
 // alert raised in between is shown once and never missed. Verdicts and holds other officers make
 // arrive on the same stream and update the card; a verdict sent from a card that was stale is
-// refused by the server (409), and the card then shows what was decided instead. Images are plain <img> elements on
-// the API's audited, no-store routes: nothing keeps a copy of them in the page's script.
+// refused by the server (409), and the card then shows what was decided instead. Images are
+// plain <img> elements on the API's audited, no-store routes: nothing keeps a copy of them in
+// the page's script.
 
 import { api, ApiError, el, fixed, label, onSubmit, say, utc } from './console.js';
 
