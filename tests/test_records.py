@@ -18,7 +18,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from PIL import Image
 from sqlalchemy import create_engine, inspect, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
 from openfrt.gallery import Gallery, ImageToEnrol, QualityPolicy, SubjectInfo
@@ -58,9 +58,27 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     try:
         yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _drop_test_database(admin, name)
         admin.dispose()
+
+
+def _drop_test_database(admin: Engine, name: str) -> None:
+    """Drop a test database that the code under test may still hold connections to.
+
+    Not ``DROP DATABASE ... WITH (FORCE)``: that refuses when an autovacuum worker happens to be
+    in the new database (the worker runs as no role, and the test role may only terminate its own
+    sessions). So end this role's own sessions, waiting for each to exit, then drop plainly, which
+    stops autovacuum workers by itself.
+    """
+    with admin.connect() as connection:
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+                " WHERE datname = :name AND usename = current_user AND pid <> pg_backend_pid()"
+            ),
+            {"name": name},
+        )
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
 
 
 @pytest.fixture
