@@ -475,8 +475,9 @@ class DeliveryStatus(str, enum.Enum):
 
 class EventDestination(Base):
     """Where events are sent: a webhook URL, or the MQTT broker (``settings``: host, port, TLS,
-    user name, topic prefix). ``sealed_secret`` is the webhook's signing secret or the broker
-    password, encrypted. ``events`` lists the event types sent (empty: all of them).
+    user name, topic prefix). ``sealed_secrets`` holds, encrypted, what must not be shown: the
+    webhook's signing secret and whole URL (which may carry a token), or the broker password.
+    ``url`` is the URL as shown, without credentials or query string. ``events`` lists the event types sent (empty: all of them).
     ``include_media`` adds an alert's images to ``alert.raised`` (off unless an administrator
     turns it on, audited)."""
 
@@ -489,7 +490,7 @@ class EventDestination(Base):
     )
     url: Mapped[str | None] = mapped_column(Text)
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    sealed_secret: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    sealed_secrets: Mapped[bytes] = mapped_column(LargeBinary)
     events: Mapped[list[str]] = mapped_column(JSON, default=list)
     include_media: Mapped[bool] = mapped_column(default=False)
     created_by: Mapped[str] = mapped_column(String(200))

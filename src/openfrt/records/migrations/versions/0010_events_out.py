@@ -44,7 +44,7 @@ def upgrade() -> None:
         sa.Column("kind", _enum("destination_kind", 16, "webhook", "mqtt"), nullable=False),
         sa.Column("url", sa.Text()),
         sa.Column("settings", sa.JSON(), nullable=False),
-        sa.Column("sealed_secret", sa.LargeBinary()),
+        sa.Column("sealed_secrets", sa.LargeBinary(), nullable=False),
         sa.Column("events", sa.JSON(), nullable=False),
         sa.Column("include_media", sa.Boolean(), nullable=False),
         sa.Column("created_by", sa.String(200), nullable=False),
