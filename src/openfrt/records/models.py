@@ -530,7 +530,9 @@ class EventDelivery(Base):
         Enum(DeliveryStatus, name="delivery_status", native_enum=False, create_constraint=True, length=16), index=True
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    #: When this round of attempts began (the event, or an administrator's retry): after the
+    #: retry window from here, a failing delivery is dead-lettered.
+    retrying_since: Mapped[datetime] = mapped_column(default=utc_now)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
     #: Set by the dispatcher that is attempting it, so another process does not send it too.
     claimed_until: Mapped[datetime | None] = mapped_column()

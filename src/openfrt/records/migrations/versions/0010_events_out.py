@@ -68,7 +68,7 @@ def upgrade() -> None:
         sa.Column("delivery_id", sa.String(36), nullable=False, unique=True),
         sa.Column("status", _enum("delivery_status", 16, "pending", "delivered", "dead"), nullable=False, index=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("created_at", WHEN, nullable=False),
+        sa.Column("retrying_since", WHEN, nullable=False),
         sa.Column("next_attempt_at", WHEN, nullable=False, index=True),
         sa.Column("claimed_until", WHEN),
         sa.Column("last_error", sa.Text()),
