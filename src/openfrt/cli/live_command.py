@@ -25,6 +25,7 @@ from openfrt.cli.common import (
     DetectorOption,
     EmbedderOption,
     HomeOption,
+    LogFormatOption,
     OperatorOption,
     console,
     err_console,
@@ -45,8 +46,13 @@ from openfrt.live.pipeline import (
     live_engine_config,
 )
 from openfrt.live.sources import Source, open_source
+from openfrt.observability.logs import LogFormat
 from openfrt.records import current_actor
 from openfrt.vision import EngineConfig, FaceEngine
+
+#: How long ``openfrt live`` waits, once its deployment has ended, for its last events to go out;
+#: those still undelivered wait in the outbox for the server (or the next run) to send them.
+EVENT_DRAIN_SECONDS = 10.0
 
 SourceListOption = Annotated[
     list[str],
@@ -72,8 +78,15 @@ def live(
     realtime: Annotated[bool, typer.Option("--realtime", help="Play video files at their frame rate, dropping frames when behind.")] = False,
     home: HomeOption = None,
     operator: OperatorOption = None,
+    log_format: LogFormatOption = LogFormat.text,
 ) -> None:
-    """Run a live deployment: every face is searched against the watchlist; only matches are kept."""
+    """Run a live deployment: every face is searched against the watchlist; only matches are kept.
+    Its events go to the configured webhooks and broker from this process too (see README)."""
+    from openfrt.integrations.dispatcher import EventDispatcher
+    from openfrt.observability.logs import configure_logging, log_context
+
+    if log_format is LogFormat.json:  # text leaves logging as it was: warnings only, under the live table
+        configure_logging(LogFormat.json)
     actor = current_actor(operator)
     cameras = _open_sources(source, realtime)
     engine = _live_engine(detector, detector_model, embedder, detect_width)
@@ -89,7 +102,13 @@ def live(
         except OpenFRTError as exc:
             usage_error(str(exc))
         _report_fitness(running)
-        _run(running, cameras, engine, PipelineConfig(cadence=cadence), events_json, actor)
+        dispatcher = EventDispatcher(store)
+        dispatcher.start()
+        try:
+            with log_context(deployment=deployment_name):
+                _run(running, cameras, engine, PipelineConfig(cadence=cadence), events_json, actor)
+        finally:
+            dispatcher.stop(drain_seconds=EVENT_DRAIN_SECONDS)
 
 
 def _open_sources(specs: list[str], realtime: bool) -> dict[str, Source]:
