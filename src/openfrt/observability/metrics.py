@@ -85,8 +85,9 @@ class _LiveCollector(Collector):
 
     def unwatch(self, supervisor: LiveSupervisor, store: RecordStore) -> None:
         with self._lock:
-            self._supervisors.remove(supervisor)
-            self._stores.remove(store)
+            if supervisor in self._supervisors:
+                self._supervisors.remove(supervisor)
+                self._stores.remove(store)
 
     def describe(self) -> list[Metric]:
         return []  # collected on demand: nothing to check for clashes at registration
