@@ -9,6 +9,7 @@ each alert is one JSON line and the record is the last; otherwise a live table s
 
 from __future__ import annotations
 
+import logging
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -53,6 +54,8 @@ from openfrt.vision import EngineConfig, FaceEngine
 #: How long ``openfrt live`` waits, once its deployment has ended, for its last events to go out;
 #: those still undelivered wait in the outbox for the server (or the next run) to send them.
 EVENT_DRAIN_SECONDS = 10.0
+
+log = logging.getLogger(__name__)
 
 SourceListOption = Annotated[
     list[str],
@@ -101,7 +104,7 @@ def live(
             running = service.start(deployment_name, actor)
         except OpenFRTError as exc:
             usage_error(str(exc))
-        _report_fitness(running)
+        _report_fitness(running, logged=log_format is LogFormat.json)
         dispatcher = EventDispatcher(store)
         dispatcher.start()
         try:
@@ -125,18 +128,22 @@ def _open_sources(specs: list[str], realtime: bool) -> dict[str, Source]:
     return cameras
 
 
-def _report_fitness(running: RunningDeployment) -> None:
+def _report_fitness(running: RunningDeployment, logged: bool = False) -> None:
     """Tell the operator, before the first face, what this model, threshold and watchlist size
     are expected to achieve — and warn when the false-alert target cannot be met (on stderr, so
     ``--events-json`` output stays machine-readable)."""
     matcher = running.matcher
     fitness = expected_fitness(running.model_id, running.threshold, len(matcher), matcher.max_references)
     if fitness is None:
-        err_console.print(f"[yellow]warning:[/yellow] {running.model_id} has no calibration: its accuracy is unmeasured")
-    elif not fitness["meets_target"]:
-        err_console.print(f"[yellow]warning:[/yellow] {fitness['message']}")
+        message, warning = f"{running.model_id} has no calibration: its accuracy is unmeasured", True
     else:
-        err_console.print(fitness["message"])
+        message, warning = fitness["message"], not fitness["meets_target"]
+    if logged:  # --log-format json: standard error holds log lines only
+        log.log(logging.WARNING if warning else logging.INFO, "%s", message)
+    elif warning:
+        err_console.print(f"[yellow]warning:[/yellow] {message}")
+    else:
+        err_console.print(message)
 
 
 def _is_named(spec: str) -> bool:

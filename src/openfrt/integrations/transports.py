@@ -27,6 +27,9 @@ from openfrt.net_policy import NetworkNotAllowedError, check_host_allowed, check
 
 log = logging.getLogger(__name__)
 
+# httpx logs every request's URL at INFO, and a webhook's URL may carry its token.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
 SIGNATURE_HEADER = "X-OpenFRT-Signature"
 DELIVERY_HEADER = "X-OpenFRT-Delivery"
 EVENT_HEADER = "X-OpenFRT-Event"
@@ -114,6 +117,7 @@ class MqttTransport:
         self._condition = threading.Condition()
         self._sent: dict[str, int] = {}
         self._refusal: str | None = None
+        self._closing = False
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"openfrt-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}",
             clean_session=True, protocol=mqtt.MQTTv311,
@@ -167,6 +171,7 @@ class MqttTransport:
 
     def close(self) -> None:
         if self._started:
+            self._closing = True
             self._client.disconnect()
             self._client.loop_stop()
 
@@ -179,7 +184,7 @@ class MqttTransport:
         self._connected.set()
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _properties: Any) -> None:
-        if self._connected.is_set():
+        if self._connected.is_set() and not self._closing:
             log.warning("MQTT broker %s:%s disconnected (%s); reconnecting", self.host, self.port, reason)
         self._connected.clear()
 
