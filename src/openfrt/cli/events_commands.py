@@ -93,15 +93,7 @@ def webhook_remove(
     json_output: JsonOption = False,
 ) -> None:
     """Remove a webhook; events waiting for it are dropped (audited)."""
-    from openfrt.integrations.destinations import DestinationService
-    from openfrt.records import current_actor
-
-    with store_or_fail(home, json_output, webhook=name) as store:
-        DestinationService(store).remove(name, actor=current_actor(operator))
-    if json_output:
-        print_json({"webhook": name, "removed": True})
-    else:
-        console.print(f"webhook {name} removed")
+    _remove(name, home, operator, json_output)
 
 
 @webhooks_app.command("media")
@@ -171,15 +163,9 @@ def mqtt_show(home: HomeOption = None, json_output: JsonOption = False) -> None:
 @mqtt_app.command("remove")
 def mqtt_remove(home: HomeOption = None, operator: OperatorOption = None, json_output: JsonOption = False) -> None:
     """Stop publishing to the broker; events waiting for it are dropped (audited)."""
-    from openfrt.integrations.destinations import MQTT_NAME, DestinationService
-    from openfrt.records import current_actor
+    from openfrt.integrations.destinations import MQTT_NAME
 
-    with store_or_fail(home, json_output) as store:
-        DestinationService(store).remove(MQTT_NAME, actor=current_actor(operator))
-    if json_output:
-        print_json({"mqtt": MQTT_NAME, "removed": True})
-    else:
-        console.print("MQTT broker removed")
+    _remove(MQTT_NAME, home, operator, json_output)
 
 
 @events_app.command("deliveries")
@@ -222,6 +208,18 @@ def event_retry(
         print_json({"retried": retried})
     else:
         console.print(f"{retried} deliveries queued again")
+
+
+def _remove(name: str, home: Path | None, operator: str | None, json_output: bool) -> None:
+    from openfrt.integrations.destinations import DestinationService
+    from openfrt.records import current_actor
+
+    with store_or_fail(home, json_output, destination=name) as store:
+        DestinationService(store).remove(name, actor=current_actor(operator))
+    if json_output:
+        print_json({"destination": name, "removed": True})
+    else:
+        console.print(f"{name} removed; events waiting for it were dropped")
 
 
 def _print_destination(info: DestinationInfo) -> None:
