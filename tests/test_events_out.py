@@ -552,6 +552,25 @@ def test_events_wait_while_the_broker_is_down_and_go_once_it_is_back(
         subscriber.close()
 
 
+@sqlite_only
+@needs_mosquitto
+def test_a_broker_no_longer_configured_is_let_go(
+    service: DeploymentService, store: RecordStore, broker: Broker, mqtt_dispatcher: EventDispatcher,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    destinations = DestinationService(store)
+    destinations.set_mqtt(host="127.0.0.1", port=broker.port, events=["deployment.started"], actor="admin")
+    plan(service)
+    service.start("dep", "PC 1")
+    assert wait_for(lambda: outbox(store) == [], 10)  # delivered: the dispatcher holds a connection
+    destinations.remove("mqtt", actor="admin")
+    time.sleep(0.5)  # the dispatcher notices
+    with caplog.at_level("WARNING", logger="openfrt.integrations.transports"):
+        broker.stop()
+        time.sleep(1.5)
+    assert "reconnecting" not in caplog.text
+
+
 def tls_files(directory: Path) -> tuple[Path, Path, Path]:
     """A CA and a broker certificate for 127.0.0.1, made for this test."""
     directory.mkdir(parents=True, exist_ok=True)

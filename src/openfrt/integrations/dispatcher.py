@@ -162,6 +162,7 @@ class EventDispatcher:
 
     def _schedule(self) -> None:
         """Start a worker for each destination with something due and no worker yet."""
+        self._forget_changed()
         due = self._due_destinations()
         now = time.monotonic()
         with self._lock:
@@ -194,12 +195,27 @@ class EventDispatcher:
             with self._lock:
                 self._busy.discard(destination)
 
+    def _forget_changed(self) -> None:
+        """Close the transports of destinations removed or changed since (not while in use): a
+        broker no longer configured must not be reconnected to for ever."""
+        if not self._destinations_seen:
+            return
+        with self.store.transaction() as session:
+            current = dict(session.execute(select(EventDestination.id, EventDestination.updated_at)).all())
+        with self._lock:
+            stale = [destination for destination, seen in self._destinations_seen.items()
+                     if destination not in self._busy and current.get(destination) != seen.updated]
+            closing = [self._destinations_seen.pop(destination) for destination in stale]
+        for seen in closing:
+            seen.transport.close()
+
     def _destination(self, destination: int) -> _Destination:
         """The destination's transport and settings, made again when its row changed."""
         with self.store.transaction() as session:
             row = session.get_one(EventDestination, destination)
             kind, name, settings, updated, media = row.kind, row.name, dict(row.settings), row.updated_at, row.include_media
-        seen = self._destinations_seen.get(destination)
+        with self._lock:
+            seen = self._destinations_seen.get(destination)
         if seen is not None and seen.updated == updated:
             return seen
         if seen is not None:
@@ -210,7 +226,9 @@ class EventDispatcher:
             transport = WebhookTransport(secrets["url"], secrets["secret"], self._http)
         else:
             transport = MqttTransport(settings, secrets.get("password"), self.policy.timeout)
-        self._destinations_seen[destination] = seen = _Destination(updated, name, media, transport)
+        seen = _Destination(updated, name, media, transport)
+        with self._lock:
+            self._destinations_seen[destination] = seen
         return seen
 
     def _claim(self, destination: int) -> list[_Claimed]:
