@@ -232,7 +232,7 @@ def service(store: RecordStore, gallery: Gallery) -> DeploymentService:  # noqa:
 
 def fast_dispatcher(store: RecordStore, **policy: float) -> EventDispatcher:  # noqa: F811
     settings = {"first_delay": 0.05, "max_delay": 0.2, "window": 60.0, "timeout": 5.0, **policy}
-    return EventDispatcher(store, policy=RetryPolicy(**settings), poll_seconds=0.02)
+    return EventDispatcher(store, policy=RetryPolicy(**settings), poll_seconds=0.02, sweep_seconds=0.1)
 
 
 @pytest.fixture

@@ -190,7 +190,7 @@ class DestinationService:
             )
             session.delete(row)
             session.flush()
-            _delete_undeliverable_events(session)
+            delete_finished_events(session)
             record_event(session, AuditAction.event_destination_removed, actor=actor, target=f"{row.kind.value}:{name}",
                          details={"undelivered_dropped": undelivered})
 
@@ -260,20 +260,11 @@ class DestinationService:
         )
 
 
-def delete_delivered(session: Session, event_id: int) -> None:
-    """Drop an event once every destination has it: the outbox keeps nothing longer than needed."""
-    pending = session.scalar(
-        select(func.count()).select_from(EventDelivery)
-        .where(EventDelivery.event_id == event_id, EventDelivery.status != DeliveryStatus.delivered)
-    )
-    if not pending:
-        session.execute(delete(OutboxEvent).where(OutboxEvent.id == event_id))
-
-
-def _delete_undeliverable_events(session: Session) -> None:
-    """Events left with no delivery to make (their destinations were removed)."""
+def delete_finished_events(session: Session) -> int:
+    """Drop the events every destination has (or whose destinations were removed): the outbox
+    keeps alert data no longer than it is needed."""
     outstanding = select(EventDelivery.event_id).where(EventDelivery.status != DeliveryStatus.delivered)
-    session.execute(delete(OutboxEvent).where(OutboxEvent.id.not_in(outstanding)))
+    return session.execute(delete(OutboxEvent).where(OutboxEvent.id.not_in(outstanding))).rowcount
 
 
 def purge_events(session: Session, cutoff: datetime) -> int:

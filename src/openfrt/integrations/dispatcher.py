@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 from sqlalchemy import or_, select, update
 
-from openfrt.integrations.destinations import DestinationService, delete_delivered
+from openfrt.integrations.destinations import DestinationService, delete_finished_events
 from openfrt.integrations.events import EventType
 from openfrt.integrations.transports import DeliveryError, MqttTransport, Outgoing, Transport, WebhookTransport
 from openfrt.observability import metrics
@@ -91,7 +91,6 @@ class _Destination:
 class _Claimed:
     id: int
     delivery_id: str
-    event_row: int
     event_type: str
     deployment: str | None
     payload: dict[str, Any]
@@ -112,12 +111,15 @@ class EventDispatcher:
         public_url: str | None = None,
         workers: int = 4,
         batch: int = 20,
+        sweep_seconds: float = 30.0,
     ) -> None:
         self.store = store
         self.policy = policy or RetryPolicy.from_env()
         self.poll_seconds = poll_seconds
         self.public_url = (public_url or os.environ.get(PUBLIC_URL_ENV) or "").rstrip("/")
         self.batch = batch
+        self.sweep_seconds = sweep_seconds
+        self._swept = time.monotonic()
         self._destinations = DestinationService(store)
         self._http = httpx.Client(timeout=self.policy.timeout, follow_redirects=False, trust_env=False)
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="event delivery")
@@ -141,6 +143,7 @@ class EventDispatcher:
         if self._thread.is_alive():
             self._thread.join(self.policy.timeout + 5)
         self._executor.shutdown(wait=True)
+        self._sweep()
         for destination in self._destinations_seen.values():
             destination.transport.close()
         self._http.close()
@@ -157,8 +160,21 @@ class EventDispatcher:
         while not self._stop.wait(self.poll_seconds):
             try:
                 self._schedule()
+                if time.monotonic() - self._swept >= self.sweep_seconds:
+                    self._sweep()
             except Exception as exc:  # noqa: BLE001 - a database hiccup must not end event delivery
                 log.warning("event dispatcher: %s", exc)
+
+    def _sweep(self) -> None:
+        """Delete delivered events now and then, in one statement, rather than each as it is
+        delivered: on SQLite every deleting transaction also checkpoints the write-ahead log,
+        and those checkpoints held up the cameras' alert writes (``benchmarks/events.py``)."""
+        self._swept = time.monotonic()
+        try:
+            with self.store.transaction() as session:
+                delete_finished_events(session)
+        except Exception as exc:  # noqa: BLE001 - swept again next time
+            log.warning("event dispatcher: delivered events not deleted yet: %s", exc)
 
     def _schedule(self) -> None:
         """Start a worker for each destination with something due and no worker yet."""
@@ -255,7 +271,7 @@ class EventDispatcher:
                 .where(EventDelivery.id.in_(won)).order_by(EventDelivery.id)
             ).all()
             return [
-                _Claimed(delivery.id, delivery.delivery_id, event.id, event.type, event.deployment, dict(event.payload),
+                _Claimed(delivery.id, delivery.delivery_id, event.type, event.deployment, dict(event.payload),
                          delivery.attempts, delivery.retrying_since)
                 for delivery, event in rows
             ]
@@ -278,7 +294,6 @@ class EventDispatcher:
                 update(EventDelivery).where(EventDelivery.id == delivery.id)
                 .values(status=DeliveryStatus.delivered, delivered_at=utc_now(), claimed_until=None, last_error=None)
             )
-            delete_delivered(session, delivery.event_row)
         return True
 
     def _failed(self, destination: int, target: _Destination, delivery: _Claimed, reason: str) -> None:
