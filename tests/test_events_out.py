@@ -293,6 +293,9 @@ def test_each_change_writes_its_event_with_it_and_nothing_without_a_destination(
     raised = next(row.payload for row in events if row.type == "alert.raised")
     assert raised["data"] == {"alert": alert_id, "subject": "alpha", "subject_name": "Alpha", "similarity": 0.95, "camera": "north",
                               "track": 1, "captured_at": START.isoformat(), "source_time": 12.5}
+    held = next(row.payload["data"] for row in events if row.type == "alert.held")
+    assert held == {"alert": alert_id, "subject": "alpha", "subject_name": "Alpha", "similarity": 0.95, "camera": "north",
+                    "captured_at": START.isoformat(), "held_by": "DS 3", "held_at": held["held_at"], "reason": "Evidence in case CR/1/26"}
     assert raised["deployment"] == "dep" and raised["link"] == f"/alerts#alert-{alert_id}"
     assert "bravo" not in json.dumps([row.payload for row in events])  # the other candidate did not match: never sent
     verdict = next(row.payload["data"] for row in events if row.type == "alert.adjudicated")
@@ -456,7 +459,7 @@ def test_secrets_and_the_url_token_are_stored_encrypted_and_never_shown(
         assert secret not in listed
         assert secret.encode() not in raw_database_bytes(store)
         assert all(secret not in json.dumps(entry.details) for entry in audit(store, "events.destination_add"))
-    assert destinations.secrets(shown.id) == {"url": receiver.url, "secret": SECRET}
+    assert destinations.secrets_of(shown.id) == {"url": receiver.url, "secret": SECRET}
 
 
 @sqlite_only

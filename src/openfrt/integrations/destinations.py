@@ -202,7 +202,7 @@ class DestinationService:
         with self.store.transaction() as session:
             return [self._info(session, row) for row in session.scalars(select(EventDestination).order_by(EventDestination.name))]
 
-    def secrets(self, destination_id: int) -> dict[str, Any]:
+    def secrets_of(self, destination_id: int) -> dict[str, Any]:
         """A destination's decrypted secrets, for the dispatcher that delivers to it."""
         with self.store.transaction() as session:
             row = session.get_one(EventDestination, destination_id)

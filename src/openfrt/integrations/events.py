@@ -50,9 +50,7 @@ class Event:
 
 def alert_raised(session: Session, alert: Alert) -> Event:
     return Event(EventType.alert_raised, _deployment(session, alert), {
-        **_alert(session, alert),
-        "similarity": round(alert.similarity, 6), "camera": alert.camera, "track": alert.track_id,
-        "captured_at": alert.wall_time.isoformat(), "source_time": alert.source_time,
+        **_alert(session, alert), "track": alert.track_id, "source_time": alert.source_time,
     }, _alert_link(alert))
 
 
@@ -106,8 +104,10 @@ def _deployment(session: Session, alert: Alert) -> str:
 
 
 def _alert(session: Session, alert: Alert) -> dict[str, Any]:
+    """What every alert event says about its alert: which, who matched, how closely, where, when."""
     subject = session.get(Subject, alert.subject)
-    return {"alert": alert.id, "subject": alert.subject, "subject_name": subject.display_name if subject else None}
+    return {"alert": alert.id, "subject": alert.subject, "subject_name": subject.display_name if subject else None,
+            "similarity": round(alert.similarity, 6), "camera": alert.camera, "captured_at": alert.wall_time.isoformat()}
 
 
 def _alert_link(alert: Alert) -> str:
