@@ -8,8 +8,8 @@ before sending it, so a delivery is sent by one process at a time, and a deliver
 again. Receivers de-duplicate on the delivery id, which every attempt repeats, for the rare
 attempt that was received but could not be recorded.
 
-Each destination is drained by its own worker, so a slow or unreachable receiver holds up
-only itself. A failed attempt is retried after an exponential back-off with jitter (the
+Each destination is drained by its own worker (up to ``workers`` at once), so a slow or
+unreachable receiver holds up only itself. A failed attempt is retried after an exponential back-off with jitter (the
 destination waits as a whole, rather than every queued event hammering a receiver that is
 down); after :attr:`RetryPolicy.window` seconds of failures the delivery is dead-lettered for
 administrators to see and retry (:mod:`openfrt.integrations.destinations`).
@@ -99,8 +99,10 @@ class _Claimed:
 
 
 class EventDispatcher:
-    """Delivers due events every ``poll_seconds`` until :meth:`stop`; ``name`` tells the logs
-    which process it is."""
+    """Looks for due deliveries every ``poll_seconds`` until :meth:`stop` and sends them with up
+    to ``workers`` destinations at once, claiming ``batch`` deliveries at a time; delivered events
+    are deleted every ``sweep_seconds``. ``public_url`` (default ``OPENFRT_PUBLIC_URL``) makes the
+    events' console links absolute."""
 
     def __init__(
         self,
