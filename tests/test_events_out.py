@@ -361,6 +361,34 @@ def test_two_processes_on_one_database_deliver_each_event_once(
     assert kinds.count("alert.raised") == 40
 
 
+def test_events_outlive_a_process_that_died_holding_them(
+    service: DeploymentService, store: RecordStore, receiver: Receiver,  # noqa: F811
+) -> None:
+    """Written while no dispatcher ran, or claimed by one that died mid-attempt: sent once its
+    lease lapses; one whose lease another process still holds is left to it."""
+    DestinationService(store).add_webhook("control-room", receiver.url, secret=SECRET, actor="admin")
+    plan(service)
+    running = service.start("dep", "PC 1")
+    running.raise_alert(event("north", 1, "alpha"))
+    now = dt.datetime.now(dt.UTC)
+    with store.transaction() as session:
+        started, raised = session.scalars(select(EventDelivery).order_by(EventDelivery.id)).all()
+        started.claimed_until, started.attempts = now - dt.timedelta(seconds=1), 1  # its process died
+        raised.claimed_until, raised.attempts = now + dt.timedelta(seconds=3), 1  # its process is still at it
+        held = raised.delivery_id
+    dispatcher = fast_dispatcher(store)
+    dispatcher.start()
+    try:
+        assert wait_for(lambda: len(receiver.events()) == 1, 10)
+        assert receiver.events()[0]["type"] == "deployment.started"
+        time.sleep(1.0)
+        assert len(receiver.events()) == 1  # the held one waits for its lease
+        assert wait_for(lambda: len(receiver.events()) == 2, 10)  # and goes when it lapses
+        assert receiver.events()[1]["delivery"] == held
+    finally:
+        dispatcher.stop()
+
+
 def test_a_failing_receiver_is_retried_with_back_off_then_dead_lettered_and_retried_by_an_administrator(
     service: DeploymentService, store: RecordStore, receiver: Receiver,  # noqa: F811
 ) -> None:
