@@ -548,3 +548,46 @@ def test_the_auditor_filters_the_audit_log_and_verifies_its_hash_chain(log_in: C
     page.get_by_test_id("verify-chain").click()
     expect(page.get_by_test_id("verification")).to_have_attribute("data-ok", "true")
     screenshot(page, "audit")
+
+
+def test_an_administrator_adds_a_webhook_and_a_broker_and_retries_a_dead_letter(
+    server: str, server_home: Path, log_in: Callable[[str], Page], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_monitoring import dead_letter
+
+    monkeypatch.setenv("OPENFRT_ALLOWED_NETWORKS", "127.0.0.0/8")  # for the dead letter's receiver, made here
+    delivery = dead_letter(server_home)
+    page = log_in("admin-1")
+    page.on("dialog", lambda dialog: dialog.accept())
+    try:
+        page.goto("/integrations")
+        form = page.get_by_test_id("new-webhook")
+        form.get_by_label("Name").fill("control-room")
+        form.get_by_label("URL").fill("https://192.0.2.10/openfrt?token=abc")  # documentation addresses: nothing answers
+        form.get_by_label("alert.raised", exact=True).check()
+        form.get_by_label("deployment.ended", exact=True).check()
+        form.get_by_role("button", name="Add webhook").click()
+        expect(page.get_by_test_id("webhook-secret")).to_have_text(re.compile(r"^\S{32,}$"))  # made by the server, shown once
+
+        page.goto("/integrations")
+        row = page.locator("tr[data-destination=control-room]")
+        expect(row).to_contain_text("alert.raised, deployment.ended")
+        expect(row).to_contain_text("https://192.0.2.10/openfrt?…")
+        row.get_by_role("button", name="Send images").click()  # confirmed in the dialog; audited
+        expect(page.locator("tr[data-destination=control-room]").get_by_role("button", name="Stop sending")).to_be_visible()
+
+        broker = page.get_by_test_id("set-broker")
+        broker.get_by_label("Host").fill("192.0.2.11")
+        broker.get_by_label("User name (optional)").fill("openfrt")
+        broker.get_by_label("Password (optional)").fill("broker-password")
+        broker.get_by_role("button", name="Use this broker").click()
+        expect(page.get_by_test_id("broker")).to_contain_text("192.0.2.11:1883")
+        expect(page.get_by_test_id("broker")).not_to_contain_text("broker-password")
+        screenshot(page, "integrations")
+
+        page.locator(f"tr[data-delivery='{delivery}']").get_by_role("button", name="Retry").click()
+        expect(page.locator(f"tr[data-delivery='{delivery}']")).to_have_count(0)
+    finally:  # the module's other tests run deployments on this server: their events need not go anywhere
+        with api_session(server, "admin-1") as client:
+            for name in ("control-room", "mqtt", "down"):
+                client.delete(f"/api/events/destinations/{name}")

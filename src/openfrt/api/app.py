@@ -35,7 +35,9 @@ from openfrt.api.routes import (
     users,
     watchlists,
 )
+from openfrt.api.routes import events, monitoring
 from openfrt.api.settings import ServerSettings
+from openfrt.observability.http import RequestObserver
 from openfrt.web import console
 
 log = logging.getLogger(__name__)
@@ -83,7 +85,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     for module in (session, users, subjects, watchlists, deployments, alerts, search, audit, records, retention):
         app.include_router(module.router)
+    app.include_router(events.router)
+    app.include_router(monitoring.router)
     console.install(app)
+    app.add_middleware(RequestObserver)  # outermost: times and names every request, refusals included
     return app
 
 

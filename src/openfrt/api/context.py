@@ -12,13 +12,21 @@ import threading
 from openfrt.api.feed import AlertFeed
 from openfrt.api.settings import ServerSettings
 from openfrt.gallery import Gallery
+from openfrt.integrations.destinations import DestinationService
+from openfrt.integrations.dispatcher import EventDispatcher
 from openfrt.live.alerts import AlertService
 from openfrt.live.deployments import DeploymentService
 from openfrt.live.pipeline import live_engine_config
 from openfrt.live.supervisor import LiveSupervisor
+from openfrt.observability import metrics
+from openfrt.observability.health import ReadinessCheck
 from openfrt.records import RecordStore
 from openfrt.records.users import UserService
 from openfrt.vision import EngineConfig, FaceEngine
+
+
+#: How long a stopping server waits for events due to go out (e.g. its deployments' ends).
+EVENT_DRAIN_SECONDS = 5.0
 
 
 class ServerContext:
@@ -38,17 +46,26 @@ class ServerContext:
                 self.deployments, lambda: FaceEngine(live_engine_config(engine_config)), realtime=settings.realtime_files
             )
             self.feed = AlertFeed(self.alerts, settings.alert_poll_seconds)
+            self.destinations = DestinationService(self.store)
+            self.dispatcher = EventDispatcher(self.store, public_url=settings.public_url)
+            self.readiness = ReadinessCheck(self.store, engine_config)
         except BaseException:
             self.store.close()
             raise
 
     def start(self) -> None:
         self.feed.start()
+        self.dispatcher.start()
+        metrics.watch_database(self.store.engine)
+        metrics.LIVE.watch(self.supervisor, self.store)
 
     def close(self) -> None:
-        """End running deployments (publishing their records), stop the feed, close the store."""
+        """End running deployments (publishing their records), stop the feed, give their last
+        events a moment to go out, close the store."""
         try:
             self.supervisor.shutdown()
             self.feed.stop()
+            self.dispatcher.stop(drain_seconds=EVENT_DRAIN_SECONDS)
         finally:
+            metrics.LIVE.unwatch(self.supervisor, self.store)
             self.store.close()

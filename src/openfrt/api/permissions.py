@@ -3,7 +3,8 @@
 Duties are separated as a force separates them: operators run deployments and searches,
 engagement officers record what happened after an alert, authorising officers approve
 watchlists and deployments, auditors read the log, and administrators manage accounts and
-retention — without access to biometric data, which they do not need.
+retention — without access to biometric data, which they do not need. A monitoring system
+(Prometheus) reads the server's metrics and nothing else.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class Permission(str, enum.Enum):
     view_audit = "view_audit"
     manage_users = "manage_users"
     run_retention = "run_retention"
+    manage_integrations = "manage_integrations"
+    read_metrics = "read_metrics"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -49,7 +52,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.view_alerts, Permission.hold_alert_media,
     }),
     Role.auditor: frozenset({Permission.view_deployments, Permission.view_audit}),
-    Role.admin: frozenset({Permission.view_deployments, Permission.view_audit, Permission.manage_users, Permission.run_retention}),
+    Role.admin: frozenset({Permission.view_deployments, Permission.view_audit, Permission.manage_users, Permission.run_retention,
+                           Permission.manage_integrations, Permission.read_metrics}),
+    Role.monitoring: frozenset({Permission.read_metrics}),
 }
 
 

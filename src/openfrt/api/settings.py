@@ -21,3 +21,6 @@ class ServerSettings(BaseModel):
     #: How often the alert feed looks for new alerts (also those raised by other processes);
     #: one indexed query each time, and the main part of an alert's delay to the console.
     alert_poll_seconds: float = Field(0.2, gt=0)
+    #: The console's address as others reach it (``https://frt.force.example``), for the links
+    #: in events sent out; default ``OPENFRT_PUBLIC_URL``, else events carry paths only.
+    public_url: str | None = None

@@ -14,6 +14,7 @@ from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
 from openfrt.errors import OpenFRTError
+from openfrt.observability.logs import LogFormat
 from openfrt.records import RecordStore
 from openfrt.vision import EngineConfig, FaceEngine
 
@@ -45,6 +46,10 @@ OperatorOption = Annotated[
 ReasonOption = Annotated[Optional[str], typer.Option("--reason", help="Why, for the audit log.")]
 ThreadsOption = Annotated[
     Optional[int], typer.Option("--threads", min=0, help="Inference threads (0: runtime default; see README).")
+]
+LogFormatOption = Annotated[
+    LogFormat, typer.Option("--log-format", help="text, or json: one object per line with time, level, logger, message, "
+                                                 "request id, deployment and camera."),
 ]
 ThresholdOption = Annotated[
     Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="Match threshold (default: the model's).")

@@ -9,6 +9,7 @@ each alert is one JSON line and the record is the last; otherwise a live table s
 
 from __future__ import annotations
 
+import logging
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from openfrt.cli.common import (
     DetectorOption,
     EmbedderOption,
     HomeOption,
+    LogFormatOption,
     OperatorOption,
     console,
     err_console,
@@ -45,8 +47,15 @@ from openfrt.live.pipeline import (
     live_engine_config,
 )
 from openfrt.live.sources import Source, open_source
+from openfrt.observability.logs import LogFormat
 from openfrt.records import current_actor
 from openfrt.vision import EngineConfig, FaceEngine
+
+#: How long ``openfrt live`` waits, once its deployment has ended, for its last events to go out;
+#: those still undelivered wait in the outbox for the server (or the next run) to send them.
+EVENT_DRAIN_SECONDS = 10.0
+
+log = logging.getLogger(__name__)
 
 SourceListOption = Annotated[
     list[str],
@@ -72,8 +81,15 @@ def live(
     realtime: Annotated[bool, typer.Option("--realtime", help="Play video files at their frame rate, dropping frames when behind.")] = False,
     home: HomeOption = None,
     operator: OperatorOption = None,
+    log_format: LogFormatOption = LogFormat.text,
 ) -> None:
-    """Run a live deployment: every face is searched against the watchlist; only matches are kept."""
+    """Run a live deployment: every face is searched against the watchlist; only matches are kept.
+    Its events go to the configured webhooks and broker from this process too (see README)."""
+    from openfrt.integrations.dispatcher import EventDispatcher
+    from openfrt.observability.logs import configure_logging, log_context
+
+    if log_format is LogFormat.json:  # text leaves logging as it was: warnings only, under the live table
+        configure_logging(LogFormat.json)
     actor = current_actor(operator)
     cameras = _open_sources(source, realtime)
     engine = _live_engine(detector, detector_model, embedder, detect_width)
@@ -88,8 +104,14 @@ def live(
             running = service.start(deployment_name, actor)
         except OpenFRTError as exc:
             usage_error(str(exc))
-        _report_fitness(running)
-        _run(running, cameras, engine, PipelineConfig(cadence=cadence), events_json, actor)
+        _report_fitness(running, logged=log_format is LogFormat.json)
+        dispatcher = EventDispatcher(store)
+        dispatcher.start()
+        try:
+            with log_context(deployment=deployment_name):
+                _run(running, cameras, engine, PipelineConfig(cadence=cadence), events_json, actor)
+        finally:
+            dispatcher.stop(drain_seconds=EVENT_DRAIN_SECONDS)
 
 
 def _open_sources(specs: list[str], realtime: bool) -> dict[str, Source]:
@@ -106,18 +128,22 @@ def _open_sources(specs: list[str], realtime: bool) -> dict[str, Source]:
     return cameras
 
 
-def _report_fitness(running: RunningDeployment) -> None:
+def _report_fitness(running: RunningDeployment, logged: bool = False) -> None:
     """Tell the operator, before the first face, what this model, threshold and watchlist size
     are expected to achieve — and warn when the false-alert target cannot be met (on stderr, so
     ``--events-json`` output stays machine-readable)."""
     matcher = running.matcher
     fitness = expected_fitness(running.model_id, running.threshold, len(matcher), matcher.max_references)
     if fitness is None:
-        err_console.print(f"[yellow]warning:[/yellow] {running.model_id} has no calibration: its accuracy is unmeasured")
-    elif not fitness["meets_target"]:
-        err_console.print(f"[yellow]warning:[/yellow] {fitness['message']}")
+        message, warning = f"{running.model_id} has no calibration: its accuracy is unmeasured", True
     else:
-        err_console.print(fitness["message"])
+        message, warning = fitness["message"], not fitness["meets_target"]
+    if logged:  # --log-format json: standard error holds log lines only
+        log.log(logging.WARNING if warning else logging.INFO, "%s", message)
+    elif warning:
+        err_console.print(f"[yellow]warning:[/yellow] {message}")
+    else:
+        err_console.print(message)
 
 
 def _is_named(spec: str) -> bool:

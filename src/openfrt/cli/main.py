@@ -9,6 +9,7 @@ from openfrt.cli import (
     audit_commands,
     engine_commands,
     evaluate_command,
+    events_commands,
     gallery_commands,
     live_command,
     live_records_commands,
@@ -42,6 +43,9 @@ app.add_typer(live_records_commands.retention_app, name="retention")
 app.add_typer(users_commands.users_app, name="users")
 app.add_typer(audit_commands.audit_app, name="audit")
 app.command()(serve_command.serve)
+app.add_typer(events_commands.webhooks_app, name="webhooks")
+app.add_typer(events_commands.mqtt_app, name="mqtt")
+app.add_typer(events_commands.events_app, name="events")
 
 
 def _version(value: bool) -> None:

@@ -14,7 +14,10 @@ import typer
 import uvicorn
 
 from openfrt.api import ServerSettings, create_app
-from openfrt.cli.common import HomeOption, err_console
+from openfrt.cli.common import HomeOption, LogFormatOption
+from openfrt.observability.logs import LogFormat, configure_logging
+
+log = logging.getLogger(__name__)
 
 
 def serve(
@@ -27,9 +30,12 @@ def serve(
         bool, typer.Option("--realtime-files/--fast-files", help="Play video files named as camera sources at their frame rate.")
     ] = True,
     home: HomeOption = None,
+    log_format: LogFormatOption = LogFormat.text,
 ) -> None:
     """Serve the console (http://HOST:PORT/) and the REST API (/api/, documented at /docs)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    configure_logging(log_format)
     settings = ServerSettings(home=home, secure_cookies=secure_cookies, realtime_files=realtime_files)
-    err_console.print(f"openfrt console on http://{host}:{port}/ — API documentation at http://{host}:{port}/docs")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=False)
+    log.info("openfrt console on http://%s:%s/ — API documentation at http://%s:%s/docs", host, port, host, port)
+    # In JSON, uvicorn's own loggers (server and access log) go through the same handler.
+    log_config = None if log_format is LogFormat.json else uvicorn.config.LOGGING_CONFIG
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=False, log_config=log_config)

@@ -25,6 +25,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from openfrt.errors import OpenFRTError
+from openfrt.integrations import events
+from openfrt.integrations.outbox import emit
 from openfrt.live.deployments import deployment_row, jsonable, refresh_record, require_text
 from openfrt.records.audit import AuditAction, hold_audit_chain, record_event
 from openfrt.records.errors import InvalidRecordError, RecordNotFoundError
@@ -152,6 +154,7 @@ class AlertService:
                          "perceived_ethnicity": _value(row.perceived_ethnicity), "perceived_sex": _value(row.perceived_sex),
                          "re_adjudication": previous["status"] != AlertStatus.pending.value, "previous": previous},
             )
+            emit(session, events.alert_adjudicated(session, row, previous["status"]))
             _refresh_if_ended(session, row.deployment_id)
             return _alert_info(session, row)
 
@@ -179,6 +182,7 @@ class AlertService:
                 raise RecordNotFoundError(f"alert {alert_id}'s images were deleted at {row.media_deleted_at.isoformat()}; nothing to hold")
             row.held_by, row.held_at, row.hold_reason = by, utc_now(), reason
             record_event(session, AuditAction.alert_held, actor=by, target=f"alert:{alert_id}", reason=reason)
+            emit(session, events.alert_held(session, row))
             return _alert_info(session, row)
 
     def release(self, alert_id: int, *, by: str, reason: str | None = None) -> AlertInfo:
@@ -190,6 +194,7 @@ class AlertService:
             hold = {"held_by": row.held_by, "held_at": row.held_at.isoformat() if row.held_at else None, "hold_reason": row.hold_reason}
             row.held_by = row.held_at = row.hold_reason = None
             record_event(session, AuditAction.alert_released, actor=by, target=f"alert:{alert_id}", reason=reason, details=hold)
+            emit(session, events.alert_released(session, row, by))
             return _alert_info(session, row)
 
     def list(

@@ -26,13 +26,16 @@ from typing import IO, Any, TypeVar
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
-from tenacity import before_sleep_log, retry, retry_if_exception, stop_after_delay, wait_exponential
+from tenacity import RetryCallState, before_sleep_log, retry, retry_if_exception, stop_after_delay, wait_exponential
 
 from openfrt.errors import OpenFRTError
 from openfrt.gallery import Gallery, TemplateMatrix
 from openfrt.gallery.gallery import check_identifier
+from openfrt.integrations import events
+from openfrt.integrations.outbox import emit
 from openfrt.live.events import AlertEvent
 from openfrt.live.sources import without_credentials
+from openfrt.observability.metrics import DATABASE_RETRIES
 from openfrt.records.audit import AuditAction, hold_audit_chain, record_event
 from openfrt.records.database import is_transient
 from openfrt.records.errors import DuplicateRecordError, InvalidRecordError, RecordNotFoundError
@@ -69,6 +72,15 @@ CSV_COLUMNS = (
     "deployment", "date", "location", "purpose", "watchlist_size", "faces_scanned",
     "alerts", "true_alerts", "false_alerts", "engagements", "arrests",
 )
+
+
+_log_retry = before_sleep_log(log, logging.WARNING)
+
+
+def _retrying(state: RetryCallState) -> None:
+    """Before a write is tried again: logged and counted (``openfrt_database_retries_total``)."""
+    DATABASE_RETRIES.inc()
+    _log_retry(state)
 
 
 class DeploymentNotRunningError(OpenFRTError):
@@ -196,7 +208,11 @@ class RunningDeployment:
         gap = {"deployment_id": self.deployment_id, "camera": camera, "started_at": started, "ended_at": ended}
         with self._lock:
             self._check_running()
-            self._write(lambda session: session.add(DeploymentGap(**gap)))
+            self._write(lambda session: self._store_gap(session, gap))
+
+    def _store_gap(self, session: Session, gap: dict[str, Any]) -> None:
+        session.add(DeploymentGap(**gap))
+        emit(session, events.camera_gap(self.name, gap["camera"], gap["started_at"], gap["ended_at"]))
 
     def raise_alert(self, alert: AlertEvent) -> int:
         """Store the alert, its images encrypted, for adjudication; the audit gets no images."""
@@ -227,6 +243,7 @@ class RunningDeployment:
             details={"deployment": self.name, "camera": alert.camera, "track": alert.track_id,
                      "subject": alert.subject, "similarity": round(alert.similarity, 6)},
         )
+        emit(session, events.alert_raised(session, row))
         return row.id
 
     def end(self, actor: str) -> DeploymentRecord:
@@ -249,6 +266,7 @@ class RunningDeployment:
             camera.sealed_source = None  # its credentials are not needed again
         record = refresh_record(session, row)
         record_event(session, AuditAction.deployment_ended, actor=actor, target=self.name, details=record.as_dict())
+        emit(session, events.deployment_ended(self.name, record.as_dict()))
         record_event(
             session, AuditAction.snapshot_destroyed, actor=actor, target=self.name,
             details={"watchlist": row.watchlist, "templates": len(self.matcher)},
@@ -259,7 +277,7 @@ class RunningDeployment:
         retry=retry_if_exception(is_transient),
         wait=wait_exponential(multiplier=0.1, max=5.0),
         stop=stop_after_delay(WRITE_RETRY_SECONDS),
-        before_sleep=before_sleep_log(log, logging.WARNING),
+        before_sleep=_retrying,
         reraise=True,
     )
     def _write(self, work: Callable[[Session], T]) -> T:
@@ -430,11 +448,12 @@ class DeploymentService:
         if len(matcher) == 0:
             raise InvalidRecordError(f"watchlist {planned.watchlist!r} is empty; there is nothing to look for")
         threshold = planned.threshold if planned.threshold is not None else watchlist.threshold
+        started_at = utc_now()
         with self.store.transaction() as session:
             started = session.execute(
                 update(Deployment)
                 .where(Deployment.id == planned.id, Deployment.status == DeploymentStatus.planned)
-                .values(status=DeploymentStatus.running, started_at=utc_now(), threshold=threshold,
+                .values(status=DeploymentStatus.running, started_at=started_at, threshold=threshold,
                         model_id=watchlist.model_id, watchlist_size=len(matcher))
             )
             if started.rowcount != 1:  # another process started it between the check and now
@@ -444,6 +463,11 @@ class DeploymentService:
                 details={"watchlist": watchlist.name, "watchlist_size": len(matcher), "threshold": threshold,
                          "model_id": watchlist.model_id, "cameras": [camera.name for camera in planned.cameras]},
             )
+            emit(session, events.deployment_started(
+                name, purpose=planned.purpose, location=planned.location, authorised_by=planned.authorised_by or "",
+                watchlist=watchlist.name, watchlist_size=len(matcher), threshold=threshold, model_id=watchlist.model_id,
+                cameras=[camera.name for camera in planned.cameras], started_at=started_at,
+            ))
         return RunningDeployment(self.store, planned, threshold, watchlist.model_id, matcher)
 
     def get(self, name: str) -> DeploymentInfo:

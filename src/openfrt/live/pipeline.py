@@ -57,6 +57,7 @@ from openfrt.live.events import AlertEvent, DeploymentSink
 from openfrt.live.privacy import crop, encode_jpeg, pixelate
 from openfrt.live.sources import Frame, Source
 from openfrt.live.tracking import Snapshot, Track, Tracker, View, view_score
+from openfrt.observability.logs import log_context
 from openfrt.vision import EngineConfig, FaceEngine
 from openfrt.vision.detectors import DETECTORS
 from openfrt.vision.embedders.chip import ChipEmbedder
@@ -117,6 +118,10 @@ class CameraStats:
     dropped: int = 0
     faces_scanned: int = 0
     alerts: int = 0
+    #: Times a lost stream came back (each is a gap in the record).
+    reconnects: int = 0
+    #: How long the latest frame waited between being decoded and being processed.
+    lag_seconds: float = 0.0
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     #: Seconds spent per stage: waiting for frames (decode), detect, track (incl. chips), embed, match.
@@ -186,7 +191,7 @@ class CameraPipeline:
     def run(self) -> CameraStats:
         """Process every frame the source gives, then end the remaining tracks."""
         self.stats.started = time.monotonic()
-        frames = self.source.frames(on_gap=lambda started, ended: self.sink.record_gap(self.camera, started, ended))
+        frames = self.source.frames(on_gap=self._gap)
         try:
             while True:
                 waited = time.perf_counter()
@@ -201,8 +206,13 @@ class CameraPipeline:
         self.stats.finished = time.monotonic()
         return self.stats
 
+    def _gap(self, started: datetime, ended: datetime) -> None:
+        self.stats.reconnects += 1
+        self.sink.record_gap(self.camera, started, ended)
+
     def process(self, frame: Frame) -> None:
         """One frame: count drops, and on detection frames update tracks and search."""
+        self.stats.lag_seconds = time.monotonic() - frame.received
         self.stats.frames += 1
         self._now = frame.time
         if frame.dropped:
@@ -362,7 +372,8 @@ class LiveRunner:
 
     def _run_one(self, pipeline: CameraPipeline) -> None:
         try:
-            pipeline.run()
+            with log_context(deployment=pipeline.sink.name, camera=pipeline.camera):
+                pipeline.run()
         except BaseException as exc:  # noqa: BLE001 - handed to run() in the main thread, which re-raises it
             log.error("camera %s failed: %s", pipeline.camera, exc)
             self._errors.append(exc)

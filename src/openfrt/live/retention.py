@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from openfrt.integrations.destinations import purge_events
 from openfrt.records.audit import AuditAction, record_event
 from openfrt.records.errors import InvalidRecordError
 from openfrt.records.models import Alert, Deployment, utc_now
@@ -27,16 +28,19 @@ RETENTION_ENV = "OPENFRT_ALERT_RETENTION_DAYS"
 
 @dataclass(frozen=True)
 class RetentionReport:
-    """What one run did: ``deleted`` as (alert id, image kind); ``held`` the due alerts kept."""
+    """What one run did: ``deleted`` as (alert id, image kind); ``held`` the due alerts kept;
+    ``events_deleted`` the events (carrying alert data) still waiting to go out, past the period."""
 
     cutoff: datetime
     days: int
     deleted: tuple[tuple[int, str], ...] = field(default=())
     held: tuple[int, ...] = field(default=())
+    events_deleted: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"cutoff": self.cutoff.isoformat(), "days": self.days,
-                "deleted": [{"alert": alert, "kind": kind} for alert, kind in self.deleted], "held": list(self.held)}
+                "deleted": [{"alert": alert, "kind": kind} for alert, kind in self.deleted], "held": list(self.held),
+                "events_deleted": self.events_deleted}
 
 
 def retention_days(explicit: int | None = None) -> int:
@@ -80,4 +84,9 @@ def run_retention(store: RecordStore, *, actor: str, days: int | None = None, no
                 deleted.append((alert.id, media.kind.value))
                 session.delete(media)
             alert.media_deleted_at = utc_now()
-    return RetentionReport(cutoff, period, tuple(deleted), tuple(held))
+        events = purge_events(session, cutoff)
+        if events:
+            record_event(session, AuditAction.alert_media_deleted, actor=actor, target="event outbox",
+                         reason=f"undelivered events older than the {period}-day retention period",
+                         details={"events": events, "as_of": moment.isoformat()})
+    return RetentionReport(cutoff, period, tuple(deleted), tuple(held), events)

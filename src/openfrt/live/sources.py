@@ -14,6 +14,7 @@ Times: seconds into the input for files and folders (frame index / fps); Unix ti
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import logging
 import queue
@@ -21,7 +22,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -53,11 +54,13 @@ class SourceError(OpenFRTError):
 
 @dataclass(frozen=True)
 class Frame:
-    """One decoded RGB frame, its time, and how many frames were dropped just before it."""
+    """One decoded RGB frame, its time, and how many frames were dropped just before it.
+    ``received`` is when it was decoded (monotonic clock), to measure how long it waited."""
 
     rgb: np.ndarray
     time: float
     dropped: int = 0
+    received: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ class VideoFileSource(Source):
 
     def frames(self, on_gap: GapCallback | None = None) -> Iterator[Frame]:
         ahead: queue.Queue[Frame | None] = queue.Queue(maxsize=READ_AHEAD)
-        reader = threading.Thread(target=self._read, args=(ahead,), name=f"read {self.path.name}", daemon=True)
+        reader = threading.Thread(target=contextvars.copy_context().run, args=(self._read, ahead), name=f"read {self.path.name}", daemon=True)
         reader.start()
         try:
             while not self._stopped.is_set():
@@ -172,7 +175,7 @@ class LatestFrameSource(Source):
         self._finished = False
 
     def frames(self, on_gap: GapCallback | None = None) -> Iterator[Frame]:
-        reader = threading.Thread(target=self._read, name=f"read {self.name}", daemon=True)
+        reader = threading.Thread(target=contextvars.copy_context().run, args=(self._read,), name=f"read {self.name}", daemon=True)
         reader.start()
         try:
             while True:
@@ -195,7 +198,7 @@ class LatestFrameSource(Source):
                 self._condition.wait(POLL_SECONDS)
             frame, self._latest = self._latest, None
             if frame is not None and self._dropped:
-                frame = Frame(frame.rgb, frame.time, self._dropped)
+                frame = replace(frame, dropped=self._dropped)
                 self._dropped = 0
             gaps, self._gaps = self._gaps, []
             return frame, gaps, self._finished and frame is None

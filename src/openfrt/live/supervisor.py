@@ -126,6 +126,10 @@ class LiveSupervisor:
     def running(self) -> list[str]:
         return sorted(self._active)
 
+    def camera_stats(self) -> dict[str, dict[str, CameraStats]]:
+        """Each running deployment's cameras' live figures (for the metrics)."""
+        return {name: active.runner.stats() for name, active in list(self._active.items())}
+
     def shutdown(self, actor: str = "system:shutdown", timeout: float = 30.0) -> None:
         """Stop and end every deployment (server exit): none is left running without a process."""
         for name in self.running():

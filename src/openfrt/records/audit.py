@@ -77,6 +77,11 @@ class AuditAction(str, enum.Enum):
     token_revoked = "token.revoke"
     audit_viewed = "audit.view"
     audit_verified = "audit.verify"
+    event_destination_added = "events.destination_add"
+    event_destination_changed = "events.destination_change"
+    event_destination_removed = "events.destination_remove"
+    event_deliveries_retried = "events.retry"
+    event_media_sent = "events.media_send"
 
 
 def current_actor(explicit: str | None = None) -> str:

@@ -408,6 +408,8 @@ class Role(str, enum.Enum):
     authorising_officer = "authorising_officer"
     auditor = "auditor"
     admin = "admin"
+    #: A monitoring system (Prometheus): reads the server's metrics and nothing else.
+    monitoring = "monitoring"
 
 
 class User(Base):
@@ -452,3 +454,87 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     last_used_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+# -- events out: destinations (webhooks, an MQTT broker), the outbox and its deliveries ---------
+
+
+class DestinationKind(str, enum.Enum):
+    webhook = "webhook"
+    mqtt = "mqtt"
+
+
+class DeliveryStatus(str, enum.Enum):
+    """A delivery is retried while ``pending``, and ends ``delivered`` or, after its retry
+    window, ``dead`` (dead-lettered: shown to administrators, who may retry it)."""
+
+    pending = "pending"
+    delivered = "delivered"
+    dead = "dead"
+
+
+class EventDestination(Base):
+    """Where events are sent: a webhook URL, or the MQTT broker (``settings``: host, port, TLS,
+    user name, topic prefix). ``sealed_secrets`` holds, encrypted, what must not be shown: the
+    webhook's signing secret and whole URL (which may carry a token), or the broker password.
+    ``url`` is the URL as shown, without credentials or query string. ``events`` lists the event types sent (empty: all of them).
+    ``include_media`` adds an alert's images to ``alert.raised`` (off unless an administrator
+    turns it on, audited)."""
+
+    __tablename__ = "event_destinations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True)
+    kind: Mapped[DestinationKind] = mapped_column(
+        Enum(DestinationKind, name="destination_kind", native_enum=False, create_constraint=True, length=16)
+    )
+    url: Mapped[str | None] = mapped_column(Text)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    sealed_secrets: Mapped[bytes] = mapped_column(LargeBinary)
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    include_media: Mapped[bool] = mapped_column(default=False)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
+
+
+class OutboxEvent(Base):
+    """An event written in the same transaction as the change it reports (the transactional
+    outbox), so it exists exactly when the change does, whichever process made it."""
+
+    __tablename__ = "outbox_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    type: Mapped[str] = mapped_column(String(40))
+    deployment: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    occurred_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    deliveries: Mapped[list[EventDelivery]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+
+
+class EventDelivery(Base):
+    """One event on its way to one destination, with its retry state. ``delivery_id`` is sent
+    with every attempt, so a receiver can drop a repeat."""
+
+    __tablename__ = "event_deliveries"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("outbox_events.id", ondelete="CASCADE"), index=True
+    )
+    destination_id: Mapped[int] = mapped_column(ForeignKey("event_destinations.id", ondelete="CASCADE"), index=True)
+    delivery_id: Mapped[str] = mapped_column(String(36), unique=True)
+    status: Mapped[DeliveryStatus] = mapped_column(
+        Enum(DeliveryStatus, name="delivery_status", native_enum=False, create_constraint=True, length=16), index=True
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: When this round of attempts began (the event, or an administrator's retry): after the
+    #: retry window from here, a failing delivery is dead-lettered.
+    retrying_since: Mapped[datetime] = mapped_column(default=utc_now)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    #: Set by the dispatcher that is attempting it, so another process does not send it too.
+    claimed_until: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column()

@@ -20,6 +20,8 @@ from openfrt.api.routes.audit import read_audit_log
 from openfrt.api.routes.deployments import deployment_payload
 from openfrt.api.routes.watchlists import watchlist_payload
 from openfrt.api.security import Principal, optional_principal
+from openfrt.integrations.destinations import MQTT_NAME
+from openfrt.integrations.events import EventType
 from openfrt.live.retention import retention_days
 from openfrt.records.audit import AuditAction
 from openfrt.records.errors import RecordNotFoundError
@@ -27,6 +29,7 @@ from openfrt.records.models import (
     AlertOutcome,
     AlertStatus,
     Category,
+    DeliveryStatus,
     DeploymentStatus,
     PerceivedEthnicity,
     PerceivedSex,
@@ -204,3 +207,17 @@ def users(request: Request, principal: Principal = Depends(viewer(Permission.man
     return render(request, "users.html", principal, active="/users", title="Users",
                   users=[user.as_dict() for user in ctx.users.list()],
                   tokens=[token.as_dict() for token in ctx.users.list_tokens()], roles=list(Role))
+
+
+@router.get("/integrations")
+def integrations(request: Request, principal: Principal = Depends(viewer(Permission.manage_integrations)),
+                 ctx: ServerContext = Depends(server)) -> HTMLResponse:
+    """Webhooks, the MQTT broker and dead-lettered deliveries, for administrators."""
+    destinations = [info.as_dict() for info in ctx.destinations.list()]
+    return render(
+        request, "integrations.html", principal, active="/integrations", title="Integrations",
+        webhooks=[info for info in destinations if info["kind"] == "webhook"],
+        broker=next((info for info in destinations if info["name"] == MQTT_NAME), None),
+        dead=[delivery.as_dict() for delivery in ctx.destinations.deliveries(DeliveryStatus.dead, limit=PAGE_SIZE)],
+        event_types=[event.value for event in EventType],
+    )

@@ -52,6 +52,7 @@ NAVIGATION = (
     NavItem("/search", "Search", Permission.search),
     NavItem("/audit", "Audit log", Permission.view_audit),
     NavItem("/users", "Users", Permission.manage_users),
+    NavItem("/integrations", "Integrations", Permission.manage_integrations),
     NavItem("/transparency", "Transparency", None),
 )
 

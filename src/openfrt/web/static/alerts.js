@@ -37,6 +37,7 @@ function setField(card, name, text) {
 
 function fill(card, alert) {
   card.alert = alert;
+  card.id = `alert-${alert.id}`; // events sent out link here (/alerts#alert-ID)
   card.dataset.alertId = alert.id;
   card.dataset.status = alert.status;
   setField(card, 'subject', alert.subject);
