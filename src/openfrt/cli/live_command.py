@@ -5,6 +5,9 @@ Creates the deployment (purpose, place, authorising officer, watchlist, one came
 and ends it when every source has ended or on Ctrl-C / SIGTERM — always, so the watchlist
 snapshot is destroyed and the record published even after a failure. With ``--events-json``
 each alert is one JSON line and the record is the last; otherwise a live table shows progress.
+
+With ``--ray-address`` (or ``OPENFRT_RAY_ADDRESS``) each camera runs as a Ray actor on the
+cluster (see ``openfrt.cluster``); Ray is imported only then.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.live import Live
@@ -36,9 +39,10 @@ from openfrt.errors import OpenFRTError
 from openfrt.gallery import Gallery
 from openfrt.gallery.fitness import expected_fitness
 from openfrt.live.deployments import DeploymentService, RunningDeployment
-from openfrt.live.events import AlertEvent
+from openfrt.live.events import AlertEvent, CameraRunner
 from openfrt.live.pipeline import (
     DEFAULT_CADENCE,
+    AlertCallback,
     CameraStats,
     LiveRunner,
     PipelineConfig,
@@ -48,9 +52,24 @@ from openfrt.live.sources import Source, open_source
 from openfrt.records import current_actor
 from openfrt.vision import EngineConfig, FaceEngine
 
+if TYPE_CHECKING:
+    from openfrt.cluster.cameras import OpenedCameras
+    from openfrt.cluster.settings import ClusterSettings
+
 SourceListOption = Annotated[
     list[str],
     typer.Option("--source", help="[NAME=]SOURCE: a video file, a folder of images, an rtsp:// or http:// URL, or a webcam index. Repeat for more cameras."),
+]
+RayAddressOption = Annotated[
+    Optional[str],
+    typer.Option("--ray-address", envvar="OPENFRT_RAY_ADDRESS",
+                 help="Run each camera as an actor on this Ray cluster (HOST:PORT); needs PostgreSQL records."),
+]
+CameraCpusOption = Annotated[float, typer.Option("--camera-cpus", min=0.01, help="CPUs each camera's actor asks of the cluster.")]
+CameraResourceOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--camera-resource", help="CAMERA=RESOURCE[:AMOUNT]: the camera runs only on nodes with this Ray resource "
+                                           "(e.g. van1=site_van; default amount 0.01). Repeatable."),
 ]
 
 
@@ -72,38 +91,102 @@ def live(
     realtime: Annotated[bool, typer.Option("--realtime", help="Play video files at their frame rate, dropping frames when behind.")] = False,
     home: HomeOption = None,
     operator: OperatorOption = None,
+    ray_address: RayAddressOption = None,
+    camera_cpus: CameraCpusOption = 1.0,
+    camera_resource: CameraResourceOption = None,
 ) -> None:
     """Run a live deployment: every face is searched against the watchlist; only matches are kept."""
     actor = current_actor(operator)
-    cameras = _open_sources(source, realtime)
+    targets = _named_sources(source)
+    cluster = cluster_settings(ray_address, camera_cpus, camera_resource or [], home)
+    cameras = _open_sources(targets, realtime) if cluster is None else {}
     engine = _live_engine(detector, detector_model, embedder, detect_width)
-    with open_store(home) as store:
-        service = DeploymentService(store, Gallery(store, engine))
-        deployment_name = name or datetime.now(UTC).strftime("live-%Y%m%d-%H%M%S")
-        try:
-            service.create(
-                deployment_name, purpose=purpose, location=location, authorised_by=authorised_by, watchlist=watchlist,
-                actor=actor, cameras={camera: src.name for camera, src in cameras.items()},
-            )
-            running = service.start(deployment_name, actor)
-        except OpenFRTError as exc:
-            usage_error(str(exc))
-        _report_fitness(running)
-        _run(running, cameras, engine, PipelineConfig(cadence=cadence), events_json, actor)
+    opened = _open_on_cluster(cluster, engine.config, targets, realtime) if cluster is not None else None
+    config = PipelineConfig(cadence=cadence)
+    try:
+        with open_store(home) as store:
+            service = DeploymentService(store, Gallery(store, engine))
+            deployment_name = name or datetime.now(UTC).strftime("live-%Y%m%d-%H%M%S")
+            labels = opened.labels if opened is not None else {camera: src.name for camera, src in cameras.items()}
+            try:
+                service.create(
+                    deployment_name, purpose=purpose, location=location, authorised_by=authorised_by, watchlist=watchlist,
+                    actor=actor, cameras=labels,
+                )
+                running = service.start(deployment_name, actor)
+            except OpenFRTError as exc:
+                usage_error(str(exc))
+            _report_fitness(running)
+            if opened is None:
+                _run(running, lambda on_alert: LiveRunner(running, cameras, lambda: engine, config, on_alert=on_alert), events_json, actor)
+            else:
+                _run(running, _cluster_runner(running, opened, config, events_json), events_json, actor)
+    finally:
+        if opened is not None:
+            opened.close()
 
 
-def _open_sources(specs: list[str], realtime: bool) -> dict[str, Source]:
+def _named_sources(specs: list[str]) -> dict[str, str]:
     """Camera name -> source, from ``[NAME=]SOURCE`` options; unnamed cameras are camera1, camera2, …"""
-    cameras: dict[str, Source] = {}
+    targets: dict[str, str] = {}
     for number, spec in enumerate(specs, start=1):
         camera, _, target = spec.partition("=") if _is_named(spec) else (f"camera{number}", "", spec)
-        if camera in cameras:
+        if camera in targets:
             usage_error(f"two sources are named {camera!r}")
+        targets[camera] = target
+    return targets
+
+
+def _open_sources(targets: dict[str, str], realtime: bool) -> dict[str, Source]:
+    cameras: dict[str, Source] = {}
+    for camera, target in targets.items():
         try:
             cameras[camera] = open_source(target, realtime=realtime)
         except OpenFRTError as exc:
             usage_error(str(exc))
     return cameras
+
+
+def cluster_settings(address: str | None, camera_cpus: float, camera_resources: list[str], home: Path | None) -> ClusterSettings | None:
+    """The cluster to run cameras on, or None (no address: one machine, and Ray is never imported).
+    Cluster mode without a shared PostgreSQL database, or with bad options, is a usage error."""
+    if not address:
+        return None
+    from openfrt.cluster.settings import ClusterSettings, parse_camera_resources, require_shared_database
+    from openfrt.config import database_url, home_dir
+
+    try:
+        require_shared_database(database_url(home_dir(home)))
+        return ClusterSettings(address=address, camera_cpus=camera_cpus, camera_resources=parse_camera_resources(camera_resources))
+    except (OpenFRTError, ValueError) as exc:
+        usage_error(str(exc))
+
+
+def _open_on_cluster(cluster: ClusterSettings, engine: EngineConfig, targets: dict[str, str], realtime: bool) -> OpenedCameras:
+    """Join the cluster and place one actor per camera, each opening its source where it runs."""
+    from openfrt.cluster.cameras import ClusterCameras
+    from openfrt.cluster.settings import connect
+
+    try:
+        connect(cluster.address)
+        return ClusterCameras(cluster, engine, realtime).open(targets)
+    except OpenFRTError as exc:
+        usage_error(str(exc))
+
+
+def _cluster_runner(
+    running: RunningDeployment, opened: OpenedCameras, config: PipelineConfig, events_json: bool
+) -> Callable[[AlertCallback], CameraRunner]:
+    """Runners of the cameras' actors; with ``--events-json`` each (re)start is a ``camera`` line."""
+    from openfrt.cluster.cameras import ClusterRunner
+
+    def on_placed(camera: str, node: str, restarted: bool) -> None:
+        if events_json:
+            print_json({"event": "camera", "deployment": running.name, "camera": camera, "node": node, "restarted": restarted})
+        elif restarted:
+            err_console.print(f"camera {camera} restarted on node {node}")
+
+    return lambda on_alert: ClusterRunner(running, opened, config, on_alert=on_alert, on_placed=on_placed)
 
 
 def _report_fitness(running: RunningDeployment) -> None:
@@ -139,9 +222,7 @@ def _live_engine(detector: str | None, detector_model: Path | None, embedder: st
 
 def _run(
     running: RunningDeployment,
-    cameras: dict[str, Source],
-    engine: FaceEngine,
-    config: PipelineConfig,
+    make_runner: Callable[[AlertCallback], CameraRunner],
     events_json: bool,
     actor: str,
 ) -> None:
@@ -158,7 +239,7 @@ def _run(
 
     failure: OpenFRTError | None = None
     try:
-        runner = LiveRunner(running, cameras, lambda: engine, config, on_alert=on_alert)
+        runner = make_runner(on_alert)
         with _stop_on_signals(runner.stop):
             if events_json:
                 runner.run()
