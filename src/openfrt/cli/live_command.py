@@ -13,11 +13,12 @@ cluster (see ``openfrt.cluster``); Ray is imported only then.
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import IO, TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.live import Live
@@ -118,9 +119,11 @@ def live(
                 usage_error(str(exc))
             _report_fitness(running)
             if opened is None:
-                _run(running, lambda on_alert: LiveRunner(running, cameras, lambda: engine, config, on_alert=on_alert), events_json, actor)
+                _run(running, lambda on_alert: LiveRunner(running, cameras, lambda: engine, config, on_alert=on_alert), events_json, actor, print_json)
             else:
-                _run(running, _cluster_runner(running, opened, config, events_json), events_json, actor)
+                with _stdout_kept_for_json() if events_json else nullcontext(sys.stdout) as out:
+                    emit = lambda payload: print_json(payload, file=out)  # noqa: E731
+                    _run(running, _cluster_runner(running, opened, config, events_json, emit), events_json, actor, emit)
     finally:
         if opened is not None:
             opened.close()
@@ -174,15 +177,27 @@ def _open_on_cluster(cluster: ClusterSettings, engine: EngineConfig, targets: di
         usage_error(str(exc))
 
 
+@contextmanager
+def _stdout_kept_for_json() -> Iterator[IO[str]]:
+    """Ray's driver prints cluster events (a node marked dead...) to ``sys.stdout`` from its own
+    thread; with ``--events-json`` in cluster mode ``sys.stdout`` points at stderr meanwhile, and
+    the JSON lines go to the real stdout."""
+    real, sys.stdout = sys.stdout, sys.stderr
+    try:
+        yield real
+    finally:
+        sys.stdout = real
+
+
 def _cluster_runner(
-    running: RunningDeployment, opened: OpenedCameras, config: PipelineConfig, events_json: bool
+    running: RunningDeployment, opened: OpenedCameras, config: PipelineConfig, events_json: bool, emit: Callable[[dict[str, Any]], None]
 ) -> Callable[[AlertCallback], CameraRunner]:
     """Runners of the cameras' actors; with ``--events-json`` each (re)start is a ``camera`` line."""
     from openfrt.cluster.cameras import ClusterRunner
 
     def on_placed(camera: str, node: str, restarted: bool) -> None:
         if events_json:
-            print_json({"event": "camera", "deployment": running.name, "camera": camera, "node": node, "restarted": restarted})
+            emit({"event": "camera", "deployment": running.name, "camera": camera, "node": node, "restarted": restarted})
         elif restarted:
             err_console.print(f"camera {camera} restarted on node {node}")
 
@@ -225,6 +240,7 @@ def _run(
     make_runner: Callable[[AlertCallback], CameraRunner],
     events_json: bool,
     actor: str,
+    emit: Callable[[dict[str, Any]], None],
 ) -> None:
     """Run all cameras until they end or are interrupted, then end the deployment and print its record."""
     display: Live | None = None
@@ -233,7 +249,7 @@ def _run(
         line = {"event": "alert", "deployment": running.name, "camera": alert.camera, "subject": alert.subject,
                 "similarity": round(alert.similarity, 6), "time": round(alert.source_time, 3), "track": alert.track_id}
         if events_json:
-            print_json(line)
+            emit(line)
         elif display is not None:
             display.console.print(f"[bold red]ALERT {alert_id}[/bold red] {alert.camera}: {alert.subject} ({alert.similarity:.3f})")
 
@@ -251,7 +267,7 @@ def _run(
     finally:
         record = running.end(actor)
     if events_json:
-        print_json({"event": "record", **record.as_dict()})
+        emit({"event": "record", **record.as_dict()})
     else:
         console.print(f"deployment {running.name} ended: {record.faces_scanned} faces scanned, {record.alerts} alerts")
     if failure is not None:

@@ -1,0 +1,255 @@
+"""openfrt on a real local Ray cluster: a head node and a worker node (with its own custom
+resource, ``site_van``) on this machine, with Ray's TLS on, against PostgreSQL.
+
+Ray is imported only inside fixtures and tests, after the TLS settings are in the environment
+(Ray reads them when imported). The cluster is shared by the module's tests and stopped (by its
+own process groups, never ``ray stop``) at the end. Tests skip with a reason when PostgreSQL is
+not configured or Ray cannot start here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
+
+from openfrt.gallery import Gallery, ImageToEnrol, SubjectInfo
+from openfrt.records import Category, RecordStore
+from openfrt.records.models import ReferenceTemplate
+from openfrt.vision import EngineConfig, FaceEngine
+from test_live_pipeline import IMAGE_SIGNATURES, LFW, UTK, pipeline_templates, walk_video
+from test_records import _drop_test_database
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    """Head (1 CPU, resource ``site_gate``) and worker ``van`` (1 CPU, ``site_van``), TLS on."""
+    if not os.environ.get("OPENFRT_TEST_POSTGRES_URL"):
+        pytest.skip("cluster mode needs PostgreSQL: run .ci/postgres.sh and export OPENFRT_TEST_POSTGRES_URL")
+    if "ray" in sys.modules:
+        pytest.skip("Ray was imported before this module could give it the TLS settings")
+    from openfrt.cluster.local import ClusterStartError, LocalCluster
+
+    root = Path(tempfile.mkdtemp(prefix="ofrt-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
+    local = LocalCluster(root, tls=True)
+    saved = dict(os.environ)
+    try:
+        local.start_head(num_cpus=1, resources={"site_gate": 1})
+        local.add_node("van", num_cpus=1, resources={"site_van": 1})
+    except (ClusterStartError, OSError, subprocess.TimeoutExpired) as exc:
+        local.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"a local Ray cluster could not start here: {exc}")
+    os.environ.update(local.environment)  # the TLS settings, for the drivers this process runs
+    try:
+        yield local
+    finally:
+        import ray
+
+        ray.shutdown()
+        local.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def driver(cluster: Any) -> Iterator[Any]:
+    """This test process joined to the cluster (for node ids, shards and the supervisor)."""
+    from openfrt.cluster.settings import connect
+
+    connect(cluster.address)
+    import ray
+
+    yield ray
+
+
+@pytest.fixture
+def records(tmp_path: Path, cluster: Any) -> Iterator[dict[str, str]]:
+    """A fresh PostgreSQL database and data directory whose watchlist 'wanted' holds S1 (Colin
+    Powell, from LFW); the environment to run ``openfrt`` commands on them."""
+    if not (UTK.exists() and LFW.exists()):
+        pytest.skip(f"needs {UTK} and {LFW} (the shared test data beside the project), which are absent")
+    admin_url = os.environ["OPENFRT_TEST_POSTGRES_URL"]
+    name = f"openfrt_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    env = {**os.environ, "OPENFRT_HOME": str(tmp_path / "home"), "OPENFRT_DATABASE_URL": url, "OPENFRT_USER": "PC 1"}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OPENFRT_DATABASE_URL", url)
+        with RecordStore.open(tmp_path / "home") as store:
+            gallery = Gallery(store, FaceEngine(EngineConfig.from_env()))
+            gallery.create_watchlist("wanted", purpose="test", authorised_by="Supt A", actor="PC 1")
+            reference = ImageToEnrol(LFW / "Colin_Powell" / "Colin_Powell_0001.jpg", "ref")
+            assert gallery.enrol(SubjectInfo("S1", "Colin Powell", Category.wanted), [reference], actor="PC 1", watchlist="wanted").enrolled
+        try:
+            yield env
+        finally:
+            _drop_test_database(admin, name)
+            admin.dispose()
+
+
+def live(env: dict[str, str], sources: dict[str, Path], *extra: str, timeout: float = 600) -> list[dict[str, Any]]:
+    """Run ``openfrt live --events-json`` (all CLI calls of this module go through here) and
+    return its JSON lines."""
+    command = [sys.executable, "-m", "openfrt", "live", "--watchlist", "wanted", "--location", "Test St",
+               "--authorised-by", "Supt A", "--events-json", *extra]
+    for camera, video in sources.items():
+        command += ["--source", f"{camera}={video}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def on_cluster(cluster: Any) -> list[str]:
+    """``openfrt live`` options that put camera ``gate`` on the head node and ``van1`` on the worker."""
+    return ["--ray-address", cluster.address, "--camera-cpus", "0.5",
+            "--camera-resource", "gate=site_gate", "--camera-resource", "van1=site_van"]
+
+
+def node_names(ray: Any, cluster: Any) -> dict[str, str]:
+    """Ray node id -> the name of the local node (from its session directory)."""
+    names = {}
+    for node in ray.nodes():
+        for local in cluster.nodes:
+            if node["ObjectStoreSocketName"].startswith(str(local.temp_dir) + "/"):
+                names[node["NodeID"]] = local.name
+    return names
+
+
+def scan_for_biometrics(roots: list[Path], templates: list[bytes]) -> list[str]:
+    """Files under ``roots`` holding an image signature or the start of one of ``templates``."""
+    found = []
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                data = path.read_bytes()
+                if any(signature in data for signature in IMAGE_SIGNATURES) or any(t in data for t in templates):
+                    found.append(str(path))
+    return found
+
+
+def alert_summary(lines: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return sorted((line["camera"], line["subject"], line["track"], line["time"], round(line["similarity"], 4))
+                  for line in lines if line["event"] == "alert")
+
+
+def camera_counts(env: dict[str, str], deployment: str) -> dict[str, tuple[int, int]]:
+    from openfrt.live.deployments import DeploymentService
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OPENFRT_DATABASE_URL", env["OPENFRT_DATABASE_URL"])
+        with RecordStore.open(Path(env["OPENFRT_HOME"])) as store:
+            info = DeploymentService(store).get(deployment)
+    return {camera.name: (camera.faces_scanned, camera.frames_dropped) for camera in info.cameras}
+
+
+def test_two_cameras_on_two_nodes_raise_the_same_alerts_and_counts_as_on_one_machine(
+    cluster: Any, driver: Any, records: dict[str, str], tmp_path: Path
+) -> None:
+    sources = {
+        "gate": walk_video(tmp_path / "gate.avi", [LFW / "Colin_Powell" / "Colin_Powell_0001.jpg", min(UTK.glob("*.jpg"))]),
+        "van1": walk_video(tmp_path / "van.avi", sorted(UTK.glob("*.jpg"))[1:3]),
+    }
+
+    here = live(records, sources, "--name", "op-here")
+    there = live(records, sources, "--name", "op-cluster", *on_cluster(cluster))
+
+    placed = {line["camera"]: line["node"] for line in there if line["event"] == "camera"}
+    names = node_names(driver, cluster)
+    assert {camera: names[node] for camera, node in placed.items()} == {"gate": "head", "van1": "van"}
+    assert alert_summary(there) == alert_summary(here) and len(alert_summary(here)) == 1
+    record_here, record_there = here[-1], there[-1]
+    for key in ("faces_scanned", "alerts", "frames_dropped", "gaps", "cameras"):
+        assert record_there[key] == record_here[key], key
+    assert camera_counts(records, "op-cluster") == camera_counts(records, "op-here")
+    # The alert's images crossed the cluster sealed: nothing Ray kept or spilled shows them.
+    assert scan_for_biometrics(cluster.scan_roots(), []) == []
+    assert all(not any(node.spill_dir.iterdir()) for node in cluster.nodes)
+
+
+def test_a_cluster_deployment_where_nobody_matches_leaves_no_image_or_template_in_rays_directories(
+    cluster: Any, records: dict[str, str], tmp_path: Path
+) -> None:
+    sources = {"gate": walk_video(tmp_path / "gate.avi", sorted(UTK.glob("*.jpg"))[3:5]),
+               "van1": walk_video(tmp_path / "van.avi", sorted(UTK.glob("*.jpg"))[5:7])}
+
+    lines = live(records, sources, "--name", "op-private", *on_cluster(cluster))
+
+    record = lines[-1]
+    assert record["event"] == "record" and record["alerts"] == 0 and record["faces_scanned"] == 4
+    engine = FaceEngine(EngineConfig.from_env())
+    probes = [probe for video in sources.values() for probe in pipeline_templates(engine, video)]
+    assert probes, "the test videos should show detectable faces"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OPENFRT_DATABASE_URL", records["OPENFRT_DATABASE_URL"])
+        with RecordStore.open(Path(records["OPENFRT_HOME"])) as store, store.transaction() as session:
+            sealed = session.scalars(select(ReferenceTemplate.vector)).all()
+            watchlist = [store.open_template(row, "dlib-resnet@v1").vector.astype(np.float32).tobytes()[:16] for row in sealed]
+    assert scan_for_biometrics(cluster.scan_roots(), probes + watchlist) == []
+    assert all(not any(node.spill_dir.iterdir()) for node in cluster.nodes), "something spilled from the object store"
+
+
+def sequential_walk(path: Path, faces: list[Path], seconds_each: float = 2.0, pause: float = 1.0, fps: float = 10.0) -> Path:
+    """One person after another crosses a 640x480 scene, with empty frames in between."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (640, 480))
+    for face in faces:
+        crop = cv2.resize(cv2.imread(str(face)), (170, 170))
+        steps = int(seconds_each * fps)
+        for index in range(steps):
+            bgr = np.full((480, 640, 3), 100, np.uint8)
+            x = 20 + index * 400 // steps
+            bgr[150:320, x : x + 170] = crop
+            writer.write(bgr)
+        for _ in range(int(pause * fps)):
+            writer.write(np.full((480, 640, 3), 100, np.uint8))
+    writer.release()
+    return path
+
+
+def test_a_node_that_dies_moves_its_camera_to_another_node_with_the_gap_recorded_and_its_alert_kept_once(
+    cluster: Any, driver: Any, records: dict[str, str], tmp_path: Path
+) -> None:
+    doomed = cluster.add_node("doomed", num_cpus=1, resources={"site_door": 1})
+    video = sequential_walk(tmp_path / "door.avi", [LFW / "Colin_Powell" / "Colin_Powell_0001.jpg", *sorted(UTK.glob("*.jpg"))[7:10]])
+    command = [sys.executable, "-m", "openfrt", "live", "--watchlist", "wanted", "--location", "Test St", "--authorised-by",
+               "Supt A", "--events-json", "--realtime", "--name", "op-door", "--source", f"door={video}",
+               "--ray-address", cluster.address, "--camera-resource", "door=site_door"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=records)
+    try:
+        placed = json.loads(process.stdout.readline())
+        assert placed["event"] == "camera" and node_names(driver, cluster)[placed["node"]] == "doomed"
+        alert = json.loads(process.stdout.readline())
+        assert alert["event"] == "alert" and alert["subject"] == "S1"
+        refuge = cluster.add_node("refuge", num_cpus=1, resources={"site_door": 1})
+        doomed.kill()
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr[-4000:]
+    lines = [json.loads(line) for line in stdout.splitlines()]
+    moved = [line for line in lines if line["event"] == "camera"]
+    assert len(moved) == 1 and moved[0]["restarted"] and node_names(driver, cluster)[moved[0]["node"]] == refuge.name
+    record = lines[-1]
+    assert [line for line in lines if line["event"] == "alert"] == [], "the alert raised before the node died came again"
+    assert record["alerts"] == 1 and record["gaps"] == 1 and record["gap_seconds"] > 0
+    assert record["faces_scanned"] >= 2  # Powell, and people who walked past after the restart
