@@ -28,7 +28,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from openfrt.gallery import Gallery, ImageToEnrol, SubjectInfo
-from openfrt.records import Category, RecordStore
+from openfrt.records import Category, Cipher, RecordStore
 from openfrt.records.models import ReferenceTemplate
 from openfrt.vision import EngineConfig, FaceEngine
 from test_live_pipeline import IMAGE_SIGNATURES, LFW, UTK, pipeline_templates, walk_video
@@ -116,7 +116,18 @@ def live(env: dict[str, str], sources: dict[str, Path], *extra: str, timeout: fl
         command += ["--source", f"{camera}={video}"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     assert result.returncode == 0, result.stderr[-4000:]
-    return [json.loads(line) for line in result.stdout.splitlines()]
+    return json_lines(result.stdout)
+
+
+def json_lines(stdout: str) -> list[dict[str, Any]]:
+    """``--events-json`` output: every line one JSON object (nothing else may reach stdout)."""
+    lines = []
+    for line in stdout.splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            raise AssertionError(f"not a JSON line on stdout: {line!r}") from None
+    return lines
 
 
 def on_cluster(cluster: Any) -> list[str]:
@@ -246,10 +257,62 @@ def test_a_node_that_dies_moves_its_camera_to_another_node_with_the_gap_recorded
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, stderr[-4000:]
-    lines = [json.loads(line) for line in stdout.splitlines()]
+    lines = json_lines(stdout)
     moved = [line for line in lines if line["event"] == "camera"]
     assert len(moved) == 1 and moved[0]["restarted"] and node_names(driver, cluster)[moved[0]["node"]] == refuge.name
     record = lines[-1]
     assert [line for line in lines if line["event"] == "alert"] == [], "the alert raised before the node died came again"
     assert record["alerts"] == 1 and record["gaps"] == 1 and record["gap_seconds"] > 0
     assert record["faces_scanned"] >= 2  # Powell, and people who walked past after the restart
+
+
+def test_the_sharded_index_answers_as_one_index_routes_changes_to_their_shard_and_keeps_shards_encrypted(
+    cluster: Any, driver: Any, tmp_path: Path
+) -> None:
+    from openfrt.cluster.sealing import Seal
+    from openfrt.cluster.shards import ShardedIndex
+    from openfrt.evaluation.synthetic import PROFILES, Generator, make_dataset
+    from openfrt.gallery.index import ExactIndex
+
+    data = make_dataset(Generator(PROFILES["dlib"], seed=18), 60_000, 2_000)
+    single = ExactIndex(128)
+    single.add(data.ids, data.gallery)
+    truth_similarities, truth_ids = single.search(data.queries, 10)
+    key = Seal().key
+
+    exact = ShardedIndex(tmp_path / "exact.index", 128, key, 2, approximate=False, cpus=0.25)
+    exact.add(data.ids, data.gallery)
+    similarities, ids = exact.search(data.queries, 10)
+    assert np.array_equal(ids, truth_ids) and np.allclose(similarities, truth_similarities, atol=1e-6)
+    exact.close()
+
+    sharded = ShardedIndex(tmp_path / "approx.index", 128, key, 2, cpus=0.25)
+    for start in range(0, len(data.ids), 20_000):  # as an import from a custody system would
+        sharded.add(data.ids[start : start + 20_000], data.gallery[start : start + 20_000])
+    top1 = sharded.search(data.queries, 10)[1][:, 0]
+    assert np.mean(top1 == truth_ids[:, 0]) >= 0.999
+    held = [shard["templates"] for shard in sharded.memory()]
+    assert held == [int(np.sum(data.ids % 2 == number)) for number in range(2)]
+
+    # Deletion and enrolment reach the shard that holds the id, at once.
+    gone = int(top1[0])
+    assert sharded.remove(np.array([gone])) == 1
+    assert gone not in sharded.search(data.queries[:1], 10)[1]
+    assert [shard["templates"] for shard in sharded.memory()] == [held[0] - (gone % 2 == 0), held[1] - (gone % 2 == 1)]
+    new_id = int(data.ids.max()) + 1
+    sharded.add(np.array([new_id]), data.queries[:1])
+    assert sharded.search(data.queries[:1], 1)[1][0, 0] == new_id
+
+    # Each shard's file is encrypted: no template is readable in it; it reloads as it was.
+    sharded.save(tmp_path / "approx.index", Cipher(key))
+    files = sorted(tmp_path.glob("approx.index.shard-*"))
+    assert len(files) == 2
+    samples = [vector.tobytes()[:16] for vector in data.gallery[::997]]
+    assert not any(sample in path.read_bytes() for path in files for sample in samples)
+    before = sharded.search(data.queries[:200], 10)
+    sharded.close()
+    reloaded = ShardedIndex(tmp_path / "approx.index", 128, key, 2, cpus=0.25)
+    assert len(reloaded) == len(data.ids)
+    after = reloaded.search(data.queries[:200], 10)
+    assert np.array_equal(before[1], after[1])
+    reloaded.close()

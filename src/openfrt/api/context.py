@@ -8,10 +8,12 @@ detector input limited for video (see :func:`live_engine_config`).
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from openfrt.api.feed import AlertFeed
 from openfrt.api.settings import ServerSettings
 from openfrt.gallery import Gallery
+from openfrt.gallery.reference_index import ReferenceIndexes
 from openfrt.live.alerts import AlertService
 from openfrt.live.deployments import DeploymentService
 from openfrt.live.pipeline import live_engine_config
@@ -19,6 +21,9 @@ from openfrt.live.supervisor import LiveSupervisor
 from openfrt.records import RecordStore
 from openfrt.records.users import UserService
 from openfrt.vision import EngineConfig, FaceEngine
+
+if TYPE_CHECKING:
+    from openfrt.cluster.cameras import ClusterCameras
 
 
 class ServerContext:
@@ -30,17 +35,40 @@ class ServerContext:
         try:
             engine_config = EngineConfig.from_env()
             self.engine = FaceEngine(engine_config)
-            self.gallery = Gallery(self.store, self.engine)
+            self.gallery = Gallery(self.store, self.engine, indexes=self._cluster_indexes())
             self.users = UserService(self.store)
             self.alerts = AlertService(self.store)
             self.deployments = DeploymentService(self.store, self.gallery)
             self.supervisor = LiveSupervisor(
-                self.deployments, lambda: FaceEngine(live_engine_config(engine_config)), realtime=settings.realtime_files
+                self.deployments, lambda: FaceEngine(live_engine_config(engine_config)), realtime=settings.realtime_files,
+                cluster=self._cluster_cameras(engine_config),
             )
             self.feed = AlertFeed(self.alerts, settings.alert_poll_seconds)
         except BaseException:
             self.store.close()
             raise
+
+    def _cluster_indexes(self) -> ReferenceIndexes | None:
+        """On a cluster with ``index_shards``, the reference index split over shard actors."""
+        cluster = self.settings.cluster
+        if cluster is None:
+            return None
+        from openfrt.cluster.settings import connect, require_shared_database
+
+        require_shared_database(self.store.engine.url.render_as_string())
+        connect(cluster.address)
+        if not cluster.index_shards:
+            return None
+        from openfrt.cluster.shards import ShardedReferenceIndexes
+
+        return ShardedReferenceIndexes(self.store, cluster)
+
+    def _cluster_cameras(self, engine_config: EngineConfig) -> ClusterCameras | None:
+        if self.settings.cluster is None:
+            return None
+        from openfrt.cluster.cameras import ClusterCameras
+
+        return ClusterCameras(self.settings.cluster, live_engine_config(engine_config), self.settings.realtime_files)
 
     def start(self) -> None:
         self.feed.start()

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from openfrt.cluster.settings import ClusterSettings  # pydantic and openfrt only: Ray is imported when used
+
 
 class ServerSettings(BaseModel):
     """How ``openfrt serve`` runs. Data lives under ``home`` (default ``OPENFRT_HOME``)."""
@@ -21,3 +23,6 @@ class ServerSettings(BaseModel):
     #: How often the alert feed looks for new alerts (also those raised by other processes);
     #: one indexed query each time, and the main part of an alert's delay to the console.
     alert_poll_seconds: float = Field(0.2, gt=0)
+    #: Run deployments' cameras (and, with ``index_shards``, the reference search) on a Ray
+    #: cluster; None: everything in this process.
+    cluster: ClusterSettings | None = None

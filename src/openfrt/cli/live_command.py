@@ -121,9 +121,15 @@ def live(
             if opened is None:
                 _run(running, lambda on_alert: LiveRunner(running, cameras, lambda: engine, config, on_alert=on_alert), events_json, actor, print_json)
             else:
+                from openfrt.cluster.settings import disconnect
+
                 with _stdout_kept_for_json() if events_json else nullcontext(sys.stdout) as out:
                     emit = lambda payload: print_json(payload, file=out)  # noqa: E731
-                    _run(running, _cluster_runner(running, opened, config, events_json, emit), events_json, actor, emit)
+                    try:
+                        _run(running, _cluster_runner(running, opened, config, events_json, emit), events_json, actor, emit)
+                    finally:  # Ray's late messages (the actors' end) still go to stderr
+                        opened.close()
+                        disconnect()
     finally:
         if opened is not None:
             opened.close()

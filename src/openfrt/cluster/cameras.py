@@ -290,7 +290,10 @@ class OpenedCameras:
 
     def close(self) -> None:
         """Kill every camera actor (no restart): what it held in memory is gone with it."""
-        for handle in self.handles.values():
+        handles, self.handles = self.handles, {}
+        if not ray.is_initialized():
+            return
+        for handle in handles.values():
             try:
                 ray.kill(handle, no_restart=True)
             except (RayActorError, ValueError) as exc:

@@ -103,3 +103,10 @@ def connect(address: str) -> None:
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ClusterConfigError(f"cannot join the Ray cluster at {address}: {exc}") from exc
+
+
+def disconnect() -> None:
+    """Leave the cluster (a no-op when not joined); actors this process owns end with it."""
+    import ray
+
+    ray.shutdown()
