@@ -316,3 +316,42 @@ def test_the_sharded_index_answers_as_one_index_routes_changes_to_their_shard_an
     after = reloaded.search(data.queries[:200], 10)
     assert np.array_equal(before[1], after[1])
     reloaded.close()
+
+
+def test_the_server_runs_deployments_and_the_reference_search_on_the_cluster(
+    cluster: Any, driver: Any, records: dict[str, str], tmp_path: Path
+) -> None:
+    from openfrt.api.context import ServerContext
+    from openfrt.api.settings import ServerSettings
+    from openfrt.cluster.settings import ClusterSettings
+    from openfrt.cluster.shards import ShardedIndex
+
+    settings = ServerSettings(
+        home=Path(records["OPENFRT_HOME"]), realtime_files=False,
+        cluster=ClusterSettings(address=cluster.address, camera_cpus=0.5, camera_resources={"gate": {"site_gate": 0.01}},
+                                index_shards=2, shard_cpus=0.25),
+    )
+    video = walk_video(tmp_path / "gate.avi", [LFW / "Colin_Powell" / "Colin_Powell_0001.jpg"])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OPENFRT_DATABASE_URL", records["OPENFRT_DATABASE_URL"])
+        context = ServerContext(settings)
+        context.start()
+        try:
+            context.deployments.create("op-served", purpose="test", location="Test St", authorised_by="Supt A",
+                                       watchlist="wanted", actor="PC 1", cameras={"gate": str(video)})
+            context.supervisor.start("op-served", "PC 1")
+            deadline = time.monotonic() + 300
+            while context.supervisor.running() and time.monotonic() < deadline:
+                time.sleep(0.5)
+            record = context.deployments.record("op-served")
+            assert record.status.value == "ended" and record.alerts == 1 and record.faces_scanned == 1
+
+            _, probe = context.engine.largest_face_template(LFW / "Colin_Powell" / "Colin_Powell_0002.jpg")
+            found = context.gallery.search(probe, case_ref="CR/1", reason="test", actor="PC 1")
+            index = context.gallery.indexes.index(probe.model_id, probe.vector.size)
+            assert isinstance(index, ShardedIndex) and len(index.shards) == 2
+            assert found[0].subject == "S1"
+            context.gallery.remove_subject("S1", actor="PC 1", reason="test")
+            assert context.gallery.search(probe, case_ref="CR/1", reason="test", actor="PC 1") == [] and len(index) == 0
+        finally:
+            context.close()

@@ -18,12 +18,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated, Any, Optional
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.live import Live
 from rich.table import Table
 
+from openfrt.cli.cluster_options import CameraCpusOption, CameraResourceOption, RayAddressOption, cluster_settings
 from openfrt.cli.common import (
     DetectorModelOption,
     DetectorOption,
@@ -61,17 +62,6 @@ SourceListOption = Annotated[
     list[str],
     typer.Option("--source", help="[NAME=]SOURCE: a video file, a folder of images, an rtsp:// or http:// URL, or a webcam index. Repeat for more cameras."),
 ]
-RayAddressOption = Annotated[
-    Optional[str],
-    typer.Option("--ray-address", envvar="OPENFRT_RAY_ADDRESS",
-                 help="Run each camera as an actor on this Ray cluster (HOST:PORT); needs PostgreSQL records."),
-]
-CameraCpusOption = Annotated[float, typer.Option("--camera-cpus", min=0.01, help="CPUs each camera's actor asks of the cluster.")]
-CameraResourceOption = Annotated[
-    Optional[list[str]],
-    typer.Option("--camera-resource", help="CAMERA=RESOURCE[:AMOUNT]: the camera runs only on nodes with this Ray resource "
-                                           "(e.g. van1=site_van; default amount 0.01). Repeatable."),
-]
 
 
 def live(
@@ -99,7 +89,7 @@ def live(
     """Run a live deployment: every face is searched against the watchlist; only matches are kept."""
     actor = current_actor(operator)
     targets = _named_sources(source)
-    cluster = cluster_settings(ray_address, camera_cpus, camera_resource or [], home)
+    cluster = cluster_settings(ray_address, camera_cpus, camera_resource, home)
     cameras = _open_sources(targets, realtime) if cluster is None else {}
     engine = _live_engine(detector, detector_model, embedder, detect_width)
     opened = _open_on_cluster(cluster, engine.config, targets, realtime) if cluster is not None else None
@@ -154,21 +144,6 @@ def _open_sources(targets: dict[str, str], realtime: bool) -> dict[str, Source]:
         except OpenFRTError as exc:
             usage_error(str(exc))
     return cameras
-
-
-def cluster_settings(address: str | None, camera_cpus: float, camera_resources: list[str], home: Path | None) -> ClusterSettings | None:
-    """The cluster to run cameras on, or None (no address: one machine, and Ray is never imported).
-    Cluster mode without a shared PostgreSQL database, or with bad options, is a usage error."""
-    if not address:
-        return None
-    from openfrt.cluster.settings import ClusterSettings, parse_camera_resources, require_shared_database
-    from openfrt.config import database_url, home_dir
-
-    try:
-        require_shared_database(database_url(home_dir(home)))
-        return ClusterSettings(address=address, camera_cpus=camera_cpus, camera_resources=parse_camera_resources(camera_resources))
-    except (OpenFRTError, ValueError) as exc:
-        usage_error(str(exc))
 
 
 def _open_on_cluster(cluster: ClusterSettings, engine: EngineConfig, targets: dict[str, str], realtime: bool) -> OpenedCameras:

@@ -14,6 +14,7 @@ import typer
 import uvicorn
 
 from openfrt.api import ServerSettings, create_app
+from openfrt.cli.cluster_options import CameraCpusOption, CameraResourceOption, IndexShardsOption, RayAddressOption, cluster_settings
 from openfrt.cli.common import HomeOption, err_console
 
 
@@ -27,9 +28,14 @@ def serve(
         bool, typer.Option("--realtime-files/--fast-files", help="Play video files named as camera sources at their frame rate.")
     ] = True,
     home: HomeOption = None,
+    ray_address: RayAddressOption = None,
+    camera_cpus: CameraCpusOption = 1.0,
+    camera_resource: CameraResourceOption = None,
+    index_shards: IndexShardsOption = 0,
 ) -> None:
     """Serve the console (http://HOST:PORT/) and the REST API (/api/, documented at /docs)."""
+    cluster = cluster_settings(ray_address, camera_cpus, camera_resource, home, index_shards)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
-    settings = ServerSettings(home=home, secure_cookies=secure_cookies, realtime_files=realtime_files)
+    settings = ServerSettings(home=home, secure_cookies=secure_cookies, realtime_files=realtime_files, cluster=cluster)
     err_console.print(f"openfrt console on http://{host}:{port}/ — API documentation at http://{host}:{port}/docs")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=False)
