@@ -21,13 +21,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from openfrt.gallery import Gallery, ImageToEnrol, SubjectInfo
+from openfrt.live.walkthrough import one_after_another
 from openfrt.records import Category, Cipher, RecordStore
 from openfrt.records.models import ReferenceTemplate
 from openfrt.vision import EngineConfig, FaceEngine
@@ -158,6 +158,19 @@ def scan_for_biometrics(roots: list[Path], templates: list[bytes]) -> list[str]:
     return found
 
 
+def camera_processes() -> list[str]:
+    """Live processes of camera actors (Ray names an actor's process ``ray::CameraWorker...``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            title = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        if title.startswith("ray::CameraWorker"):
+            found.append(f"{entry.name}: {title}")
+    return found
+
+
 def alert_summary(lines: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return sorted((line["camera"], line["subject"], line["track"], line["time"], round(line["similarity"], 4))
                   for line in lines if line["event"] == "alert")
@@ -192,6 +205,10 @@ def test_two_cameras_on_two_nodes_raise_the_same_alerts_and_counts_as_on_one_mac
     for key in ("faces_scanned", "alerts", "frames_dropped", "gaps", "cameras"):
         assert record_there[key] == record_here[key], key
     assert camera_counts(records, "op-cluster") == camera_counts(records, "op-here")
+    deadline = time.monotonic() + 15  # ray.kill ends the actors' processes within moments
+    while camera_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert camera_processes() == [], "a camera actor outlived its deployment (with its snapshot)"
     # The alert's images crossed the cluster sealed: nothing Ray kept or spilled shows them.
     assert scan_for_biometrics(cluster.scan_roots(), []) == []
     assert all(not any(node.spill_dir.iterdir()) for node in cluster.nodes)
@@ -219,28 +236,11 @@ def test_a_cluster_deployment_where_nobody_matches_leaves_no_image_or_template_i
     assert all(not any(node.spill_dir.iterdir()) for node in cluster.nodes), "something spilled from the object store"
 
 
-def sequential_walk(path: Path, faces: list[Path], seconds_each: float = 2.0, pause: float = 1.0, fps: float = 10.0) -> Path:
-    """One person after another crosses a 640x480 scene, with empty frames in between."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (640, 480))
-    for face in faces:
-        crop = cv2.resize(cv2.imread(str(face)), (170, 170))
-        steps = int(seconds_each * fps)
-        for index in range(steps):
-            bgr = np.full((480, 640, 3), 100, np.uint8)
-            x = 20 + index * 400 // steps
-            bgr[150:320, x : x + 170] = crop
-            writer.write(bgr)
-        for _ in range(int(pause * fps)):
-            writer.write(np.full((480, 640, 3), 100, np.uint8))
-    writer.release()
-    return path
-
-
 def test_a_node_that_dies_moves_its_camera_to_another_node_with_the_gap_recorded_and_its_alert_kept_once(
     cluster: Any, driver: Any, records: dict[str, str], tmp_path: Path
 ) -> None:
     doomed = cluster.add_node("doomed", num_cpus=1, resources={"site_door": 1})
-    video = sequential_walk(tmp_path / "door.avi", [LFW / "Colin_Powell" / "Colin_Powell_0001.jpg", *sorted(UTK.glob("*.jpg"))[7:10]])
+    video = one_after_another(tmp_path / "door.avi", [LFW / "Colin_Powell" / "Colin_Powell_0001.jpg", *sorted(UTK.glob("*.jpg"))[7:10]])
     command = [sys.executable, "-m", "openfrt", "live", "--watchlist", "wanted", "--location", "Test St", "--authorised-by",
                "Supt A", "--events-json", "--realtime", "--name", "op-door", "--source", f"door={video}",
                "--ray-address", cluster.address, "--camera-resource", "door=site_door"]

@@ -17,9 +17,9 @@ import pytest
 from openfrt.gallery import Gallery, ImageToEnrol, SubjectInfo
 from openfrt.live.pipeline import PipelineConfig, live_engine_config
 from openfrt.live.sources import open_source
+from openfrt.live.walkthrough import one_after_another
 from openfrt.records import Category, RecordStore
 from openfrt.vision import EngineConfig, FaceEngine
-from test_cluster import sequential_walk
 from test_live_pipeline import LFW, UTK
 
 
@@ -38,7 +38,7 @@ def test_a_sealed_value_opens_only_with_its_key() -> None:
 def test_a_recorded_source_opened_after_a_time_starts_with_the_next_frame(tmp_path: Path) -> None:
     if not UTK.exists():
         pytest.skip(f"needs {UTK} (the shared test data beside the project), which is absent")
-    video = sequential_walk(tmp_path / "walk.avi", sorted(UTK.glob("*.jpg"))[:1], seconds_each=1.0, pause=0.5)
+    video = one_after_another(tmp_path / "walk.avi", sorted(UTK.glob("*.jpg"))[:1], seconds_each=1.0, pause=0.5)
     frames = list(open_source(str(video)).frames())
     resumed = list(open_source(str(video), after=frames[6].time).frames())
     assert [frame.time for frame in resumed] == [frame.time for frame in frames[7:]]
@@ -86,7 +86,7 @@ def test_a_recorded_camera_restarted_from_its_resume_point_stores_exactly_what_a
 
     matrix, threshold, model_id = snapshot
     people = [*sorted(UTK.glob("*.jpg"))[:1], LFW / "Colin_Powell" / "Colin_Powell_0001.jpg", *sorted(UTK.glob("*.jpg"))[1:3]]
-    video = sequential_walk(tmp_path / "door.avi", people, seconds_each=1.5, pause=0.5)
+    video = one_after_another(tmp_path / "door.avi", people, seconds_each=1.5, pause=0.5)
     engine = live_engine_config(EngineConfig.from_env())
     seal = Seal()
 

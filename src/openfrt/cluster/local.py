@@ -59,8 +59,11 @@ class LocalCluster:
     """A head node and any number of worker nodes under ``root`` (keep the path short: Ray's
     socket paths must fit in 107 bytes)."""
 
-    def __init__(self, root: Path, *, tls: bool = False, environment: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path, *, tls: bool = False, environment: Mapping[str, str] | None = None, object_store_bytes: int = OBJECT_STORE_BYTES
+    ) -> None:
         self.root = Path(root)
+        self.object_store_bytes = object_store_bytes
         self.root.mkdir(parents=True, exist_ok=True)
         self.nodes: list[LocalNode] = []
         self.address = ""
@@ -104,7 +107,7 @@ class LocalCluster:
             str(Path(sys.executable).with_name("ray")), "start", *role, "--node-ip-address=127.0.0.1",
             f"--num-cpus={num_cpus}", f"--resources={json.dumps(dict(resources or {}))}",
             f"--temp-dir={temp_dir}", f"--object-spilling-directory={spill_dir}",
-            f"--object-store-memory={OBJECT_STORE_BYTES}", "--disable-usage-stats", "--log-style=record",
+            f"--object-store-memory={self.object_store_bytes}", "--disable-usage-stats", "--log-style=record",
         ]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                    env=self.environment, start_new_session=True)

@@ -91,8 +91,10 @@ class IndexShard:
         self._opened().save(self._path, _SealCipher(self._seal))
 
     def memory(self) -> dict[str, int]:
-        """Templates held and this process's peak resident memory (bytes), for benchmarks."""
-        return {"templates": len(self._opened()), "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+        """Templates held and this process's resident memory now and at its peak (bytes)."""
+        with open("/proc/self/statm") as statm:
+            rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        return {"templates": len(self._opened()), "rss": rss, "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
     def _opened(self) -> TemplateIndex:
         if self._index is None:
@@ -178,8 +180,7 @@ class ShardedIndex(TemplateIndex):
         """Every shard's ``k`` best, merged: the ``k`` best overall, best first."""
         if k < 1:
             raise ValueError(f"k must be at least 1, not {k}")
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        sealed = ray.put(self._seal.seal(queries))
+        sealed = self._seal.seal(np.ascontiguousarray(queries, dtype=np.float32))  # inline if small, else put once by Ray
         answers = ray.get([shard.search.remote(sealed, k) for shard in self.shards])
         similarities = np.concatenate([s for s, _ in answers], axis=1)
         ids = np.concatenate([i for _, i in answers], axis=1)
