@@ -222,7 +222,8 @@ def search_table(args: argparse.Namespace, work: Path) -> tuple[Table, list[str]
     from openfrt.evaluation.synthetic import PROFILES, Generator, make_dataset
     from openfrt.gallery.index import ApproximateIndex, ExactIndex
 
-    table = Table(title=f"sharded search, dlib profile (128-d), {args.queries} queries, k=10, one query per call")
+    table = Table(title=f"sharded search, dlib profile (128-d), {args.queries} queries, k=10, one query per call; "
+                        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     for column in ("templates", "index", "build s", "p50 ms", "p99 ms", "RSS per shard MB (peak)", "top-1 vs exact %", "top-1 vs single approx %"):
         table.add_column(column, justify="right")
     notes = []
@@ -257,7 +258,7 @@ def search_table(args: argparse.Namespace, work: Path) -> tuple[Table, list[str]
             table.add_row(f"{size:,}", f"{shards} shard{'s' * (shards > 1)}", f"{built:.1f}", f"{np.median(times):.2f}",
                           f"{np.percentile(times, 99):.2f}", f"{statistics.mean(rss):.0f} ({statistics.mean(peak):.0f})",
                           f"{100 * np.mean(top1 == truth):.2f}", f"{100 * np.mean(top1 == reference):.2f}")
-            if shards == max(int(text) for text in args.shards.split(",")):
+            if shards == min(int(text) for text in args.shards.split(",")):  # the most templates per shard
                 notes.append(projection(size, shards, rss, baseline, float(np.median(times))))
             index.close()
             del index

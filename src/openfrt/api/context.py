@@ -78,5 +78,6 @@ class ServerContext:
         try:
             self.supervisor.shutdown()
             self.feed.stop()
+            self.gallery.indexes.close()
         finally:
             self.store.close()

@@ -26,11 +26,14 @@ from __future__ import annotations
 import json
 import os
 import resource
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import ray
+from ray.exceptions import RayActorError, RayTaskError
 from openfrt.cluster.sealing import Seal
 from openfrt.cluster.settings import ClusterSettings
 from openfrt.gallery.index import (
@@ -52,6 +55,10 @@ from openfrt.records.store import RecordStore
 #: the misses are templates in unvisited lists. A shard holds 1/N of the codes and scans them in
 #: parallel with the others, so all of them (benchmarks/cluster.py has the cost).
 SHARD_PROBE_FRACTION = 1.0
+
+#: How often a call to a shard that Ray is restarting is tried again, and the pause between tries.
+RESTART_ATTEMPTS = 60
+RESTART_PAUSE_SECONDS = 0.5
 
 
 class IndexShard:
@@ -123,6 +130,11 @@ class _SealCipher:
         return self._cipher.decrypt(data)
 
 
+def _call(method: str, *args: Any) -> Callable[[Any], Any]:
+    """A call of ``method`` with ``args`` on whichever shard handle it is given."""
+    return lambda shard: getattr(shard, method).remote(*args)
+
+
 def _new_index(dim: int, approximate: bool) -> TemplateIndex:
     return ApproximateIndex(dim) if approximate else ExactIndex(dim)
 
@@ -150,6 +162,8 @@ class ShardedIndex(TemplateIndex):
         self.shards = [make.remote(number) for number in range(shards)]
         counts = ray.get([self._open(number, fresh) for number in range(shards)])
         self._count = sum(count for count, _ in counts)
+        #: Each shard's process id (for operators and tests).
+        self.pids = [pid for _, pid in counts]
 
     @property
     def dim(self) -> int:
@@ -165,14 +179,12 @@ class ShardedIndex(TemplateIndex):
         ids, vectors = np.asarray(ids, dtype=np.int64), np.asarray(vectors, dtype=np.float32)
         if ids.ndim != 1 or vectors.ndim != 2 or len(ids) != len(vectors) or vectors.shape[1] != self._dim:
             raise TemplateIndexError(f"{len(ids)} ids for vectors of shape {vectors.shape} (dimension {self._dim})")
-        calls = [self.shards[number].add.remote(ids[rows], self._seal.seal(vectors[rows]))
-                 for number, rows in self._split(ids)]
-        ray.get(calls)
+        self._on_shards({number: _call("add", ids[rows], self._seal.seal(vectors[rows])) for number, rows in self._split(ids)})
         self._count += len(ids)
 
     def remove(self, ids: np.ndarray) -> int:
         ids = np.unique(np.asarray(ids, dtype=np.int64))
-        removed = sum(ray.get([self.shards[number].remove.remote(ids[rows]) for number, rows in self._split(ids)]))
+        removed = sum(self._on_shards({number: _call("remove", ids[rows]) for number, rows in self._split(ids)}).values())
         self._count -= removed
         return removed
 
@@ -181,7 +193,7 @@ class ShardedIndex(TemplateIndex):
         if k < 1:
             raise ValueError(f"k must be at least 1, not {k}")
         sealed = self._seal.seal(np.ascontiguousarray(queries, dtype=np.float32))  # inline if small, else put once by Ray
-        answers = ray.get([shard.search.remote(sealed, k) for shard in self.shards])
+        answers = list(self._on_shards({number: _call("search", sealed, k) for number in range(len(self.shards))}).values())
         similarities = np.concatenate([s for s, _ in answers], axis=1)
         ids = np.concatenate([i for _, i in answers], axis=1)
         similarities = np.where(ids >= 0, similarities, -1.0)  # a shard with fewer than k entries
@@ -192,7 +204,7 @@ class ShardedIndex(TemplateIndex):
     def save(self, path: Path, cipher: Cipher) -> None:
         """Each shard writes its own encrypted file; then ``path`` records the layout (encrypted
         with the records key), so a later open knows how many shards the files are for."""
-        ray.get([shard.save.remote() for shard in self.shards])
+        self._on_shards({number: _call("save") for number in range(len(self.shards))})
         layout = json.dumps({"kind": self.kind, "dim": self._dim, "shards": len(self.shards), "count": self._count}).encode()
         partial = Path(path).with_name(Path(path).name + ".partial")
         partial.write_bytes(cipher.encrypt(layout))
@@ -208,6 +220,33 @@ class ShardedIndex(TemplateIndex):
 
     def _open(self, number: int, fresh: bool) -> Any:
         return self.shards[number].open.remote(str(self.shard_path(number)), self._seal.key, self._dim, self._approximate, fresh)
+
+    def _on_shards(self, work: dict[int, Callable[[Any], Any]]) -> dict[int, Any]:
+        """``work[number](shard)`` on those shards at once, results by shard number. A shard that
+        Ray restarted (its process or node died) is opened again from its file — written after
+        every change the gallery makes — and asked again."""
+        results: dict[int, Any] = {}
+        for attempt in range(RESTART_ATTEMPTS):
+            calls = {number: call(self.shards[number]) for number, call in work.items() if number not in results}
+            for number, ref in calls.items():
+                try:
+                    results[number] = ray.get(ref)
+                except (RayActorError, RayTaskError) as exc:
+                    if isinstance(exc, RayTaskError) and not isinstance(exc.cause, ShardNotOpenError):
+                        raise
+                    if attempt == RESTART_ATTEMPTS - 1:
+                        raise
+                    self._reopen(number)
+            if len(results) == len(work):
+                break
+        return dict(sorted(results.items()))
+
+    def _reopen(self, number: int) -> None:
+        time.sleep(RESTART_PAUSE_SECONDS)
+        try:
+            self.pids[number] = ray.get(self._open(number, fresh=False))[1]
+        except RayActorError:
+            pass  # still restarting: the next attempt opens it
 
     def _split(self, ids: np.ndarray) -> list[tuple[int, np.ndarray]]:
         """(shard, rows of ``ids`` it holds) for each shard that holds any."""
@@ -230,6 +269,13 @@ class ShardedReferenceIndexes(ReferenceIndexes):
         #: Shard files and templates in transit to shards: a key derived for that alone, so a
         #: shard's node never holds the key of the database's biometric columns.
         self._key = store.cipher.derived_key(b"index shards v1")
+
+    def close(self) -> None:
+        """Kill the shard actors of every open index (their templates go with them)."""
+        for entry in self._open.values():
+            if isinstance(entry.index, ShardedIndex):
+                entry.index.close()
+        super().close()
 
     def path(self, model_id: str) -> Path:
         single = super().path(model_id)

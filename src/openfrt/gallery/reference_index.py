@@ -45,6 +45,10 @@ class ReferenceIndexes:
         self.directory = store.home / INDEX_DIR
         self._open: dict[str, _OpenIndex] = {}
 
+    def close(self) -> None:
+        """Forget the open indexes (the files stay)."""
+        self._open.clear()
+
     def index(self, model_id: str, dim: int) -> TemplateIndex:
         """The index of ``model_id``, rebuilt from the database first if it is stale."""
         return self._get(model_id, dim).index
