@@ -8,6 +8,7 @@ exactly where a dead one left off, and sources that start after a given time.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +117,32 @@ def test_a_recorded_camera_restarted_from_its_resume_point_stores_exactly_what_a
     assert [output.sequence for output in before + replayed] == [output.sequence for output in whole]
     assert (resumed_report.faces_scanned, resumed_report.frames) == (whole_report.faces_scanned, whole_report.frames)
     assert whole_report.faces_scanned == len(people)
+
+
+def test_a_live_camera_restarted_elsewhere_does_not_alert_again_on_the_person_it_already_alerted_on(
+    snapshot: tuple[Any, float, str], tmp_path: Path
+) -> None:
+    from openfrt.cluster.cameras import CameraWorker, ResumePoint, StartOrder
+    from openfrt.cluster.sealing import Seal
+
+    matrix, threshold, model_id = snapshot
+    video = one_after_another(tmp_path / "gate.avi", [LFW / "Colin_Powell" / "Colin_Powell_0001.jpg"], seconds_each=3.0, pause=0.5)
+    engine = live_engine_config(EngineConfig.from_env())
+    seal = Seal()
+
+    def started(resume: ResumePoint) -> CameraWorker:
+        worker = CameraWorker("gate")
+        order = StartOrder("op", "gate", str(video), True, engine, PipelineConfig(), threshold, model_id, resume)
+        assert worker.start(order, seal.seal(matrix), seal.key).started
+        return worker
+
+    first = started(ResumePoint())
+    before, report = drain(first, 0, until=lambda report: any(o.alert for o in report.outputs))
+    first.poll(before[-1].sequence, stop=True, wait=0)  # the node dies while he is still in view
+    stored = before[-1].sequence
+    resume = report.resume
+    assert not resume.replay and [track.id for track in resume.alerted] == [seal.open(before[-1].alert).track_id]
+    # The driver restarts it numbering after what it stored (ClusterRunner._order does this):
+    after, last = drain(started(replace(resume, sequence=stored, faces_scanned=report.faces_scanned)), stored)
+    assert [output for output in after if output.alert is not None] == []
+    assert last.faces_scanned == 1  # the one person, counted once when his carried track ended

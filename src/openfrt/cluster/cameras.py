@@ -21,7 +21,9 @@ the pipeline held nothing but positions and counters) and is processed again fro
 same numbering: the outputs already stored are recognised by number and skipped, the rest are
 stored once — the same alerts and counts as a run without the failure. A live source cannot be
 replayed: it resumes at the last stored poll, and what the camera saw while it was down is the
-recorded gap (as when a stream drops).
+recorded gap (as when a stream drops). Its tracks that had already alerted go on with it (their
+positions only: an alerted track holds no views), so a person still in view is not alerted again;
+on a stream whose outage outlasts ``max_gap_seconds`` they end, as after any dropped stream.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import ray
 from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
 
@@ -46,6 +49,7 @@ from openfrt.gallery.matching import TemplateMatrix
 from openfrt.live.events import AlertEvent, DeploymentSink
 from openfrt.live.pipeline import AlertCallback, CameraPipeline, CameraStats, PipelineConfig
 from openfrt.live.sources import Frame, GapCallback, ImageFolderSource, Source, VideoFileSource, open_source
+from openfrt.live.tracking import Track
 from openfrt.vision import EngineConfig, FaceEngine
 
 log = logging.getLogger(__name__)
@@ -69,8 +73,31 @@ class CameraFailedError(OpenFRTError):
 
 
 @dataclass(frozen=True)
+class AlertedTrack:
+    """A track that has alerted, as carried across a restart: where it was, never what it saw."""
+
+    id: int
+    box: tuple[float, float, float, float]
+    last_seen: float
+    velocity: tuple[float, float]
+    hits: int
+    peak_score: float
+    searched_score: float
+
+    @classmethod
+    def of(cls, track: Track) -> AlertedTrack:
+        return cls(track.id, track.box, track.last_seen, (float(track.velocity[0]), float(track.velocity[1])),
+                   track.hits, track.peak_score, track.searched_score)
+
+    def restored(self) -> Track:
+        return Track(self.id, self.box, self.last_seen, np.array(self.velocity), self.hits, self.peak_score,
+                     searched_score=self.searched_score, alerted=True)
+
+
+@dataclass(frozen=True)
 class ResumePoint:
-    """Where a restarted camera picks up: source time, counters and numbering — nothing biometric.
+    """Where a restarted camera picks up: source time, counters, numbering and the positions of
+    alerted tracks — nothing biometric.
 
     ``replay``: the source is a recorded file or folder, processed again from ``after``.
     """
@@ -81,8 +108,8 @@ class ResumePoint:
     sequence: int = 0
     faces_scanned: int = 0
     frames_dropped: int = 0
-    alerts: int = 0
     replay: bool = False
+    alerted: tuple[AlertedTrack, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -221,6 +248,7 @@ class _CameraRun:
         self.pipeline = CameraPipeline(order.camera, self.source, engine, self.outbox, order.pipeline)
         self.pipeline.stats.frames = order.resume.frames  # the cadence counts on from here
         self.pipeline.tracker.next_id = order.resume.next_track
+        self.pipeline.tracker.tracks = [track.restored() for track in order.resume.alerted]
         self.resume = replace(order.resume, replay=self.replay)
         self.finished = False
         self.error: str | None = None
@@ -264,6 +292,7 @@ class _CameraRun:
                 after=last_time, frames=self.pipeline.stats.frames, next_track=self.pipeline.tracker.next_id,
                 sequence=self.outbox.sequence, faces_scanned=self.outbox.faces_scanned,
                 frames_dropped=self.outbox.frames_dropped, replay=self.replay,
+                alerted=tuple(AlertedTrack.of(track) for track in self.pipeline.tracker.tracks if track.alerted),
             )
 
 
