@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -156,7 +155,6 @@ class CameraReport:
 @dataclass(frozen=True)
 class Placement:
     node_id: str
-    pid: int
     #: False when the actor was already running (the driver lost touch, the process lived on).
     started: bool
 
@@ -177,13 +175,13 @@ class CameraWorker:
     def start(self, order: StartOrder, snapshot: bytes, key: bytes) -> Placement:
         node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
         if self._run is not None:
-            return Placement(node, os.getpid(), started=False)
+            return Placement(node, started=False)
         seal = Seal(key)
         matcher: TemplateMatrix = seal.open(snapshot)
         source = open_source(order.source, realtime=order.realtime, after=order.resume.after)
         self._run = _CameraRun(order, source, FaceEngine(order.engine), matcher, seal)
         self._run.start()
-        return Placement(node, os.getpid(), started=True)
+        return Placement(node, started=True)
 
     def poll(self, acknowledged: int, stop: bool, wait: float = POLL_WAIT_SECONDS) -> CameraReport | None:
         """Outputs after ``acknowledged`` (dropping the acknowledged ones), waiting up to ``wait``

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 #: The shortened health check: a node whose raylet stops answering is declared dead after
@@ -48,7 +48,6 @@ class LocalNode:
     temp_dir: Path
     spill_dir: Path
     process_group: int
-    resources: dict[str, float] = field(default_factory=dict)
 
     def kill(self) -> None:
         """SIGKILL the node's processes, as a machine that dies would leave them."""
@@ -112,7 +111,7 @@ class LocalCluster:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                    env=self.environment, start_new_session=True)
         output, _ = process.communicate(timeout=120)
-        node = LocalNode(name, temp_dir, spill_dir, process.pid, dict(resources or {}))
+        node = LocalNode(name, temp_dir, spill_dir, process.pid)
         if process.returncode != 0:
             node.kill()
             raise ClusterStartError(f"ray start ({name}) failed with exit code {process.returncode}:\n{output[-3000:]}")
