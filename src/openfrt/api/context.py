@@ -8,10 +8,12 @@ detector input limited for video (see :func:`live_engine_config`).
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from openfrt.api.feed import AlertFeed
 from openfrt.api.settings import ServerSettings
 from openfrt.gallery import Gallery
+from openfrt.gallery.reference_index import ReferenceIndexes
 from openfrt.integrations.destinations import DestinationService
 from openfrt.integrations.dispatcher import EventDispatcher
 from openfrt.live.alerts import AlertService
@@ -23,6 +25,9 @@ from openfrt.observability.health import ReadinessCheck
 from openfrt.records import RecordStore
 from openfrt.records.users import UserService
 from openfrt.vision import EngineConfig, FaceEngine
+
+if TYPE_CHECKING:
+    from openfrt.cluster.cameras import ClusterCameras
 
 
 #: How long a stopping server waits for events due to go out (e.g. its deployments' ends).
@@ -38,12 +43,13 @@ class ServerContext:
         try:
             engine_config = EngineConfig.from_env()
             self.engine = FaceEngine(engine_config)
-            self.gallery = Gallery(self.store, self.engine)
+            self.gallery = Gallery(self.store, self.engine, indexes=self._cluster_indexes())
             self.users = UserService(self.store)
             self.alerts = AlertService(self.store)
             self.deployments = DeploymentService(self.store, self.gallery)
             self.supervisor = LiveSupervisor(
-                self.deployments, lambda: FaceEngine(live_engine_config(engine_config)), realtime=settings.realtime_files
+                self.deployments, lambda: FaceEngine(live_engine_config(engine_config)), realtime=settings.realtime_files,
+                cluster=self._cluster_cameras(engine_config),
             )
             self.feed = AlertFeed(self.alerts, settings.alert_poll_seconds)
             self.destinations = DestinationService(self.store)
@@ -52,6 +58,28 @@ class ServerContext:
         except BaseException:
             self.store.close()
             raise
+
+    def _cluster_indexes(self) -> ReferenceIndexes | None:
+        """On a cluster with ``index_shards``, the reference index split over shard actors."""
+        cluster = self.settings.cluster
+        if cluster is None:
+            return None
+        from openfrt.cluster.settings import connect, require_shared_database
+
+        require_shared_database(self.store.engine.url.render_as_string())
+        connect(cluster.address)
+        if not cluster.index_shards:
+            return None
+        from openfrt.cluster.shards import ShardedReferenceIndexes
+
+        return ShardedReferenceIndexes(self.store, cluster)
+
+    def _cluster_cameras(self, engine_config: EngineConfig) -> ClusterCameras | None:
+        if self.settings.cluster is None:
+            return None
+        from openfrt.cluster.cameras import ClusterCameras
+
+        return ClusterCameras(self.settings.cluster, live_engine_config(engine_config), self.settings.realtime_files)
 
     def start(self) -> None:
         self.feed.start()
@@ -66,6 +94,7 @@ class ServerContext:
             self.supervisor.shutdown()
             self.feed.stop()
             self.dispatcher.stop(drain_seconds=EVENT_DRAIN_SECONDS)
+            self.gallery.indexes.close()
         finally:
             metrics.LIVE.unwatch(self.supervisor, self.store)
             self.store.close()

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from openfrt.cluster.settings import ClusterSettings  # pydantic and openfrt only: Ray is imported when used
+
 
 class ServerSettings(BaseModel):
     """How ``openfrt serve`` runs. Data lives under ``home`` (default ``OPENFRT_HOME``)."""
@@ -24,3 +26,6 @@ class ServerSettings(BaseModel):
     #: The console's address as others reach it (``https://frt.force.example``), for the links
     #: in events sent out; default ``OPENFRT_PUBLIC_URL``, else events carry paths only.
     public_url: str | None = None
+    #: Run deployments' cameras (and, with ``index_shards``, the reference search) on a Ray
+    #: cluster; None: everything in this process.
+    cluster: ClusterSettings | None = None

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
+from typing import IO, Annotated, Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -93,9 +93,9 @@ def parse_time(text: str | None, option: str) -> datetime | None:
     return moment if moment.tzinfo else moment.astimezone()
 
 
-def print_json(payload: dict[str, Any]) -> None:
-    """One compact JSON object per line, straight to stdout (no Rich markup or wrapping)."""
-    typer.echo(json.dumps(payload, separators=(",", ":")))
+def print_json(payload: dict[str, Any], file: IO[str] | None = None) -> None:
+    """One compact JSON object per line, straight to stdout or ``file`` (no Rich markup or wrapping)."""
+    typer.echo(json.dumps(payload, separators=(",", ":")), file=file)
 
 
 def fail(error: Exception, json_output: bool, **context: Any) -> NoReturn:

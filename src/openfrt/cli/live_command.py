@@ -5,22 +5,27 @@ Creates the deployment (purpose, place, authorising officer, watchlist, one came
 and ends it when every source has ended or on Ctrl-C / SIGTERM — always, so the watchlist
 snapshot is destroyed and the record published even after a failure. With ``--events-json``
 each alert is one JSON line and the record is the last; otherwise a live table shows progress.
+
+With ``--ray-address`` (or ``OPENFRT_RAY_ADDRESS``) each camera runs as a Ray actor on the
+cluster (see ``openfrt.cluster``); Ray is imported only then.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.live import Live
 from rich.table import Table
 
+from openfrt.cli.cluster_options import CameraCpusOption, CameraResourceOption, RayAddressOption, cluster_settings
 from openfrt.cli.common import (
     DetectorModelOption,
     DetectorOption,
@@ -38,9 +43,10 @@ from openfrt.errors import OpenFRTError
 from openfrt.gallery import Gallery
 from openfrt.gallery.fitness import expected_fitness
 from openfrt.live.deployments import DeploymentService, RunningDeployment
-from openfrt.live.events import AlertEvent
+from openfrt.live.events import AlertEvent, CameraRunner
 from openfrt.live.pipeline import (
     DEFAULT_CADENCE,
+    AlertCallback,
     CameraStats,
     LiveRunner,
     PipelineConfig,
@@ -56,6 +62,10 @@ from openfrt.vision import EngineConfig, FaceEngine
 EVENT_DRAIN_SECONDS = 10.0
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from openfrt.cluster.cameras import OpenedCameras
+    from openfrt.cluster.settings import ClusterSettings
 
 SourceListOption = Annotated[
     list[str],
@@ -82,6 +92,9 @@ def live(
     home: HomeOption = None,
     operator: OperatorOption = None,
     log_format: LogFormatOption = LogFormat.text,
+    ray_address: RayAddressOption = None,
+    camera_cpus: CameraCpusOption = 1.0,
+    camera_resource: CameraResourceOption = None,
 ) -> None:
     """Run a live deployment: every face is searched against the watchlist; only matches are kept.
     Its events go to the configured webhooks and broker from this process too (see README)."""
@@ -91,41 +104,115 @@ def live(
     if log_format is LogFormat.json:  # text leaves logging as it was: warnings only, under the live table
         configure_logging(LogFormat.json)
     actor = current_actor(operator)
-    cameras = _open_sources(source, realtime)
+    targets = _named_sources(source)
+    cluster = cluster_settings(ray_address, camera_cpus, camera_resource, home)
+    cameras = _open_sources(targets, realtime) if cluster is None else {}
     engine = _live_engine(detector, detector_model, embedder, detect_width)
-    with open_store(home) as store:
-        service = DeploymentService(store, Gallery(store, engine))
-        deployment_name = name or datetime.now(UTC).strftime("live-%Y%m%d-%H%M%S")
-        try:
-            service.create(
-                deployment_name, purpose=purpose, location=location, authorised_by=authorised_by, watchlist=watchlist,
-                actor=actor, cameras={camera: src.name for camera, src in cameras.items()},
-            )
-            running = service.start(deployment_name, actor)
-        except OpenFRTError as exc:
-            usage_error(str(exc))
-        _report_fitness(running, logged=log_format is LogFormat.json)
-        dispatcher = EventDispatcher(store)
-        dispatcher.start()
-        try:
-            with log_context(deployment=deployment_name):
-                _run(running, cameras, engine, PipelineConfig(cadence=cadence), events_json, actor)
-        finally:
-            dispatcher.stop(drain_seconds=EVENT_DRAIN_SECONDS)
+    opened = _open_on_cluster(cluster, engine.config, targets, realtime) if cluster is not None else None
+    config = PipelineConfig(cadence=cadence)
+    try:
+        with open_store(home) as store:
+            service = DeploymentService(store, Gallery(store, engine))
+            deployment_name = name or datetime.now(UTC).strftime("live-%Y%m%d-%H%M%S")
+            labels = opened.labels if opened is not None else {camera: src.name for camera, src in cameras.items()}
+            try:
+                service.create(
+                    deployment_name, purpose=purpose, location=location, authorised_by=authorised_by, watchlist=watchlist,
+                    actor=actor, cameras=labels,
+                )
+                running = service.start(deployment_name, actor)
+            except OpenFRTError as exc:
+                usage_error(str(exc))
+            _report_fitness(running, logged=log_format is LogFormat.json)
+            dispatcher = EventDispatcher(store)
+            dispatcher.start()
+            try:
+                with log_context(deployment=deployment_name):
+                    _run_cameras(running, cameras, engine, opened, config, events_json, actor)
+            finally:
+                dispatcher.stop(drain_seconds=EVENT_DRAIN_SECONDS)
+    finally:
+        if opened is not None:
+            opened.close()
 
 
-def _open_sources(specs: list[str], realtime: bool) -> dict[str, Source]:
+def _run_cameras(
+    running: RunningDeployment, cameras: dict[str, Source], engine: FaceEngine, opened: OpenedCameras | None,
+    config: PipelineConfig, events_json: bool, actor: str,
+) -> None:
+    """Run the cameras here, or on the cluster when they were opened there."""
+    if opened is None:
+        _run(running, lambda on_alert: LiveRunner(running, cameras, lambda: engine, config, on_alert=on_alert), events_json, actor, print_json)
+        return
+    from openfrt.cluster.settings import disconnect
+
+    with _stdout_kept_for_json() if events_json else nullcontext(sys.stdout) as out:
+        emit = lambda payload: print_json(payload, file=out)  # noqa: E731
+        try:
+            _run(running, _cluster_runner(running, opened, config, events_json, emit), events_json, actor, emit)
+        finally:  # Ray's late messages (the actors' end) still go to stderr
+            opened.close()
+            disconnect()
+
+
+def _named_sources(specs: list[str]) -> dict[str, str]:
     """Camera name -> source, from ``[NAME=]SOURCE`` options; unnamed cameras are camera1, camera2, …"""
-    cameras: dict[str, Source] = {}
+    targets: dict[str, str] = {}
     for number, spec in enumerate(specs, start=1):
         camera, _, target = spec.partition("=") if _is_named(spec) else (f"camera{number}", "", spec)
-        if camera in cameras:
+        if camera in targets:
             usage_error(f"two sources are named {camera!r}")
+        targets[camera] = target
+    return targets
+
+
+def _open_sources(targets: dict[str, str], realtime: bool) -> dict[str, Source]:
+    cameras: dict[str, Source] = {}
+    for camera, target in targets.items():
         try:
             cameras[camera] = open_source(target, realtime=realtime)
         except OpenFRTError as exc:
             usage_error(str(exc))
     return cameras
+
+
+def _open_on_cluster(cluster: ClusterSettings, engine: EngineConfig, targets: dict[str, str], realtime: bool) -> OpenedCameras:
+    """Join the cluster and place one actor per camera, each opening its source where it runs."""
+    from openfrt.cluster.cameras import ClusterCameras
+    from openfrt.cluster.settings import connect
+
+    try:
+        connect(cluster.address)
+        return ClusterCameras(cluster, engine, realtime).open(targets)
+    except OpenFRTError as exc:
+        usage_error(str(exc))
+
+
+@contextmanager
+def _stdout_kept_for_json() -> Iterator[IO[str]]:
+    """Ray's driver prints cluster events (a node marked dead...) to ``sys.stdout`` from its own
+    thread; with ``--events-json`` in cluster mode ``sys.stdout`` points at stderr meanwhile, and
+    the JSON lines go to the real stdout."""
+    real, sys.stdout = sys.stdout, sys.stderr
+    try:
+        yield real
+    finally:
+        sys.stdout = real
+
+
+def _cluster_runner(
+    running: RunningDeployment, opened: OpenedCameras, config: PipelineConfig, events_json: bool, emit: Callable[[dict[str, Any]], None]
+) -> Callable[[AlertCallback], CameraRunner]:
+    """Runners of the cameras' actors; with ``--events-json`` each (re)start is a ``camera`` line."""
+    from openfrt.cluster.cameras import ClusterRunner
+
+    def on_placed(camera: str, node: str, restarted: bool) -> None:
+        if events_json:
+            emit({"event": "camera", "deployment": running.name, "camera": camera, "node": node, "restarted": restarted})
+        elif restarted:
+            err_console.print(f"camera {camera} restarted on node {node}")
+
+    return lambda on_alert: ClusterRunner(running, opened, config, on_alert=on_alert, on_placed=on_placed)
 
 
 def _report_fitness(running: RunningDeployment, logged: bool = False) -> None:
@@ -165,11 +252,10 @@ def _live_engine(detector: str | None, detector_model: Path | None, embedder: st
 
 def _run(
     running: RunningDeployment,
-    cameras: dict[str, Source],
-    engine: FaceEngine,
-    config: PipelineConfig,
+    make_runner: Callable[[AlertCallback], CameraRunner],
     events_json: bool,
     actor: str,
+    emit: Callable[[dict[str, Any]], None],
 ) -> None:
     """Run all cameras until they end or are interrupted, then end the deployment and print its record."""
     display: Live | None = None
@@ -178,13 +264,13 @@ def _run(
         line = {"event": "alert", "deployment": running.name, "camera": alert.camera, "subject": alert.subject,
                 "similarity": round(alert.similarity, 6), "time": round(alert.source_time, 3), "track": alert.track_id}
         if events_json:
-            print_json(line)
+            emit(line)
         elif display is not None:
             display.console.print(f"[bold red]ALERT {alert_id}[/bold red] {alert.camera}: {alert.subject} ({alert.similarity:.3f})")
 
     failure: OpenFRTError | None = None
     try:
-        runner = LiveRunner(running, cameras, lambda: engine, config, on_alert=on_alert)
+        runner = make_runner(on_alert)
         with _stop_on_signals(runner.stop):
             if events_json:
                 runner.run()
@@ -196,7 +282,7 @@ def _run(
     finally:
         record = running.end(actor)
     if events_json:
-        print_json({"event": "record", **record.as_dict()})
+        emit({"event": "record", **record.as_dict()})
     else:
         console.print(f"deployment {running.name} ended: {record.faces_scanned} faces scanned, {record.alerts} alerts")
     if failure is not None:

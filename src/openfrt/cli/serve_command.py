@@ -14,6 +14,7 @@ import typer
 import uvicorn
 
 from openfrt.api import ServerSettings, create_app
+from openfrt.cli.cluster_options import CameraCpusOption, CameraResourceOption, IndexShardsOption, RayAddressOption, cluster_settings
 from openfrt.cli.common import HomeOption, LogFormatOption
 from openfrt.observability.logs import LogFormat, configure_logging
 
@@ -31,10 +32,15 @@ def serve(
     ] = True,
     home: HomeOption = None,
     log_format: LogFormatOption = LogFormat.text,
+    ray_address: RayAddressOption = None,
+    camera_cpus: CameraCpusOption = 1.0,
+    camera_resource: CameraResourceOption = None,
+    index_shards: IndexShardsOption = 0,
 ) -> None:
     """Serve the console (http://HOST:PORT/) and the REST API (/api/, documented at /docs)."""
+    cluster = cluster_settings(ray_address, camera_cpus, camera_resource, home, index_shards)
     configure_logging(log_format)
-    settings = ServerSettings(home=home, secure_cookies=secure_cookies, realtime_files=realtime_files)
+    settings = ServerSettings(home=home, secure_cookies=secure_cookies, realtime_files=realtime_files, cluster=cluster)
     log.info("openfrt console on http://%s:%s/ — API documentation at http://%s:%s/docs", host, port, host, port)
     # In JSON, uvicorn's own loggers (server and access log) go through the same handler.
     log_config = None if log_format is LogFormat.json else uvicorn.config.LOGGING_CONFIG

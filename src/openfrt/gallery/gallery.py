@@ -214,11 +214,14 @@ class _Prepared:
 class Gallery:
     """Subjects, watchlists, identification and retrospective search over one records store."""
 
-    def __init__(self, store: RecordStore, engine: FaceEngine, policy: QualityPolicy | None = None) -> None:
+    def __init__(
+        self, store: RecordStore, engine: FaceEngine, policy: QualityPolicy | None = None, indexes: ReferenceIndexes | None = None
+    ) -> None:
         self.store = store
         self.engine = engine
         self.policy = policy or QualityPolicy()
-        self.indexes = ReferenceIndexes(store)
+        #: The reference-search indexes: one file per model here, or shards on a cluster.
+        self.indexes = indexes if indexes is not None else ReferenceIndexes(store)
         self._matrices: dict[int, tuple[int, TemplateMatrix]] = {}
 
     @property

@@ -45,6 +45,10 @@ class ReferenceIndexes:
         self.directory = store.home / INDEX_DIR
         self._open: dict[str, _OpenIndex] = {}
 
+    def close(self) -> None:
+        """Forget the open indexes (the files stay)."""
+        self._open.clear()
+
     def index(self, model_id: str, dim: int) -> TemplateIndex:
         """The index of ``model_id``, rebuilt from the database first if it is stale."""
         return self._get(model_id, dim).index
@@ -92,8 +96,14 @@ class ReferenceIndexes:
         ids = self._database_ids(model_id)
         manifest = self._read_manifest(model_id)
         if manifest and self.path(model_id).exists() and manifest["ids_sha256"] == _digest(ids):
-            return _OpenIndex(_index_module().open_index(self.path(model_id), manifest["dim"], self.store.cipher), ids)
+            index = self._open_index(self.path(model_id), manifest["dim"], fresh=False)
+            if len(index) == len(ids):  # a sharded index whose shard lost its file holds fewer
+                return _OpenIndex(index, ids)
         return self._rebuild(model_id, dim)
+
+    def _open_index(self, path: Path, dim: int, *, fresh: bool) -> TemplateIndex:
+        """The index stored at ``path`` (``fresh``: a new, empty one); cluster mode shards it."""
+        return _index_module().open_index(path, dim, self.store.cipher)
 
     def _read_manifest(self, model_id: str) -> dict[str, Any] | None:
         try:
@@ -107,7 +117,7 @@ class ReferenceIndexes:
         for stale in (self.path(model_id), self._manifest_path(model_id)):
             stale.unlink(missing_ok=True)
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        entry = _OpenIndex(_index_module().open_index(self.path(model_id), dim, self.store.cipher), ids)
+        entry = _OpenIndex(self._open_index(self.path(model_id), dim, fresh=True), ids)
         if len(ids):
             entry.index.add(ids, vectors)
         self._save(model_id, entry)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from openfrt.gallery.matching import TemplateMatrix
+    from openfrt.live.pipeline import CameraStats
 
 
 @dataclass(frozen=True)
@@ -65,3 +66,18 @@ class DeploymentSink(Protocol):
 
     def end(self, actor: str) -> object:
         """End the deployment (destroying its watchlist copy) and return its published record."""
+
+
+class CameraRunner(Protocol):
+    """What runs a started deployment's cameras until their sources end or :meth:`stop`:
+    threads in this process (:class:`~openfrt.live.pipeline.LiveRunner`) or Ray actors across a
+    cluster (:class:`~openfrt.cluster.cameras.ClusterRunner`)."""
+
+    def run(self) -> None:
+        """Process every camera to its end; re-raises a camera's failure."""
+
+    def stop(self) -> None:
+        """Ask every camera to end; :meth:`run` returns once they have."""
+
+    def stats(self) -> dict[str, CameraStats]:
+        """Each camera's running figures, for displays."""

@@ -10,6 +10,8 @@ Two ways of reading, because the two kinds of input need opposite things:
   reopened with exponential back-off (capped at ``max_delay``); the outage is reported as a gap.
 
 Times: seconds into the input for files and folders (frame index / fps); Unix time for live.
+A file or folder can be opened to start ``after`` a source time (a camera restarted elsewhere
+resumes where it was); skipped frames are not processed, and a paced file is paced from there.
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ class Source(ABC):
 class ImageFolderSource(Source):
     """Each image in a folder, in name order, is one frame ``1 / fps`` seconds after the last."""
 
-    def __init__(self, folder: Path, fps: float = 1.0, max_pixels: int | None = None) -> None:
+    def __init__(self, folder: Path, fps: float = 1.0, max_pixels: int | None = None, after: float | None = None) -> None:
         super().__init__(str(folder))
         if not folder.is_dir():
             raise SourceError(f"{folder} is not a folder")
@@ -106,11 +108,14 @@ class ImageFolderSource(Source):
             raise SourceError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         self.fps = fps
         self.max_pixels = max_pixels
+        self.after = after
 
     def frames(self, on_gap: GapCallback | None = None) -> Iterator[Frame]:
         for index, path in enumerate(self.paths):
             if self._stopped.is_set():
                 return
+            if self.after is not None and index / self.fps <= self.after:
+                continue
             try:
                 rgb = load_image(path, self.max_pixels) if self.max_pixels else load_image(path)
             except ImageError as exc:
@@ -122,10 +127,11 @@ class ImageFolderSource(Source):
 class VideoFileSource(Source):
     """A video file, decoded ahead in a thread; every frame is processed and the file ends the source."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, after: float | None = None) -> None:
         super().__init__(str(path))
         self.path = path
         self.fps = video_fps(path)
+        self.after = after
 
     def frames(self, on_gap: GapCallback | None = None) -> Iterator[Frame]:
         ahead: queue.Queue[Frame | None] = queue.Queue(maxsize=READ_AHEAD)
@@ -145,7 +151,7 @@ class VideoFileSource(Source):
             reader.join()
 
     def _read(self, ahead: queue.Queue[Frame | None]) -> None:
-        frames = (Frame(rgb, seconds) for rgb, seconds in _file_frames(self.path, self.fps, self._stopped))
+        frames = (Frame(rgb, seconds) for rgb, seconds in _file_frames(self.path, self.fps, self._stopped, self.after))
         for item in itertools.chain(frames, [None]):  # None marks the end of the file
             while not self._stopped.is_set():
                 try:
@@ -242,8 +248,11 @@ class LatestFrameSource(Source):
             self._condition.notify()
 
 
-def open_source(spec: str, realtime: bool = False, folder_fps: float = 1.0) -> Source:
-    """The source a command-line ``--source`` names: a URL, a webcam index, a folder or a video file."""
+def open_source(spec: str, realtime: bool = False, folder_fps: float = 1.0, after: float | None = None) -> Source:
+    """The source a command-line ``--source`` names: a URL, a webcam index, a folder or a video file.
+
+    ``after``: start a file or folder after this source time (streams and webcams are live and
+    always start now)."""
     if "://" in spec:
         label = without_credentials(spec)
         return LatestFrameSource(label, lambda: _capture_frames(spec, label))
@@ -251,13 +260,13 @@ def open_source(spec: str, realtime: bool = False, folder_fps: float = 1.0) -> S
         return LatestFrameSource(f"webcam {spec}", lambda: _capture_frames(int(spec), f"webcam {spec}"))
     path = Path(spec).expanduser()
     if path.is_dir():
-        return ImageFolderSource(path, folder_fps)
+        return ImageFolderSource(path, folder_fps, after=after)
     if not path.is_file():
         raise SourceError(f"source not found: {spec} (give a video file, a folder of images, a stream URL or a webcam index)")
     if realtime:
         fps = video_fps(path)
-        return LatestFrameSource(str(path), lambda: _paced(_file_frames(path, fps, threading.Event())), reconnect=False)
-    return VideoFileSource(path)
+        return LatestFrameSource(str(path), lambda: _paced(_file_frames(path, fps, threading.Event(), after)), reconnect=False)
+    return VideoFileSource(path, after)
 
 
 def video_fps(path: Path) -> float:
@@ -272,10 +281,15 @@ def video_fps(path: Path) -> float:
         capture.release()
 
 
-def _file_frames(path: Path, fps: float, stopped: threading.Event) -> Iterator[tuple[np.ndarray, float]]:
+def _file_frames(path: Path, fps: float, stopped: threading.Event, after: float | None = None) -> Iterator[tuple[np.ndarray, float]]:
+    """Decoded frames and their times; frames up to ``after`` seconds are skipped undecoded."""
     capture = cv2.VideoCapture(str(path))
     try:
         index = 0
+        while after is not None and index / fps <= after and not stopped.is_set():
+            if not capture.grab():
+                return
+            index += 1
         while not stopped.is_set():
             ok, bgr = capture.read()
             if not ok:
@@ -287,10 +301,12 @@ def _file_frames(path: Path, fps: float, stopped: threading.Event) -> Iterator[t
 
 
 def _paced(frames: Iterator[tuple[np.ndarray, float]]) -> Iterator[tuple[np.ndarray, float]]:
-    """Release each frame no earlier than its time after the start, as a camera would."""
-    start = time.monotonic()
+    """Release each frame no earlier than its time after the first frame's, as a camera would."""
+    origin: float | None = None
     for rgb, seconds in frames:
-        wait = start + seconds - time.monotonic()
+        if origin is None:
+            origin = time.monotonic() - seconds
+        wait = origin + seconds - time.monotonic()
         if wait > 0:
             time.sleep(wait)
         yield rgb, seconds

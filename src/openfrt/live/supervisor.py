@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from openfrt.errors import OpenFRTError
 from openfrt.live.deployments import (
@@ -20,10 +21,14 @@ from openfrt.live.deployments import (
     DeploymentService,
     RunningDeployment,
 )
+from openfrt.live.events import CameraRunner
 from openfrt.live.pipeline import CameraStats, LiveRunner, PipelineConfig
 from openfrt.live.sources import Source, open_source
 from openfrt.records.errors import InvalidRecordError
 from openfrt.vision import FaceEngine
+
+if TYPE_CHECKING:
+    from openfrt.cluster.cameras import ClusterCameras
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +36,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Active:
     running: RunningDeployment
-    runner: LiveRunner
+    runner: CameraRunner
     thread: threading.Thread
     started_by: str
     stopped_by: str | None = None
@@ -60,7 +65,8 @@ class LiveSupervisor:
 
     ``engine`` is called once per started deployment; cameras of one deployment share it (see
     :class:`LiveRunner`). ``realtime`` plays video files at their frame rate, as a camera
-    would deliver them, so a file stands in for a camera in demonstrations and tests.
+    would deliver them, so a file stands in for a camera in demonstrations and tests. With
+    ``cluster``, each camera runs as a Ray actor instead (``openfrt serve --ray-address``).
     """
 
     def __init__(
@@ -69,8 +75,10 @@ class LiveSupervisor:
         engine: Callable[[], FaceEngine],
         config: PipelineConfig = PipelineConfig(),
         realtime: bool = True,
+        cluster: ClusterCameras | None = None,
     ) -> None:
         self.service = service
+        self._cluster = cluster
         self._engine = engine
         self._config = config
         self._realtime = realtime
@@ -87,22 +95,38 @@ class LiveSupervisor:
             planned = self.service.get(name)
             if not planned.cameras:
                 raise InvalidRecordError(f"deployment {name!r} has no cameras")
-            sources = self._open_sources(self.service.camera_sources(name))
-            try:
-                engine = self._engine()
-                running = self.service.start(name, actor)
-            except BaseException:
-                for source in sources.values():
-                    source.stop()
-                raise
-            try:
-                runner = LiveRunner(running, sources, lambda: engine, self._config)
-            except OpenFRTError:
-                running.end(actor)
-                raise
+            running, runner = self._start_on_cluster(name, actor) if self._cluster is not None else self._start_here(name, actor)
             thread = threading.Thread(target=self._run, args=(name,), name=f"deployment {name}", daemon=True)
             self._active[name] = _Active(running, runner, thread, started_by=actor)
             thread.start()
+
+    def _start_here(self, name: str, actor: str) -> tuple[RunningDeployment, CameraRunner]:
+        sources = self._open_sources(self.service.camera_sources(name))
+        try:
+            engine = self._engine()
+            running = self.service.start(name, actor)
+        except BaseException:
+            for source in sources.values():
+                source.stop()
+            raise
+        try:
+            return running, LiveRunner(running, sources, lambda: engine, self._config)
+        except OpenFRTError:
+            running.end(actor)
+            raise
+
+    def _start_on_cluster(self, name: str, actor: str) -> tuple[RunningDeployment, CameraRunner]:
+        """Place the cameras' actors (each opens its source on its node), then start."""
+        from openfrt.cluster.cameras import ClusterRunner
+
+        assert self._cluster is not None
+        opened = self._cluster.open(self.service.camera_sources(name))
+        try:
+            running = self.service.start(name, actor)
+        except BaseException:
+            opened.close()
+            raise
+        return running, ClusterRunner(running, opened, self._config)
 
     def stop(self, name: str, actor: str, timeout: float = 30.0) -> DeploymentRecord:
         """Stop a running deployment's cameras and end it; returns its published record."""

@@ -158,7 +158,8 @@ class Tracker:
         self.max_gap_seconds = max_gap_seconds
         self.max_distance = max_distance
         self.tracks: list[Track] = []
-        self._next_id = 1
+        #: The id the next new track gets (a camera restarted elsewhere continues the numbering).
+        self.next_id = 1
 
     def update(self, faces: Sequence[Face], now: float) -> TrackUpdate:
         """Associate one round's detections (at source time ``now``) with the live tracks; start
@@ -168,8 +169,8 @@ class Tracker:
         for index, face in enumerate(faces):
             track = pairs.get(index)
             if track is None:
-                track = Track(self._next_id, face.box, now, peak_score=face.score)
-                self._next_id += 1
+                track = Track(self.next_id, face.box, now, peak_score=face.score)
+                self.next_id += 1
                 self.tracks.append(track)
             else:
                 track.observe(face, now)

@@ -402,3 +402,22 @@ def one_face_screen(engine: FaceEngine) -> Callable[[Path], bool]:
 def read_exclusions(lines: Iterable[str]) -> frozenset[str]:
     """File names from a list like ``benchmarks/shared-label-errors.txt`` (``#`` comments)."""
     return frozenset(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
+
+
+def one_after_another(video: Path, faces: Sequence[Path], seconds_each: float = 2.0, pause: float = 1.0, fps: float = 10.0) -> Path:
+    """A 640x480 video in which the people of ``faces`` cross the scene one after another, with
+    ``pause`` seconds of empty scene between them: every track ends before the next begins."""
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), fps, (640, 480))
+    empty = np.full((480, 640, 3), 100, np.uint8)
+    for face in faces:
+        crop = cv2.resize(cv2.imread(str(face)), (170, 170))
+        steps = int(seconds_each * fps)
+        for index in range(steps):
+            frame = empty.copy()
+            x = 20 + index * 400 // steps
+            frame[150:320, x : x + 170] = crop
+            writer.write(frame)
+        for _ in range(int(pause * fps)):
+            writer.write(empty)
+    writer.release()
+    return video

@@ -35,14 +35,16 @@ KEY_BYTES = 32
 class Cipher:
     """Authenticated encryption of byte strings with one key, and keyed fingerprints.
 
-    Exactly ``encrypt``, ``decrypt`` and ``fingerprint``: the search index and the store take
-    "a cipher" and need nothing else, so any key-management back-end can stand in for this class.
+    Exactly ``encrypt``, ``decrypt``, ``fingerprint`` and ``derived_key``: the search index and the
+    store take "a cipher" and need nothing else, so any key-management back-end can stand in for
+    this class.
     """
 
     def __init__(self, key: bytes) -> None:
         if len(key) != KEY_BYTES:
             raise KeyFileError(f"an encryption key must be {KEY_BYTES} bytes, not {len(key)}")
         self._aead = AESGCM(key)
+        self._key = key
         # A separate key for fingerprints, so the encryption key is used for one purpose only.
         self._fingerprint_key = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=b"openfrt fingerprint v1").derive(key)
 
@@ -51,6 +53,11 @@ class Cipher:
         fingerprints, so repeats can be counted, but without the key nobody can test a guess
         against one — unlike a plain hash of something short, such as a mistyped password."""
         return hmac.new(self._fingerprint_key, data, hashlib.sha256).hexdigest()[:16]
+
+    def derived_key(self, purpose: bytes) -> bytes:
+        """A key for one other purpose (HKDF-SHA256 of this key, labelled ``purpose``): given to
+        a process that needs it, it opens that purpose's data and nothing encrypted with this key."""
+        return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=b"openfrt derived " + purpose).derive(self._key)
 
     def encrypt(self, plaintext: bytes) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
