@@ -12,6 +12,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from openfrt.api.context import ServerContext
+from openfrt.api.params import MAX_ROW_ID, RecordId
 from openfrt.api.permissions import Permission
 from openfrt.api.security import Principal, context, require
 from openfrt.records.models import AlertOutcome, AlertStatus, MediaKind, PerceivedEthnicity, PerceivedSex
@@ -42,7 +43,7 @@ class Hold(BaseModel):
 def list_alerts(
     deployment: str | None = None,
     status: AlertStatus | None = None,
-    after: int | None = Query(None, ge=0),
+    after: int | None = Query(None, ge=0, le=MAX_ROW_ID),
     limit: int = Query(100, ge=1, le=1000),
     _: Principal = Depends(require(Permission.view_alerts)),
     ctx: ServerContext = Depends(context),
@@ -73,13 +74,13 @@ async def stream(request: Request, _: Principal = Depends(require(Permission.vie
 
 
 @router.get("/alerts/{alert_id}", summary="One alert (without its images)")
-def get_alert(alert_id: int, _: Principal = Depends(require(Permission.view_alerts)),
+def get_alert(alert_id: RecordId, _: Principal = Depends(require(Permission.view_alerts)),
               ctx: ServerContext = Depends(context)) -> dict[str, Any]:
     return ctx.alerts.get(alert_id).as_dict()
 
 
 @router.post("/alerts/{alert_id}/adjudication", summary="Record (or correct) the verdict and outcome, as the logged-in officer")
-def adjudicate(alert_id: int, body: Adjudication, principal: Principal = Depends(require(Permission.adjudicate)),
+def adjudicate(alert_id: RecordId, body: Adjudication, principal: Principal = Depends(require(Permission.adjudicate)),
                ctx: ServerContext = Depends(context)) -> dict[str, Any]:
     return ctx.feed.publish_change(ctx.alerts.adjudicate(
         alert_id, outcome=body.outcome, by=principal.name, status=body.status, correcting=body.correcting, engaged=body.engaged,
@@ -89,27 +90,27 @@ def adjudicate(alert_id: int, body: Adjudication, principal: Principal = Depends
 
 @router.get("/alerts/{alert_id}/media/{kind}", summary="An alert image: the probe crop, or the frame with other faces pixelated (audited)",
             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
-def media(alert_id: int, kind: MediaKind, principal: Principal = Depends(require(Permission.view_alerts)),
+def media(alert_id: RecordId, kind: MediaKind, principal: Principal = Depends(require(Permission.view_alerts)),
           ctx: ServerContext = Depends(context)) -> Response:
     data = ctx.alerts.media(alert_id, kind, actor=principal.name, reason="console review")
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
 @router.post("/alerts/{alert_id}/hold", summary="Keep the alert's images past retention, for a recorded reason")
-def hold(alert_id: int, body: Hold, principal: Principal = Depends(require(Permission.hold_alert_media)),
+def hold(alert_id: RecordId, body: Hold, principal: Principal = Depends(require(Permission.hold_alert_media)),
          ctx: ServerContext = Depends(context)) -> dict[str, Any]:
     return ctx.feed.publish_change(ctx.alerts.hold(alert_id, reason=body.reason, by=principal.name))
 
 
 @router.delete("/alerts/{alert_id}/hold", summary="Lift a hold: the images become subject to retention again")
-def release(alert_id: int, reason: str | None = None, principal: Principal = Depends(require(Permission.hold_alert_media)),
+def release(alert_id: RecordId, reason: str | None = None, principal: Principal = Depends(require(Permission.hold_alert_media)),
             ctx: ServerContext = Depends(context)) -> dict[str, Any]:
     return ctx.feed.publish_change(ctx.alerts.release(alert_id, by=principal.name, reason=reason))
 
 
 @router.get("/alerts/{alert_id}/reference", summary="The matched subject's first reference image, to compare with the probe (audited)",
             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
-def reference(alert_id: int, principal: Principal = Depends(require(Permission.view_reference_images)),
+def reference(alert_id: RecordId, principal: Principal = Depends(require(Permission.view_reference_images)),
               ctx: ServerContext = Depends(context)) -> Response:
     subject = ctx.gallery.subject(ctx.alerts.get(alert_id).subject)
     if not subject.images:

@@ -6,11 +6,10 @@ frames) is part of its answer, for the console's live status.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from openfrt.api.context import ServerContext
 from openfrt.api.permissions import Permission
@@ -30,8 +29,8 @@ class NewDeployment(BaseModel):
     )
     latitude: float | None = Field(None, ge=-90, le=90)
     longitude: float | None = Field(None, ge=-180, le=180)
-    planned_start: datetime | None = None
-    planned_end: datetime | None = None
+    planned_start: AwareDatetime | None = Field(None, description="ISO 8601 with a zone, e.g. 2026-06-01T18:00+01:00.")
+    planned_end: AwareDatetime | None = Field(None, description="ISO 8601 with a zone.")
     threshold: float | None = Field(None, ge=0, le=1, description="Default: the watchlist's.")
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Upload
 from fastapi.responses import JSONResponse, Response
 
 from openfrt.api.context import ServerContext
+from openfrt.api.params import MAX_ROW_ID, RecordId
 from openfrt.api.permissions import Permission
 from openfrt.api.routes.uploads import read_upload
 from openfrt.api.security import Principal, context, require
@@ -21,7 +22,7 @@ router = APIRouter(prefix="/api", tags=["subjects"])
 def list_subjects(
     search: str | None = Query(None, max_length=200),
     limit: int = Query(200, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_ROW_ID),
     _: Principal = Depends(require(Permission.view_subjects)),
     ctx: ServerContext = Depends(context),
 ) -> list[dict[str, Any]]:
@@ -68,7 +69,7 @@ def remove_subject(subject_id: str, reason: str = Query(..., min_length=1),
 
 @router.get("/reference-images/{image_id}", summary="A reference image (each viewing is audited)",
             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
-def reference_image(image_id: int, reason: str | None = Query(None, description="Why it is viewed, e.g. 'alert 12'."),
+def reference_image(image_id: RecordId, reason: str | None = Query(None, description="Why it is viewed, e.g. 'alert 12'."),
                     principal: Principal = Depends(require(Permission.view_reference_images)),
                     ctx: ServerContext = Depends(context)) -> Response:
     data, media_type = ctx.gallery.view_reference_image(image_id, actor=principal.name, reason=reason)

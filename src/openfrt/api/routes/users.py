@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from openfrt.api.context import ServerContext
+from openfrt.api.params import RecordId
 from openfrt.api.permissions import Permission
 from openfrt.api.security import Principal, context, require
 from openfrt.records.users import Role
@@ -55,6 +56,6 @@ def list_tokens(_: Principal = Depends(admin), ctx: ServerContext = Depends(cont
 
 
 @router.delete("/tokens/{token_id}", summary="Revoke an API token")
-def revoke_token(token_id: int, principal: Principal = Depends(admin), ctx: ServerContext = Depends(context)) -> dict[str, str]:
+def revoke_token(token_id: RecordId, principal: Principal = Depends(admin), ctx: ServerContext = Depends(context)) -> dict[str, str]:
     ctx.users.revoke_token(token_id, actor=principal.name)
     return {"status": "revoked"}

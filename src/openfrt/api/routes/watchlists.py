@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from openfrt.api.context import ServerContext
 from openfrt.api.permissions import Permission
@@ -19,7 +18,7 @@ class NewWatchlist(BaseModel):
     name: str = Field(min_length=1, max_length=128)
     purpose: str = Field(min_length=1)
     criteria: str | None = Field(None, description="Who qualifies for the list, e.g. 'wanted for violent offences'.")
-    expires_at: datetime | None = None
+    expires_at: AwareDatetime | None = Field(None, description="ISO 8601 with a zone, e.g. 2026-12-31T23:00Z.")
     threshold: float | None = Field(None, ge=0, le=1, description="Default: the model's calibrated threshold.")
 
 
