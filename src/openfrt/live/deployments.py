@@ -30,7 +30,6 @@ from tenacity import before_sleep_log, retry, retry_if_exception, stop_after_del
 
 from openfrt.errors import OpenFRTError
 from openfrt.gallery import Gallery, TemplateMatrix
-from openfrt.gallery.gallery import check_identifier
 from openfrt.live.events import AlertEvent
 from openfrt.live.sources import without_credentials
 from openfrt.records.audit import AuditAction, hold_audit_chain, record_event
@@ -50,6 +49,7 @@ from openfrt.records.models import (
     utc_now,
 )
 from openfrt.records.store import RecordStore
+from openfrt.records.text import SHORT_TEXT, check_identifier, check_text
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,10 @@ CSV_COLUMNS = (
     "deployment", "date", "location", "purpose", "watchlist_size", "faces_scanned",
     "alerts", "true_alerts", "false_alerts", "engagements", "arrests",
 )
+
+
+#: First characters that make a spreadsheet treat a cell as a formula (OWASP's list).
+FORMULA_STARTS = frozenset("=+-@\t\r")
 
 
 class DeploymentNotRunningError(OpenFRTError):
@@ -155,7 +159,16 @@ class DeploymentRecord:
 
     def csv_row(self) -> dict[str, Any]:
         published = {**self.as_dict(), "date": self.started_at.date().isoformat()}
-        return {column: published[column] for column in CSV_COLUMNS}
+        return {column: spreadsheet_safe(published[column]) for column in CSV_COLUMNS}
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text: one starting with = + - @ or a tab or carriage
+    return would be run as a formula (``=HYPERLINK(…)`` in a published purpose), so it gets a
+    leading apostrophe, which spreadsheets hide. Numbers are left as they are."""
+    if isinstance(value, str) and value[:1] in FORMULA_STARTS:
+        return "'" + value
+    return value
 
 
 class RunningDeployment:
@@ -349,6 +362,9 @@ class DeploymentService:
             require_text(value, f"a deployment needs a {what}")
         if authorised_by is not None:
             require_text(authorised_by, "the authorising officer is blank; name them, or leave it out to authorise later")
+        check_text(purpose, "purpose")
+        check_text(location, "location", limit=SHORT_TEXT)
+        check_text(authorised_by, "authorising officer", limit=SHORT_TEXT, required=False)
         cameras = dict(cameras or {})
         for camera, source in cameras.items():
             check_identifier(camera, "camera name")
@@ -396,6 +412,7 @@ class DeploymentService:
         part of its record. ``actor`` is who entered it, usually the officer themself.
         """
         require_text(officer, "name the authorising officer (name, rank, number)")
+        check_text(officer, "authorising officer", limit=SHORT_TEXT)
         with self.store.transaction() as session:
             authorised = session.execute(
                 update(Deployment)
