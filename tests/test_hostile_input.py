@@ -105,3 +105,16 @@ def test_times_without_a_zone_are_refused_not_a_server_error(clients: dict[Role,
     mixed = {"name": "mixed", "purpose": "p", "location": "x", "watchlist": "zoned", "cameras": {"a": "0"},
              "planned_start": "2099-01-01T10:00", "planned_end": "2099-01-01T12:00Z"}
     assert officer.post("/api/deployments", json=mixed).status_code == 422
+
+
+@pytest.mark.parametrize("target", ["/\t/evil.example/phish", "/\n/evil.example", "/\r\n/evil.example", "//evil.example",
+                                    "/\\evil.example", "\\/evil.example", "https://evil.example/", "/ /evil.example",
+                                    "/\x00/evil.example", "/\u3000/evil.example"])
+def test_the_page_after_log_in_is_always_on_this_site(app: Any, clients: dict[Role, TestClient], target: str) -> None:
+    anonymous = TestClient(app)
+    page = anonymous.get("/login", params={"next": target})
+    assert 'data-next="/"' in page.text
+    answer = clients[Role.operator].get("/login", params={"next": target}, follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/alerts"
+    kept = clients[Role.operator].get("/login", params={"next": "/deployments/op%201?x=1"}, follow_redirects=False)
+    assert kept.headers["location"] == "/deployments/op%201?x=1"
