@@ -118,3 +118,37 @@ def test_the_page_after_log_in_is_always_on_this_site(app: Any, clients: dict[Ro
     assert answer.status_code == 303 and answer.headers["location"] == "/alerts"
     kept = clients[Role.operator].get("/login", params={"next": "/deployments/op%201?x=1"}, follow_redirects=False)
     assert kept.headers["location"] == "/deployments/op%201?x=1"
+
+
+def test_anonymous_csv_downloads_are_audited_in_aggregate_not_one_entry_each(tmp_path: Path, home: Path) -> None:
+    from openfrt.records.audit import list_events
+
+    def exports() -> list[Any]:
+        with RecordStore.open(home) as store, store.transaction() as session:
+            return list_events(session, action="records.export", limit=1000)
+
+    before = len(exports())
+    with TestClient(create_app(ServerSettings(home=home, realtime_files=False))) as client:
+        for _ in range(30):
+            assert client.get("/api/records.csv").status_code == 200
+        assert len(exports()) - before <= 1  # a flood of downloads is not a flood of entries
+        client.post("/api/session", json={"name": USERS[Role.auditor], "password": PASSWORD})
+        assert client.get("/api/records.csv").status_code == 200
+    entries = exports()[: len(exports()) - before]
+    assert [entry.actor for entry in entries].count(USERS[Role.auditor]) == 1  # a person's download: their own entry
+    public = [entry for entry in entries if entry.actor == "public"]
+    assert sum(entry.details["downloads"] for entry in public) == 30 and len(public) <= 2
+
+
+def test_long_free_text_is_refused_by_the_api_without_being_repeated(clients: dict[Role, TestClient]) -> None:
+    long = "LONG-TEXT-" * 10_000  # 100 KB: within the JSON limit, over every field's
+    officer = clients[Role.authorising_officer]
+    for method, path, kwargs in (
+        ("POST", "/api/watchlists", {"json": {"name": "w-long", "purpose": long}}),
+        ("POST", "/api/deployments", {"json": {"name": "d-long", "purpose": "p", "location": long, "watchlist": "x", "cameras": {"a": "0"}}}),
+        ("POST", "/api/alerts/1/hold", {"json": {"reason": long}}),
+        ("DELETE", "/api/watchlists/x", {"params": {"reason": long[:6000]}}),
+    ):
+        answer = officer.request(method, path, **kwargs)
+        assert answer.status_code == 422, (path, answer.status_code)
+        assert "LONG-TEXT" not in answer.text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 
+from openfrt.api.downloads import AnonymousDownloads
 from openfrt.api.feed import AlertFeed
 from openfrt.api.settings import ServerSettings
 from openfrt.gallery import Gallery
@@ -38,6 +39,7 @@ class ServerContext:
                 self.deployments, lambda: FaceEngine(live_engine_config(engine_config)), realtime=settings.realtime_files
             )
             self.feed = AlertFeed(self.alerts, settings.alert_poll_seconds)
+            self.public_downloads = AnonymousDownloads(self.store)
         except BaseException:
             self.store.close()
             raise
@@ -50,5 +52,6 @@ class ServerContext:
         try:
             self.supervisor.shutdown()
             self.feed.stop()
+            self.public_downloads.flush()
         finally:
             self.store.close()

@@ -369,6 +369,7 @@ class DeploymentService:
         for camera, source in cameras.items():
             check_identifier(camera, "camera name")
             require_text(source, f"camera {camera!r} needs a source description")
+            check_text(source, f"source of camera {camera}")
         _check_plan(threshold, latitude, longitude, planned_start, planned_end)
         with self.store.transaction() as session:
             if session.scalar(select(Watchlist.id).where(Watchlist.name == watchlist)) is None:

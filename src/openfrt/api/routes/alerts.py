@@ -15,6 +15,7 @@ from openfrt.api.context import ServerContext
 from openfrt.api.params import MAX_ROW_ID, RecordId
 from openfrt.api.permissions import Permission
 from openfrt.api.security import Principal, context, require
+from openfrt.records.text import LONG_TEXT
 from openfrt.records.models import AlertOutcome, AlertStatus, MediaKind, PerceivedEthnicity, PerceivedSex
 
 router = APIRouter(prefix="/api", tags=["alerts"])
@@ -30,13 +31,13 @@ class Adjudication(BaseModel):
                           "(another officer got there first), 409 and nothing changes.")
     outcome: AlertOutcome
     engaged: bool | None = Field(None, description="Default: from the outcome.")
-    note: str | None = None
+    note: str | None = Field(None, max_length=LONG_TEXT)
     perceived_ethnicity: PerceivedEthnicity | None = Field(None, description="Optional, as the officer perceives it; published only as group totals.")
     perceived_sex: PerceivedSex | None = None
 
 
 class Hold(BaseModel):
-    reason: str = Field(min_length=1, description="The legal reason for keeping the images past retention.")
+    reason: str = Field(min_length=1, max_length=LONG_TEXT, description="The legal reason for keeping the images past retention.")
 
 
 @router.get("/alerts", summary="Alerts in the order raised; page with `after` (an alert id) and `limit`")
@@ -103,7 +104,7 @@ def hold(alert_id: RecordId, body: Hold, principal: Principal = Depends(require(
 
 
 @router.delete("/alerts/{alert_id}/hold", summary="Lift a hold: the images become subject to retention again")
-def release(alert_id: RecordId, reason: str | None = None, principal: Principal = Depends(require(Permission.hold_alert_media)),
+def release(alert_id: RecordId, reason: str | None = Query(None, max_length=LONG_TEXT), principal: Principal = Depends(require(Permission.hold_alert_media)),
             ctx: ServerContext = Depends(context)) -> dict[str, Any]:
     return ctx.feed.publish_change(ctx.alerts.release(alert_id, by=principal.name, reason=reason))
 

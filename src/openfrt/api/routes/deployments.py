@@ -6,7 +6,7 @@ frames) is part of its answer, for the console's live status.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from pydantic import AwareDatetime, BaseModel, Field
@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from openfrt.api.context import ServerContext
 from openfrt.api.permissions import Permission
 from openfrt.api.security import Principal, context, require
+from openfrt.records.text import LONG_TEXT, SHORT_TEXT
 from openfrt.live.deployments import DeploymentInfo
 
 router = APIRouter(prefix="/api", tags=["deployments"])
@@ -21,10 +22,10 @@ router = APIRouter(prefix="/api", tags=["deployments"])
 
 class NewDeployment(BaseModel):
     name: str = Field(min_length=1, max_length=128)
-    purpose: str = Field(min_length=1)
-    location: str = Field(min_length=1)
+    purpose: str = Field(min_length=1, max_length=LONG_TEXT)
+    location: str = Field(min_length=1, max_length=SHORT_TEXT)
     watchlist: str = Field(min_length=1)
-    cameras: dict[str, str] = Field(
+    cameras: dict[str, Annotated[str, Field(max_length=LONG_TEXT)]] = Field(
         min_length=1, description="Camera name → source: a video file on the server, an rtsp:// or http:// URL, a webcam index."
     )
     latitude: float | None = Field(None, ge=-90, le=90)

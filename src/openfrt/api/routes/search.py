@@ -17,6 +17,7 @@ from openfrt.api.permissions import Permission
 from openfrt.api.routes.uploads import read_upload
 from openfrt.api.security import Principal, context, require
 from openfrt.live.clips import best_face_in_clip, is_clip
+from openfrt.records.text import LONG_TEXT
 
 router = APIRouter(prefix="/api", tags=["search"])
 
@@ -30,7 +31,7 @@ class SearchKind(str, enum.Enum):
 async def search(
     image: UploadFile = File(...),
     case_ref: str = Form(..., min_length=1, max_length=200),
-    reason: str = Form(..., min_length=1),
+    reason: str = Form(..., min_length=1, max_length=LONG_TEXT),
     kind: SearchKind = Form(SearchKind.retrospective),
     top: int = Form(10, ge=1, le=50),
     principal: Principal = Depends(require(Permission.search)),

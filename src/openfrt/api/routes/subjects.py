@@ -12,6 +12,7 @@ from openfrt.api.params import MAX_ROW_ID, RecordId
 from openfrt.api.permissions import Permission
 from openfrt.api.routes.uploads import read_upload
 from openfrt.api.security import Principal, context, require
+from openfrt.records.text import LONG_TEXT
 from openfrt.gallery import ImageToEnrol, SubjectInfo
 from openfrt.records.models import Category
 
@@ -41,9 +42,9 @@ async def enrol(
     subject_id: str = Form(..., max_length=128),
     display_name: str = Form(..., max_length=200),
     category: Category = Form(...),
-    legal_basis: str = Form(..., min_length=1, description="Why these images may be held (recorded with them)."),
-    notes: str | None = Form(None),
-    source: str | None = Form(None, description="Where the images come from, e.g. a custody record."),
+    legal_basis: str = Form(..., min_length=1, max_length=LONG_TEXT, description="Why these images may be held (recorded with them)."),
+    notes: str | None = Form(None, max_length=LONG_TEXT),
+    source: str | None = Form(None, max_length=LONG_TEXT, description="Where the images come from, e.g. a custody record."),
     watchlist: str | None = Form(None, description="Also add the subject to this watchlist."),
     images: list[UploadFile] = File(...),
     principal: Principal = Depends(require(Permission.enrol)),
@@ -61,7 +62,7 @@ async def enrol(
 
 
 @router.delete("/subjects/{subject_id:path}", summary="Delete a subject and everything derived from it")
-def remove_subject(subject_id: str, reason: str = Query(..., min_length=1),
+def remove_subject(subject_id: str, reason: str = Query(..., min_length=1, max_length=LONG_TEXT),
                    principal: Principal = Depends(require(Permission.remove_subjects)),
                    ctx: ServerContext = Depends(context)) -> dict[str, Any]:
     return ctx.gallery.remove_subject(subject_id, actor=principal.name, reason=reason)
