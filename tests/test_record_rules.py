@@ -14,7 +14,7 @@ from openfrt.live.alerts import AlertService
 from openfrt.live.deployments import DeploymentService
 from openfrt.records import Category, InvalidRecordError, RecordStore
 from openfrt.records.models import AlertOutcome, AlertStatus
-from test_deployments import event, gallery, plan, service  # noqa: F401 - fixtures and helpers
+from test_deployments import camera_networks, event, gallery, plan, service  # noqa: F401 - fixtures and helpers
 from test_records import database_url, home, store  # noqa: F401 - the SQLite/PostgreSQL fixtures
 
 UNREACHABLE = ("night/ops", "dep/1", ".", "..", "back\\slash")

@@ -32,6 +32,7 @@ from openfrt.cli.common import (
     print_json,
     usage_error,
 )
+from openfrt import config
 from openfrt.errors import OpenFRTError
 from openfrt.gallery import Gallery
 from openfrt.gallery.fitness import expected_fitness
@@ -44,13 +45,14 @@ from openfrt.live.pipeline import (
     PipelineConfig,
     live_engine_config,
 )
+from openfrt.live.source_policy import SourcePolicy
 from openfrt.live.sources import Source, open_source
 from openfrt.records import current_actor
 from openfrt.vision import EngineConfig, FaceEngine
 
 SourceListOption = Annotated[
     list[str],
-    typer.Option("--source", help="[NAME=]SOURCE: a video file, a folder of images, an rtsp:// or http:// URL, or a webcam index. Repeat for more cameras."),
+    typer.Option("--source", help="[NAME=]SOURCE: a video file or a folder of images in the footage directory (OPENFRT_FOOTAGE_DIR), an rtsp(s):// or http(s):// URL on a network in OPENFRT_ALLOWED_NETWORKS, or a webcam index. Repeat for more cameras."),
 ]
 
 
@@ -75,7 +77,8 @@ def live(
 ) -> None:
     """Run a live deployment: every face is searched against the watchlist; only matches are kept."""
     actor = current_actor(operator)
-    cameras = _open_sources(source, realtime)
+    specs = _camera_specs(source)
+    cameras = _open_sources(specs, SourcePolicy.from_env(config.home_dir(home)), realtime)
     engine = _live_engine(detector, detector_model, embedder, detect_width)
     with open_store(home) as store:
         service = DeploymentService(store, Gallery(store, engine))
@@ -83,7 +86,7 @@ def live(
         try:
             service.create(
                 deployment_name, purpose=purpose, location=location, authorised_by=authorised_by, watchlist=watchlist,
-                actor=actor, cameras={camera: src.name for camera, src in cameras.items()},
+                actor=actor, cameras=specs,
             )
             running = service.start(deployment_name, actor)
         except OpenFRTError as exc:
@@ -92,18 +95,23 @@ def live(
         _run(running, cameras, engine, PipelineConfig(cadence=cadence), events_json, actor)
 
 
-def _open_sources(specs: list[str], realtime: bool) -> dict[str, Source]:
+def _camera_specs(specs: list[str]) -> dict[str, str]:
     """Camera name -> source, from ``[NAME=]SOURCE`` options; unnamed cameras are camera1, camera2, …"""
-    cameras: dict[str, Source] = {}
+    cameras: dict[str, str] = {}
     for number, spec in enumerate(specs, start=1):
         camera, _, target = spec.partition("=") if _is_named(spec) else (f"camera{number}", "", spec)
         if camera in cameras:
             usage_error(f"two sources are named {camera!r}")
-        try:
-            cameras[camera] = open_source(target, realtime=realtime)
-        except OpenFRTError as exc:
-            usage_error(str(exc))
+        cameras[camera] = target
     return cameras
+
+
+def _open_sources(specs: dict[str, str], policy: SourcePolicy, realtime: bool) -> dict[str, Source]:
+    """Each camera's source, if the source policy allows it (the same rule as the server's)."""
+    try:
+        return {camera: open_source(target, policy=policy, realtime=realtime) for camera, target in specs.items()}
+    except OpenFRTError as exc:
+        usage_error(str(exc))
 
 
 def _report_fitness(running: RunningDeployment) -> None:

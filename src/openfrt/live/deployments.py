@@ -31,7 +31,7 @@ from tenacity import before_sleep_log, retry, retry_if_exception, stop_after_del
 from openfrt.errors import OpenFRTError
 from openfrt.gallery import Gallery, TemplateMatrix
 from openfrt.live.events import AlertEvent
-from openfrt.live.sources import without_credentials
+from openfrt.live.source_policy import SourcePolicy
 from openfrt.records.audit import AuditAction, hold_audit_chain, record_event
 from openfrt.records.database import is_transient
 from openfrt.records.errors import DuplicateRecordError, InvalidRecordError, RecordNotFoundError
@@ -49,6 +49,7 @@ from openfrt.records.models import (
     utc_now,
 )
 from openfrt.records.store import RecordStore
+from openfrt.net_policy import without_credentials
 from openfrt.records.text import SHORT_TEXT, check_identifier, check_text
 
 log = logging.getLogger(__name__)
@@ -335,6 +336,8 @@ class DeploymentService:
     def __init__(self, store: RecordStore, gallery: Gallery | None = None) -> None:
         self.store = store
         self.gallery = gallery
+        #: Which camera sources may be planned and opened (from the environment).
+        self.source_policy = SourcePolicy.from_env(store.home)
 
     def create(
         self,
@@ -370,6 +373,7 @@ class DeploymentService:
             check_identifier(camera, "camera name")
             require_text(source, f"camera {camera!r} needs a source description")
             check_text(source, f"source of camera {camera}")
+            self.source_policy.check(source)
         _check_plan(threshold, latitude, longitude, planned_start, planned_end)
         with self.store.transaction() as session:
             if session.scalar(select(Watchlist.id).where(Watchlist.name == watchlist)) is None:
