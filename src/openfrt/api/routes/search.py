@@ -40,10 +40,10 @@ async def search(
     label = image.filename or "upload"
     data = await read_upload(image, ctx.settings.max_upload_bytes)
     clip_time = None
-    with ctx.vision_lock:
-        if is_clip(data):
-            face, probe, clip_time = best_face_in_clip(ctx.engine, data, label)
-        else:
+    if is_clip(data):  # decoded outside the engine's lock, which it takes frame by frame
+        face, probe, clip_time = best_face_in_clip(ctx.engine, data, label, ctx.vision_lock)
+    else:
+        with ctx.vision_lock:
             face, probe = ctx.engine.largest_face_template(data, label)
     candidates = ctx.gallery.search(
         probe, case_ref=case_ref, reason=reason, actor=principal.name, top=top, image=f"upload:{label}", kind=kind.value
