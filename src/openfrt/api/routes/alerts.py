@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from openfrt.api.context import ServerContext
 from openfrt.api.params import MAX_ROW_ID, RecordId
 from openfrt.api.permissions import Permission
-from openfrt.api.security import Principal, context, require
+from openfrt.api.security import Principal, context, require, resolve_principal
 from openfrt.records.text import LONG_TEXT
 from openfrt.records.models import AlertOutcome, AlertStatus, MediaKind, PerceivedEthnicity, PerceivedSex
 
@@ -22,6 +24,9 @@ router = APIRouter(prefix="/api", tags=["alerts"])
 
 #: Seconds between keep-alive comments on an idle event stream (proxies drop silent connections).
 HEARTBEAT_SECONDS = 15.0
+#: An open event stream re-checks its credential this often: it ends at most this long after
+#: its session or token ends or its user is disabled.
+CREDENTIAL_CHECK_SECONDS = 5.0
 
 
 class Adjudication(BaseModel):
@@ -52,26 +57,46 @@ def list_alerts(
     return [alert.as_dict() for alert in ctx.alerts.list(deployment, status, after_id=after, limit=limit)]
 
 
-@router.get("/alerts/stream", summary="New alerts (event: alert) and changed verdicts and holds (event: alert_changed) as server-sent events; data: the alert as JSON",
+@router.get("/alerts/stream", summary="New alerts (event: alert) and changed verdicts and holds (event: alert_changed) as server-sent events; data: the alert as JSON. "
+            "The stream ends (event: signed_out) when its session or token ends or is revoked, or its user is disabled.",
             response_class=StreamingResponse)
-async def stream(request: Request, _: Principal = Depends(require(Permission.view_alerts)),
+async def stream(request: Request, principal: Principal = Depends(require(Permission.view_alerts)),
                  ctx: ServerContext = Depends(context)) -> StreamingResponse:
     subscriber = ctx.feed.subscribe()
 
     async def events() -> AsyncIterator[str]:
         try:
             yield ": connected\n\n"
+            checked = sent = time.monotonic()
             while not await request.is_disconnected():
                 try:
-                    event = await asyncio.wait_for(subscriber.queue.get(), HEARTBEAT_SECONDS)
+                    event = await asyncio.wait_for(subscriber.queue.get(), CREDENTIAL_CHECK_SECONDS)
                 except TimeoutError:
+                    event = None
+                now = time.monotonic()
+                if now - checked >= CREDENTIAL_CHECK_SECONDS:
+                    if not await still_allowed(request, principal, ctx):
+                        yield "event: signed_out\ndata: {}\n\n"
+                        return
+                    checked = now
+                if event is not None:
+                    yield f"event: {event['event']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
+                elif now - sent >= HEARTBEAT_SECONDS:
                     yield ": keep-alive\n\n"
+                else:
                     continue
-                yield f"event: {event['event']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
+                sent = now
         finally:
             ctx.feed.unsubscribe(subscriber)
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+async def still_allowed(request: Request, principal: Principal, ctx: ServerContext) -> bool:
+    """Whether the credential that opened a stream still names the same user, with the right to
+    watch alerts: a stream must not outlive a log-out, a revoked token or a disabled account."""
+    now = await run_in_threadpool(resolve_principal, ctx.users, request)
+    return now is not None and now.user.id == principal.user.id and now.can(Permission.view_alerts)
 
 
 @router.get("/alerts/{alert_id}", summary="One alert (without its images)")
