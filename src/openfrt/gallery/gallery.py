@@ -293,9 +293,11 @@ class Gallery:
                 raise RecordNotFoundError(f"no reference image {reference_image_id}")
             return self.store.cipher.decrypt(row.image)
 
-    def view_reference_image(self, reference_image_id: int, *, actor: str, reason: str | None = None) -> tuple[bytes, str]:
+    def view_reference_image(self, reference_image_id: int, *, actor: str, reason: str) -> tuple[bytes, str]:
         """A reference image and its media type for a person to look at; every viewing is audited
-        (who looked at whose photograph, and why), unlike :meth:`reference_image` for machines."""
+        (who looked at whose photograph, and why — a reason is required), unlike
+        :meth:`reference_image` for machines."""
+        check_text(reason, "reason for viewing the reference image")
         with self.store.transaction() as session:
             row = session.get(ReferenceImage, reference_image_id)
             if row is None:

@@ -17,6 +17,7 @@ from openfrt.api.context import ServerContext
 from openfrt.api.params import MAX_ROW_ID, RecordId
 from openfrt.api.permissions import Permission
 from openfrt.api.security import Principal, context, require, resolve_principal
+from openfrt.live.alerts import AlertInfo
 from openfrt.records.text import LONG_TEXT
 from openfrt.records.models import AlertOutcome, AlertStatus, MediaKind, PerceivedEthnicity, PerceivedSex
 
@@ -134,12 +135,22 @@ def release(alert_id: RecordId, reason: str | None = Query(None, max_length=LONG
     return ctx.feed.publish_change(ctx.alerts.release(alert_id, by=principal.name, reason=reason))
 
 
-@router.get("/alerts/{alert_id}/reference", summary="The matched subject's first reference image, to compare with the probe (audited)",
+@router.get("/alerts/{alert_id}/reference", summary="The matched subject's first reference image, to compare with the probe (audited, "
+            "with the alert as the reason); an engagement officer gets it for an alert still pending or one they adjudicated",
             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
-def reference(alert_id: RecordId, principal: Principal = Depends(require(Permission.view_reference_images)),
+def reference(alert_id: RecordId, principal: Principal = Depends(require(Permission.view_alert_reference)),
               ctx: ServerContext = Depends(context)) -> Response:
-    subject = ctx.gallery.subject(ctx.alerts.get(alert_id).subject)
+    alert = ctx.alerts.get(alert_id)
+    if not principal.can(Permission.view_reference_images) and not handles(principal, alert):
+        raise HTTPException(403, f"alert {alert_id} was adjudicated by {alert.adjudicated_by}: you see the reference image only of "
+                                 "an alert you handle (pending, or adjudicated by you)")
+    subject = ctx.gallery.subject(alert.subject)
     if not subject.images:
         raise HTTPException(404, f"subject {subject.subject.id!r} has no reference image")
-    data, media_type = ctx.gallery.view_reference_image(subject.images[0].id, actor=principal.name, reason=f"alert {alert_id}")
+    data, media_type = ctx.gallery.view_reference_image(subject.images[0].id, actor=principal.name, reason=f"comparison with alert {alert_id}")
     return Response(data, media_type=media_type, headers={"Cache-Control": "no-store"})
+
+
+def handles(principal: Principal, alert: AlertInfo) -> bool:
+    """An alert an officer handles: one still waiting for a verdict, or one they decided."""
+    return alert.status is AlertStatus.pending or alert.adjudicated_by == principal.name

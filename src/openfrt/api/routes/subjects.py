@@ -68,9 +68,9 @@ def remove_subject(subject_id: str, reason: str = Query(..., min_length=1, max_l
     return ctx.gallery.remove_subject(subject_id, actor=principal.name, reason=reason)
 
 
-@router.get("/reference-images/{image_id}", summary="A reference image (each viewing is audited)",
+@router.get("/reference-images/{image_id}", summary="A reference image, for a stated reason (each viewing is audited with it)",
             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
-def reference_image(image_id: RecordId, reason: str | None = Query(None, description="Why it is viewed, e.g. 'alert 12'."),
+def reference_image(image_id: RecordId, reason: str = Query(..., min_length=1, max_length=LONG_TEXT, description="Why it is viewed (required; audited), e.g. 'checking enrolment quality'."),
                     principal: Principal = Depends(require(Permission.view_reference_images)),
                     ctx: ServerContext = Depends(context)) -> Response:
     data, media_type = ctx.gallery.view_reference_image(image_id, actor=principal.name, reason=reason)
