@@ -24,8 +24,11 @@ from openfrt.records.errors import (
     RecordNotFoundError,
     WatchlistExpiredError,
 )
+from openfrt.records.throttle import AccountLocked, SignInThrottled
 
 STATUS_FOR: tuple[tuple[type[OpenFRTError], int], ...] = (
+    (SignInThrottled, 429),
+    (AccountLocked, 423),
     (AuthenticationError, 401),
     (RecordNotFoundError, 404),
     (DuplicateRecordError, 409),
@@ -51,7 +54,8 @@ def status_for(error: OpenFRTError) -> int:
 def install(app: FastAPI) -> None:
     @app.exception_handler(OpenFRTError)
     async def openfrt_error(_request: Request, exc: OpenFRTError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=status_for(exc))
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, SignInThrottled) else None
+        return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=status_for(exc), headers=headers)
 
 
     @app.exception_handler(RequestValidationError)

@@ -77,6 +77,8 @@ class AuditAction(str, enum.Enum):
     token_revoked = "token.revoke"
     audit_viewed = "audit.view"
     audit_verified = "audit.verify"
+    user_locked = "user.lock"
+    user_unlocked = "user.unlock"
 
 
 def current_actor(explicit: str | None = None) -> str:

@@ -24,6 +24,7 @@ from openfrt import __version__
 from openfrt.api.context import ServerContext
 from openfrt.api.permissions import Permission
 from openfrt.api.security import Principal, optional_principal
+from openfrt.records.passwords import PASSWORD_RULE
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES_DIR = HERE / "templates"
@@ -149,7 +150,7 @@ def label(value: Any) -> str:
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.filters.update(utc=utc_time, rate=rate, label=label)
-templates.env.globals.update(version=__version__)
+templates.env.globals.update(version=__version__, password_rule=PASSWORD_RULE)
 
 
 def render(

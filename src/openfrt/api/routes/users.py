@@ -44,6 +44,12 @@ def disable_user(name: str, principal: Principal = Depends(admin), ctx: ServerCo
     return ctx.users.get(name).as_dict()
 
 
+@router.post("/users/{name}/unlock", summary="Unlock a user locked out by failed sign-ins (audited)")
+def unlock_user(name: str, principal: Principal = Depends(admin), ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    ctx.users.unlock(name, actor=principal.name)
+    return ctx.users.get(name).as_dict()
+
+
 @router.post("/users/{name}/tokens", status_code=201, summary="Create an API token acting as this user (shown once)")
 def create_token(name: str, body: NewToken, principal: Principal = Depends(admin), ctx: ServerContext = Depends(context)) -> dict[str, Any]:
     info, secret = ctx.users.create_token(name, body.label, actor=principal.name)
