@@ -10,6 +10,8 @@ not found (reported), 2 usage or configuration.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -69,11 +71,7 @@ def user_list(home: HomeOption = None, json_output: JsonOption = False) -> None:
 @users_app.command("disable")
 def user_disable(name: NameArgument, home: HomeOption = None, operator: OperatorOption = None, json_output: JsonOption = False) -> None:
     """Disable a user: their sessions end and their API tokens are revoked (audited)."""
-    with store_or_fail(home, json_output, user=name) as store:
-        service = UserService(store)
-        service.disable(name, actor=current_actor(operator))
-        user = service.get(name)
-    _print_user(user, json_output)
+    _change_user(name, home, json_output, lambda users: users.disable(name, actor=current_actor(operator)))
 
 
 @users_app.command("password")
@@ -98,11 +96,7 @@ def user_password(
 @users_app.command("unlock")
 def user_unlock(name: NameArgument, home: HomeOption = None, operator: OperatorOption = None, json_output: JsonOption = False) -> None:
     """Unlock a user locked out after too many failed sign-ins (audited)."""
-    with store_or_fail(home, json_output, user=name) as store:
-        service = UserService(store)
-        service.unlock(name, actor=current_actor(operator))
-        user = service.get(name)
-    _print_user(user, json_output)
+    _change_user(name, home, json_output, lambda users: users.unlock(name, actor=current_actor(operator)))
 
 
 @users_app.command("token")
@@ -177,6 +171,15 @@ def _read_password(from_stdin: bool, user_inputs: tuple[str, ...]) -> str:
     if typer.prompt("Repeat the password", hide_input=True) != typed:
         usage_error("the two passwords differ")
     return typed
+
+
+def _change_user(name: str, home: Path | None, json_output: bool, change: Callable[[UserService], None]) -> None:
+    """Make one audited change to a user's account and print the account as it now is."""
+    with store_or_fail(home, json_output, user=name) as store:
+        service = UserService(store)
+        change(service)
+        user = service.get(name)
+    _print_user(user, json_output)
 
 
 def _print_user(user: UserInfo, json_output: bool) -> None:
