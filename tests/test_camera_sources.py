@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from openfrt.api import ServerSettings, create_app
-from openfrt.gallery import Gallery
 from openfrt.live.deployments import DeploymentService
 from openfrt.live.source_policy import SourcePolicy
 from openfrt.live.sources import open_source
@@ -98,10 +96,10 @@ def test_a_deployment_naming_a_refused_source_is_not_planned(service: Deployment
 
 
 def test_the_api_refuses_to_plan_a_camera_on_the_servers_own_network(tmp_path: Path, allowed: Path) -> None:
-    home = tmp_path / "home"
-    with RecordStore.open(home) as store:
-        UserService(store).create("op-1", Role.operator, PASSWORD, actor="test")
-    with TestClient(create_app(ServerSettings(home=home, realtime_files=False))) as client:
+    data = tmp_path / "home"
+    with RecordStore.open(data) as opened:
+        UserService(opened).create("op-1", Role.operator, PASSWORD, actor="test")
+    with TestClient(create_app(ServerSettings(home=data, realtime_files=False))) as client:
         csrf = client.post("/api/session", json={"name": "op-1", "password": PASSWORD}).json()["csrf_token"]
         body = {"name": "ssrf", "purpose": "p", "location": "x", "watchlist": "none", "cameras": {"a": "http://127.0.0.1:8080/internal?secret=1"}}
         refused = client.post("/api/deployments", json=body, headers={"X-CSRF-Token": csrf})
