@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from zxcvbn import zxcvbn
-
 from openfrt.records.errors import InvalidRecordError
 
 #: Shortest password accepted: length is what makes a password hard to guess.
@@ -29,9 +27,11 @@ PASSWORD_RULE = (
 
 def check_password(password: str, *, user_inputs: Iterable[str] = ()) -> None:
     """Refuse a password that breaks :data:`PASSWORD_RULE`, saying why (never repeating it)."""
+    from zxcvbn import zxcvbn  # its word lists take a quarter of a second to load: only when a password is chosen
+
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidRecordError(f"{PASSWORD_RULE} This one is shorter than {MIN_PASSWORD_LENGTH} characters.")
     verdict = zxcvbn(password[:SCORED_CHARACTERS], user_inputs=[text for text in user_inputs if text])
     if verdict["score"] < MIN_SCORE:
         why = verdict["feedback"]["warning"] or "It would be guessed too easily."
-        raise InvalidRecordError(f"{PASSWORD_RULE} This one is too easy to guess: {why.rstrip('.')}.")
+        raise InvalidRecordError(f"{PASSWORD_RULE} This one is too easy to guess: {why[0].lower()}{why[1:].rstrip('.')}.")
