@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
+from sqlalchemy import select
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -126,6 +127,20 @@ def test_a_success_resets_the_account_count(users: UserService, clock: Clock) ->
     clock.wait(throttle.ACCOUNT.delay(3).total_seconds())
     users.authenticate("alice", PASSWORD)
     assert outcomes(users, "alice", clock, 3) == ["refused"] * 3
+
+
+def test_failures_are_forgotten_after_a_quiet_day_but_a_lock_is_not(users: UserService, store: RecordStore, clock: Clock) -> None:
+    from openfrt.records.models import SignInThrottle
+
+    outcomes(users, "alice", clock, 30)
+    outcomes(users, "nobody", clock, 2, client="203.0.113.9")
+    clock.wait(throttle.FORGET_AFTER.total_seconds() + 1)
+    assert outcomes(users, "bob", clock, 1) == ["refused"]
+    with store.transaction() as session:
+        kept = session.scalars(select(SignInThrottle)).all()
+    assert sorted(row.locked_at is not None for row in kept) == [False, True]  # alice's lock, and bob's new failure
+    with pytest.raises(AccountLocked):
+        users.authenticate("alice", PASSWORD)
 
 
 def test_parallel_guesses_get_no_more_password_checks_than_serial_ones(users: UserService, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -89,10 +89,11 @@ class LoginThrottle:
         now = utc_now()
         with self.store.transaction() as session:
             hold_audit_chain(session)  # the write lock: concurrent attempts on any key queue here
+            # Forgotten failures are removed (as expired sessions are), so that addresses and
+            # names tried once do not pile up; a lock stays until an administrator lifts it.
+            session.execute(delete(SignInThrottle).where(SignInThrottle.locked_at.is_(None),
+                                                         SignInThrottle.last_failure_at < now - FORGET_AFTER))
             rows = {key: self._row(session, key) for key in self._keys(attempt)}
-            for row in rows.values():
-                if row.locked_at is None and row.last_failure_at is not None and now - row.last_failure_at > FORGET_AFTER:
-                    row.failures, row.blocked_until = 0, None
             if rows[attempt.account].locked_at is not None:
                 raise AccountLocked()
             if waits := [row.blocked_until - now for row in rows.values() if row.blocked_until is not None and row.blocked_until > now]:
