@@ -106,14 +106,11 @@ def test_the_api_refuses_to_plan_a_camera_on_the_servers_own_network(tmp_path: P
     assert refused.status_code == 422 and "OPENFRT_ALLOWED_NETWORKS" in refused.json()["detail"]
 
 
-def test_openfrt_live_obeys_the_same_rule(env: dict[str, str], tmp_path: Path) -> None:  # noqa: F811
-    secret = tmp_path / "outside.avi"
-    secret.write_bytes(b"")
-    for source, reason in (("http://127.0.0.1:9/internal", "outside the networks allowed"), ("tcp://10.0.0.5:554", "URLs are accepted"),
-                           (str(secret), "not inside the footage directory")):
-        result = openfrt({**env, "OPENFRT_ALLOWED_NETWORKS": "10.0.0.0/8"}, "live", "--watchlist", "w", "--source", source,
-                         "--location", "x", "--authorised-by", "Supt A")
-        assert result.returncode == 2 and reason in result.stderr, result.stderr
+def test_openfrt_live_obeys_the_same_rule(env: dict[str, str]) -> None:  # noqa: F811
+    result = openfrt({**env, "OPENFRT_ALLOWED_NETWORKS": "10.0.0.0/8"}, "live", "--watchlist", "w",
+                     "--source", "cam1=rtsp://10.0.0.5/stream", "--source", "cam2=http://127.0.0.1:9/internal",
+                     "--location", "x", "--authorised-by", "Supt A")
+    assert result.returncode == 2 and "outside the networks allowed" in result.stderr, result.stderr
 
 
 # -- credentials in a camera's URL (finding 8) -------------------------------------------------
