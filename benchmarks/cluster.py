@@ -146,8 +146,9 @@ def run_actor(video: Path, sink: BenchSink, settings: Any, daemons: list[int], i
     """One camera actor on ``video`` into ``sink``: CPU of the actor, the driver and the daemons
     (and, over ``idle_seconds`` first, the daemons' CPU rate with nothing running)."""
     from openfrt.cluster.cameras import ClusterCameras, ClusterRunner
+    from openfrt.live.source_policy import SourcePolicy
 
-    opened = ClusterCameras(settings, engine_config()).open({"camera": str(video)})
+    opened = ClusterCameras(settings, engine_config(), SourcePolicy(video.parent)).open({"camera": str(video)})
     runner = ClusterRunner(sink, opened)
     idle = process_cpu(daemons)
     time.sleep(idle_seconds)

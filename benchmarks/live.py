@@ -193,7 +193,7 @@ def _benchmark_model(model: Model, truths: list[Walkthrough], frames: dict[int, 
     rows: list[Pooled] = []
     for truth in truths:
         home = work / f"home-{model.embedder or 'bundled'}-{truth.seed}"
-        env = {**os.environ, "OPENFRT_HOME": str(home), "OPENFRT_USER": "benchmark"}
+        env = {**os.environ, "OPENFRT_HOME": str(home), "OPENFRT_USER": "benchmark", "OPENFRT_FOOTAGE_DIR": str(truth.video.parent)}
         embedder = ["--embedder", model.embedder] if model.embedder else []
         if model.embedder == "intel":
             _run([*OPENFRT, "models", "add", "intel", str(INTEL), "--licence", "Apache-2.0"], env)
@@ -225,7 +225,7 @@ def _speed(repeat: int, work: Path) -> Table:
     """The default pipeline (bundled model) on walking_1080p.mp4: fps over ``repeat`` full runs
     and the frames dropped when played in real time, with the load average before each run."""
     home = work / "home-speed"
-    env = {**os.environ, "OPENFRT_HOME": str(home), "OPENFRT_USER": "benchmark"}
+    env = {**os.environ, "OPENFRT_HOME": str(home), "OPENFRT_USER": "benchmark", "OPENFRT_FOOTAGE_DIR": str(BACKGROUND.parent)}
     _create_watchlist("speed", None, [], env)
     reference = SHARED / "faces" / "samples" / "biden.jpg"  # someone who is not in the video
     _run([*OPENFRT, "subject", "add", "reference", str(reference), "--name", "Reference", "--category", "wanted", "--json"], env)

@@ -168,11 +168,12 @@ def wait_for(condition: Any, timeout: float = 120.0) -> Any:
     raise AssertionError("timed out")
 
 
-def test_enrol_watch_alert_adjudicate_and_publish_over_http(client: TestClient, tmp_path: Path) -> None:
+def test_enrol_watch_alert_adjudicate_and_publish_over_http(client: TestClient, home: Path) -> None:
     if not (LFW.exists() and UTK.exists()):
         pytest.skip(f"needs {LFW} and {UTK} (the shared test data beside the project), which are absent")
     reference = LFW / "Colin_Powell" / "Colin_Powell_0001.jpg"
-    video = walk_video(tmp_path / "gate.avi", [reference, min(UTK.glob("*.jpg"))])
+    (home / "footage").mkdir()  # the default footage directory: camera files are read only from there
+    video = walk_video(home / "footage" / "gate.avi", [reference, min(UTK.glob("*.jpg"))])
 
     officer = login(client, Role.authorising_officer)
     assert client.post("/api/watchlists", json={"name": "wanted", "purpose": "arrest warrants"}, headers=officer).status_code == 201
@@ -261,10 +262,11 @@ def test_a_searched_still_leaves_no_copy_in_the_data_directory_or_temporary_file
             assert still[:4096] not in path.read_bytes(), path
 
 
-def test_a_running_deployment_shows_camera_progress_and_stops_on_request(home: Path, tmp_path: Path) -> None:
+def test_a_running_deployment_shows_camera_progress_and_stops_on_request(home: Path) -> None:
     if not (LFW.exists() and UTK.exists()):
         pytest.skip(f"needs {LFW} and {UTK} (the shared test data beside the project), which are absent")
-    video = walk_video(tmp_path / "long.avi", [min(UTK.glob("*.jpg"))], frames=600)  # a minute when played in real time
+    (home / "footage").mkdir()  # the default footage directory: camera files are read only from there
+    video = walk_video(home / "footage" / "long.avi", [min(UTK.glob("*.jpg"))], frames=600)  # a minute when played in real time
     with TestClient(create_app(ServerSettings(home=home, realtime_files=True))) as client:
         officer = login(client, Role.authorising_officer)
         client.post("/api/watchlists", json={"name": "wanted", "purpose": "arrest warrants"}, headers=officer)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from openfrt.gallery import Gallery, ImageToEnrol, SubjectInfo
+from openfrt.live.source_policy import SourcePolicy
 from openfrt.live.pipeline import PipelineConfig, live_engine_config
 from openfrt.live.sources import open_source
 from openfrt.live.walkthrough import one_after_another
@@ -93,7 +94,7 @@ def test_a_recorded_camera_restarted_from_its_resume_point_stores_exactly_what_a
 
     def started(resume: ResumePoint) -> CameraWorker:
         worker = CameraWorker("door")
-        order = StartOrder("op", "door", str(video), False, engine, PipelineConfig(), threshold, model_id, resume)
+        order = StartOrder("op", "door", str(video), SourcePolicy(video.parent), False, engine, PipelineConfig(), threshold, model_id, resume)
         assert worker.start(order, seal.seal(matrix), seal.key).started
         return worker
 
@@ -132,7 +133,7 @@ def test_a_live_camera_restarted_elsewhere_does_not_alert_again_on_the_person_it
 
     def started(resume: ResumePoint) -> CameraWorker:
         worker = CameraWorker("gate")
-        order = StartOrder("op", "gate", str(video), True, engine, PipelineConfig(), threshold, model_id, resume)
+        order = StartOrder("op", "gate", str(video), SourcePolicy(video.parent), True, engine, PipelineConfig(), threshold, model_id, resume)
         assert worker.start(order, seal.seal(matrix), seal.key).started
         return worker
 

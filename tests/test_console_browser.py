@@ -176,10 +176,12 @@ def labelled_sex(identity: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def walk(tmp_path_factory: pytest.TempPathFactory) -> Walkthrough:
-    """The walk-through video; its watchlisted passer has a different reference image to enrol."""
+def walk(server_home: Path) -> Walkthrough:
+    """The walk-through video, in the server's footage directory (the only place a camera file
+    may come from); its watchlisted passer has a different reference image to enrol."""
     engine = FaceEngine(EngineConfig.from_env())
-    video = tmp_path_factory.mktemp("walk") / "walk.mp4"
+    video = server_home / "footage" / "walk.mp4"
+    video.parent.mkdir(parents=True, exist_ok=True)
     return generate(WALK, FaceSet(FACES, screen=one_face_screen(engine)), video)
 
 

@@ -55,6 +55,13 @@ CAMERAS = {"north": "rtsp://admin:secret@10.0.0.5/stream", "south": "/dev/video0
 START = datetime(2026, 6, 1, 18, 0, tzinfo=timezone.utc)
 
 
+@pytest.fixture(autouse=True)
+def camera_networks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cameras planned here sit on 10.0.0.0/8, and the password-protected one is a local
+    HTTP server: allowed as an administrator would (see openfrt.live.source_policy)."""
+    monkeypatch.setenv("OPENFRT_ALLOWED_NETWORKS", "10.0.0.0/8,127.0.0.0/8")
+
+
 @pytest.fixture
 def gallery(store: RecordStore, hog_engine: FaceEngine) -> Gallery:  # noqa: F811
     return make_gallery(store, hog_engine)

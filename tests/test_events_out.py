@@ -36,7 +36,7 @@ from openfrt.integrations.dispatcher import EventDispatcher, RetryPolicy
 from openfrt.live.alerts import AlertService
 from openfrt.live.deployments import DeploymentService
 from openfrt.live.retention import run_retention
-from openfrt.net_policy import NetworkNotAllowedError
+from openfrt.net_policy import DestinationRefused
 from openfrt.records import InvalidRecordError, RecordStore
 from openfrt.records.models import AlertOutcome, AlertStatus, DeliveryStatus, EventDelivery, OutboxEvent
 from openfrt.vision import FaceEngine
@@ -497,10 +497,11 @@ def test_destinations_obey_the_allowed_networks_and_are_checked_again_before_sen
 ) -> None:
     destinations = DestinationService(store)
     monkeypatch.delenv("OPENFRT_ALLOWED_NETWORKS")
-    with pytest.raises(NetworkNotAllowedError):
+    with pytest.raises(DestinationRefused):
         destinations.add_webhook("inside", receiver.url, secret=SECRET, actor="admin")
-    with pytest.raises(NetworkNotAllowedError):
+    with pytest.raises(DestinationRefused):
         destinations.set_mqtt(host="127.0.0.1", actor="admin")
+    monkeypatch.setenv("OPENFRT_ALLOWED_NETWORKS", "192.0.2.0/24")
     with pytest.raises(InvalidRecordError, match="at least 16"):
         destinations.add_webhook("weak", "http://192.0.2.1/", secret="short", actor="admin")
     with pytest.raises(InvalidRecordError, match="unknown event type"):

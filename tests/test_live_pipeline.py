@@ -35,7 +35,9 @@ from openfrt.live.sources import (
     Source,
     open_source,
 )
+from openfrt.live.source_policy import SourcePolicy
 from openfrt.live.tracking import Track, Tracker, View
+from openfrt.net_policy import NetworkPolicy
 from openfrt.records import Category, RecordStore
 from openfrt.vision import EngineConfig, FaceEngine
 from openfrt.vision.embedders.chip import ChipEmbedder, ChipSpec, InferenceBackend
@@ -369,7 +371,7 @@ def test_video_file_frames_are_all_read_with_file_times(tmp_path: Path) -> None:
         writer.write(bgr)
     writer.release()
 
-    frames = list(open_source(str(path)).frames())
+    frames = list(open_source(str(path), policy=SourcePolicy(tmp_path)).frames())
 
     assert len(frames) == 12
     assert [frame.time for frame in frames] == pytest.approx([index / 10 for index in range(12)])
@@ -451,7 +453,7 @@ def test_a_real_http_stream_is_read_and_a_dropped_stream_reconnects_with_its_gap
     gaps: list[tuple[datetime, datetime]] = []
     first = serve_over_http(clip, url)
     second: subprocess.Popen[bytes] | None = None
-    source = open_source(url)
+    source = open_source(url, policy=SourcePolicy(tmp_path, NetworkPolicy.from_networks("127.0.0.0/8")))
     reader = threading.Thread(target=lambda: frames.extend(source.frames(on_gap=lambda *gap: gaps.append(gap))))
     try:
         reader.start()
@@ -473,8 +475,9 @@ def test_a_real_http_stream_is_read_and_a_dropped_stream_reconnects_with_its_gap
     assert all(a.time <= b.time for a, b in pairwise(frames)) and frames[-1].time >= ended.timestamp()  # wall-clock times
 
 
-def test_a_stream_url_is_named_without_its_password() -> None:
-    source = open_source("rtsp://officer:s3cret@10.0.0.7:554/stream1")  # nothing connects until frames()
+def test_a_stream_url_is_named_without_its_password(tmp_path: Path) -> None:
+    policy = SourcePolicy(tmp_path, NetworkPolicy.from_networks("10.0.0.0/8"))
+    source = open_source("rtsp://officer:s3cret@10.0.0.7:554/stream1", policy=policy)  # nothing connects until frames()
 
     assert source.name == "rtsp://10.0.0.7:554/stream1"
 
@@ -517,7 +520,7 @@ def deployment_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str,
         gallery.create_watchlist("wanted", purpose="test", authorised_by="Supt A", actor="PC 1")
         reference = ImageToEnrol(LFW / "Colin_Powell" / "Colin_Powell_0001.jpg", "ref")
         assert gallery.enrol(SubjectInfo("S1", "Colin Powell", Category.wanted), [reference], actor="PC 1", watchlist="wanted").enrolled
-    return {**os.environ, "OPENFRT_HOME": str(home), "TMPDIR": str(temp), "OPENFRT_USER": "PC 1"}
+    return {**os.environ, "OPENFRT_HOME": str(home), "TMPDIR": str(temp), "OPENFRT_USER": "PC 1", "OPENFRT_FOOTAGE_DIR": str(tmp_path)}
 
 
 def live(env: dict[str, str], video: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -600,7 +603,7 @@ def wait_until_running(database: Path, deployment: str, timeout: float = 120.0) 
 def pipeline_templates(engine: FaceEngine, video: Path) -> list[bytes]:
     """The first 16 bytes of the template of every face the pipeline could have embedded."""
     probes = []
-    for frame in open_source(str(video)).frames():
+    for frame in open_source(str(video), policy=SourcePolicy(video.parent)).frames():
         faces = engine.detector.detect(frame.rgb)
         for template in engine.embedder.embed(frame.rgb, faces):
             probes.append(template.vector.astype(np.float32).tobytes()[:16])

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select, text, update
-from test_deployments import make_gallery, plan
+from test_deployments import camera_networks, make_gallery, plan  # noqa: F401 - camera_networks: the planned cameras are allowed
 from test_gallery_cli import env, lines  # noqa: F401 - the subprocess environment
 from test_records import database_url, home, store  # noqa: F401 - the SQLite/PostgreSQL fixtures
 

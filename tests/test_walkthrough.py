@@ -121,7 +121,7 @@ def e2e(faces: FaceSet, tmp_path_factory: pytest.TempPathFactory) -> tuple[Walkt
                 subject = SubjectInfo(passer.identity, passer.identity, Category.wanted)
                 assert gallery.enrol(subject, [image], actor="PC 1", watchlist="strict").enrolled
             gallery.add_to_watchlist("lenient", [p.identity for p in listed], actor="PC 1")
-    return truth, {**os.environ, "OPENFRT_HOME": str(home), "OPENFRT_USER": "PC 1"}
+    return truth, {**os.environ, "OPENFRT_HOME": str(home), "OPENFRT_USER": "PC 1", "OPENFRT_FOOTAGE_DIR": str(work)}
 
 
 def run_live(truth: Walkthrough, env: dict[str, str], watchlist: str) -> tuple[list[dict], dict]:

@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import sys
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import fastapi_offline
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.formparsers import MultiPartParser
 
 from openfrt import __version__
-from openfrt.api import errors
+from openfrt.api import errors, gate
 from openfrt.api.context import ServerContext
 from openfrt.api.routes import (
     alerts,
@@ -72,21 +73,16 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="openfrt", version=__version__, description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None)
     install_offline_docs(app)
-    # Uploaded images stay in memory up to the upload limit instead of spooling to temporary files.
-    MultiPartParser.spool_max_size = settings.max_upload_bytes
+    # Uploaded images stay in memory: the spool never rolls over to a temporary file. Memory is
+    # bounded instead by the request gate, which stops every body at its limit as it streams.
+    MultiPartParser.spool_max_size = sys.maxsize
     errors.install(app)
-
-    @app.middleware("http")
-    async def limit_uploads(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > settings.max_upload_bytes + 1024 * 1024:
-            return JSONResponse({"detail": "request too large"}, status_code=413)
-        return await call_next(request)
 
     for module in (session, users, subjects, watchlists, deployments, alerts, search, audit, records, retention):
         app.include_router(module.router)
     app.include_router(events.router)
     app.include_router(monitoring.router)
+    gate.install(app, settings)
     console.install(app)
     app.add_middleware(RequestObserver)  # outermost: times and names every request, refusals included
     return app

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from openfrt.api.downloads import AnonymousDownloads
 from openfrt.api.feed import AlertFeed
 from openfrt.api.settings import ServerSettings
 from openfrt.gallery import Gallery
@@ -55,6 +56,7 @@ class ServerContext:
             self.destinations = DestinationService(self.store)
             self.dispatcher = EventDispatcher(self.store, public_url=settings.public_url)
             self.readiness = ReadinessCheck(self.store, engine_config)
+            self.public_downloads = AnonymousDownloads(self.store)
         except BaseException:
             self.store.close()
             raise
@@ -79,7 +81,9 @@ class ServerContext:
             return None
         from openfrt.cluster.cameras import ClusterCameras
 
-        return ClusterCameras(self.settings.cluster, live_engine_config(engine_config), self.settings.realtime_files)
+        return ClusterCameras(
+            self.settings.cluster, live_engine_config(engine_config), self.deployments.source_policy, self.settings.realtime_files
+        )
 
     def start(self) -> None:
         self.feed.start()
@@ -95,6 +99,7 @@ class ServerContext:
             self.feed.stop()
             self.dispatcher.stop(drain_seconds=EVENT_DRAIN_SECONDS)
             self.gallery.indexes.close()
+            self.public_downloads.flush()
         finally:
             metrics.LIVE.unwatch(self.supervisor, self.store)
             self.store.close()

@@ -19,6 +19,8 @@ class Permission(str, enum.Enum):
     enrol = "enrol"
     remove_subjects = "remove_subjects"
     view_reference_images = "view_reference_images"
+    #: Only the matched subject's reference image, beside an alert the user handles.
+    view_alert_reference = "view_alert_reference"
     view_watchlists = "view_watchlists"
     manage_watchlists = "manage_watchlists"
     view_deployments = "view_deployments"
@@ -40,16 +42,16 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.operator: frozenset({
         Permission.view_subjects, Permission.enrol, Permission.view_reference_images, Permission.view_watchlists,
         Permission.view_deployments, Permission.plan_deployments, Permission.run_deployments,
-        Permission.view_alerts, Permission.adjudicate, Permission.search,
+        Permission.view_alerts, Permission.adjudicate, Permission.search, Permission.view_alert_reference,
     }),
     Role.engagement_officer: frozenset({
-        Permission.view_reference_images, Permission.view_deployments, Permission.view_alerts, Permission.adjudicate,
+        Permission.view_alert_reference, Permission.view_deployments, Permission.view_alerts, Permission.adjudicate,
     }),
     Role.authorising_officer: frozenset({
         Permission.view_subjects, Permission.enrol, Permission.remove_subjects, Permission.view_reference_images,
         Permission.view_watchlists, Permission.manage_watchlists, Permission.view_deployments,
         Permission.plan_deployments, Permission.authorise_deployments, Permission.run_deployments,
-        Permission.view_alerts, Permission.hold_alert_media,
+        Permission.view_alerts, Permission.hold_alert_media, Permission.view_alert_reference,
     }),
     Role.auditor: frozenset({Permission.view_deployments, Permission.view_audit}),
     Role.admin: frozenset({Permission.view_deployments, Permission.view_audit, Permission.manage_users, Permission.run_retention,

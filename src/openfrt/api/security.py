@@ -2,7 +2,9 @@
 
 * People log in with a password and get a session cookie (HttpOnly, SameSite=Strict). Every
   request that changes something must also carry the session's CSRF token in the
-  ``X-CSRF-Token`` header; the console's pages hold it, another site cannot read it.
+  ``X-CSRF-Token`` header; the console's pages hold it, another site cannot read it. The
+  request gate (:mod:`openfrt.api.gate`) checks it, and refuses anonymous calls, before any
+  request body is read.
 * Machines send ``Authorization: Bearer ofrt_…``; a token acts as the user it belongs to, with
   that user's role. Headers are not sent by browsers on their own, so no CSRF check is needed.
 * Every endpoint depends on :func:`require` with one :class:`Permission`: no credentials is
@@ -11,16 +13,16 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import Depends, HTTPException, Request
+from starlette.requests import HTTPConnection
 
 from openfrt.api.context import ServerContext
 from openfrt.api.permissions import Permission, can
 from openfrt.records.errors import AuthenticationError
-from openfrt.records.users import UserInfo
+from openfrt.records.users import UserInfo, UserService
 
 SESSION_COOKIE = "openfrt_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -49,31 +51,32 @@ def context(request: Request) -> ServerContext:
 
 def optional_principal(request: Request) -> Principal | None:
     """The request's user, or None when it carries no valid credentials (a bad token is None too;
-    :func:`authenticated` turns that into 401)."""
-    if hasattr(request.state, "principal"):
-        return request.state.principal
-    users = context(request).users
-    principal: Principal | None = None
+    :func:`authenticated` turns that into 401). The request gate has usually resolved it already."""
+    if not hasattr(request.state, "principal"):
+        request.state.principal = resolve_principal(context(request).users, request)
+    return request.state.principal
+
+
+def resolve_principal(users: UserService, request: HTTPConnection) -> Principal | None:
+    """Who the request's credentials (bearer token, else session cookie) name, from its headers
+    alone: callable before anything has read the body."""
     scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
     try:
         if scheme.lower() == "bearer" and secret:
-            principal = Principal(users.token_user(secret.strip()), "token")
-        elif (cookie := request.cookies.get(SESSION_COOKIE)) is not None:
+            return Principal(users.token_user(secret.strip()), "token")
+        if (cookie := request.cookies.get(SESSION_COOKIE)) is not None:
             user, csrf = users.session_user(cookie)
-            principal = Principal(user, "session", csrf)
+            return Principal(user, "session", csrf)
     except AuthenticationError:
-        principal = None
-    request.state.principal = principal
-    return principal
+        pass
+    return None
 
 
-def authenticated(request: Request, principal: Principal | None = Depends(optional_principal)) -> Principal:
+def authenticated(principal: Principal | None = Depends(optional_principal)) -> Principal:
+    """The logged-in user, or 401. (A cookie session's changes were already refused by the
+    request gate without their CSRF token.)"""
     if principal is None:
         raise HTTPException(401, "authentication required", headers={"WWW-Authenticate": "Bearer"})
-    if principal.via == "session" and request.method not in SAFE_METHODS:
-        sent = request.headers.get(CSRF_HEADER, "")
-        if not (principal.csrf_token and hmac.compare_digest(sent, principal.csrf_token)):
-            raise HTTPException(403, f"missing or wrong {CSRF_HEADER} header")
     return principal
 
 

@@ -39,6 +39,7 @@ from openfrt.cli.common import (
     print_json,
     usage_error,
 )
+from openfrt import config
 from openfrt.errors import OpenFRTError
 from openfrt.gallery import Gallery
 from openfrt.gallery.fitness import expected_fitness
@@ -52,6 +53,7 @@ from openfrt.live.pipeline import (
     PipelineConfig,
     live_engine_config,
 )
+from openfrt.live.source_policy import SourcePolicy
 from openfrt.live.sources import Source, open_source
 from openfrt.observability.logs import LogFormat
 from openfrt.records import current_actor
@@ -69,7 +71,7 @@ if TYPE_CHECKING:
 
 SourceListOption = Annotated[
     list[str],
-    typer.Option("--source", help="[NAME=]SOURCE: a video file, a folder of images, an rtsp:// or http:// URL, or a webcam index. Repeat for more cameras."),
+    typer.Option("--source", help="[NAME=]SOURCE: a video file or a folder of images in the footage directory (OPENFRT_FOOTAGE_DIR), an rtsp(s):// or http(s):// URL on a network in OPENFRT_ALLOWED_NETWORKS, or a webcam index. Repeat for more cameras."),
 ]
 
 
@@ -105,20 +107,20 @@ def live(
         configure_logging(LogFormat.json)
     actor = current_actor(operator)
     targets = _named_sources(source)
+    policy = SourcePolicy.from_env(config.home_dir(home))
     cluster = cluster_settings(ray_address, camera_cpus, camera_resource, home)
-    cameras = _open_sources(targets, realtime) if cluster is None else {}
+    cameras = _open_sources(targets, policy, realtime) if cluster is None else {}
     engine = _live_engine(detector, detector_model, embedder, detect_width)
-    opened = _open_on_cluster(cluster, engine.config, targets, realtime) if cluster is not None else None
-    config = PipelineConfig(cadence=cadence)
+    opened = _open_on_cluster(cluster, engine.config, targets, policy, realtime) if cluster is not None else None
+    pipeline_config = PipelineConfig(cadence=cadence)
     try:
         with open_store(home) as store:
             service = DeploymentService(store, Gallery(store, engine))
             deployment_name = name or datetime.now(UTC).strftime("live-%Y%m%d-%H%M%S")
-            labels = opened.labels if opened is not None else {camera: src.name for camera, src in cameras.items()}
             try:
                 service.create(
                     deployment_name, purpose=purpose, location=location, authorised_by=authorised_by, watchlist=watchlist,
-                    actor=actor, cameras=labels,
+                    actor=actor, cameras=targets,
                 )
                 running = service.start(deployment_name, actor)
             except OpenFRTError as exc:
@@ -128,7 +130,7 @@ def live(
             dispatcher.start()
             try:
                 with log_context(deployment=deployment_name):
-                    _run_cameras(running, cameras, engine, opened, config, events_json, actor)
+                    _run_cameras(running, cameras, engine, opened, pipeline_config, events_json, actor)
             finally:
                 dispatcher.stop(drain_seconds=EVENT_DRAIN_SECONDS)
     finally:
@@ -166,24 +168,24 @@ def _named_sources(specs: list[str]) -> dict[str, str]:
     return targets
 
 
-def _open_sources(targets: dict[str, str], realtime: bool) -> dict[str, Source]:
-    cameras: dict[str, Source] = {}
-    for camera, target in targets.items():
-        try:
-            cameras[camera] = open_source(target, realtime=realtime)
-        except OpenFRTError as exc:
-            usage_error(str(exc))
-    return cameras
+def _open_sources(targets: dict[str, str], policy: SourcePolicy, realtime: bool) -> dict[str, Source]:
+    """Each camera's source, if the source policy allows it (the same rule as the server's)."""
+    try:
+        return {camera: open_source(target, policy=policy, realtime=realtime) for camera, target in targets.items()}
+    except OpenFRTError as exc:
+        usage_error(str(exc))
 
 
-def _open_on_cluster(cluster: ClusterSettings, engine: EngineConfig, targets: dict[str, str], realtime: bool) -> OpenedCameras:
+def _open_on_cluster(
+    cluster: ClusterSettings, engine: EngineConfig, targets: dict[str, str], policy: SourcePolicy, realtime: bool
+) -> OpenedCameras:
     """Join the cluster and place one actor per camera, each opening its source where it runs."""
     from openfrt.cluster.cameras import ClusterCameras
     from openfrt.cluster.settings import connect
 
     try:
         connect(cluster.address)
-        return ClusterCameras(cluster, engine, realtime).open(targets)
+        return ClusterCameras(cluster, engine, policy, realtime).open(targets)
     except OpenFRTError as exc:
         usage_error(str(exc))
 

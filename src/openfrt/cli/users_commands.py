@@ -10,6 +10,8 @@ not found (reported), 2 usage or configuration.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,12 +22,15 @@ from openfrt.cli.common import (
     JsonOption,
     OperatorOption,
     console,
+    err_console,
+    fail,
     open_store,
     store_or_fail,
     print_json,
     usage_error,
 )
-from openfrt.records import Role, UserInfo, UserService, current_actor
+from openfrt.records import InvalidRecordError, Role, UserInfo, UserService, current_actor
+from openfrt.records.passwords import PASSWORD_RULE, check_password
 
 users_app = typer.Typer(help="Server accounts: create, list, disable, passwords and API tokens.", no_args_is_help=True)
 
@@ -45,8 +50,10 @@ def user_create(
     operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Create a user (audited, without the password)."""
-    password = _read_password(password_stdin)
+    """Create a user (audited, without the password). The password rule: at least 12
+    characters, hard to guess (common passwords, words and names on their own, keyboard
+    patterns, repeats and sequences are refused)."""
+    password = _read_password(password_stdin, (name, display_name or name))
     with store_or_fail(home, json_output, user=name) as store:
         user = UserService(store).create(name, role, password, actor=current_actor(operator), display_name=display_name)
     _print_user(user, json_output)
@@ -64,11 +71,7 @@ def user_list(home: HomeOption = None, json_output: JsonOption = False) -> None:
 @users_app.command("disable")
 def user_disable(name: NameArgument, home: HomeOption = None, operator: OperatorOption = None, json_output: JsonOption = False) -> None:
     """Disable a user: their sessions end and their API tokens are revoked (audited)."""
-    with store_or_fail(home, json_output, user=name) as store:
-        service = UserService(store)
-        service.disable(name, actor=current_actor(operator))
-        user = service.get(name)
-    _print_user(user, json_output)
+    _change_user(name, home, json_output, lambda users: users.disable(name, actor=current_actor(operator)))
 
 
 @users_app.command("password")
@@ -79,14 +82,21 @@ def user_password(
     operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Set a user's password (e.g. a forgotten one); their sessions end (audited, without it)."""
-    password = _read_password(password_stdin)
+    """Set a user's password (e.g. a forgotten one); their sessions end (audited, without it).
+    The same rule as for a new user applies."""
+    password = _read_password(password_stdin, (name,))
     with store_or_fail(home, json_output, user=name) as store:
         UserService(store).set_password(name, password, actor=current_actor(operator))
     if json_output:
         print_json({"user": name, "password_changed": True})
     else:
         console.print(f"password of {name} changed; their sessions have ended")
+
+
+@users_app.command("unlock")
+def user_unlock(name: NameArgument, home: HomeOption = None, operator: OperatorOption = None, json_output: JsonOption = False) -> None:
+    """Unlock a user locked out after too many failed sign-ins (audited)."""
+    _change_user(name, home, json_output, lambda users: users.unlock(name, actor=current_actor(operator)))
 
 
 @users_app.command("token")
@@ -143,21 +153,38 @@ def user_revoke_token(
         console.print(f"token {token_id} revoked")
 
 
-def _read_password(from_stdin: bool) -> str:
-    """The new password: the whole of standard input less its final line break, or typed twice
-    at a hidden prompt. Checked for length by the service, before anything is stored."""
+def _read_password(from_stdin: bool, user_inputs: tuple[str, ...]) -> str:
+    """The new password: the whole of standard input less its final line break, or typed at a
+    hidden prompt — the rule shown first, checked before the confirmation prompt (and by the
+    service again, before anything is stored)."""
     if from_stdin:
         password = sys.stdin.read().rstrip("\r\n")
         if not password:
             usage_error("--password-stdin: standard input held no password")
         return password
-    typed: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    err_console.print(PASSWORD_RULE)
+    typed: str = typer.prompt("Password", hide_input=True)
+    try:
+        check_password(typed, user_inputs=user_inputs)
+    except InvalidRecordError as exc:
+        fail(exc, False)
+    if typer.prompt("Repeat the password", hide_input=True) != typed:
+        usage_error("the two passwords differ")
     return typed
+
+
+def _change_user(name: str, home: Path | None, json_output: bool, change: Callable[[UserService], None]) -> None:
+    """Make one audited change to a user's account and print the account as it now is."""
+    with store_or_fail(home, json_output, user=name) as store:
+        service = UserService(store)
+        change(service)
+        user = service.get(name)
+    _print_user(user, json_output)
 
 
 def _print_user(user: UserInfo, json_output: bool) -> None:
     if json_output:
         print_json(user.as_dict())
         return
-    state = " [red]disabled[/red]" if user.disabled else ""
+    state = (" [red]disabled[/red]" if user.disabled else "") + (" [red]locked out[/red]" if user.locked else "")
     console.print(f"{user.name} ({user.role.value}): {escape(user.display_name)}, created {user.created_at.isoformat()}{state}")

@@ -47,6 +47,7 @@ from openfrt.errors import OpenFRTError
 from openfrt.gallery.matching import TemplateMatrix
 from openfrt.live.events import AlertEvent, DeploymentSink
 from openfrt.live.pipeline import AlertCallback, CameraPipeline, CameraStats, PipelineConfig
+from openfrt.live.source_policy import SourcePolicy
 from openfrt.live.sources import Frame, GapCallback, ImageFolderSource, Source, VideoFileSource, open_source
 from openfrt.live.tracking import Track
 from openfrt.vision import EngineConfig, FaceEngine
@@ -119,6 +120,8 @@ class StartOrder:
     deployment: str
     camera: str
     source: str
+    #: The rule the source obeys, checked again where the actor opens it (and at each reconnection).
+    policy: SourcePolicy
     realtime: bool
     engine: EngineConfig
     pipeline: PipelineConfig
@@ -166,9 +169,9 @@ class CameraWorker:
         self.camera = camera
         self._run: _CameraRun | None = None
 
-    def check_source(self, spec: str, realtime: bool) -> str:
+    def check_source(self, spec: str, policy: SourcePolicy, realtime: bool) -> str:
         """Open the source here, where the camera will run; returns its name (no credentials)."""
-        source = open_source(spec, realtime=realtime)
+        source = open_source(spec, policy=policy, realtime=realtime)
         source.stop()
         return source.name
 
@@ -178,7 +181,7 @@ class CameraWorker:
             return Placement(node, started=False)
         seal = Seal(key)
         matcher: TemplateMatrix = seal.open(snapshot)
-        source = open_source(order.source, realtime=order.realtime, after=order.resume.after)
+        source = open_source(order.source, policy=order.policy, realtime=order.realtime, after=order.resume.after)
         self._run = _CameraRun(order, source, FaceEngine(order.engine), matcher, seal)
         self._run.start()
         return Placement(node, started=True)
@@ -320,6 +323,7 @@ class OpenedCameras:
     sources: dict[str, str]
     labels: dict[str, str]
     engine: EngineConfig
+    policy: SourcePolicy
     realtime: bool
 
     def close(self) -> None:
@@ -337,8 +341,9 @@ class OpenedCameras:
 class ClusterCameras:
     """Places camera actors on a Ray cluster (``connect`` first) as ``settings`` ask."""
 
-    def __init__(self, settings: ClusterSettings, engine: EngineConfig, realtime: bool = False) -> None:
+    def __init__(self, settings: ClusterSettings, engine: EngineConfig, policy: SourcePolicy, realtime: bool = False) -> None:
         self.settings = settings
+        self.policy = policy
         #: onnxruntime would otherwise start one thread per core of the node for every camera.
         self.engine = engine if engine.threads else engine.model_copy(update={"threads": max(1, math.floor(settings.camera_cpus))})
         self.realtime = realtime
@@ -349,9 +354,9 @@ class ClusterCameras:
         recorded). ``sources`` maps camera names to sources, credentials included."""
         self._check_resources(sources)
         handles = {camera: self._actor(camera) for camera in sources}
-        opened = OpenedCameras(handles, dict(sources), {}, self.engine, self.realtime)
+        opened = OpenedCameras(handles, dict(sources), {}, self.engine, self.policy, self.realtime)
         try:
-            checks = {camera: handles[camera].check_source.remote(spec, self.realtime) for camera, spec in sources.items()}
+            checks = {camera: handles[camera].check_source.remote(spec, self.policy, self.realtime) for camera, spec in sources.items()}
             for camera, check in checks.items():
                 opened.labels[camera] = ray.get(check, timeout=PLACEMENT_TIMEOUT_SECONDS)
         except RayTaskError as exc:
@@ -478,7 +483,7 @@ class ClusterRunner:
             resume = replace(resume, sequence=camera.acknowledged, faces_scanned=camera.faces_scanned,
                              frames_dropped=camera.frames_dropped)
         return StartOrder(
-            self.running.name, camera.name, camera.source, self.opened.realtime, self.opened.engine, self.config,
+            self.running.name, camera.name, camera.source, self.opened.policy, self.opened.realtime, self.opened.engine, self.config,
             self.running.threshold, self.running.model_id, resume,
         )
 

@@ -38,7 +38,6 @@ from openfrt.records.errors import (
     WatchlistExpiredError,
 )
 from openfrt.records.models import (
-    ID_LENGTH,
     Category,
     ReferenceImage,
     ReferenceTemplate,
@@ -48,6 +47,7 @@ from openfrt.records.models import (
     utc_now,
 )
 from openfrt.records.store import RecordStore
+from openfrt.records.text import SHORT_TEXT, check_identifier, check_text
 from openfrt.vision import Face, FaceEngine, Template
 
 log = logging.getLogger(__name__)
@@ -236,7 +236,12 @@ class Gallery:
     ) -> EnrolmentReport:
         """Enrol ``images`` of ``subject`` (creating it if new), all or nothing, optionally into
         ``watchlist``. Refusals are reported per image, not raised; record errors are raised."""
-        check_identifier(subject.id, "subject id")
+        check_identifier(subject.id, "subject id", path=True)
+        check_text(subject.display_name, "subject's display name", limit=SHORT_TEXT)
+        check_text(subject.notes, "subject's notes", required=False)
+        for item in images:
+            check_text(item.legal_basis, f"legal basis of {item.label}", required=False)
+            check_text(item.source_ref, f"source of {item.label}", required=False)
         if not images:
             raise InvalidRecordError(f"subject {subject.id}: no reference images given")
         if watchlist is not None:
@@ -265,6 +270,7 @@ class Gallery:
     def remove_subject(self, subject_id: str, *, actor: str, reason: str | None = None) -> dict[str, Any]:
         """Delete a subject and everything derived from it: reference images, templates, watchlist
         memberships, index entries and cached matrices. Returns counts (for the audit and the user)."""
+        check_text(reason, "reason for the removal", required=False)
         with self.store.transaction() as session:
             subject = session.get(Subject, subject_id)
             if subject is None:
@@ -290,9 +296,11 @@ class Gallery:
                 raise RecordNotFoundError(f"no reference image {reference_image_id}")
             return self.store.cipher.decrypt(row.image)
 
-    def view_reference_image(self, reference_image_id: int, *, actor: str, reason: str | None = None) -> tuple[bytes, str]:
+    def view_reference_image(self, reference_image_id: int, *, actor: str, reason: str) -> tuple[bytes, str]:
         """A reference image and its media type for a person to look at; every viewing is audited
-        (who looked at whose photograph, and why), unlike :meth:`reference_image` for machines."""
+        (who looked at whose photograph, and why — a reason is required), unlike
+        :meth:`reference_image` for machines."""
+        check_text(reason, "reason for viewing the reference image")
         with self.store.transaction() as session:
             row = session.get(ReferenceImage, reference_image_id)
             if row is None:
@@ -415,9 +423,9 @@ class Gallery:
     ) -> WatchlistInfo:
         """A new, empty watchlist for the engine's model; threshold defaults to the calibrated one."""
         check_identifier(name, "watchlist name")
-        for value, what in ((purpose, "purpose"), (authorised_by, "authorising officer")):
-            if not value or not value.strip():
-                raise InvalidRecordError(f"a watchlist needs a {what}")
+        check_text(purpose, "watchlist's purpose")
+        check_text(authorised_by, "watchlist's authorising officer", limit=SHORT_TEXT)
+        check_text(criteria, "watchlist's criteria", required=False)
         if expires_at is not None and expires_at <= utc_now():
             raise InvalidRecordError(f"expiry time {expires_at.isoformat()} is already past")
         if threshold is None:
@@ -460,6 +468,7 @@ class Gallery:
     def delete_watchlist(self, name: str, *, actor: str, reason: str | None = None) -> WatchlistInfo:
         """Destroy a watchlist: its row, memberships and cached matrix. Subjects stay in the
         reference database, where they came from."""
+        check_text(reason, "reason for the deletion", required=False)
         with self.store.transaction() as session:
             row = self._watchlist_row(session, name)
             info = _info(session, row)
@@ -570,6 +579,8 @@ class Gallery:
         the ``kind`` of search (retrospective, or operator-initiated from an officer's photo)."""
         if not (case_ref and case_ref.strip() and reason and reason.strip()):
             raise InvalidRecordError("a retrospective search needs a case reference and a reason")
+        check_text(case_ref, "case reference", limit=SHORT_TEXT)
+        check_text(reason, "reason for the search")
         self._check_reference_model(probe.model_id)
         candidates = self._search_index(probe, top)
         with self.store.transaction() as session:
@@ -656,13 +667,6 @@ def _info(session: Session, row: Watchlist) -> WatchlistInfo:
 def _check_not_expired(row: Watchlist) -> None:
     if row.expires_at is not None and row.expires_at <= utc_now():
         raise WatchlistExpiredError(f"watchlist {row.name!r} expired at {row.expires_at.isoformat()}")
-
-
-def check_identifier(value: str, what: str) -> None:
-    if not value or not value.strip() or value != value.strip():
-        raise InvalidRecordError(f"{what} {value!r} is empty or has surrounding spaces")
-    if len(value) > ID_LENGTH or any(ord(ch) < 32 for ch in value):
-        raise InvalidRecordError(f"{what} {value!r} is longer than {ID_LENGTH} characters or has control characters")
 
 
 def _media_type(data: bytes) -> str:

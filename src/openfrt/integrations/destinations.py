@@ -25,10 +25,10 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from openfrt.gallery.gallery import check_identifier
+from openfrt.records.text import check_identifier
 from openfrt.integrations.events import EventType
 from openfrt.live.deployments import jsonable
-from openfrt.net_policy import check_host_allowed, check_url_allowed, shown_url
+from openfrt.net_policy import WEBHOOK_SCHEMES, NetworkPolicy, shown_url
 from openfrt.records.audit import AuditAction, record_event
 from openfrt.records.errors import DuplicateRecordError, InvalidRecordError, RecordNotFoundError
 from openfrt.records.models import (
@@ -118,7 +118,7 @@ class DestinationService:
         check_identifier(name, "webhook name")
         if name == MQTT_NAME:
             raise InvalidRecordError(f"{MQTT_NAME!r} names the MQTT broker; choose another webhook name")
-        check_url_allowed(url)
+        NetworkPolicy.from_env().check_url(url, WEBHOOK_SCHEMES, shown_url(url))
         if len(secret) < MIN_SECRET_LENGTH:
             raise InvalidRecordError(f"a webhook secret needs at least {MIN_SECRET_LENGTH} characters")
         chosen = event_types(events)
@@ -144,7 +144,7 @@ class DestinationService:
         """Send events to the MQTT broker at ``host``:``port`` (replacing any earlier broker)."""
         if not host.strip() or not 1 <= port <= 65535:
             raise InvalidRecordError(f"give the broker's host and a port from 1 to 65535 (not {host!r}:{port})")
-        check_host_allowed(host, port)
+        NetworkPolicy.from_env().check_host(host, port)
         prefix = topic_prefix.strip("/")
         if not prefix or TOPIC_FORBIDDEN.search(prefix):
             raise InvalidRecordError(f"topic prefix {topic_prefix!r} is empty or holds an MQTT wildcard (+ or #)")

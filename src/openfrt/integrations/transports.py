@@ -23,7 +23,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from openfrt import __version__
-from openfrt.net_policy import NetworkNotAllowedError, check_host_allowed, check_url_allowed, shown_url
+from openfrt.net_policy import WEBHOOK_SCHEMES, DestinationRefused, NetworkPolicy, shown_url
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,8 @@ class WebhookTransport:
 
     def send(self, message: Outgoing) -> None:
         try:
-            check_url_allowed(self.url)
-        except NetworkNotAllowedError as exc:
+            NetworkPolicy.from_env().check_url(self.url, WEBHOOK_SCHEMES, shown_url(self.url))
+        except DestinationRefused as exc:
             raise DeliveryError(str(exc)) from None
         headers = {
             "Content-Type": "application/json", "User-Agent": f"openfrt/{__version__}",
@@ -162,8 +162,8 @@ class MqttTransport:
         if self._started:
             return
         try:
-            check_host_allowed(self.host, self.port)
-        except NetworkNotAllowedError as exc:
+            NetworkPolicy.from_env().check_host(self.host, self.port)
+        except DestinationRefused as exc:
             raise DeliveryError(str(exc)) from None
         self._client.connect_async(self.host, self.port, keepalive=30)
         self._client.loop_start()

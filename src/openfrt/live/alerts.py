@@ -43,6 +43,7 @@ from openfrt.records.models import (
     utc_now,
 )
 from openfrt.records.store import RecordStore
+from openfrt.records.text import SHORT_TEXT, check_text
 
 #: Outcomes that mean officers spoke to the person, unless the adjudicator says otherwise.
 ENGAGING_OUTCOMES = frozenset({AlertOutcome.engaged, AlertOutcome.words_of_advice, AlertOutcome.arrested})
@@ -129,6 +130,8 @@ class AlertService:
         keeps what was replaced). The perceived ethnic group and sex are optional and, like the
         note, kept unless given."""
         require_text(by, "an adjudication needs the adjudicating officer")
+        check_text(by, "adjudicating officer", limit=SHORT_TEXT)
+        check_text(note, "note", required=False)
         if status is AlertStatus.pending or (status is None and correcting in (None, AlertStatus.pending)):
             raise InvalidRecordError(
                 f"alert {alert_id}: give the verdict (confirmed_match, false_alert or no_further_action); "
@@ -141,6 +144,11 @@ class AlertService:
             row = alert_row(session, alert_id)
             _require_seen_verdict(row, correcting)
             new_status = status or row.status
+            if outcome is AlertOutcome.arrested and new_status is not AlertStatus.confirmed_match:
+                raise InvalidRecordError(
+                    f"alert {alert_id}: an arrest is published as the outcome of a confirmed match, not of a "
+                    f"{new_status.value}; record the verdict confirmed_match, or another outcome"
+                )
             previous = {"status": row.status.value, "outcome": row.outcome.value if row.outcome else None,
                         "engaged": row.engaged, "by": row.adjudicated_by, "note": row.note}
             row.status, row.outcome, row.note = new_status, outcome, note if note is not None else row.note
@@ -174,6 +182,7 @@ class AlertService:
         """Keep an alert's images past retention (e.g. evidence in a prosecution or a complaint)."""
         require_text(reason, "a hold needs a reason")
         require_text(by, "a hold needs the officer placing it")
+        check_text(reason, "reason for the hold")
         with self.store.transaction() as session:
             row = alert_row(session, alert_id)
             if row.held_by is not None:
@@ -187,6 +196,7 @@ class AlertService:
 
     def release(self, alert_id: int, *, by: str, reason: str | None = None) -> AlertInfo:
         """Lift a hold: the images become subject to retention again (and go at its next run if due)."""
+        check_text(reason, "reason for lifting the hold", required=False)
         with self.store.transaction() as session:
             row = alert_row(session, alert_id)
             if row.held_by is None:

@@ -30,11 +30,11 @@ from tenacity import RetryCallState, before_sleep_log, retry, retry_if_exception
 
 from openfrt.errors import OpenFRTError
 from openfrt.gallery import Gallery, TemplateMatrix
-from openfrt.gallery.gallery import check_identifier
 from openfrt.integrations import events
 from openfrt.integrations.outbox import emit
 from openfrt.live.events import AlertEvent
-from openfrt.live.sources import without_credentials
+from openfrt.live.source_policy import SourcePolicy
+from openfrt.net_policy import without_credentials
 from openfrt.observability.metrics import DATABASE_RETRIES
 from openfrt.records.audit import AuditAction, hold_audit_chain, record_event
 from openfrt.records.database import is_transient
@@ -53,6 +53,7 @@ from openfrt.records.models import (
     utc_now,
 )
 from openfrt.records.store import RecordStore
+from openfrt.records.text import SHORT_TEXT, check_identifier, check_text
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,10 @@ def _retrying(state: RetryCallState) -> None:
     """Before a write is tried again: logged and counted (``openfrt_database_retries_total``)."""
     DATABASE_RETRIES.inc()
     _log_retry(state)
+
+
+#: First characters that make a spreadsheet treat a cell as a formula (OWASP's list).
+FORMULA_STARTS = frozenset("=+-@\t\r")
 
 
 class DeploymentNotRunningError(OpenFRTError):
@@ -167,7 +172,16 @@ class DeploymentRecord:
 
     def csv_row(self) -> dict[str, Any]:
         published = {**self.as_dict(), "date": self.started_at.date().isoformat()}
-        return {column: published[column] for column in CSV_COLUMNS}
+        return {column: spreadsheet_safe(published[column]) for column in CSV_COLUMNS}
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text: one starting with = + - @ or a tab or carriage
+    return would be run as a formula (``=HYPERLINK(…)`` in a published purpose), so it gets a
+    leading apostrophe, which spreadsheets hide. Numbers are left as they are."""
+    if isinstance(value, str) and value[:1] in FORMULA_STARTS:
+        return "'" + value
+    return value
 
 
 class RunningDeployment:
@@ -340,6 +354,8 @@ class DeploymentService:
     def __init__(self, store: RecordStore, gallery: Gallery | None = None) -> None:
         self.store = store
         self.gallery = gallery
+        #: Which camera sources may be planned and opened (from the environment).
+        self.source_policy = SourcePolicy.from_env(store.home)
 
     def create(
         self,
@@ -367,10 +383,15 @@ class DeploymentService:
             require_text(value, f"a deployment needs a {what}")
         if authorised_by is not None:
             require_text(authorised_by, "the authorising officer is blank; name them, or leave it out to authorise later")
+        check_text(purpose, "purpose")
+        check_text(location, "location", limit=SHORT_TEXT)
+        check_text(authorised_by, "authorising officer", limit=SHORT_TEXT, required=False)
         cameras = dict(cameras or {})
         for camera, source in cameras.items():
             check_identifier(camera, "camera name")
             require_text(source, f"camera {camera!r} needs a source description")
+            check_text(source, f"source of camera {camera}")
+            self.source_policy.check(source)
         _check_plan(threshold, latitude, longitude, planned_start, planned_end)
         with self.store.transaction() as session:
             if session.scalar(select(Watchlist.id).where(Watchlist.name == watchlist)) is None:
@@ -414,6 +435,7 @@ class DeploymentService:
         part of its record. ``actor`` is who entered it, usually the officer themself.
         """
         require_text(officer, "name the authorising officer (name, rank, number)")
+        check_text(officer, "authorising officer", limit=SHORT_TEXT)
         with self.store.transaction() as session:
             authorised = session.execute(
                 update(Deployment)

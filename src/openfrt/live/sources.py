@@ -27,12 +27,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
 
 from openfrt.errors import ImageError, OpenFRTError
+from openfrt.live.source_policy import SourcePolicy
+from openfrt.net_policy import without_credentials
 from openfrt.vision.image import load_image
 
 log = logging.getLogger(__name__)
@@ -248,17 +249,21 @@ class LatestFrameSource(Source):
             self._condition.notify()
 
 
-def open_source(spec: str, realtime: bool = False, folder_fps: float = 1.0, after: float | None = None) -> Source:
-    """The source a command-line ``--source`` names: a URL, a webcam index, a folder or a video file.
+def open_source(
+    spec: str, *, policy: SourcePolicy, realtime: bool = False, folder_fps: float = 1.0, after: float | None = None
+) -> Source:
+    """The source a camera names: a stream URL, a webcam, a folder of images or a video file —
+    if ``policy`` allows it (checked again before each reconnection of a stream).
 
     ``after``: start a file or folder after this source time (streams and webcams are live and
     always start now)."""
-    if "://" in spec:
-        label = without_credentials(spec)
-        return LatestFrameSource(label, lambda: _capture_frames(spec, label))
-    if spec.isdigit():
-        return LatestFrameSource(f"webcam {spec}", lambda: _capture_frames(int(spec), f"webcam {spec}"))
-    path = Path(spec).expanduser()
+    target = policy.check(spec)
+    if "://" in target:
+        label = without_credentials(target)
+        return LatestFrameSource(label, lambda: _capture_frames(policy.check(spec), label))
+    if target.isdigit():
+        return LatestFrameSource(f"webcam {target}", lambda: _capture_frames(int(target), f"webcam {target}"))
+    path = Path(target)
     if path.is_dir():
         return ImageFolderSource(path, folder_fps, after=after)
     if not path.is_file():
@@ -330,12 +335,3 @@ def _capture_frames(target: str | int, label: str) -> Iterator[tuple[np.ndarray,
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def without_credentials(source: str) -> str:
-    """``source`` without a URL's ``user:password@`` part, so that logs, the audit log and the
-    published record never hold camera passwords. Anything else is returned as it is."""
-    parts = urlsplit(source)
-    if "@" not in parts.netloc:
-        return source
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))

@@ -166,7 +166,7 @@ class LiveSupervisor:
         sources: dict[str, Source] = {}
         try:
             for camera, spec in cameras.items():
-                sources[camera] = open_source(spec, realtime=self._realtime)
+                sources[camera] = open_source(spec, policy=self.service.source_policy, realtime=self._realtime)
         except OpenFRTError:
             for source in sources.values():
                 source.stop()

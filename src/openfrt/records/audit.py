@@ -82,6 +82,8 @@ class AuditAction(str, enum.Enum):
     event_destination_removed = "events.destination_remove"
     event_deliveries_retried = "events.retry"
     event_media_sent = "events.media_send"
+    user_locked = "user.lock"
+    user_unlocked = "user.unlock"
 
 
 def current_actor(explicit: str | None = None) -> str:

@@ -538,3 +538,16 @@ class EventDelivery(Base):
     claimed_until: Mapped[datetime | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None] = mapped_column()
+class SignInThrottle(Base):
+    """Failed sign-ins counted under one key — an account name or a client address, each as a
+    keyed fingerprint, never in the clear (see :mod:`openfrt.records.throttle`)."""
+
+    __tablename__ = "sign_in_throttles"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime | None] = mapped_column()
+    #: No attempt under this key is admitted before this time.
+    blocked_until: Mapped[datetime | None] = mapped_column()
+    #: Set when an account is locked; cleared only by an administrator.
+    locked_at: Mapped[datetime | None] = mapped_column()

@@ -14,7 +14,7 @@ import builtins
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -32,12 +32,11 @@ from openfrt.records.errors import (
     RecordNotFoundError,
 )
 from openfrt.records.models import ID_LENGTH, ApiToken, Role, User, UserSession, utc_now
+from openfrt.records.passwords import check_password
 from openfrt.records.store import RecordStore
+from openfrt.records.throttle import LoginThrottle
 
 __all__ = ["Role", "TokenInfo", "UserInfo", "UserService"]
-
-#: Shortest password accepted: length is what makes a password hard to guess.
-MIN_PASSWORD_LENGTH = 12
 
 #: Session and token use is written back at most this often, not on every request.
 TOUCH_INTERVAL = timedelta(minutes=1)
@@ -66,11 +65,13 @@ class UserInfo:
     role: Role
     created_at: datetime
     disabled: bool
+    #: Locked after too many failed sign-ins in a row, until an administrator unlocks it.
+    locked: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "name": self.name, "display_name": self.display_name, "role": self.role.value,
-            "created_at": self.created_at.isoformat(), "disabled": self.disabled,
+            "created_at": self.created_at.isoformat(), "disabled": self.disabled, "locked": self.locked,
         }
 
 
@@ -97,6 +98,7 @@ class UserService:
 
     def __init__(self, store: RecordStore) -> None:
         self.store = store
+        self.throttle = LoginThrottle(store)
         _dummy_hash()  # made now, so the first unknown name does not take longer than the rest
 
     def count(self) -> int:
@@ -113,7 +115,7 @@ class UserService:
         shown = name if display_name is None else display_name.strip()
         if not shown or len(shown) > 200:
             raise InvalidRecordError("a display name needs 1 to 200 characters")
-        password_hash = _hash_password(password)
+        password_hash = _hash_password(password, (name, shown))
         with self.store.transaction() as session:
             if session.scalar(select(User.name).where(func.lower(User.name) == name.lower())) is not None:
                 raise DuplicateRecordError(f"a user named {name!r} (or differing only in case) already exists")
@@ -125,15 +127,18 @@ class UserService:
 
     def get(self, name: str) -> UserInfo:
         with self.store.transaction() as session:
-            return _user_info(_user_row(session, name))
+            info = _user_info(_user_row(session, name))
+            return replace(info, locked=bool(self.throttle.locked(session, [name])))
 
     def list(self) -> builtins.list[UserInfo]:
         with self.store.transaction() as session:
-            return [_user_info(row) for row in session.scalars(select(User).order_by(User.name))]
+            found = [_user_info(row) for row in session.scalars(select(User).order_by(User.name))]
+            locked = self.throttle.locked(session, [user.name for user in found])
+            return [replace(user, locked=user.name in locked) for user in found]
 
     def set_password(self, name: str, password: str, *, actor: str) -> None:
         """Replace the password and end the user's sessions (whoever held one must sign in again)."""
-        password_hash = _hash_password(password)
+        password_hash = _hash_password(password, (name, self.get(name).display_name))
         with self.store.transaction() as session:
             row = _user_row(session, name)
             row.password_hash = password_hash
@@ -160,8 +165,21 @@ class UserService:
         so a run of guesses still shows in the log."""
         return f"unknown:{self.store.cipher.fingerprint(typed.encode())}"
 
-    def authenticate(self, name: str, password: str) -> UserInfo:
-        """The user, if ``password`` is theirs and they are not disabled; audited either way."""
+    def unlock(self, name: str, *, actor: str) -> None:
+        """Lift a lockout (and any delay) after failed sign-ins, so the user can sign in again."""
+        with self.store.transaction() as session:
+            _user_row(session, name)
+            lifted = self.throttle.lift(session, name)
+            if lifted is None:
+                raise InvalidRecordError(f"user {name!r} is not locked out and has no failed sign-ins to forget")
+            record_event(session, AuditAction.user_unlocked, actor=actor, target=name,
+                         details={"failures": lifted.failures, "was_locked": lifted.locked_at is not None})
+
+    def authenticate(self, name: str, password: str, client: str | None = None) -> UserInfo:
+        """The user, if ``password`` is theirs and they are not disabled; audited either way.
+        Attempts are throttled per name and per ``client`` (its network address, if known):
+        :class:`~openfrt.records.throttle.SignInThrottled` or ``AccountLocked`` before any check."""
+        attempt = self.throttle.admit(name, client)
         with self.store.transaction() as session:
             row = session.scalar(select(User).where(User.name == name))
             stored = row.password_hash if row is not None else _dummy_hash()
@@ -174,7 +192,9 @@ class UserService:
             if refusal is not None:
                 who = name if user_id is not None else self._unknown_name(name)
                 record_event(session, AuditAction.login_failed, actor=who, target=who, details={"refused": refusal})
+                self.throttle.failed(session, attempt, who)
             else:
+                self.throttle.succeeded(session, attempt)
                 row = session.get_one(User, user_id)
                 if HASHER.check_needs_rehash(row.password_hash):
                     row.password_hash = HASHER.hash(password)
@@ -285,9 +305,9 @@ def _check_name(name: str) -> None:
         )
 
 
-def _hash_password(password: str) -> str:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidRecordError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+def _hash_password(password: str, user_inputs: tuple[str, ...]) -> str:
+    """The hash of a password that keeps the rule (:mod:`openfrt.records.passwords`)."""
+    check_password(password, user_inputs=user_inputs)
     return HASHER.hash(password)
 
 

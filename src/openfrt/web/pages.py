@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from openfrt.api.context import ServerContext
+from openfrt.api.params import MAX_ROW_ID
 from openfrt.api.permissions import Permission
 from openfrt.api.routes.audit import read_audit_log
 from openfrt.api.routes.deployments import deployment_payload
@@ -131,7 +132,7 @@ def watchlist(name: str, request: Request, principal: Principal = Depends(viewer
 def subjects(
     request: Request,
     q: str | None = Query(None, max_length=200),
-    page: int = Query(1, ge=1),
+    page: int = Query(1, ge=1, le=MAX_ROW_ID // PAGE_SIZE),
     principal: Principal = Depends(viewer(Permission.view_subjects)),
     ctx: ServerContext = Depends(server),
 ) -> HTMLResponse:
@@ -179,7 +180,7 @@ def audit(
     target: str | None = None,
     since: str | None = None,
     until: str | None = None,
-    before: int | None = Query(None, ge=1),
+    before: int | None = Query(None, ge=1, le=MAX_ROW_ID),
     principal: Principal = Depends(viewer(Permission.view_audit)),
     ctx: ServerContext = Depends(server),
 ) -> HTMLResponse:

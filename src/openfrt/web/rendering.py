@@ -8,6 +8,7 @@ officer sees why and the refusal is not mistaken for a missing page.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,6 +24,7 @@ from openfrt import __version__
 from openfrt.api.context import ServerContext
 from openfrt.api.permissions import Permission
 from openfrt.api.security import Principal, optional_principal
+from openfrt.records.passwords import PASSWORD_RULE
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES_DIR = HERE / "templates"
@@ -34,6 +36,10 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+
+
+#: A path on this server, with an optional query: RFC 3986 path and query characters only.
+LOCAL_PATH = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*")
 
 
 @dataclass(frozen=True)
@@ -106,8 +112,11 @@ def login_location(path: str) -> str:
 
 
 def safe_next(target: str | None) -> str | None:
-    """``target`` if it is a path on this server (never another site: ``//host`` or a URL)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    """``target`` if it is a path on this server, else None. Only the characters a URL path and
+    query may hold unencoded are allowed, so no scheme, backslash, space or control character can
+    make a browser read it as another site (browsers drop tabs and line breaks: ``/\t/evil``
+    becomes ``//evil``), and it may not start with ``//``."""
+    if target and LOCAL_PATH.fullmatch(target) and not target.startswith("//"):
         return target
     return None
 
@@ -142,7 +151,7 @@ def label(value: Any) -> str:
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.filters.update(utc=utc_time, rate=rate, label=label)
-templates.env.globals.update(version=__version__)
+templates.env.globals.update(version=__version__, password_rule=PASSWORD_RULE)
 
 
 def render(

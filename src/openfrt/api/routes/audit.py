@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import AwareDatetime
 
 from openfrt.api.context import ServerContext
+from openfrt.api.params import MAX_ROW_ID
 from openfrt.api.permissions import Permission
 from openfrt.api.security import Principal, context, require
 from openfrt.live.deployments import jsonable
@@ -29,9 +30,9 @@ def audit_log(
     actor: str | None = None,
     action: str | None = None,
     target: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    before: int | None = Query(None, ge=1),
+    since: AwareDatetime | None = Query(None, description="ISO 8601 with a zone, e.g. 2026-06-01T00:00Z."),
+    until: AwareDatetime | None = Query(None, description="ISO 8601 with a zone."),
+    before: int | None = Query(None, ge=1, le=MAX_ROW_ID),
     limit: int = Query(100, ge=1, le=1000),
     principal: Principal = Depends(auditor),
     ctx: ServerContext = Depends(context),

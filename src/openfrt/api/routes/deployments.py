@@ -6,15 +6,15 @@ frames) is part of its answer, for the console's live status.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from openfrt.api.context import ServerContext
 from openfrt.api.permissions import Permission
 from openfrt.api.security import Principal, context, require
+from openfrt.records.text import LONG_TEXT, SHORT_TEXT
 from openfrt.live.deployments import DeploymentInfo
 
 router = APIRouter(prefix="/api", tags=["deployments"])
@@ -22,16 +22,16 @@ router = APIRouter(prefix="/api", tags=["deployments"])
 
 class NewDeployment(BaseModel):
     name: str = Field(min_length=1, max_length=128)
-    purpose: str = Field(min_length=1)
-    location: str = Field(min_length=1)
+    purpose: str = Field(min_length=1, max_length=LONG_TEXT)
+    location: str = Field(min_length=1, max_length=SHORT_TEXT)
     watchlist: str = Field(min_length=1)
-    cameras: dict[str, str] = Field(
+    cameras: dict[str, Annotated[str, Field(max_length=LONG_TEXT)]] = Field(
         min_length=1, description="Camera name → source: a video file on the server, an rtsp:// or http:// URL, a webcam index."
     )
     latitude: float | None = Field(None, ge=-90, le=90)
     longitude: float | None = Field(None, ge=-180, le=180)
-    planned_start: datetime | None = None
-    planned_end: datetime | None = None
+    planned_start: AwareDatetime | None = Field(None, description="ISO 8601 with a zone, e.g. 2026-06-01T18:00+01:00.")
+    planned_end: AwareDatetime | None = Field(None, description="ISO 8601 with a zone.")
     threshold: float | None = Field(None, ge=0, le=1, description="Default: the watchlist's.")
 
 

@@ -1,7 +1,8 @@
 """The public transparency report: published deployment records, their totals and monthly trend.
 
 These endpoints need no login: a deployment record holds nothing biometric (counts, place,
-purpose, outcomes) and forces publish exactly these figures. Downloads are still audited.
+purpose, outcomes) and forces publish exactly these figures. Downloads are still audited: each
+one by a logged-in user, anonymous ones counted together (:mod:`openfrt.api.downloads`).
 """
 
 from __future__ import annotations
@@ -57,13 +58,15 @@ def records(ctx: ServerContext = Depends(context)) -> dict[str, Any]:
     return {"deployments": rows, "months": monthly(found), "groups": groups}
 
 
-@router.get("/records.csv", summary="Published records of ended deployments as CSV (public; downloads are audited)",
+@router.get("/records.csv", summary="Published records of ended deployments as CSV (public; downloads are audited, anonymous ones in aggregate)",
             response_class=Response, responses={200: {"content": {"text/csv": {}}}})
 def records_csv(principal: Principal | None = Depends(optional_principal), ctx: ServerContext = Depends(context)) -> Response:
     out = io.StringIO()
     rows = ctx.deployments.export_csv(out)
-    with ctx.store.transaction() as session:
-        record_event(session, AuditAction.records_exported, actor=principal.name if principal else "public",
-                     details={"format": "csv", "rows": rows})
+    if principal is None:
+        ctx.public_downloads.count("csv", rows)
+    else:
+        with ctx.store.transaction() as session:
+            record_event(session, AuditAction.records_exported, actor=principal.name, details={"format": "csv", "rows": rows})
     return Response(out.getvalue(), media_type="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="openfrt-deployment-records.csv"'})

@@ -17,6 +17,7 @@ from openfrt.api.permissions import Permission
 from openfrt.api.routes.uploads import read_upload
 from openfrt.api.security import Principal, context, require
 from openfrt.live.clips import best_face_in_clip, is_clip
+from openfrt.records.text import LONG_TEXT
 
 router = APIRouter(prefix="/api", tags=["search"])
 
@@ -30,7 +31,7 @@ class SearchKind(str, enum.Enum):
 async def search(
     image: UploadFile = File(...),
     case_ref: str = Form(..., min_length=1, max_length=200),
-    reason: str = Form(..., min_length=1),
+    reason: str = Form(..., min_length=1, max_length=LONG_TEXT),
     kind: SearchKind = Form(SearchKind.retrospective),
     top: int = Form(10, ge=1, le=50),
     principal: Principal = Depends(require(Permission.search)),
@@ -39,10 +40,10 @@ async def search(
     label = image.filename or "upload"
     data = await read_upload(image, ctx.settings.max_upload_bytes)
     clip_time = None
-    with ctx.vision_lock:
-        if is_clip(data):
-            face, probe, clip_time = best_face_in_clip(ctx.engine, data, label)
-        else:
+    if is_clip(data):  # decoded outside the engine's lock, which it takes frame by frame
+        face, probe, clip_time = best_face_in_clip(ctx.engine, data, label, ctx.vision_lock)
+    else:
+        with ctx.vision_lock:
             face, probe = ctx.engine.largest_face_template(data, label)
     candidates = ctx.gallery.search(
         probe, case_ref=case_ref, reason=reason, actor=principal.name, top=top, image=f"upload:{label}", kind=kind.value

@@ -44,9 +44,10 @@ def me_payload(principal: Principal) -> dict[str, Any]:
             "csrf_token": principal.csrf_token}
 
 
-@router.post("/session", summary="Log in: sets the session cookie and returns the CSRF token")
+@router.post("/session", summary="Log in: sets the session cookie and returns the CSRF token. Failed attempts are slowed per "
+             "account and per client (429 with Retry-After); ten in a row lock the account until an administrator unlocks it (423)")
 def login(body: Login, request: Request, response: Response, ctx: ServerContext = Depends(context)) -> dict[str, Any]:
-    user = ctx.users.authenticate(body.name, body.password)
+    user = ctx.users.authenticate(body.name, body.password, client=request.client.host if request.client else None)
     token, csrf = ctx.users.create_session(user, timedelta(hours=ctx.settings.session_hours))
     set_session_cookie(response, token, ctx)
     return me_payload(Principal(user, "session", csrf))

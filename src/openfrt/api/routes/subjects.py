@@ -8,9 +8,11 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Upload
 from fastapi.responses import JSONResponse, Response
 
 from openfrt.api.context import ServerContext
+from openfrt.api.params import MAX_ROW_ID, RecordId
 from openfrt.api.permissions import Permission
 from openfrt.api.routes.uploads import read_upload
 from openfrt.api.security import Principal, context, require
+from openfrt.records.text import LONG_TEXT
 from openfrt.gallery import ImageToEnrol, SubjectInfo
 from openfrt.records.models import Category
 
@@ -21,7 +23,7 @@ router = APIRouter(prefix="/api", tags=["subjects"])
 def list_subjects(
     search: str | None = Query(None, max_length=200),
     limit: int = Query(200, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_ROW_ID),
     _: Principal = Depends(require(Permission.view_subjects)),
     ctx: ServerContext = Depends(context),
 ) -> list[dict[str, Any]]:
@@ -40,9 +42,9 @@ async def enrol(
     subject_id: str = Form(..., max_length=128),
     display_name: str = Form(..., max_length=200),
     category: Category = Form(...),
-    legal_basis: str = Form(..., min_length=1, description="Why these images may be held (recorded with them)."),
-    notes: str | None = Form(None),
-    source: str | None = Form(None, description="Where the images come from, e.g. a custody record."),
+    legal_basis: str = Form(..., min_length=1, max_length=LONG_TEXT, description="Why these images may be held (recorded with them)."),
+    notes: str | None = Form(None, max_length=LONG_TEXT),
+    source: str | None = Form(None, max_length=LONG_TEXT, description="Where the images come from, e.g. a custody record."),
     watchlist: str | None = Form(None, description="Also add the subject to this watchlist."),
     images: list[UploadFile] = File(...),
     principal: Principal = Depends(require(Permission.enrol)),
@@ -60,15 +62,15 @@ async def enrol(
 
 
 @router.delete("/subjects/{subject_id:path}", summary="Delete a subject and everything derived from it")
-def remove_subject(subject_id: str, reason: str = Query(..., min_length=1),
+def remove_subject(subject_id: str, reason: str = Query(..., min_length=1, max_length=LONG_TEXT),
                    principal: Principal = Depends(require(Permission.remove_subjects)),
                    ctx: ServerContext = Depends(context)) -> dict[str, Any]:
     return ctx.gallery.remove_subject(subject_id, actor=principal.name, reason=reason)
 
 
-@router.get("/reference-images/{image_id}", summary="A reference image (each viewing is audited)",
+@router.get("/reference-images/{image_id}", summary="A reference image, for a stated reason (each viewing is audited with it)",
             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
-def reference_image(image_id: int, reason: str | None = Query(None, description="Why it is viewed, e.g. 'alert 12'."),
+def reference_image(image_id: RecordId, reason: str = Query(..., min_length=1, max_length=LONG_TEXT, description="Why it is viewed (required; audited), e.g. 'checking enrolment quality'."),
                     principal: Principal = Depends(require(Permission.view_reference_images)),
                     ctx: ServerContext = Depends(context)) -> Response:
     data, media_type = ctx.gallery.view_reference_image(image_id, actor=principal.name, reason=reason)

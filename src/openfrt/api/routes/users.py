@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from openfrt.api.context import ServerContext
+from openfrt.api.params import RecordId
 from openfrt.api.permissions import Permission
 from openfrt.api.security import Principal, context, require
 from openfrt.records.users import Role
@@ -43,6 +44,12 @@ def disable_user(name: str, principal: Principal = Depends(admin), ctx: ServerCo
     return ctx.users.get(name).as_dict()
 
 
+@router.post("/users/{name}/unlock", summary="Unlock a user locked out by failed sign-ins (audited)")
+def unlock_user(name: str, principal: Principal = Depends(admin), ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    ctx.users.unlock(name, actor=principal.name)
+    return ctx.users.get(name).as_dict()
+
+
 @router.post("/users/{name}/tokens", status_code=201, summary="Create an API token acting as this user (shown once)")
 def create_token(name: str, body: NewToken, principal: Principal = Depends(admin), ctx: ServerContext = Depends(context)) -> dict[str, Any]:
     info, secret = ctx.users.create_token(name, body.label, actor=principal.name)
@@ -55,6 +62,6 @@ def list_tokens(_: Principal = Depends(admin), ctx: ServerContext = Depends(cont
 
 
 @router.delete("/tokens/{token_id}", summary="Revoke an API token")
-def revoke_token(token_id: int, principal: Principal = Depends(admin), ctx: ServerContext = Depends(context)) -> dict[str, str]:
+def revoke_token(token_id: RecordId, principal: Principal = Depends(admin), ctx: ServerContext = Depends(context)) -> dict[str, str]:
     ctx.users.revoke_token(token_id, actor=principal.name)
     return {"status": "revoked"}

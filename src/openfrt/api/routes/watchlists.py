@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from openfrt.api.context import ServerContext
 from openfrt.api.permissions import Permission
 from openfrt.api.security import Principal, context, require
+from openfrt.records.text import LONG_TEXT
 
 router = APIRouter(prefix="/api", tags=["watchlists"])
 
 
 class NewWatchlist(BaseModel):
     name: str = Field(min_length=1, max_length=128)
-    purpose: str = Field(min_length=1)
-    criteria: str | None = Field(None, description="Who qualifies for the list, e.g. 'wanted for violent offences'.")
-    expires_at: datetime | None = None
+    purpose: str = Field(min_length=1, max_length=LONG_TEXT)
+    criteria: str | None = Field(None, max_length=LONG_TEXT, description="Who qualifies for the list, e.g. 'wanted for violent offences'.")
+    expires_at: AwareDatetime | None = Field(None, description="ISO 8601 with a zone, e.g. 2026-12-31T23:00Z.")
     threshold: float | None = Field(None, ge=0, le=1, description="Default: the model's calibrated threshold.")
 
 
@@ -62,7 +62,7 @@ def add_members(name: str, body: Members, principal: Principal = Depends(require
 
 
 @router.delete("/watchlists/{name}", summary="Destroy a watchlist (its subjects stay in the reference database)")
-def delete_watchlist(name: str, reason: str = Query(..., min_length=1),
+def delete_watchlist(name: str, reason: str = Query(..., min_length=1, max_length=LONG_TEXT),
                      principal: Principal = Depends(require(Permission.manage_watchlists)),
                      ctx: ServerContext = Depends(context)) -> dict[str, Any]:
     return ctx.gallery.delete_watchlist(name, actor=principal.name, reason=reason).as_dict()

@@ -214,6 +214,10 @@ function listen() {
   });
   stream.addEventListener('alert_changed', (event) => show(JSON.parse(event.data)));
   stream.addEventListener('resync', () => load().catch((error) => say(message, error.message)));
+  stream.addEventListener('signed_out', () => { // the session ended or the account was disabled
+    stream.close();
+    connected('offline', 'Signed out: log in again to see alerts');
+  });
   stream.addEventListener('error', () => {
     // The browser retries a dropped connection by itself, but not a refused one (e.g. 401).
     if (stream.readyState === EventSource.CLOSED) {

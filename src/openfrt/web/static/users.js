@@ -1,4 +1,4 @@
-// Accounts and machine tokens (administrators): create, disable, issue a token, revoke.
+// Accounts and machine tokens (administrators): create, disable, unlock, issue a token, revoke.
 
 import { api, fields, onSubmit, say } from './console.js';
 
@@ -24,7 +24,13 @@ onSubmit(tokenForm, async () => {
 document.addEventListener('click', async (event) => {
   const disable = event.target.closest('[data-disable]');
   const revoke = event.target.closest('[data-revoke]');
+  const unlock = event.target.closest('[data-unlock]');
   try {
+    if (unlock) {
+      await api('POST', `/api/users/${encodeURIComponent(unlock.dataset.unlock)}/unlock`);
+      window.location.reload();
+      return;
+    }
     if (disable && window.confirm(`Disable ${disable.dataset.disable}? Their sessions end and their tokens are revoked.`)) {
       await api('POST', `/api/users/${encodeURIComponent(disable.dataset.disable)}/disable`);
       window.location.reload();
