@@ -105,6 +105,7 @@ def watchlist(images: list[Path]) -> tuple[Any, float, str]:
 def single_camera(video: Path) -> None:
     """(Child process) the pipeline in this process alone; prints its CPU time and frames."""
     from openfrt.live.pipeline import CameraPipeline
+    from openfrt.live.source_policy import SourcePolicy
     from openfrt.live.sources import open_source
     from openfrt.vision import FaceEngine
 
@@ -112,7 +113,7 @@ def single_camera(video: Path) -> None:
     engine = FaceEngine(engine_config())
     sink = BenchSink(matcher, threshold, model_id, ["camera"])
     started = time.process_time()
-    stats = CameraPipeline("camera", open_source(str(video)), engine, sink).run()
+    stats = CameraPipeline("camera", open_source(str(video), policy=SourcePolicy(video.parent)), engine, sink).run()
     print(json.dumps({"cpu": time.process_time() - started, "frames": stats.frames, "faces": sink.faces}))
 
 

@@ -41,11 +41,11 @@ def test_a_recorded_source_opened_after_a_time_starts_with_the_next_frame(tmp_pa
     if not UTK.exists():
         pytest.skip(f"needs {UTK} (the shared test data beside the project), which is absent")
     video = one_after_another(tmp_path / "walk.avi", sorted(UTK.glob("*.jpg"))[:1], seconds_each=1.0, pause=0.5)
-    frames = list(open_source(str(video)).frames())
-    resumed = list(open_source(str(video), after=frames[6].time).frames())
+    frames = list(open_source(str(video), policy=SourcePolicy(video.parent)).frames())
+    resumed = list(open_source(str(video), policy=SourcePolicy(video.parent), after=frames[6].time).frames())
     assert [frame.time for frame in resumed] == [frame.time for frame in frames[7:]]
     assert np.array_equal(resumed[0].rgb, frames[7].rgb)
-    paced = open_source(str(video), realtime=True, after=frames[6].time)
+    paced = open_source(str(video), policy=SourcePolicy(video.parent), realtime=True, after=frames[6].time)
     started = time.monotonic()
     first = next(paced.frames())
     assert first.time == frames[7].time and time.monotonic() - started < 0.5  # paced from where it resumes

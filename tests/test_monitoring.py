@@ -40,7 +40,7 @@ from test_live_pipeline import wait_for
 
 @pytest.fixture(autouse=True)
 def loopback_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENFRT_ALLOWED_NETWORKS", "127.0.0.0/8")
+    monkeypatch.setenv("OPENFRT_ALLOWED_NETWORKS", "10.0.0.0/8,127.0.0.0/8")
 
 
 def token(home: Path, role: Role) -> dict[str, str]:  # noqa: F811
@@ -198,7 +198,7 @@ def test_administrators_manage_destinations_and_dead_letters_over_the_api(client
     own = client.post("/api/events/webhooks", json={"name": "own", "url": "http://127.0.0.1:9/", "secret": "given-secret-123456"}, headers=admin)
     assert own.status_code == 201 and "secret" not in own.json()
     outside = client.post("/api/events/webhooks", json={"name": "meta", "url": "http://169.254.169.254/", "secret": "s" * 20}, headers=admin)
-    assert outside.status_code == 400 and "allowed networks" in outside.json()["detail"]
+    assert outside.status_code == 422 and "OPENFRT_ALLOWED_NETWORKS" in outside.json()["detail"]
     broker = client.put("/api/events/mqtt", json={"host": "127.0.0.1", "port": 1883, "username": "u", "password": "broker-pw-99"}, headers=admin)
     assert broker.status_code == 200 and broker.json()["settings"]["username"] == "u"
     listed = client.get("/api/events/destinations").text
@@ -250,7 +250,7 @@ def test_the_commands_add_webhooks_set_the_broker_and_retry_dead_letters(tmp_pat
     generated = cli(home, "webhooks", "add", "records", "http://127.0.0.1:9/other")
     assert generated.exit_code == 0 and "not shown again" in generated.stdout
     refused = cli(home, "webhooks", "add", "meta", "http://169.254.169.254/latest", "--secret-stdin", stdin="s" * 20)
-    assert refused.exit_code == 1 and "allowed networks" in refused.stderr
+    assert refused.exit_code == 1 and "OPENFRT_ALLOWED_NETWORKS" in refused.stderr
     broker = cli(home, "mqtt", "set", "--host", "127.0.0.1", "--port", "1884", "--username", "openfrt", "--password-stdin",
                  "--topic-prefix", "force/openfrt", "--json", stdin="broker-password-77\n")
     assert broker.exit_code == 0, broker.output
