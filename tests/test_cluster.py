@@ -93,9 +93,12 @@ def records(tmp_path: Path, cluster: Any) -> Iterator[dict[str, str]]:
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    env = {**os.environ, "OPENFRT_HOME": str(tmp_path / "home"), "OPENFRT_DATABASE_URL": url, "OPENFRT_USER": "PC 1"}
+    # The test videos are made in tmp_path: it is the footage directory cameras may read.
+    env = {**os.environ, "OPENFRT_HOME": str(tmp_path / "home"), "OPENFRT_DATABASE_URL": url, "OPENFRT_USER": "PC 1",
+           "OPENFRT_FOOTAGE_DIR": str(tmp_path)}
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OPENFRT_DATABASE_URL", url)
+        patch.setenv("OPENFRT_FOOTAGE_DIR", str(tmp_path))
         with RecordStore.open(tmp_path / "home") as store:
             gallery = Gallery(store, FaceEngine(EngineConfig.from_env()))
             gallery.create_watchlist("wanted", purpose="test", authorised_by="Supt A", actor="PC 1")

@@ -44,9 +44,9 @@ def prepared(tmp_path: Path, receiver: Receiver, broker: Broker) -> Iterator[tup
         pytest.skip(f"needs {LFW} and {UTK} (the shared test data beside the project), which are absent")
     home = tmp_path / "home"
     environment = {key: value for key, value in os.environ.items() if key not in ("OPENFRT_DATABASE_URL", "OPENFRT_KEY_FILE")}
-    environment.update({"OPENFRT_HOME": str(home), "OPENFRT_ALLOWED_NETWORKS": "127.0.0.0/8", "OPENFRT_PUBLIC_URL": PUBLIC_URL,
-                        "OPENFRT_USER": "PC 1"})
-    os.environ.update({"OPENFRT_ALLOWED_NETWORKS": "127.0.0.0/8"})
+    footage = {"OPENFRT_ALLOWED_NETWORKS": "127.0.0.0/8", "OPENFRT_FOOTAGE_DIR": str(tmp_path)}  # the test videos are made there
+    environment.update({"OPENFRT_HOME": str(home), "OPENFRT_PUBLIC_URL": PUBLIC_URL, "OPENFRT_USER": "PC 1", **footage})
+    os.environ.update(footage)
     tokens: dict[str, dict[str, str]] = {}
     with RecordStore.open(home) as store:
         users = UserService(store)
@@ -63,7 +63,8 @@ def prepared(tmp_path: Path, receiver: Receiver, broker: Broker) -> Iterator[tup
     try:
         yield home, environment, tokens
     finally:
-        os.environ.pop("OPENFRT_ALLOWED_NETWORKS", None)
+        for name in footage:
+            os.environ.pop(name, None)
 
 
 def scrape(base: str, headers: dict[str, str]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
