@@ -8,10 +8,12 @@ reason the operator can act on, rather than storing them and hoping.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 from openfrt.records.errors import EnrolmentRefused
-from openfrt.vision import Face
+
+if TYPE_CHECKING:
+    from openfrt.vision import Face
 
 #: Which face to enrol when an image has several: an index in detector order (the order
 #: ``openfrt faces`` lists them) or the largest. ``None`` insists on exactly one face.
