@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.progress import Progress
 
 from openfrt.cli.common import (
     EXIT_INPUT_FAILED,
@@ -36,18 +35,12 @@ from openfrt.cli.common import (
     usage_error,
 )
 from openfrt.errors import OpenFRTError
-from openfrt.gallery import (
-    EnrolmentReport,
-    FaceChoice,
-    Gallery,
-    ImageOutcome,
-    ImageToEnrol,
-    QualityPolicy,
-    SubjectInfo,
-    WatchlistInfo,
-)
-from openfrt.gallery.matching import Candidate
-from openfrt.records import Category, current_actor
+from openfrt.gallery.quality import FaceChoice, QualityPolicy
+from openfrt.records.vocabulary import Category
+
+if TYPE_CHECKING:
+    from openfrt.gallery import EnrolmentReport, Gallery, WatchlistInfo
+    from openfrt.gallery.matching import Candidate
 
 subject_app = typer.Typer(help="Subjects of the reference database and their reference images.", no_args_is_help=True)
 watchlist_app = typer.Typer(help="Watchlists: subjects compiled for one purpose, authorised and expiring.", no_args_is_help=True)
@@ -83,6 +76,8 @@ def open_gallery(
     policy: QualityPolicy | None = None,
 ) -> Iterator[Gallery]:
     """The gallery in ``home``; a store that cannot be opened is a configuration (usage) error."""
+    from openfrt.gallery import Gallery
+
     engine = build_engine(detector, detector_model, embedder, max_pixels)
     with open_store(home) as store:
         yield Gallery(store, engine, policy)
@@ -112,6 +107,9 @@ def subject_add(
     max_pixels: MaxPixelsOption = None,
 ) -> None:
     """Enrol reference images of a subject (all or none), creating the subject if new."""
+    from openfrt.gallery import ImageToEnrol, SubjectInfo
+    from openfrt.records import current_actor
+
     choice = _face_choice(face)
     subject = SubjectInfo(subject_id, name, category, notes)
     batch = [ImageToEnrol(image, str(image), legal_basis, source, face=choice) for image in images]
@@ -135,6 +133,8 @@ def subject_remove(
     json_output: JsonOption = False,
 ) -> None:
     """Delete a subject with its reference images, templates, memberships and index entries."""
+    from openfrt.records import current_actor
+
     with open_gallery(home) as gallery:
         try:
             removed = gallery.remove_subject(subject_id, actor=current_actor(operator), reason=reason)
@@ -170,6 +170,8 @@ def watchlist_create(
     embedder: EmbedderOption = None,
 ) -> None:
     """Create an empty watchlist for the current model, and show its expected accuracy."""
+    from openfrt.records import current_actor
+
     expires_at = parse_time(expires, "--expires")
     with open_gallery(home, embedder=embedder) as gallery:
         try:
@@ -191,6 +193,8 @@ def watchlist_add(
     json_output: JsonOption = False,
 ) -> None:
     """Add enrolled subjects to a watchlist (all or none)."""
+    from openfrt.records import current_actor
+
     with open_gallery(home) as gallery:
         try:
             before = set(gallery.watchlist(name).subjects)
@@ -228,6 +232,8 @@ def watchlist_delete(
     json_output: JsonOption = False,
 ) -> None:
     """Destroy a watchlist (its subjects stay in the reference database)."""
+    from openfrt.records import current_actor
+
     with open_gallery(home) as gallery:
         try:
             info = gallery.delete_watchlist(name, actor=current_actor(operator), reason=reason)
@@ -262,6 +268,8 @@ def enrol_folder(
     """Enrol DIR/<subject>/<images> into watchlist NAME: the sub-folder name is the subject id
     (and, with _ as spaces, its name). Each subject is all or none; failures are reported and
     the other subjects kept."""
+    from rich.progress import Progress
+
     if not folder.is_dir():
         usage_error(f"{folder} is not a folder")
     choice = _face_choice(face)
@@ -327,6 +335,8 @@ def search(
 ) -> None:
     """Retrospective search of the whole reference database: a ranked list of candidates for a
     trained person to review — never a match. Needs --case and --reason; every search is audited."""
+    from openfrt.records import current_actor
+
     if not (case and case.strip() and reason and reason.strip()):
         usage_error("a retrospective search needs --case (a case reference) and --reason")
     failed = False
@@ -358,6 +368,9 @@ def _enrol_subject_dir(
     choice: FaceChoice,
     operator: str | None,
 ) -> EnrolmentReport:
+    from openfrt.gallery import EnrolmentReport, ImageOutcome, ImageToEnrol, SubjectInfo
+    from openfrt.records import current_actor
+
     images = sorted(path for path in subject_dir.iterdir() if path.is_file() and not path.name.startswith("."))
     subject = SubjectInfo(subject_dir.name, subject_dir.name.replace("_", " "), category)
     batch = [ImageToEnrol(image, str(image), legal_basis, source, face=choice) for image in images]

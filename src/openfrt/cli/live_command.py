@@ -14,10 +14,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.live import Live
 from rich.table import Table
 
 from openfrt.cli.common import (
@@ -33,20 +32,14 @@ from openfrt.cli.common import (
     usage_error,
 )
 from openfrt.errors import OpenFRTError
-from openfrt.gallery import Gallery
-from openfrt.gallery.fitness import expected_fitness
-from openfrt.live.deployments import DeploymentService, RunningDeployment
-from openfrt.live.events import AlertEvent
-from openfrt.live.pipeline import (
-    DEFAULT_CADENCE,
-    CameraStats,
-    LiveRunner,
-    PipelineConfig,
-    live_engine_config,
-)
-from openfrt.live.sources import Source, open_source
-from openfrt.records import current_actor
-from openfrt.vision import EngineConfig, FaceEngine
+from openfrt.live.defaults import DEFAULT_CADENCE
+
+if TYPE_CHECKING:
+    from openfrt.live.deployments import RunningDeployment
+    from openfrt.live.events import AlertEvent
+    from openfrt.live.pipeline import CameraStats, PipelineConfig
+    from openfrt.live.sources import Source
+    from openfrt.vision import FaceEngine
 
 SourceListOption = Annotated[
     list[str],
@@ -74,6 +67,11 @@ def live(
     operator: OperatorOption = None,
 ) -> None:
     """Run a live deployment: every face is searched against the watchlist; only matches are kept."""
+    from openfrt.gallery import Gallery
+    from openfrt.live.deployments import DeploymentService
+    from openfrt.live.pipeline import PipelineConfig
+    from openfrt.records import current_actor
+
     actor = current_actor(operator)
     cameras = _open_sources(source, realtime)
     engine = _live_engine(detector, detector_model, embedder, detect_width)
@@ -94,6 +92,8 @@ def live(
 
 def _open_sources(specs: list[str], realtime: bool) -> dict[str, Source]:
     """Camera name -> source, from ``[NAME=]SOURCE`` options; unnamed cameras are camera1, camera2, …"""
+    from openfrt.live.sources import open_source
+
     cameras: dict[str, Source] = {}
     for number, spec in enumerate(specs, start=1):
         camera, _, target = spec.partition("=") if _is_named(spec) else (f"camera{number}", "", spec)
@@ -110,6 +110,8 @@ def _report_fitness(running: RunningDeployment) -> None:
     """Tell the operator, before the first face, what this model, threshold and watchlist size
     are expected to achieve — and warn when the false-alert target cannot be met (on stderr, so
     ``--events-json`` output stays machine-readable)."""
+    from openfrt.gallery.fitness import expected_fitness
+
     matcher = running.matcher
     fitness = expected_fitness(running.model_id, running.threshold, len(matcher), matcher.max_references)
     if fitness is None:
@@ -128,6 +130,9 @@ def _is_named(spec: str) -> bool:
 
 def _live_engine(detector: str | None, detector_model: Path | None, embedder: str | None, detect_width: int | None) -> FaceEngine:
     """The engine all cameras share (see :class:`LiveRunner`); configuration errors exit 2."""
+    from openfrt.live.pipeline import live_engine_config
+    from openfrt.vision import EngineConfig, FaceEngine
+
     try:
         config = EngineConfig.from_env(detector=detector, embedder=embedder)
         if detector_model:
@@ -146,6 +151,10 @@ def _run(
     actor: str,
 ) -> None:
     """Run all cameras until they end or are interrupted, then end the deployment and print its record."""
+    from rich.live import Live
+
+    from openfrt.live.pipeline import LiveRunner
+
     display: Live | None = None
 
     def on_alert(alert: AlertEvent, alert_id: int) -> None:

@@ -11,9 +11,7 @@ import logging
 from typing import Annotated
 
 import typer
-import uvicorn
 
-from openfrt.api import ServerSettings, create_app
 from openfrt.cli.common import HomeOption, err_console
 
 
@@ -29,6 +27,10 @@ def serve(
     home: HomeOption = None,
 ) -> None:
     """Serve the console (http://HOST:PORT/) and the REST API (/api/, documented at /docs)."""
+    import uvicorn
+
+    from openfrt.api import ServerSettings, create_app
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     settings = ServerSettings(home=home, secure_cookies=secure_cookies, realtime_files=realtime_files)
     err_console.print(f"openfrt console on http://{host}:{port}/ — API documentation at http://{host}:{port}/docs")

@@ -10,7 +10,7 @@ not found (reported), 2 usage or configuration.
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -25,7 +25,10 @@ from openfrt.cli.common import (
     print_json,
     usage_error,
 )
-from openfrt.records import Role, UserInfo, UserService, current_actor
+from openfrt.records.vocabulary import Role
+
+if TYPE_CHECKING:
+    from openfrt.records import UserInfo
 
 users_app = typer.Typer(help="Server accounts: create, list, disable, passwords and API tokens.", no_args_is_help=True)
 
@@ -46,6 +49,8 @@ def user_create(
     json_output: JsonOption = False,
 ) -> None:
     """Create a user (audited, without the password)."""
+    from openfrt.records import UserService, current_actor
+
     password = _read_password(password_stdin)
     with store_or_fail(home, json_output, user=name) as store:
         user = UserService(store).create(name, role, password, actor=current_actor(operator), display_name=display_name)
@@ -55,6 +60,8 @@ def user_create(
 @users_app.command("list")
 def user_list(home: HomeOption = None, json_output: JsonOption = False) -> None:
     """List users by name."""
+    from openfrt.records import UserService
+
     with open_store(home) as store:
         users = UserService(store).list()
     for user in users:
@@ -64,6 +71,8 @@ def user_list(home: HomeOption = None, json_output: JsonOption = False) -> None:
 @users_app.command("disable")
 def user_disable(name: NameArgument, home: HomeOption = None, operator: OperatorOption = None, json_output: JsonOption = False) -> None:
     """Disable a user: their sessions end and their API tokens are revoked (audited)."""
+    from openfrt.records import UserService, current_actor
+
     with store_or_fail(home, json_output, user=name) as store:
         service = UserService(store)
         service.disable(name, actor=current_actor(operator))
@@ -80,6 +89,8 @@ def user_password(
     json_output: JsonOption = False,
 ) -> None:
     """Set a user's password (e.g. a forgotten one); their sessions end (audited, without it)."""
+    from openfrt.records import UserService, current_actor
+
     password = _read_password(password_stdin)
     with store_or_fail(home, json_output, user=name) as store:
         UserService(store).set_password(name, password, actor=current_actor(operator))
@@ -98,6 +109,8 @@ def user_token(
     json_output: JsonOption = False,
 ) -> None:
     """Create an API token acting as the user; its secret is printed once and never again."""
+    from openfrt.records import UserService, current_actor
+
     with store_or_fail(home, json_output, user=name) as store:
         token, secret = UserService(store).create_token(name, label, actor=current_actor(operator))
     if json_output:
@@ -116,6 +129,8 @@ def user_tokens(
     json_output: JsonOption = False,
 ) -> None:
     """List API tokens (without their secrets), revoked ones included."""
+    from openfrt.records import UserService
+
     with store_or_fail(home, json_output, user=name) as store:
         tokens = UserService(store).list_tokens(name)
     for token in tokens:
@@ -135,6 +150,8 @@ def user_revoke_token(
     json_output: JsonOption = False,
 ) -> None:
     """Revoke an API token at once (audited)."""
+    from openfrt.records import UserService, current_actor
+
     with store_or_fail(home, json_output, token=token_id) as store:
         UserService(store).revoke_token(token_id, actor=current_actor(operator))
     if json_output:
