@@ -9,8 +9,10 @@ once took 4-5 s because command modules imported them at the top.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 #: Top-level packages that only a command's work may load: the face engine's runtimes, the
 #: database layer, the server, plotting, video.
@@ -58,3 +60,15 @@ def test_every_help_answers_without_loading_heavy_modules() -> None:
 def test_the_console_script_answers_help() -> None:
     result = subprocess.run([sys.executable, "-m", "openfrt", "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "enrol-folder" in result.stdout and "subject" in result.stdout, result.stderr
+
+
+def test_a_records_command_does_not_load_the_face_engine(tmp_path: Path) -> None:
+    """An adjudicating officer's ``alerts list`` needs the database, not the detectors' runtimes."""
+    env = {**os.environ, "OPENFRT_HOME": str(tmp_path / "home")}
+    env.pop("OPENFRT_DATABASE_URL", None)
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "openfrt", "alerts", "list", "--json"],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    imported = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "sqlalchemy" in imported
+    assert not imported & {"onnx", "onnxruntime", "openvino", "dlib", "mtcnn", "matplotlib", "fastapi"}

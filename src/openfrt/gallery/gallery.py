@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -48,7 +48,10 @@ from openfrt.records.models import (
     utc_now,
 )
 from openfrt.records.store import RecordStore
-from openfrt.vision import Face, FaceEngine, Template
+from openfrt.vision import Face, Template
+
+if TYPE_CHECKING:
+    from openfrt.vision import FaceEngine
 
 log = logging.getLogger(__name__)
 
