@@ -105,3 +105,31 @@ def test_subject_add_reports_refusals_and_exit_codes(env: dict[str, str], sample
     assert openfrt(env, "subject", "add", "S2", "x.jpg", "--name", "S", "--category", "nonsense").returncode == 2
     missing = openfrt(env, "subject", "remove", "nobody", "--json")
     assert missing.returncode == 1 and "nobody" in lines(missing)[0]["error"]
+
+
+def test_subject_list_and_show(env: dict[str, str]) -> None:
+    if not LFW.exists():
+        pytest.skip(f"needs {LFW} (LFW in the shared test data beside the project), which is absent")
+    powell = [str(LFW / "Colin_Powell" / f"Colin_Powell_000{n}.jpg") for n in (1, 2)]
+    assert openfrt(env, "subject", "add", "CR-7", *powell, "--name", "Colin Powell", "--category", "wanted",
+                   "--legal-basis", "PACE s.64A", "--source", "custody 01/23").returncode == 0
+    assert openfrt(env, "subject", "add", "CR-8", str(LFW / "Serena_Williams" / "Serena_Williams_0001.jpg"),
+                   "--name", "Serena Williams", "--category", "missing", "--legal-basis", "consent").returncode == 0
+    model_id = lines(openfrt(env, "watchlist", "create", "op", "--purpose", "p", "--authorised-by", "Supt A", "--json"))[0]["model_id"]
+    assert openfrt(env, "watchlist", "add", "op", "CR-7").returncode == 0
+
+    listed = lines(openfrt(env, "subject", "list", "--json"))
+    assert [(s["id"], s["display_name"], s["category"], s["reference_images"]) for s in listed] == [
+        ("CR-7", "Colin Powell", "wanted", 2), ("CR-8", "Serena Williams", "missing", 1)]
+    assert [s["id"] for s in lines(openfrt(env, "subject", "list", "--search", "serena", "--json"))] == ["CR-8"]
+    assert "Colin Powell" in openfrt(env, "subject", "list").stdout
+
+    (shown,) = lines(openfrt(env, "subject", "show", "CR-7", "--json"))
+    assert shown["id"] == "CR-7" and shown["watchlists"] == ["op"] and len(shown["images"]) == 2
+    for image in shown["images"]:  # the facts of each image, never its pixels
+        assert set(image) == {"id", "media_type", "face_box", "legal_basis", "source", "captured_at", "enrolled_at", "models"}
+        assert image["legal_basis"] == "PACE s.64A" and image["source"] == "custody 01/23" and image["models"] == [model_id]
+    text = openfrt(env, "subject", "show", "CR-7").stdout
+    assert "Colin Powell" in text and f"{shown['images'][0]['id']} (image/jpeg)" in text and "watchlists: op" in text
+    missing = openfrt(env, "subject", "show", "nobody", "--json")
+    assert missing.returncode == 1 and lines(missing) == [{"subject": "nobody", "error": "no subject 'nobody'"}]

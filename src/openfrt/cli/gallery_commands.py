@@ -40,6 +40,7 @@ from openfrt.records.vocabulary import Category
 
 if TYPE_CHECKING:
     from openfrt.gallery import EnrolmentReport, Gallery, WatchlistInfo
+    from openfrt.gallery.gallery import SubjectDetail
     from openfrt.gallery.matching import Candidate
 
 subject_app = typer.Typer(help="Subjects of the reference database and their reference images.", no_args_is_help=True)
@@ -147,6 +148,57 @@ def subject_remove(
             f"removed subject {subject_id}: {removed['reference_images']} reference image(s), "
             f"{removed['templates']} template(s), from watchlists: {', '.join(removed['watchlists']) or 'none'}"
         )
+
+
+@subject_app.command("list")
+def subject_list(
+    search: Annotated[Optional[str], typer.Option("--search", help="Only subjects whose id or name contains this.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="At most this many subjects.")] = 200,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many (the next page).")] = 0,
+    home: HomeOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List subjects by id: name, category and how many reference images (never the images)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    with open_gallery(home) as gallery:
+        subjects = gallery.subjects(search=search, limit=limit, offset=offset)
+    if json_output:
+        for summary in subjects:
+            print_json(summary.as_dict())
+        return
+    if not subjects:
+        console.print("no subjects" + (f" matching {escape(search)!r}" if search else ""))
+        return
+    table = Table(title=f"subjects {offset + 1}–{offset + len(subjects)}" + (f" matching {escape(search)!r}" if search else ""),
+                  title_justify="left")
+    for column in ("id", "name", "category", "images", "created"):
+        table.add_column(column, overflow="fold")
+    for summary in subjects:
+        table.add_row(escape(summary.id), escape(summary.display_name), summary.category.value, str(summary.reference_images),
+                      summary.created_at.isoformat(timespec="seconds"))
+    console.print(table)
+    if len(subjects) == limit:
+        console.print(f"more may follow: --offset {offset + limit}")
+
+
+@subject_app.command("show")
+def subject_show(
+    subject_id: Annotated[str, typer.Argument(metavar="ID", help="Subject id.")],
+    home: HomeOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show a subject: who they are, their reference images (facts, not pixels) and their watchlists."""
+    with open_gallery(home) as gallery:
+        try:
+            detail = gallery.subject(subject_id)
+        except OpenFRTError as exc:
+            fail(exc, json_output, subject=subject_id)
+    if json_output:
+        print_json(detail.as_dict())
+    else:
+        _print_subject(detail)
 
 
 # -- watchlist -------------------------------------------------------------------------------
@@ -411,6 +463,29 @@ def _report_line(report: EnrolmentReport) -> str:
         return f"[green]enrolled[/green] {report.subject}: {len(report.images)} reference image(s)"
     refusals = "; ".join(f"{image.image}: {image.detail}" for image in report.images if not image.accepted)
     return f"[red]not enrolled[/red] {report.subject} (nothing stored): {refusals}"
+
+
+def _print_subject(detail: SubjectDetail) -> None:
+    from rich.markup import escape
+
+    who = detail.subject
+    lines = [f"subject [bold]{escape(who.id)}[/bold]: {escape(who.display_name)} ({who.category.value}); "
+             f"created {who.created_at.isoformat(timespec='seconds')}"]
+    if who.notes:
+        lines.append(f"  notes: {escape(who.notes)}")
+    lines.append(f"  {len(detail.images)} reference image(s):")
+    for image in detail.images:
+        x, y, width, height = image.face_box
+        facts = [f"face at {x:.0f},{y:.0f} {width:.0f}x{height:.0f} px", f"legal basis {escape(image.legal_basis or 'not recorded')}"]
+        if image.source:
+            facts.append(f"source {escape(image.source)}")
+        if image.captured_at:
+            facts.append(f"captured {image.captured_at.isoformat(timespec='seconds')}")
+        facts.append(f"enrolled {image.enrolled_at.isoformat(timespec='seconds')}")
+        facts.append(f"templates: {', '.join(image.models) or 'none'}")
+        lines.append(f"    {image.id} ({image.media_type}): " + "; ".join(facts))
+    lines.append(f"  watchlists: {', '.join(map(escape, detail.watchlists)) or 'none'}")
+    console.print("\n".join(lines))
 
 
 def _print_watchlist(info: WatchlistInfo, fitness: dict[str, Any] | None, json_output: bool) -> None:

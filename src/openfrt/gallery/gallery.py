@@ -187,9 +187,11 @@ class ReferenceImageInfo:
     source: str | None
     captured_at: datetime | None
     enrolled_at: datetime
+    #: The models it has templates of (more than one while it is being moved to a new model).
+    models: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "face_box": list(self.face_box),
+        return {**asdict(self), "face_box": list(self.face_box), "models": list(self.models),
                 "captured_at": self.captured_at.isoformat() if self.captured_at else None,
                 "enrolled_at": self.enrolled_at.isoformat()}
 
@@ -329,7 +331,8 @@ class Gallery:
                 select(Watchlist.name).join(WatchlistMember).where(WatchlistMember.subject_id == subject_id).order_by(Watchlist.name)
             ).all()
             images = tuple(
-                ReferenceImageInfo(row.id, row.media_type, tuple(row.face_box), row.legal_basis, row.source, row.captured_at, row.enrolled_at)
+                ReferenceImageInfo(row.id, row.media_type, tuple(row.face_box), row.legal_basis, row.source, row.captured_at, row.enrolled_at,
+                                   tuple(sorted(template.model_id for template in row.templates)))
                 for row in subject.images
             )
             return SubjectDetail(SubjectSummary.of(subject, len(images)), images, tuple(watchlists))
