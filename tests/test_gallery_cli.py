@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import stat
@@ -99,6 +100,14 @@ def test_subject_add_reports_refusals_and_exit_codes(env: dict[str, str], sample
     assert refused.returncode == 1
     (report,) = lines(refused)
     assert report["enrolled"] is False and report["images"][0]["refused"] == "several_faces"
+    faces = report["images"][0]["faces"]  # to choose from, in the order --face counts them
+    assert [face["index"] for face in faces] == [0, 1] and all(len(face["box"]) == 4 for face in faces)
+    told = openfrt(env, "subject", "add", "S1", str(samples / "two_people.jpg"), "--name", "S One", "--category", "suspect")
+    assert told.returncode == 1 and "2 faces found; enrol one with --face INDEX" in told.stdout and "--face largest" in told.stdout
+    listed = re.findall(r"--face (\d): box x (\d+), y (\d+), (\d+)x(\d+) px", told.stdout)
+    assert [int(index) for index, *_ in listed] == [0, 1]
+    for (_, *box), face in zip(listed, faces):
+        assert all(abs(int(shown) - value) <= 1 for shown, value in zip(box, face["box"]))
     chosen = openfrt(env, "subject", "add", "S1", str(samples / "two_people.jpg"), "--name", "S One", "--category", "suspect",
                      "--face", "largest", "--legal-basis", "PACE", "--source", "custody 1/23", "--json")
     assert chosen.returncode == 0 and lines(chosen)[0]["enrolled"] is True

@@ -39,7 +39,7 @@ from openfrt.gallery.quality import FaceChoice, QualityPolicy
 from openfrt.records.vocabulary import Category
 
 if TYPE_CHECKING:
-    from openfrt.gallery import EnrolmentReport, Gallery, WatchlistInfo
+    from openfrt.gallery import EnrolmentReport, Gallery, ImageOutcome, WatchlistInfo
     from openfrt.gallery.gallery import SubjectDetail
     from openfrt.gallery.matching import Candidate
 
@@ -54,7 +54,7 @@ LegalBasisOption = Annotated[
 SourceOption = Annotated[Optional[str], typer.Option("--source", help="Where the images come from (e.g. custody record ref).")]
 FaceOption = Annotated[
     Optional[str],
-    typer.Option("--face", help="Face to enrol when an image has several: its index (as `openfrt faces` lists) or 'largest'."),
+    typer.Option("--face", help="Face to enrol when an image has several: its index, as the refusal lists them, or 'largest'."),
 ]
 MinHeightOption = Annotated[
     float, typer.Option("--min-face-height", min=0, help="Refuse faces less high than this, in pixels.")
@@ -461,8 +461,21 @@ def _print_report(report: EnrolmentReport, json_output: bool) -> None:
 def _report_line(report: EnrolmentReport) -> str:
     if report.enrolled:
         return f"[green]enrolled[/green] {report.subject}: {len(report.images)} reference image(s)"
-    refusals = "; ".join(f"{image.image}: {image.detail}" for image in report.images if not image.accepted)
+    refusals = "; ".join(_refusal(image) for image in report.images if not image.accepted)
     return f"[red]not enrolled[/red] {report.subject} (nothing stored): {refusals}"
+
+
+def _refusal(image: ImageOutcome) -> str:
+    """Why an image was refused; for a photo with several faces, how to pick one on this command line."""
+    if not image.faces:
+        return f"{image.image}: {image.detail}"
+    choices = "".join(
+        f"\n    --face {index}: box x {x:.0f}, y {y:.0f}, {width:.0f}x{height:.0f} px, score {face.score:.2f}"
+        for index, face in enumerate(image.faces)
+        for x, y, width, height in [face.box]
+    )
+    return (f"{image.image}: {len(image.faces)} faces found; enrol one with --face INDEX (the boxes below, in pixels "
+            f"from the top left), or --face largest:{choices}")
 
 
 def _print_subject(detail: SubjectDetail) -> None:
