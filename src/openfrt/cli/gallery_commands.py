@@ -460,7 +460,16 @@ def _print_report(report: EnrolmentReport, json_output: bool) -> None:
 
 def _report_line(report: EnrolmentReport) -> str:
     if report.enrolled:
-        return f"[green]enrolled[/green] {report.subject}: {len(report.images)} reference image(s)"
+        stored = sum(image.reference_image_id is not None for image in report.images)
+        line = (f"[green]enrolled[/green] {report.subject}: {stored} reference image(s)" if stored
+                else f"[yellow]nothing new[/yellow] for {report.subject}")
+        skipped = [image for image in report.images if image.duplicate_of is not None]
+        if skipped:
+            line += f"; skipped {len(skipped)} already enrolled: " + "; ".join(
+                f"{image.image} (the same {'file' if image.match == 'same_file' else 'picture'} as reference image "
+                f"{image.duplicate_of})" for image in skipped
+            )
+        return line
     refusals = "; ".join(_refusal(image) for image in report.images if not image.accepted)
     return f"[red]not enrolled[/red] {report.subject} (nothing stored): {refusals}"
 
