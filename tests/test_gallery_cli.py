@@ -142,3 +142,38 @@ def test_subject_list_and_show(env: dict[str, str]) -> None:
     assert "Colin Powell" in text and f"{shown['images'][0]['id']} (image/jpeg)" in text and "watchlists: op" in text
     missing = openfrt(env, "subject", "show", "nobody", "--json")
     assert missing.returncode == 1 and lines(missing) == [{"subject": "nobody", "error": "no subject 'nobody'"}]
+
+
+def test_enrol_folder_again_skips_what_is_enrolled_and_removals_are_audited(env: dict[str, str], folder: Path) -> None:
+    assert openfrt(env, "watchlist", "create", "op", "--purpose", "p", "--authorised-by", "Supt A").returncode == 0
+    first = {report["subject"]: report for report in lines(openfrt(env, "enrol-folder", "op", str(folder), "--json"))}
+    again = openfrt(env, "enrol-folder", "op", str(folder), "--json")
+    assert again.returncode == 1  # the crowd photo is still refused; nothing else is stored twice
+    for report in lines(again):
+        if report["subject"] != "Crowd":
+            stored = [image["reference_image"] for image in first[report["subject"]]["images"]]
+            assert report["enrolled"] and [image["reference_image"] for image in report["images"]] == [None, None]
+            assert [image["duplicate_of"] for image in report["images"]] == [
+                {"reference_image": number, "match": "same_file"} for number in stored]
+    told = openfrt(env, "enrol-folder", "op", str(folder))
+    assert "nothing new for Colin_Powell; skipped 2 already enrolled" in told.stderr and "(the same file as reference image" in told.stderr
+    (powell,) = lines(openfrt(env, "subject", "show", "Colin_Powell", "--json"))
+    first_image, last_image = (image["id"] for image in powell["images"])
+
+    assert openfrt(env, "subject", "remove-image", str(first_image), "--json").returncode == 2  # a reason is required
+    removed = openfrt(env, "subject", "remove-image", str(first_image), "--reason", "not him", "--json")
+    assert removed.returncode == 0 and lines(removed) == [
+        {"subject": "Colin_Powell", "reference_image": first_image, "templates": 1, "watchlists": ["op"], "removed": True}]
+    last = openfrt(env, "subject", "remove-image", str(last_image), "--reason", "r", "--json")
+    assert last.returncode == 1 and "remove the subject instead" in lines(last)[0]["error"]
+    assert [image["id"] for image in lines(openfrt(env, "subject", "show", "Colin_Powell", "--json"))[0]["images"]] == [last_image]
+
+    taken = openfrt(env, "watchlist", "remove", "op", "Serena_Williams", "--reason", "found safe", "--json")
+    assert taken.returncode == 0 and lines(taken) == [{"watchlist": "op", "removed": ["Serena_Williams"], "size": 1}]
+    assert openfrt(env, "watchlist", "remove", "op", "Serena_Williams", "--reason", "again").returncode == 1
+
+    with sqlite3.connect(Path(env["OPENFRT_HOME"]) / "openfrt.db") as db:
+        audit = db.execute("SELECT actor, action, target, reason FROM audit_events ORDER BY id").fetchall()
+    assert [row[1] for row in audit] == ["watchlist.create", "subject.enrol", "subject.enrol", "subject.image_remove", "watchlist.remove"]
+    assert audit[3:] == [("PC 1234", "subject.image_remove", "Colin_Powell", "not him"),
+                         ("PC 1234", "watchlist.remove", "op", "found safe")]

@@ -117,3 +117,57 @@ def test_a_batch_of_duplicates_still_joins_the_watchlist(gallery: Gallery) -> No
     assert report.enrolled and report.images[0].duplicate_of is not None
     assert gallery.watchlist("op").subjects == ("CR-7",)
     assert audit_actions(gallery) == ["subject.enrol", "watchlist.create", "subject.enrol"]
+
+
+def test_a_single_reference_image_is_removed_audited_and_searched_no_more(gallery: Gallery) -> None:
+    gallery.create_watchlist("op", purpose="p", authorised_by="Supt A", actor="Supt A")
+    first, second = (image.reference_image_id for image in enrol(gallery, lfw("Colin_Powell", 1), lfw("Colin_Powell", 2), watchlist="op").images)
+    info = gallery.watchlist("op")
+    probe = gallery.engine.largest_face_template(lfw("Colin_Powell", 1))[1]
+    before = gallery.identify(probe, info).candidates[0].similarity
+
+    removed = gallery.remove_reference_image(first, actor="Supt A", reason="wrong person in the photo")
+    assert removed == {"subject": "CR-7", "reference_image": first, "templates": 1, "watchlists": ["op"]}
+    assert [image.id for image in gallery.subject("CR-7").images] == [second]
+    assert gallery.identify(probe, "op").candidates[0].similarity < before  # the watchlist no longer holds its template
+    with gallery.store.transaction() as session:
+        event = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
+        assert event is not None and (event.action, event.actor, event.target, event.reason) == (
+            "subject.image_remove", "Supt A", "CR-7", "wrong person in the photo")
+
+    with pytest.raises(InvalidRecordError, match="only one of subject 'CR-7'; remove the subject instead"):
+        gallery.remove_reference_image(second, actor="Supt A")
+    with pytest.raises(RecordNotFoundError):
+        gallery.remove_reference_image(first, actor="Supt A")
+
+
+def test_the_last_image_a_watchlist_can_search_with_is_not_removed(gallery: Gallery) -> None:
+    gallery.create_watchlist("op", purpose="p", authorised_by="Supt A", actor="Supt A")
+    first, second = (image.reference_image_id for image in enrol(gallery, lfw("Colin_Powell", 1), lfw("Colin_Powell", 2), watchlist="op").images)
+    with gallery.store.transaction() as session:  # as if the second had been enrolled with another model only
+        session.execute(delete(ReferenceTemplate).where(ReferenceTemplate.reference_image_id == second))
+    with pytest.raises(InvalidRecordError, match="on watchlist\\(s\\) 'op'.*take them off first"):
+        gallery.remove_reference_image(first, actor="Supt A")
+    assert len(gallery.subject("CR-7").images) == 2
+
+
+def test_subjects_are_taken_off_a_watchlist_all_or_none_audited(gallery: Gallery) -> None:
+    gallery.create_watchlist("op", purpose="p", authorised_by="Supt A", actor="Supt A")
+    enrol(gallery, lfw("Colin_Powell", 1), watchlist="op")
+    serena = SubjectInfo("CR-8", "Serena Williams", Category.missing)
+    gallery.enrol(serena, [ImageToEnrol(lfw("Serena_Williams", 1), "s1")], actor="PC 1", watchlist="op")
+    probe = gallery.engine.largest_face_template(lfw("Colin_Powell", 2))[1]
+    assert gallery.identify(probe, "op").candidates[0].subject == "CR-7"
+
+    with pytest.raises(RecordNotFoundError, match="'nobody' are not on watchlist 'op'; nothing was removed"):
+        gallery.remove_from_watchlist("op", ["CR-7", "nobody"], actor="Supt A", reason="r")
+    assert gallery.watchlist("op").subjects == ("CR-7", "CR-8")
+
+    info = gallery.remove_from_watchlist("op", ["CR-7"], actor="Supt A", reason="arrested on 2 June")
+    assert info.subjects == ("CR-8",)
+    assert [c.subject for c in gallery.identify(probe, "op").candidates] == ["CR-8"]  # the cached matrix was dropped
+    assert gallery.subject("CR-7").watchlists == ()  # still in the reference database
+    with gallery.store.transaction() as session:
+        event = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
+        assert event is not None and (event.action, event.target, event.reason, event.details) == (
+            "watchlist.remove", "op", "arrested on 2 June", {"removed": ["CR-7"]})

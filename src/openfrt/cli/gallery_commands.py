@@ -150,6 +150,31 @@ def subject_remove(
         )
 
 
+@subject_app.command("remove-image")
+def subject_remove_image(
+    image_id: Annotated[int, typer.Argument(metavar="IMAGE_ID", help="Reference image id (as `openfrt subject show` lists).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why it is removed, for the audit log.")],
+    home: HomeOption = None,
+    operator: OperatorOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Delete one reference image of a subject, with its templates and index entries (audited)."""
+    from openfrt.records import current_actor
+
+    with open_gallery(home) as gallery:
+        try:
+            removed = gallery.remove_reference_image(image_id, actor=current_actor(operator), reason=reason)
+        except OpenFRTError as exc:
+            fail(exc, json_output, reference_image=image_id)
+    if json_output:
+        print_json({**removed, "removed": True})
+    else:
+        console.print(
+            f"removed reference image {image_id} of subject {removed['subject']} ({removed['templates']} template(s)); "
+            f"watchlists that search with it now: {', '.join(removed['watchlists']) or 'none'}"
+        )
+
+
 @subject_app.command("list")
 def subject_list(
     search: Annotated[Optional[str], typer.Option("--search", help="Only subjects whose id or name contains this.")] = None,
@@ -258,6 +283,30 @@ def watchlist_add(
         print_json({"watchlist": name, "added": added, "size": len(info.subjects)})
     else:
         console.print(f"watchlist {name}: added {len(added)} subject(s), now {len(info.subjects)}")
+
+
+@watchlist_app.command("remove")
+def watchlist_remove(
+    name: Annotated[str, typer.Argument(help="Watchlist name.")],
+    subject_ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Subject ids to take off.", show_default=False)],
+    reason: Annotated[str, typer.Option("--reason", help="Why they are taken off, for the audit log.")],
+    home: HomeOption = None,
+    operator: OperatorOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Take subjects off a watchlist (all or none; audited); they stay in the reference database."""
+    from openfrt.records import current_actor
+
+    with open_gallery(home) as gallery:
+        try:
+            info = gallery.remove_from_watchlist(name, subject_ids, actor=current_actor(operator), reason=reason)
+        except OpenFRTError as exc:
+            fail(exc, json_output, watchlist=name)
+    removed = list(dict.fromkeys(subject_ids))
+    if json_output:
+        print_json({"watchlist": name, "removed": removed, "size": len(info.subjects)})
+    else:
+        console.print(f"watchlist {name}: took off {len(removed)} subject(s), now {len(info.subjects)}")
 
 
 @watchlist_app.command("show")
