@@ -171,7 +171,7 @@ def subject_remove_image(
     else:
         console.print(
             f"removed reference image {image_id} of subject {removed['subject']} ({removed['templates']} template(s)); "
-            f"watchlists that search with it now: {', '.join(removed['watchlists']) or 'none'}"
+            f"no longer searched by watchlists: {', '.join(removed['watchlists']) or 'none'}"
         )
 
 
