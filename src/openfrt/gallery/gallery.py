@@ -111,7 +111,7 @@ class ImageOutcome:
             "refused": self.reason,
             "error": self.detail,
             "faces": [{"index": index, **face.as_dict()} for index, face in enumerate(self.faces)],
-            "duplicate_of": {"reference_image": self.duplicate_of, "match": self.match} if self.duplicate_of else None,
+            "duplicate_of": {"reference_image": self.duplicate_of, "match": self.match} if self.duplicate_of is not None else None,
         }
 
 
@@ -302,7 +302,7 @@ class Gallery:
                     reason=_joined(images[n].legal_basis for n in fresh),
                     details={"reference_images": [row.id for row in rows], "model_id": self.model_id,
                              "created": created, "watchlist": watchlist,
-                             "skipped": [{"duplicate_of": o.duplicate_of, "match": o.match} for o in outcomes if o.duplicate_of]},
+                             "skipped": [{"duplicate_of": o.duplicate_of, "match": o.match} for o in outcomes if o.duplicate_of is not None]},
                 )
             template_ids = [row.templates[0].id for row in rows]
         if rows:
