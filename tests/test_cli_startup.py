@@ -15,11 +15,12 @@ import sys
 from pathlib import Path
 
 #: Top-level packages that only a command's work may load: the face engine's runtimes, the
-#: database layer, the server, plotting, video.
+#: database layer, the server, plotting, video — and pydantic, which Typer 0.29 loads to coerce
+#: parameters even for a subcommand's --help (hence typer<0.29 in pyproject.toml).
 HEAVY = (
     "numpy", "cv2", "onnx", "onnxruntime", "openvino", "dlib", "mtcnn", "faiss", "av", "matplotlib",
     "sqlalchemy", "alembic", "psycopg", "cryptography", "argon2", "fastapi", "starlette", "uvicorn", "jinja2",
-    "httpx", "PIL", "joblib", "lz4", "ray", "paho", "prometheus_client",
+    "httpx", "PIL", "joblib", "lz4", "ray", "paho", "prometheus_client", "pydantic",
 )
 
 #: Runs in a fresh interpreter: ``--help`` of every command and group, then what was imported.
