@@ -240,6 +240,38 @@ def _blank_png() -> bytes:
     return buffer.getvalue()
 
 
+def test_an_image_uploaded_twice_is_stored_once_and_removals_are_audited(client: TestClient, home: Path) -> None:
+    if not LFW.exists():
+        pytest.skip(f"needs {LFW} (the shared test data beside the project), which is absent")
+    photos = [LFW / "Colin_Powell" / f"Colin_Powell_000{number}.jpg" for number in (1, 2)]
+    officer = login(client, Role.authorising_officer)
+    assert client.post("/api/watchlists", json={"name": "wanted", "purpose": "arrest warrants"}, headers=officer).status_code == 201
+    form = {"subject_id": "S1", "display_name": "Colin Powell", "category": "wanted", "legal_basis": "PACE s.64A", "watchlist": "wanted"}
+    first = client.post("/api/subjects", data=form, files=[("images", upload(photo)) for photo in photos], headers=officer)
+    assert first.status_code == 201, first.text
+    stored = [image["reference_image"] for image in first.json()["images"]]
+    again = client.post("/api/subjects", data=form, files=[("images", upload(photos[0]))], headers=officer)
+    assert again.status_code == 200, again.text  # nothing new
+    assert again.json()["images"][0]["duplicate_of"] == {"reference_image": stored[0], "match": "same_file"}
+    assert len(client.get("/api/subjects/S1").json()["images"]) == 2
+
+    assert client.delete(f"/api/reference-images/{stored[0]}", headers=officer).status_code == 422  # no reason given
+    removed = client.delete(f"/api/reference-images/{stored[0]}", params={"reason": "wrong person"}, headers=officer)
+    assert removed.status_code == 200 and removed.json()["watchlists"] == ["wanted"]
+    last = client.delete(f"/api/reference-images/{stored[1]}", params={"reason": "r"}, headers=officer)
+    assert last.status_code == 422 and "remove the subject instead" in last.json()["detail"]
+    taken = client.delete("/api/watchlists/wanted/members/S1", params={"reason": "arrested"}, headers=officer)
+    assert taken.status_code == 200 and taken.json()["subjects"] == []
+    assert client.delete("/api/watchlists/wanted/members/S1", params={"reason": "r"}, headers=officer).status_code == 404
+
+    operator = login(client, Role.operator)  # may enrol, but not delete reference images or change watchlists
+    assert client.delete(f"/api/reference-images/{stored[1]}", params={"reason": "r"}, headers=operator).status_code == 403
+    assert client.delete("/api/watchlists/wanted/members/S1", params={"reason": "r"}, headers=operator).status_code == 403
+    with RecordStore.open(home) as store, store.transaction() as session:
+        actions = [(entry.action, entry.reason) for entry in list_events(session, limit=20)]
+    assert ("subject.image_remove", "wrong person") in actions and ("watchlist.remove", "arrested") in actions
+
+
 def test_a_searched_still_leaves_no_copy_in_the_data_directory_or_temporary_files(
     client: TestClient, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

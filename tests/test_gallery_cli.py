@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import stat
@@ -99,9 +100,65 @@ def test_subject_add_reports_refusals_and_exit_codes(env: dict[str, str], sample
     assert refused.returncode == 1
     (report,) = lines(refused)
     assert report["enrolled"] is False and report["images"][0]["refused"] == "several_faces"
+    faces = report["images"][0]["faces"]  # to choose from, in the order --face counts them
+    assert [face["index"] for face in faces] == [0, 1] and all(len(face["box"]) == 4 for face in faces)
+    told = openfrt(env, "subject", "add", "S1", str(samples / "two_people.jpg"), "--name", "S One", "--category", "suspect")
+    assert told.returncode == 1 and "2 faces found; enrol one with --face INDEX" in told.stdout and "--face largest" in told.stdout
+    listed = re.findall(r"--face (\d): box x (\d+), y (\d+), (\d+)x(\d+) px", told.stdout)
+    assert [int(index) for index, *_ in listed] == [0, 1]
+    for (_, *box), face in zip(listed, faces):
+        assert all(abs(int(shown) - value) <= 1 for shown, value in zip(box, face["box"]))
     chosen = openfrt(env, "subject", "add", "S1", str(samples / "two_people.jpg"), "--name", "S One", "--category", "suspect",
                      "--face", "largest", "--legal-basis", "PACE", "--source", "custody 1/23", "--json")
     assert chosen.returncode == 0 and lines(chosen)[0]["enrolled"] is True
     assert openfrt(env, "subject", "add", "S2", "x.jpg", "--name", "S", "--category", "nonsense").returncode == 2
     missing = openfrt(env, "subject", "remove", "nobody", "--json")
     assert missing.returncode == 1 and "nobody" in lines(missing)[0]["error"]
+
+
+def test_enrolling_a_folder_twice_then_listing_showing_and_pruning_subjects(env: dict[str, str], folder: Path) -> None:
+    created = openfrt(env, "watchlist", "create", "op", "--purpose", "p", "--authorised-by", "Supt A", "--json")
+    model_id = lines(created)[0]["model_id"]
+    enrol = ("enrol-folder", "op", str(folder), "--category", "wanted", "--legal-basis", "PACE s.64A", "--source", "custody 01/23")
+    first = {report["subject"]: report for report in lines(openfrt(env, *enrol, "--json"))}
+    again = openfrt(env, *enrol, "--json")
+    assert again.returncode == 1  # the crowd photo is still refused; nothing else is stored twice
+    for report in lines(again):
+        if report["subject"] != "Crowd":
+            stored = [image["reference_image"] for image in first[report["subject"]]["images"]]
+            assert report["enrolled"] and [image["reference_image"] for image in report["images"]] == [None, None]
+            assert [image["duplicate_of"] for image in report["images"]] == [
+                {"reference_image": number, "match": "same_file"} for number in stored]
+    told = openfrt(env, *enrol)
+    assert "nothing new for Colin_Powell; skipped 2 already enrolled" in told.stderr and "(the same file as reference image" in told.stderr
+
+    listed = lines(openfrt(env, "subject", "list", "--json"))
+    assert [(s["id"], s["display_name"], s["category"], s["reference_images"]) for s in listed] == [
+        ("Colin_Powell", "Colin Powell", "wanted", 2), ("Serena_Williams", "Serena Williams", "wanted", 2)]
+    assert [s["id"] for s in lines(openfrt(env, "subject", "list", "--search", "serena", "--json"))] == ["Serena_Williams"]
+    (powell,) = lines(openfrt(env, "subject", "show", "Colin_Powell", "--json"))
+    assert powell["watchlists"] == ["op"] and len(powell["images"]) == 2
+    for image in powell["images"]:  # the facts of each image, never its pixels
+        assert set(image) == {"id", "media_type", "face_box", "legal_basis", "source", "captured_at", "enrolled_at", "models"}
+        assert image["legal_basis"] == "PACE s.64A" and image["source"] == "custody 01/23" and image["models"] == [model_id]
+    first_image, last_image = (image["id"] for image in powell["images"])
+    text = openfrt(env, "subject", "show", "Colin_Powell").stdout
+    assert "Colin Powell" in text and f"{first_image} (image/jpeg)" in text and "watchlists: op" in text
+    missing = openfrt(env, "subject", "show", "nobody", "--json")
+    assert missing.returncode == 1 and lines(missing) == [{"subject": "nobody", "error": "no subject 'nobody'"}]
+
+    assert openfrt(env, "subject", "remove-image", str(first_image), "--json").returncode == 2  # a reason is required
+    removed = openfrt(env, "subject", "remove-image", str(first_image), "--reason", "not him", "--json")
+    assert removed.returncode == 0 and lines(removed) == [
+        {"subject": "Colin_Powell", "reference_image": first_image, "templates": 1, "watchlists": ["op"], "removed": True}]
+    last = openfrt(env, "subject", "remove-image", str(last_image), "--reason", "r", "--json")
+    assert last.returncode == 1 and "remove the subject instead" in lines(last)[0]["error"]
+    taken = openfrt(env, "watchlist", "remove", "op", "Serena_Williams", "--reason", "found safe", "--json")
+    assert taken.returncode == 0 and lines(taken) == [{"watchlist": "op", "removed": ["Serena_Williams"], "size": 1}]
+    assert "Colin_Powell" in openfrt(env, "subject", "list").stdout
+
+    with sqlite3.connect(Path(env["OPENFRT_HOME"]) / "openfrt.db") as db:
+        audit = db.execute("SELECT actor, action, target, reason FROM audit_events ORDER BY id").fetchall()
+    assert [row[1] for row in audit] == ["watchlist.create", "subject.enrol", "subject.enrol", "subject.image_remove", "watchlist.remove"]
+    assert audit[3:] == [("PC 1234", "subject.image_remove", "Colin_Powell", "not him"),
+                         ("PC 1234", "watchlist.remove", "op", "found safe")]

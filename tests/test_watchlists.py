@@ -168,3 +168,13 @@ def test_show_warns_when_expected_accuracy_misses_the_target(setup: Setup, monke
     assert result.exit_code == 0, result.output
     assert '"fitness":{"tpir":0.4' in result.stdout and "warning" in result.stderr and "FPIR ABOVE target" in result.stderr
 
+
+
+def test_an_empty_watchlist_is_not_described_as_one_of_one_subject(setup: Setup) -> None:
+    gallery = setup.gallery
+    empty = gallery.create_watchlist("empty", purpose="p", authorised_by="Supt A", actor="PC 1")
+    fitness = gallery.fitness(empty)
+    assert fitness is not None and len(empty.subjects) == 0
+    assert fitness["message"].startswith("No subjects yet. With its first: ") and "against 1 watchlist subject:" in fitness["message"]
+    one = gallery.watchlist(setup.watchlist)
+    assert f"against {len(one.subjects)} watchlist subjects:" in gallery.fitness(one)["message"]  # type: ignore[index]

@@ -10,7 +10,7 @@ Reading and verifying the log are themselves audited. Exit codes: 0 intact (or l
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -28,23 +28,16 @@ from openfrt.cli.common import (
     print_json,
 )
 from openfrt.errors import OpenFRTError
-from openfrt.records import (
-    AuditAction,
-    AuditChainError,
-    AuditEntry,
-    ChainAnchor,
-    InvalidRecordError,
-    RecordStore,
-    current_actor,
-    list_events,
-    record_event,
-    verify_chain,
-)
+
+if TYPE_CHECKING:
+    from openfrt.records import AuditAction, AuditEntry, ChainAnchor, RecordStore
 
 audit_app = typer.Typer(help="The audit log: list entries, verify its hash chain.", no_args_is_help=True)
 
 
 def _anchors(texts: list[str] | None) -> list[ChainAnchor]:
+    from openfrt.records import ChainAnchor, InvalidRecordError
+
     try:
         return [ChainAnchor.parse(text) for text in texts or []]
     except InvalidRecordError as exc:
@@ -60,6 +53,8 @@ def audit_verify(
     json_output: JsonOption = False,
 ) -> None:
     """Check every entry's hash and link, and that none is missing; exit 1 listing any damage."""
+    from openfrt.records import AuditAction, current_actor, verify_chain
+
     anchors = _anchors(anchor)
     with open_store(home) as store:
         with store.transaction() as session:
@@ -98,6 +93,8 @@ def audit_list(
     json_output: JsonOption = False,
 ) -> None:
     """List audit entries, newest first (this listing is itself audited)."""
+    from openfrt.records import AuditAction, current_actor, list_events
+
     filters: dict[str, Any] = {"action": action, "actor": actor, "target": target, "since": since, "until": until, "before_seq": before_seq}
     start, end = parse_time(since, "--since"), parse_time(until, "--until")
     with open_store(home) as store:
@@ -117,6 +114,8 @@ def audit_list(
 def _record(store: RecordStore, action: AuditAction, actor: str, details: dict[str, Any]) -> None:
     """Audit this command. A log whose head is gone cannot take entries; that is what ``verify``
     reports, so here it is a warning rather than a second failure."""
+    from openfrt.records import AuditChainError, record_event
+
     try:
         with store.transaction() as session:
             record_event(session, action, actor=actor, details=details)

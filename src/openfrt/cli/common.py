@@ -1,4 +1,9 @@
-"""Options and output helpers shared by every command, so each command stays a few lines."""
+"""Options and output helpers shared by every command, so each command stays a few lines.
+
+Command modules import heavy modules (numpy, OpenCV, onnxruntime, SQLAlchemy, the records store,
+the face engine) inside their command functions, never at the top, so that ``openfrt --help``
+and ``openfrt COMMAND --help`` answer at once (``tests/test_cli_startup.py`` checks it).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Annotated, Any, NoReturn, Optional
+from typing import IO, TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
-from sqlalchemy.exc import SQLAlchemyError
 
 from openfrt.errors import OpenFRTError
 from openfrt.observability.logs import LogFormat
-from openfrt.records import RecordStore
-from openfrt.vision import EngineConfig, FaceEngine
+
+if TYPE_CHECKING:
+    from openfrt.records import RecordStore
+    from openfrt.vision import FaceEngine
 
 #: Exit codes: 0 success, 1 an input failed (and was reported), 2 usage or configuration error.
 EXIT_INPUT_FAILED = 1
@@ -65,6 +71,8 @@ def build_engine(
     threads: int | None = None,
 ) -> FaceEngine:
     """A face engine from the environment's configuration and the command's options."""
+    from openfrt.vision import EngineConfig, FaceEngine
+
     options: dict[str, Any] = {"model_path": detector_model} if detector_model else {}
     try:
         config = EngineConfig.from_env(
@@ -109,6 +117,10 @@ def fail(error: Exception, json_output: bool, **context: Any) -> NoReturn:
 @contextmanager
 def open_store(home: Path | None) -> Iterator[RecordStore]:
     """The records store in ``home``; one that cannot be opened is a configuration (usage) error."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from openfrt.records import RecordStore
+
     try:
         store = RecordStore.open(home)
     except (OpenFRTError, SQLAlchemyError, OSError) as exc:

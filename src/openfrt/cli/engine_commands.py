@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -23,7 +23,9 @@ from openfrt.cli.common import (
     print_json,
 )
 from openfrt.errors import OpenFRTError
-from openfrt.vision import Face
+
+if TYPE_CHECKING:
+    from openfrt.vision import Face
 
 
 def faces(

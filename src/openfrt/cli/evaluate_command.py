@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 from rich.table import Table
 
@@ -24,27 +23,12 @@ from openfrt.cli.common import (
     usage_error,
 )
 from openfrt.errors import OpenFRTError
-from openfrt.evaluation.calibration import (
-    DEFAULT_WATCHLIST_SIZE,
-    calibration_file,
-    default_watchlist_threshold,
-)
-from openfrt.evaluation.metrics import GroupRate, empirical_threshold
-from openfrt.evaluation.plots import plot_det
-from openfrt.evaluation.protocol import Protocol
-from openfrt.evaluation.report import (
-    CALIBRATION_REFERENCES,
-    CALIBRATION_SIZES,
-    EvaluationData,
-    Normalisation,
-    OpenSetResult,
-    Scoring,
-    build_calibration,
-    load_data,
-    read_exclusions,
-    run,
-)
-from openfrt.evaluation.scoring import Fusion, QualityBar
+from openfrt.evaluation.calibration import DEFAULT_WATCHLIST_SIZE
+from openfrt.evaluation.choices import Fusion, Normalisation
+
+if TYPE_CHECKING:
+    from openfrt.evaluation.metrics import GroupRate
+    from openfrt.evaluation.report import EvaluationData, OpenSetResult
 
 #: FPIRs at which the sweep table shows the threshold and TPIR (model-agnostic, unlike fixed thresholds).
 SWEEP_FPIRS = (0.1, 0.03, 0.01, 0.003, 0.001)
@@ -92,6 +76,20 @@ def evaluate(
     One image per identity is enrolled; the rest search as mated probes. The non-mated folder,
     plus identities left off the watchlist, search as non-mated probes. See docs/evaluation.md.
     """
+    from openfrt.evaluation.calibration import calibration_file
+    from openfrt.evaluation.plots import plot_det
+    from openfrt.evaluation.protocol import Protocol
+    from openfrt.evaluation.report import (
+        CALIBRATION_REFERENCES,
+        CALIBRATION_SIZES,
+        Scoring,
+        build_calibration,
+        load_data,
+        read_exclusions,
+        run,
+    )
+    from openfrt.evaluation.scoring import QualityBar
+
     target = parse_rate(target_fpir)
     engine = build_engine(detector, detector_model, embedder, max_pixels, threads=threads)
     if cache:
@@ -129,6 +127,10 @@ def evaluate(
 
 def _shipped_default(data: EvaluationData, result: OpenSetResult, reference_images: int) -> dict | None:
     """How the shipped default threshold of this model performs on this data (None if uncalibrated)."""
+    import numpy as np
+
+    from openfrt.evaluation.calibration import default_watchlist_threshold
+
     threshold = default_watchlist_threshold(data.embeddings.model_id, reference_images)
     if threshold is None:
         return None
@@ -143,6 +145,8 @@ def _shipped_default(data: EvaluationData, result: OpenSetResult, reference_imag
 
 def _sweep(result: OpenSetResult) -> list[dict[str, float]]:
     """Empirical threshold and TPIR at each of :data:`SWEEP_FPIRS`."""
+    from openfrt.evaluation.metrics import empirical_threshold
+
     rows = []
     for fpir in SWEEP_FPIRS:
         threshold = empirical_threshold(result.outcomes.nonmated, fpir)

@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.progress import Progress
 
 from openfrt.cli.common import (
     EXIT_INPUT_FAILED,
@@ -36,18 +35,13 @@ from openfrt.cli.common import (
     usage_error,
 )
 from openfrt.errors import OpenFRTError
-from openfrt.gallery import (
-    EnrolmentReport,
-    FaceChoice,
-    Gallery,
-    ImageOutcome,
-    ImageToEnrol,
-    QualityPolicy,
-    SubjectInfo,
-    WatchlistInfo,
-)
-from openfrt.gallery.matching import Candidate
-from openfrt.records import Category, current_actor
+from openfrt.gallery.quality import FaceChoice, QualityPolicy
+from openfrt.records.vocabulary import Category
+
+if TYPE_CHECKING:
+    from openfrt.gallery import EnrolmentReport, Gallery, ImageOutcome, WatchlistInfo
+    from openfrt.gallery.gallery import SubjectDetail
+    from openfrt.gallery.matching import Candidate
 
 subject_app = typer.Typer(help="Subjects of the reference database and their reference images.", no_args_is_help=True)
 watchlist_app = typer.Typer(help="Watchlists: subjects compiled for one purpose, authorised and expiring.", no_args_is_help=True)
@@ -60,7 +54,7 @@ LegalBasisOption = Annotated[
 SourceOption = Annotated[Optional[str], typer.Option("--source", help="Where the images come from (e.g. custody record ref).")]
 FaceOption = Annotated[
     Optional[str],
-    typer.Option("--face", help="Face to enrol when an image has several: its index (as `openfrt faces` lists) or 'largest'."),
+    typer.Option("--face", help="Face to enrol when an image has several: its index, as the refusal lists them, or 'largest'."),
 ]
 MinHeightOption = Annotated[
     float, typer.Option("--min-face-height", min=0, help="Refuse faces less high than this, in pixels.")
@@ -83,6 +77,8 @@ def open_gallery(
     policy: QualityPolicy | None = None,
 ) -> Iterator[Gallery]:
     """The gallery in ``home``; a store that cannot be opened is a configuration (usage) error."""
+    from openfrt.gallery import Gallery
+
     engine = build_engine(detector, detector_model, embedder, max_pixels)
     with open_store(home) as store:
         yield Gallery(store, engine, policy)
@@ -112,6 +108,9 @@ def subject_add(
     max_pixels: MaxPixelsOption = None,
 ) -> None:
     """Enrol reference images of a subject (all or none), creating the subject if new."""
+    from openfrt.gallery import ImageToEnrol, SubjectInfo
+    from openfrt.records import current_actor
+
     choice = _face_choice(face)
     subject = SubjectInfo(subject_id, name, category, notes)
     batch = [ImageToEnrol(image, str(image), legal_basis, source, face=choice) for image in images]
@@ -135,6 +134,8 @@ def subject_remove(
     json_output: JsonOption = False,
 ) -> None:
     """Delete a subject with its reference images, templates, memberships and index entries."""
+    from openfrt.records import current_actor
+
     with open_gallery(home) as gallery:
         try:
             removed = gallery.remove_subject(subject_id, actor=current_actor(operator), reason=reason)
@@ -147,6 +148,82 @@ def subject_remove(
             f"removed subject {subject_id}: {removed['reference_images']} reference image(s), "
             f"{removed['templates']} template(s), from watchlists: {', '.join(removed['watchlists']) or 'none'}"
         )
+
+
+@subject_app.command("remove-image")
+def subject_remove_image(
+    image_id: Annotated[int, typer.Argument(metavar="IMAGE_ID", help="Reference image id (as `openfrt subject show` lists).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why it is removed, for the audit log.")],
+    home: HomeOption = None,
+    operator: OperatorOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Delete one reference image of a subject, with its templates and index entries (audited)."""
+    from openfrt.records import current_actor
+
+    with open_gallery(home) as gallery:
+        try:
+            removed = gallery.remove_reference_image(image_id, actor=current_actor(operator), reason=reason)
+        except OpenFRTError as exc:
+            fail(exc, json_output, reference_image=image_id)
+    if json_output:
+        print_json({**removed, "removed": True})
+    else:
+        console.print(
+            f"removed reference image {image_id} of subject {removed['subject']} ({removed['templates']} template(s)); "
+            f"no longer searched by watchlists: {', '.join(removed['watchlists']) or 'none'}"
+        )
+
+
+@subject_app.command("list")
+def subject_list(
+    search: Annotated[Optional[str], typer.Option("--search", help="Only subjects whose id or name contains this.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="At most this many subjects.")] = 200,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many (the next page).")] = 0,
+    home: HomeOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List subjects by id: name, category and how many reference images (never the images)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    with open_gallery(home) as gallery:
+        subjects = gallery.subjects(search=search, limit=limit, offset=offset)
+    if json_output:
+        for summary in subjects:
+            print_json(summary.as_dict())
+        return
+    if not subjects:
+        console.print("no subjects" + (f" matching {escape(search)!r}" if search else ""))
+        return
+    table = Table(title=f"subjects {offset + 1}–{offset + len(subjects)}" + (f" matching {escape(search)!r}" if search else ""),
+                  title_justify="left")
+    for column in ("id", "name", "category", "images", "created"):
+        table.add_column(column, overflow="fold")
+    for summary in subjects:
+        table.add_row(escape(summary.id), escape(summary.display_name), summary.category.value, str(summary.reference_images),
+                      summary.created_at.isoformat(timespec="seconds"))
+    console.print(table)
+    if len(subjects) == limit:
+        console.print(f"more may follow: --offset {offset + limit}")
+
+
+@subject_app.command("show")
+def subject_show(
+    subject_id: Annotated[str, typer.Argument(metavar="ID", help="Subject id.")],
+    home: HomeOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show a subject: who they are, their reference images (facts, not pixels) and their watchlists."""
+    with open_gallery(home) as gallery:
+        try:
+            detail = gallery.subject(subject_id)
+        except OpenFRTError as exc:
+            fail(exc, json_output, subject=subject_id)
+    if json_output:
+        print_json(detail.as_dict())
+    else:
+        _print_subject(detail)
 
 
 # -- watchlist -------------------------------------------------------------------------------
@@ -170,6 +247,8 @@ def watchlist_create(
     embedder: EmbedderOption = None,
 ) -> None:
     """Create an empty watchlist for the current model, and show its expected accuracy."""
+    from openfrt.records import current_actor
+
     expires_at = parse_time(expires, "--expires")
     with open_gallery(home, embedder=embedder) as gallery:
         try:
@@ -191,6 +270,8 @@ def watchlist_add(
     json_output: JsonOption = False,
 ) -> None:
     """Add enrolled subjects to a watchlist (all or none)."""
+    from openfrt.records import current_actor
+
     with open_gallery(home) as gallery:
         try:
             before = set(gallery.watchlist(name).subjects)
@@ -202,6 +283,30 @@ def watchlist_add(
         print_json({"watchlist": name, "added": added, "size": len(info.subjects)})
     else:
         console.print(f"watchlist {name}: added {len(added)} subject(s), now {len(info.subjects)}")
+
+
+@watchlist_app.command("remove")
+def watchlist_remove(
+    name: Annotated[str, typer.Argument(help="Watchlist name.")],
+    subject_ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Subject ids to take off.", show_default=False)],
+    reason: Annotated[str, typer.Option("--reason", help="Why they are taken off, for the audit log.")],
+    home: HomeOption = None,
+    operator: OperatorOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Take subjects off a watchlist (all or none; audited); they stay in the reference database."""
+    from openfrt.records import current_actor
+
+    with open_gallery(home) as gallery:
+        try:
+            info = gallery.remove_from_watchlist(name, subject_ids, actor=current_actor(operator), reason=reason)
+        except OpenFRTError as exc:
+            fail(exc, json_output, watchlist=name)
+    removed = list(dict.fromkeys(subject_ids))
+    if json_output:
+        print_json({"watchlist": name, "removed": removed, "size": len(info.subjects)})
+    else:
+        console.print(f"watchlist {name}: took off {len(removed)} subject(s), now {len(info.subjects)}")
 
 
 @watchlist_app.command("show")
@@ -228,6 +333,8 @@ def watchlist_delete(
     json_output: JsonOption = False,
 ) -> None:
     """Destroy a watchlist (its subjects stay in the reference database)."""
+    from openfrt.records import current_actor
+
     with open_gallery(home) as gallery:
         try:
             info = gallery.delete_watchlist(name, actor=current_actor(operator), reason=reason)
@@ -262,6 +369,8 @@ def enrol_folder(
     """Enrol DIR/<subject>/<images> into watchlist NAME: the sub-folder name is the subject id
     (and, with _ as spaces, its name). Each subject is all or none; failures are reported and
     the other subjects kept."""
+    from rich.progress import Progress
+
     if not folder.is_dir():
         usage_error(f"{folder} is not a folder")
     choice = _face_choice(face)
@@ -327,6 +436,8 @@ def search(
 ) -> None:
     """Retrospective search of the whole reference database: a ranked list of candidates for a
     trained person to review — never a match. Needs --case and --reason; every search is audited."""
+    from openfrt.records import current_actor
+
     if not (case and case.strip() and reason and reason.strip()):
         usage_error("a retrospective search needs --case (a case reference) and --reason")
     failed = False
@@ -358,6 +469,9 @@ def _enrol_subject_dir(
     choice: FaceChoice,
     operator: str | None,
 ) -> EnrolmentReport:
+    from openfrt.gallery import EnrolmentReport, ImageOutcome, ImageToEnrol, SubjectInfo
+    from openfrt.records import current_actor
+
     images = sorted(path for path in subject_dir.iterdir() if path.is_file() and not path.name.startswith("."))
     subject = SubjectInfo(subject_dir.name, subject_dir.name.replace("_", " "), category)
     batch = [ImageToEnrol(image, str(image), legal_basis, source, face=choice) for image in images]
@@ -395,9 +509,54 @@ def _print_report(report: EnrolmentReport, json_output: bool) -> None:
 
 def _report_line(report: EnrolmentReport) -> str:
     if report.enrolled:
-        return f"[green]enrolled[/green] {report.subject}: {len(report.images)} reference image(s)"
-    refusals = "; ".join(f"{image.image}: {image.detail}" for image in report.images if not image.accepted)
+        stored = sum(image.reference_image_id is not None for image in report.images)
+        line = (f"[green]enrolled[/green] {report.subject}: {stored} reference image(s)" if stored
+                else f"[yellow]nothing new[/yellow] for {report.subject}")
+        skipped = [image for image in report.images if image.duplicate_of is not None]
+        if skipped:
+            line += f"; skipped {len(skipped)} already enrolled: " + "; ".join(
+                f"{image.image} (the same {'file' if image.match == 'same_file' else 'picture'} as reference image "
+                f"{image.duplicate_of})" for image in skipped
+            )
+        return line
+    refusals = "; ".join(_refusal(image) for image in report.images if not image.accepted)
     return f"[red]not enrolled[/red] {report.subject} (nothing stored): {refusals}"
+
+
+def _refusal(image: ImageOutcome) -> str:
+    """Why an image was refused; for a photo with several faces, how to pick one on this command line."""
+    if not image.faces:
+        return f"{image.image}: {image.detail}"
+    choices = "".join(
+        f"\n    --face {index}: box x {x:.0f}, y {y:.0f}, {width:.0f}x{height:.0f} px, score {face.score:.2f}"
+        for index, face in enumerate(image.faces)
+        for x, y, width, height in [face.box]
+    )
+    return (f"{image.image}: {len(image.faces)} faces found; enrol one with --face INDEX (the boxes below, in pixels "
+            f"from the top left), or --face largest:{choices}")
+
+
+def _print_subject(detail: SubjectDetail) -> None:
+    from rich.markup import escape
+
+    who = detail.subject
+    lines = [f"subject [bold]{escape(who.id)}[/bold]: {escape(who.display_name)} ({who.category.value}); "
+             f"created {who.created_at.isoformat(timespec='seconds')}"]
+    if who.notes:
+        lines.append(f"  notes: {escape(who.notes)}")
+    lines.append(f"  {len(detail.images)} reference image(s):")
+    for image in detail.images:
+        x, y, width, height = image.face_box
+        facts = [f"face at {x:.0f},{y:.0f} {width:.0f}x{height:.0f} px", f"legal basis {escape(image.legal_basis or 'not recorded')}"]
+        if image.source:
+            facts.append(f"source {escape(image.source)}")
+        if image.captured_at:
+            facts.append(f"captured {image.captured_at.isoformat(timespec='seconds')}")
+        facts.append(f"enrolled {image.enrolled_at.isoformat(timespec='seconds')}")
+        facts.append(f"templates: {', '.join(image.models) or 'none'}")
+        lines.append(f"    {image.id} ({image.media_type}): " + "; ".join(facts))
+    lines.append(f"  watchlists: {', '.join(map(escape, detail.watchlists)) or 'none'}")
+    console.print("\n".join(lines))
 
 
 def _print_watchlist(info: WatchlistInfo, fitness: dict[str, Any] | None, json_output: bool) -> None:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.live import Live
 from rich.table import Table
 
 from openfrt.cli.cluster_options import CameraCpusOption, CameraResourceOption, RayAddressOption, cluster_settings
@@ -41,23 +40,16 @@ from openfrt.cli.common import (
 )
 from openfrt import config
 from openfrt.errors import OpenFRTError
-from openfrt.gallery import Gallery
-from openfrt.gallery.fitness import expected_fitness
-from openfrt.live.deployments import DeploymentService, RunningDeployment
-from openfrt.live.events import AlertEvent, CameraRunner
-from openfrt.live.pipeline import (
-    DEFAULT_CADENCE,
-    AlertCallback,
-    CameraStats,
-    LiveRunner,
-    PipelineConfig,
-    live_engine_config,
-)
-from openfrt.live.source_policy import SourcePolicy
-from openfrt.live.sources import Source, open_source
+from openfrt.live.defaults import DEFAULT_CADENCE
 from openfrt.observability.logs import LogFormat
-from openfrt.records import current_actor
-from openfrt.vision import EngineConfig, FaceEngine
+
+if TYPE_CHECKING:
+    from openfrt.live.deployments import RunningDeployment
+    from openfrt.live.events import AlertEvent, CameraRunner
+    from openfrt.live.pipeline import AlertCallback, CameraStats, PipelineConfig
+    from openfrt.live.source_policy import SourcePolicy
+    from openfrt.live.sources import Source
+    from openfrt.vision import EngineConfig, FaceEngine
 
 #: How long ``openfrt live`` waits, once its deployment has ended, for its last events to go out;
 #: those still undelivered wait in the outbox for the server (or the next run) to send them.
@@ -100,8 +92,13 @@ def live(
 ) -> None:
     """Run a live deployment: every face is searched against the watchlist; only matches are kept.
     Its events go to the configured webhooks and broker from this process too (see README)."""
+    from openfrt.gallery import Gallery
     from openfrt.integrations.dispatcher import EventDispatcher
+    from openfrt.live.deployments import DeploymentService
+    from openfrt.live.pipeline import PipelineConfig
+    from openfrt.live.source_policy import SourcePolicy
     from openfrt.observability.logs import configure_logging, log_context
+    from openfrt.records import current_actor
 
     if log_format is LogFormat.json:  # text leaves logging as it was: warnings only, under the live table
         configure_logging(LogFormat.json)
@@ -144,6 +141,9 @@ def _run_cameras(
 ) -> None:
     """Run the cameras here, or on the cluster when they were opened there."""
     if opened is None:
+        from openfrt.live.pipeline import LiveRunner
+
+
         _run(running, lambda on_alert: LiveRunner(running, cameras, lambda: engine, config, on_alert=on_alert), events_json, actor, print_json)
         return
     from openfrt.cluster.settings import disconnect
@@ -170,6 +170,8 @@ def _named_sources(specs: list[str]) -> dict[str, str]:
 
 def _open_sources(targets: dict[str, str], policy: SourcePolicy, realtime: bool) -> dict[str, Source]:
     """Each camera's source, if the source policy allows it (the same rule as the server's)."""
+    from openfrt.live.sources import open_source
+
     try:
         return {camera: open_source(target, policy=policy, realtime=realtime) for camera, target in targets.items()}
     except OpenFRTError as exc:
@@ -221,6 +223,8 @@ def _report_fitness(running: RunningDeployment, logged: bool = False) -> None:
     """Tell the operator, before the first face, what this model, threshold and watchlist size
     are expected to achieve — and warn when the false-alert target cannot be met (on stderr, so
     ``--events-json`` output stays machine-readable)."""
+    from openfrt.gallery.fitness import expected_fitness
+
     matcher = running.matcher
     fitness = expected_fitness(running.model_id, running.threshold, len(matcher), matcher.max_references)
     if fitness is None:
@@ -243,6 +247,9 @@ def _is_named(spec: str) -> bool:
 
 def _live_engine(detector: str | None, detector_model: Path | None, embedder: str | None, detect_width: int | None) -> FaceEngine:
     """The engine all cameras share (see :class:`LiveRunner`); configuration errors exit 2."""
+    from openfrt.live.pipeline import live_engine_config
+    from openfrt.vision import EngineConfig, FaceEngine
+
     try:
         config = EngineConfig.from_env(detector=detector, embedder=embedder)
         if detector_model:
@@ -260,6 +267,8 @@ def _run(
     emit: Callable[[dict[str, Any]], None],
 ) -> None:
     """Run all cameras until they end or are interrupted, then end the deployment and print its record."""
+    from rich.live import Live
+
     display: Live | None = None
 
     def on_alert(alert: AlertEvent, alert_id: int) -> None:

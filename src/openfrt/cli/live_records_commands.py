@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -29,11 +29,11 @@ from openfrt.cli.common import (
     usage_error,
 )
 from openfrt.errors import OpenFRTError
-from openfrt.live.alerts import AlertInfo, AlertService
-from openfrt.live.deployments import DeploymentInfo, DeploymentRecord, DeploymentService
-from openfrt.live.retention import run_retention
-from openfrt.records import current_actor
-from openfrt.records.models import AlertOutcome, AlertStatus, DeploymentStatus, MediaKind, PerceivedEthnicity, PerceivedSex
+from openfrt.records.vocabulary import AlertOutcome, AlertStatus, DeploymentStatus, MediaKind, PerceivedEthnicity, PerceivedSex
+
+if TYPE_CHECKING:
+    from openfrt.live.alerts import AlertInfo
+    from openfrt.live.deployments import DeploymentInfo, DeploymentRecord
 
 deployments_app = typer.Typer(help="Live deployments: planned, running, ended, and their published records.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Alerts raised by live deployments: adjudication, images, holds.", no_args_is_help=True)
@@ -71,6 +71,9 @@ def deployment_create(
     json_output: JsonOption = False,
 ) -> None:
     """Plan a deployment; it starts with `openfrt live` and only with its authority and watchlist."""
+    from openfrt.live.deployments import DeploymentService
+    from openfrt.records import current_actor
+
     cameras = dict(_camera(text) for text in camera or [])
     start, end = (parse_time(text, option) for text, option in ((planned_start, "--planned-start"), (planned_end, "--planned-end")))
     with store_or_fail(home, json_output, deployment=name) as store:
@@ -91,6 +94,9 @@ def deployment_authorise(
     json_output: JsonOption = False,
 ) -> None:
     """Authorise a planned deployment (audited); it cannot start without it."""
+    from openfrt.live.deployments import DeploymentService
+    from openfrt.records import current_actor
+
     with store_or_fail(home, json_output, deployment=name) as store:
         info = DeploymentService(store).authorise(name, officer=officer, actor=current_actor(operator))
     _print_deployment(info, json_output)
@@ -103,6 +109,8 @@ def deployment_list(
     json_output: JsonOption = False,
 ) -> None:
     """List deployments, oldest first."""
+    from openfrt.live.deployments import DeploymentService
+
     with open_store(home) as store:
         deployments = DeploymentService(store).list(status)
     for info in deployments:
@@ -112,6 +120,8 @@ def deployment_list(
 @deployments_app.command("show")
 def deployment_show(name: NameArgument, home: HomeOption = None, json_output: JsonOption = False) -> None:
     """Show a deployment: plan, authority, watchlist, cameras and their counts."""
+    from openfrt.live.deployments import DeploymentService
+
     with store_or_fail(home, json_output, deployment=name) as store:
         info = DeploymentService(store).get(name)
     _print_deployment(info, json_output)
@@ -120,6 +130,8 @@ def deployment_show(name: NameArgument, home: HomeOption = None, json_output: Js
 @deployments_app.command("record")
 def deployment_record(name: NameArgument, home: HomeOption = None, json_output: JsonOption = False) -> None:
     """The deployment's published record (provisional while it runs)."""
+    from openfrt.live.deployments import DeploymentService
+
     with store_or_fail(home, json_output, deployment=name) as store:
         record = DeploymentService(store).record(name)
     _print_record(record, json_output)
@@ -131,6 +143,8 @@ def deployment_export_csv(
     home: HomeOption = None,
 ) -> None:
     """Every ended deployment's published columns as CSV, oldest first."""
+    from openfrt.live.deployments import DeploymentService
+
     with open_store(home) as store:
         service = DeploymentService(store)
         if file is None:
@@ -152,6 +166,8 @@ def alert_list(
     json_output: JsonOption = False,
 ) -> None:
     """List alerts, oldest first (without their images)."""
+    from openfrt.live.alerts import AlertService
+
     with store_or_fail(home, json_output, deployment=deployment) as store:
         alerts = AlertService(store).list(deployment, status)
     for alert in alerts:
@@ -183,6 +199,8 @@ def alert_adjudicate(
 ) -> None:
     """Record an officer's verdict on a pending alert, or correct one with --correcting
     (audited; never back to pending; a verdict is never replaced unseen)."""
+    from openfrt.live.alerts import AlertService
+
     with store_or_fail(home, json_output, alert=alert_id) as store:
         alert = AlertService(store).adjudicate(
             alert_id, outcome=outcome, by=by, status=status, correcting=correcting, engaged=engaged, note=note,
@@ -200,6 +218,8 @@ def alert_hold(
     json_output: JsonOption = False,
 ) -> None:
     """Keep an alert's images past the retention period until released."""
+    from openfrt.live.alerts import AlertService
+
     with store_or_fail(home, json_output, alert=alert_id) as store:
         alert = AlertService(store).hold(alert_id, reason=reason, by=by)
     _print_alert(alert, json_output)
@@ -214,6 +234,9 @@ def alert_release(
     json_output: JsonOption = False,
 ) -> None:
     """Release a hold: the images are deleted at the next retention run if due."""
+    from openfrt.live.alerts import AlertService
+    from openfrt.records import current_actor
+
     with store_or_fail(home, json_output, alert=alert_id) as store:
         alert = AlertService(store).release(alert_id, by=current_actor(operator), reason=reason)
     _print_alert(alert, json_output)
@@ -230,6 +253,9 @@ def alert_media(
     json_output: JsonOption = False,
 ) -> None:
     """Write an alert image to a file for review (every viewing is audited)."""
+    from openfrt.live.alerts import AlertService
+    from openfrt.records import current_actor
+
     with store_or_fail(home, json_output, alert=alert_id) as store:
         data = AlertService(store).media(alert_id, kind, actor=current_actor(operator), reason=reason)
     output.touch(mode=0o600)
@@ -254,6 +280,9 @@ def retention_run(
     json_output: JsonOption = False,
 ) -> None:
     """Delete alert images past the retention period, except those on hold; each deletion is audited."""
+    from openfrt.live.retention import run_retention
+    from openfrt.records import current_actor
+
     moment = parse_time(now, "--now")
     with open_store(home) as store:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -12,12 +12,16 @@ from rich.table import Table
 from openfrt.cli.common import HomeOption, JsonOption, console, fail, print_json
 from openfrt.config import home_dir
 from openfrt.errors import OpenFRTError
-from openfrt.vision.zoo import ModelEntry, ModelZoo
+
+if TYPE_CHECKING:
+    from openfrt.vision.zoo import ModelEntry, ModelZoo
 
 app = typer.Typer(help="List, register, choose and install face models.", no_args_is_help=True)
 
 
 def _zoo(home: Path | None) -> ModelZoo:
+    from openfrt.vision.zoo import ModelZoo
+
     if home is not None:
         os.environ["OPENFRT_HOME"] = str(home)  # so engines built later in this process agree
     return ModelZoo(home_dir(home))

@@ -11,9 +11,7 @@ import logging
 from typing import Annotated
 
 import typer
-import uvicorn
 
-from openfrt.api import ServerSettings, create_app
 from openfrt.cli.cluster_options import CameraCpusOption, CameraResourceOption, IndexShardsOption, RayAddressOption, cluster_settings
 from openfrt.cli.common import HomeOption, LogFormatOption
 from openfrt.observability.logs import LogFormat, configure_logging
@@ -38,6 +36,10 @@ def serve(
     index_shards: IndexShardsOption = 0,
 ) -> None:
     """Serve the console (http://HOST:PORT/) and the REST API (/api/, documented at /docs)."""
+    import uvicorn
+
+    from openfrt.api import ServerSettings, create_app
+
     cluster = cluster_settings(ray_address, camera_cpus, camera_resource, home, index_shards)
     configure_logging(log_format)
     settings = ServerSettings(home=home, secure_cookies=secure_cookies, realtime_files=realtime_files, cluster=cluster)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -29,8 +29,11 @@ from openfrt.cli.common import (
     print_json,
     usage_error,
 )
-from openfrt.records import InvalidRecordError, Role, UserInfo, UserService, current_actor
 from openfrt.records.passwords import PASSWORD_RULE, check_password
+from openfrt.records.vocabulary import Role
+
+if TYPE_CHECKING:
+    from openfrt.records import UserInfo, UserService
 
 users_app = typer.Typer(help="Server accounts: create, list, disable, passwords and API tokens.", no_args_is_help=True)
 
@@ -53,6 +56,8 @@ def user_create(
     """Create a user (audited, without the password). The password rule: at least 12
     characters, hard to guess (common passwords, words and names on their own, keyboard
     patterns, repeats and sequences are refused)."""
+    from openfrt.records import UserService, current_actor
+
     password = _read_password(password_stdin, (name, display_name or name))
     with store_or_fail(home, json_output, user=name) as store:
         user = UserService(store).create(name, role, password, actor=current_actor(operator), display_name=display_name)
@@ -62,6 +67,8 @@ def user_create(
 @users_app.command("list")
 def user_list(home: HomeOption = None, json_output: JsonOption = False) -> None:
     """List users by name."""
+    from openfrt.records import UserService
+
     with open_store(home) as store:
         users = UserService(store).list()
     for user in users:
@@ -71,6 +78,8 @@ def user_list(home: HomeOption = None, json_output: JsonOption = False) -> None:
 @users_app.command("disable")
 def user_disable(name: NameArgument, home: HomeOption = None, operator: OperatorOption = None, json_output: JsonOption = False) -> None:
     """Disable a user: their sessions end and their API tokens are revoked (audited)."""
+    from openfrt.records import current_actor
+
     _change_user(name, home, json_output, lambda users: users.disable(name, actor=current_actor(operator)))
 
 
@@ -84,6 +93,8 @@ def user_password(
 ) -> None:
     """Set a user's password (e.g. a forgotten one); their sessions end (audited, without it).
     The same rule as for a new user applies."""
+    from openfrt.records import UserService, current_actor
+
     password = _read_password(password_stdin, (name,))
     with store_or_fail(home, json_output, user=name) as store:
         UserService(store).set_password(name, password, actor=current_actor(operator))
@@ -96,6 +107,8 @@ def user_password(
 @users_app.command("unlock")
 def user_unlock(name: NameArgument, home: HomeOption = None, operator: OperatorOption = None, json_output: JsonOption = False) -> None:
     """Unlock a user locked out after too many failed sign-ins (audited)."""
+    from openfrt.records import current_actor
+
     _change_user(name, home, json_output, lambda users: users.unlock(name, actor=current_actor(operator)))
 
 
@@ -108,6 +121,8 @@ def user_token(
     json_output: JsonOption = False,
 ) -> None:
     """Create an API token acting as the user; its secret is printed once and never again."""
+    from openfrt.records import UserService, current_actor
+
     with store_or_fail(home, json_output, user=name) as store:
         token, secret = UserService(store).create_token(name, label, actor=current_actor(operator))
     if json_output:
@@ -126,6 +141,8 @@ def user_tokens(
     json_output: JsonOption = False,
 ) -> None:
     """List API tokens (without their secrets), revoked ones included."""
+    from openfrt.records import UserService
+
     with store_or_fail(home, json_output, user=name) as store:
         tokens = UserService(store).list_tokens(name)
     for token in tokens:
@@ -145,6 +162,8 @@ def user_revoke_token(
     json_output: JsonOption = False,
 ) -> None:
     """Revoke an API token at once (audited)."""
+    from openfrt.records import UserService, current_actor
+
     with store_or_fail(home, json_output, token=token_id) as store:
         UserService(store).revoke_token(token_id, actor=current_actor(operator))
     if json_output:
@@ -162,6 +181,8 @@ def _read_password(from_stdin: bool, user_inputs: tuple[str, ...]) -> str:
         if not password:
             usage_error("--password-stdin: standard input held no password")
         return password
+    from openfrt.records.errors import InvalidRecordError
+
     err_console.print(PASSWORD_RULE)
     typed: str = typer.prompt("Password", hide_input=True)
     try:
@@ -175,6 +196,8 @@ def _read_password(from_stdin: bool, user_inputs: tuple[str, ...]) -> str:
 
 def _change_user(name: str, home: Path | None, json_output: bool, change: Callable[[UserService], None]) -> None:
     """Make one audited change to a user's account and print the account as it now is."""
+    from openfrt.records import UserService
+
     with store_or_fail(home, json_output, user=name) as store:
         service = UserService(store)
         change(service)

@@ -13,7 +13,6 @@ from typing import Annotated
 import typer
 
 from openfrt.cli.common import JsonOption, build_engine, console, print_json, usage_error
-from openfrt.live.walkthrough import FaceSet, WalkthroughConfig, generate, one_face_screen, read_exclusions
 
 
 def walkthrough(
@@ -38,6 +37,8 @@ def walkthrough(
     json_output: JsonOption = False,
 ) -> None:
     """Compose a walk-through video from labelled faces, with its ground truth."""
+    from openfrt.live.walkthrough import FaceSet, WalkthroughConfig, generate, one_face_screen, read_exclusions
+
     if not (faces / "lfw").is_dir() or not (faces / "utk").is_dir():
         usage_error(f"{faces} must hold lfw/ and utk/ folders")
     try:

@@ -222,7 +222,8 @@ def _fitness_message(
 ) -> str:
     verdict = "within" if fpir <= target_fpir else "ABOVE"
     return (
-        f"{model_id} at threshold {threshold:.3f} against {watchlist_size:,} watchlist subjects: expected to find "
+        f"{model_id} at threshold {threshold:.3f} against {watchlist_size:,} watchlist subject{'s' if watchlist_size != 1 else ''}: "
+        "expected to find "
         f"{tpir:.0%} of watchlist subjects who pass (TPIR) and to false-alert on {_one_in(fpir)} people "
         f"not on the watchlist (FPIR {fpir:.2g}), {verdict} the target of {_one_in(target_fpir)} "
         f"(FPIR {target_fpir:.2g}); measured on LFW/UTKFace stills, live video is usually worse."

@@ -34,8 +34,8 @@ from openfrt.evaluation.metrics import (
     search_outcomes,
 )
 from openfrt.evaluation.protocol import Protocol, Split, split
+from openfrt.evaluation.choices import Fusion, Normalisation
 from openfrt.evaluation.scoring import (
-    Fusion,
     QualityBar,
     candidate_znorm,
     cohort_stats,
@@ -44,8 +44,6 @@ from openfrt.evaluation.scoring import (
     subject_scores,
 )
 from openfrt.vision import EngineConfig
-
-Normalisation = Literal["none", "tnorm", "znorm"]
 
 #: Label columns broken down per group when present (``set`` says which folder a probe came from).
 GROUP_COLUMNS = ("set", "gender", "race", "age_band")

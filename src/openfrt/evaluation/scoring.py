@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
-
 import numpy as np
 
+from openfrt.evaluation.choices import Fusion
 from openfrt.vision.types import cosine_to_similarity
-
-Fusion = Literal["max", "mean", "mean-template"]
 
 
 def subject_scores(probes: np.ndarray, references: Sequence[np.ndarray], fusion: Fusion = "max") -> np.ndarray:

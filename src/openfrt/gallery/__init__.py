@@ -4,20 +4,15 @@ Built on :mod:`openfrt.records` (encrypted, audited storage) and :mod:`openfrt.v
 face engine). :class:`Gallery` is the entry point; see its module for the rules it enforces.
 """
 
-from openfrt.gallery.gallery import EnrolmentReport, Gallery, ImageOutcome, ImageToEnrol, SubjectInfo, WatchlistInfo
-from openfrt.gallery.matching import Candidate, Identification, TemplateMatrix
-from openfrt.gallery.quality import FaceChoice, QualityPolicy
+import lazy_loader
 
-__all__ = [
-    "Candidate",
-    "EnrolmentReport",
-    "FaceChoice",
-    "Gallery",
-    "Identification",
-    "ImageOutcome",
-    "ImageToEnrol",
-    "QualityPolicy",
-    "SubjectInfo",
-    "TemplateMatrix",
-    "WatchlistInfo",
-]
+# Loaded on first use, like :mod:`openfrt.records`: the quality policy's defaults appear in the
+# command line's help, which must not load the face engine or the database.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "gallery": ["EnrolmentReport", "Gallery", "ImageOutcome", "ImageToEnrol", "SubjectInfo", "WatchlistInfo"],
+        "matching": ["Candidate", "Identification", "TemplateMatrix"],
+        "quality": ["FaceChoice", "QualityPolicy"],
+    },
+)

@@ -28,8 +28,16 @@ def default_threshold(model_id: str, fallback: float) -> float:
 
 def expected_fitness(model_id: str, threshold: float, watchlist_size: int, reference_images: int = 1) -> dict[str, Any] | None:
     """Expected ``tpir``, ``fpir``, ``target_fpir``, ``meets_target`` and ``message``; None when
-    the model is uncalibrated (accuracy unknown, which callers must say rather than guess)."""
+    the model is uncalibrated (accuracy unknown, which callers must say rather than guess). An
+    empty watchlist gets the figures of its first subject, and a message that says so."""
     fitness = calibration.expected_performance(
         model_id, threshold, max(1, watchlist_size), reference_images=reference_images
     )
-    return dataclasses.asdict(fitness) if fitness is not None else None
+    if fitness is None:
+        return None
+    if watchlist_size == 0:  # say so, rather than describe a watchlist of one
+        fitness = dataclasses.replace(fitness, message=(
+            f"No subjects yet. With its first: {fitness.message} False alerts grow with every subject added "
+            "(`openfrt watchlist show` gives the figures for its size)."
+        ))
+    return dataclasses.asdict(fitness)

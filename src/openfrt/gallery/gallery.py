@@ -3,8 +3,9 @@
 :class:`Gallery` composes the records store (encrypted, audited persistence), a face engine
 (quality and templates) and the search index, and enforces the rules between them: a reference
 image must pass the quality policy; templates of different models are never mixed; a watchlist
-is searched exactly and only until it expires; a retrospective search needs a case reference
-and a reason and only ever proposes candidates; every change and search is audited; deleting a
+is searched exactly and only until it expires; an image the subject already has is skipped,
+not stored twice; a retrospective search needs a case reference and a reason and only ever
+proposes candidates; every change and search is audited; deleting a
 subject or a watchlist removes everything derived from it, including cached matrices and index
 entries.
 """
@@ -17,19 +18,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from openfrt.errors import ImageError, ModelMismatchError
+from openfrt.gallery.duplicates import Match, Picture
 from openfrt.gallery.fitness import default_threshold, expected_fitness
 from openfrt.gallery.matching import Candidate, Identification, TemplateMatrix
 from openfrt.gallery.quality import FaceChoice, QualityPolicy, check_quality, choose_face
 from openfrt.gallery.reference_index import ReferenceIndexes
-from openfrt.records.audit import AuditAction, record_event
+from openfrt.records.audit import AuditAction, hold_audit_chain, record_event
 from openfrt.records.errors import (
     DuplicateRecordError,
     EnrolmentRefused,
@@ -48,7 +50,10 @@ from openfrt.records.models import (
 )
 from openfrt.records.store import RecordStore
 from openfrt.records.text import SHORT_TEXT, check_identifier, check_text
-from openfrt.vision import Face, FaceEngine, Template
+from openfrt.vision import Face, Template, compare
+
+if TYPE_CHECKING:
+    from openfrt.vision import FaceEngine
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +86,18 @@ class ImageToEnrol:
 
 @dataclass(frozen=True)
 class ImageOutcome:
-    """What happened to one image: stored as ``reference_image_id``, or refused with a reason."""
+    """What happened to one image: stored as ``reference_image_id``, skipped because the subject
+    already has it as ``duplicate_of`` (``match`` saying how), or refused with a reason."""
 
     image: str
     reference_image_id: int | None = None
     face: Face | None = None
     reason: str | None = None
     detail: str | None = None
+    #: The faces to choose from when it was refused for having several, in index order.
+    faces: tuple[Face, ...] = ()
+    duplicate_of: int | None = None
+    match: Match | None = None
 
     @property
     def accepted(self) -> bool:
@@ -100,12 +110,15 @@ class ImageOutcome:
             "face": self.face.as_dict() if self.face else None,
             "refused": self.reason,
             "error": self.detail,
+            "faces": [{"index": index, **face.as_dict()} for index, face in enumerate(self.faces)],
+            "duplicate_of": {"reference_image": self.duplicate_of, "match": self.match} if self.duplicate_of is not None else None,
         }
 
 
 @dataclass(frozen=True)
 class EnrolmentReport:
-    """A subject's batch: ``enrolled`` only if every image passed (nothing is stored otherwise)."""
+    """A subject's batch: ``enrolled`` only if every image passed (nothing is stored otherwise);
+    images the subject already has are skipped, so an enrolled batch may store fewer, or none."""
 
     subject: str
     enrolled: bool
@@ -184,9 +197,11 @@ class ReferenceImageInfo:
     source: str | None
     captured_at: datetime | None
     enrolled_at: datetime
+    #: The models it has templates of (more than one while it is being moved to a new model).
+    models: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "face_box": list(self.face_box),
+        return {**asdict(self), "face_box": list(self.face_box), "models": list(self.models),
                 "captured_at": self.captured_at.isoformat() if self.captured_at else None,
                 "enrolled_at": self.enrolled_at.isoformat()}
 
@@ -209,6 +224,30 @@ class _Prepared:
     media_type: str
     face: Face
     template: Template
+    picture: Picture
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """A picture the subject has: a stored reference image, or an earlier image of the batch being
+    enrolled. ``template`` is its template of the engine's model (None if it has none)."""
+
+    picture: Picture
+    template: Template | None
+    reference_image_id: int | None = None
+    earlier: int | None = None
+
+
+@dataclass(frozen=True)
+class _Repeat:
+    """An image of a batch that repeats a picture the subject has, and how."""
+
+    match: Match
+    of: _Seen
+
+    def stored_as(self, stored: dict[int, int]) -> int:
+        """The reference image repeated, given the ids the batch's new images were stored as."""
+        return self.of.reference_image_id if self.of.reference_image_id is not None else stored[self.of.earlier]  # type: ignore[index]
 
 
 class Gallery:
@@ -235,7 +274,9 @@ class Gallery:
         self, subject: SubjectInfo, images: Sequence[ImageToEnrol], *, actor: str, watchlist: str | None = None
     ) -> EnrolmentReport:
         """Enrol ``images`` of ``subject`` (creating it if new), all or nothing, optionally into
-        ``watchlist``. Refusals are reported per image, not raised; record errors are raised."""
+        ``watchlist``. Refusals are reported per image, not raised; record errors are raised.
+        Images the subject already has (:mod:`openfrt.gallery.duplicates`) are skipped and
+        reported with the stored image they repeat; the rest of the batch is stored."""
         check_identifier(subject.id, "subject id", path=True)
         check_text(subject.display_name, "subject's display name", limit=SHORT_TEXT)
         check_text(subject.notes, "subject's notes", required=False)
@@ -250,21 +291,30 @@ class Gallery:
         if any(not outcome.accepted for outcome in outcomes):
             return EnrolmentReport(subject.id, enrolled=False, created=False, images=tuple(outcomes))
         with self.store.transaction() as session:
-            created, rows = self._store_images(session, subject, images, prepared)
-            if watchlist is not None:
-                self._add_members(session, self._watchlist_row(session, watchlist), [subject.id])
-            self._touch_watchlists(session, [subject.id])
-            record_event(
-                session, AuditAction.subject_enrolled, actor=actor, target=subject.id,
-                reason=_joined(item.legal_basis for item in images),
-                details={"reference_images": [row.id for row in rows], "model_id": self.model_id,
-                         "created": created, "watchlist": watchlist},
-            )
+            hold_audit_chain(session)  # one enrolment at a time: two clicks cannot both find an image new
+            repeats = self._repeats(session, subject.id, prepared)
+            fresh = [number for number, repeat in enumerate(repeats) if repeat is None]
+            created, rows = self._store_images(session, subject, [images[n] for n in fresh], [prepared[n] for n in fresh])
+            stored = {number: row.id for number, row in zip(fresh, rows)}
+            outcomes = [
+                ImageOutcome(item.label, stored[number], ready.face) if repeat is None
+                else ImageOutcome(item.label, face=ready.face, duplicate_of=repeat.stored_as(stored), match=repeat.match)
+                for number, (item, ready, repeat) in enumerate(zip(images, prepared, repeats))
+            ]
+            added = self._add_members(session, self._watchlist_row(session, watchlist), [subject.id]) if watchlist else []
+            if rows:
+                self._touch_watchlists(session, [subject.id])
+            if rows or added:
+                record_event(
+                    session, AuditAction.subject_enrolled, actor=actor, target=subject.id,
+                    reason=_joined(images[n].legal_basis for n in fresh),
+                    details={"reference_images": [row.id for row in rows], "model_id": self.model_id,
+                             "created": created, "watchlist": watchlist,
+                             "skipped": [{"duplicate_of": o.duplicate_of, "match": o.match} for o in outcomes if o.duplicate_of is not None]},
+                )
             template_ids = [row.templates[0].id for row in rows]
-        self._index_added(template_ids, [item.template for item in prepared])
-        outcomes = [
-            ImageOutcome(item.label, row.id, ready.face) for item, row, ready in zip(images, rows, prepared)
-        ]
+        if rows:
+            self._index_added(template_ids, [prepared[n].template for n in fresh])
         return EnrolmentReport(subject.id, enrolled=True, created=created, images=tuple(outcomes))
 
     def remove_subject(self, subject_id: str, *, actor: str, reason: str | None = None) -> dict[str, Any]:
@@ -286,6 +336,38 @@ class Gallery:
             summary = {"reference_images": len(subject.images), "templates": len(templates), "watchlists": watchlists}
             record_event(session, AuditAction.subject_removed, actor=actor, target=subject_id, reason=reason, details=summary)
             session.delete(subject)
+        return {"subject": subject_id, **summary}
+
+    def remove_reference_image(self, reference_image_id: int, *, actor: str, reason: str | None = None) -> dict[str, Any]:
+        """Delete one reference image with its templates and index entries. Refused for the
+        subject's last image (remove the subject instead) and for the last image with a
+        template of the model of a watchlist the subject is on (a member it could not search)."""
+        with self.store.transaction() as session:
+            row = session.get(ReferenceImage, reference_image_id)
+            if row is None:
+                raise RecordNotFoundError(f"no reference image {reference_image_id}")
+            subject_id = row.subject_id
+            others = [image for image in row.subject.images if image.id != row.id]
+            if not others:
+                raise InvalidRecordError(
+                    f"reference image {reference_image_id} is the only one of subject {subject_id!r}; remove the subject instead"
+                )
+            left = {template.model_id for image in others for template in image.templates}
+            stranded = session.scalars(
+                select(Watchlist.name).join(WatchlistMember)
+                .where(WatchlistMember.subject_id == subject_id, Watchlist.model_id.not_in(left)).order_by(Watchlist.name)
+            ).all()
+            if stranded:
+                raise InvalidRecordError(
+                    f"subject {subject_id!r} is on watchlist(s) {', '.join(map(repr, stranded))}, and reference image "
+                    f"{reference_image_id} is their only image those watchlists can search with; take them off first"
+                )
+            for template in row.templates:
+                self.indexes.remove(template.model_id, np.array([template.id]))
+            watchlists = self._touch_watchlists(session, [subject_id])
+            summary = {"reference_image": reference_image_id, "templates": len(row.templates), "watchlists": watchlists}
+            record_event(session, AuditAction.reference_image_removed, actor=actor, target=subject_id, reason=reason, details=summary)
+            session.delete(row)
         return {"subject": subject_id, **summary}
 
     def reference_image(self, reference_image_id: int) -> bytes:
@@ -337,7 +419,8 @@ class Gallery:
                 select(Watchlist.name).join(WatchlistMember).where(WatchlistMember.subject_id == subject_id).order_by(Watchlist.name)
             ).all()
             images = tuple(
-                ReferenceImageInfo(row.id, row.media_type, tuple(row.face_box), row.legal_basis, row.source, row.captured_at, row.enrolled_at)
+                ReferenceImageInfo(row.id, row.media_type, tuple(row.face_box), row.legal_basis, row.source, row.captured_at, row.enrolled_at,
+                                   tuple(sorted(template.model_id for template in row.templates)))
                 for row in subject.images
             )
             return SubjectDetail(SubjectSummary.of(subject, len(images)), images, tuple(watchlists))
@@ -348,7 +431,7 @@ class Gallery:
             try:
                 ready = self._prepare(item)
             except EnrolmentRefused as exc:
-                outcomes.append(ImageOutcome(item.label, reason=exc.reason, detail=exc.detail))
+                outcomes.append(ImageOutcome(item.label, reason=exc.reason, detail=exc.detail, faces=exc.faces))
             except ImageError as exc:
                 outcomes.append(ImageOutcome(item.label, reason="bad_image", detail=exc.problem))
             else:
@@ -363,7 +446,33 @@ class Gallery:
         face = choose_face(self.engine.detector.detect(rgb), item.face, item.label, self.engine.detector.confident_score)
         check_quality(face, self.policy, item.label)
         template = self.engine.embedder.embed(rgb, [face])[0]
-        return _Prepared(data, _media_type(data), face, template)
+        return _Prepared(data, _media_type(data), face, template, Picture.of(data, rgb))
+
+    def _repeats(self, session: Session, subject_id: str, prepared: Sequence[_Prepared]) -> list[_Repeat | None]:
+        """For each prepared image, the stored image or earlier image of the batch it repeats, if any."""
+        seen = self._stored_pictures(session, subject_id)
+        repeats: list[_Repeat | None] = []
+        for number, ready in enumerate(prepared):
+            repeat = next((_Repeat(match, other) for other in seen if (match := self._match(ready, other))), None)
+            repeats.append(repeat)
+            if repeat is None:
+                seen.append(_Seen(ready.picture, ready.template, earlier=number))
+        return repeats
+
+    def _stored_pictures(self, session: Session, subject_id: str) -> list[_Seen]:
+        """The subject's reference images as duplicate detection compares them."""
+        seen = []
+        for row in session.scalars(select(ReferenceImage).where(ReferenceImage.subject_id == subject_id).order_by(ReferenceImage.id)):
+            data = self.store.cipher.decrypt(row.image)
+            template = next((self.store.open_template(t.vector, t.model_id) for t in row.templates if t.model_id == self.model_id), None)
+            seen.append(_Seen(Picture.of(data, self.engine.load(data, f"reference image {row.id}")), template, reference_image_id=row.id))
+        return seen
+
+    def _match(self, ready: _Prepared, other: _Seen) -> Match | None:
+        """How ``ready`` repeats ``other``: the same file, or the same face in the same picture (a
+        stored image without a template of this model is compared by its picture alone)."""
+        same_face = other.template is None or compare(ready.template, other.template) >= self.engine.threshold
+        return ready.picture.repeats(other.picture, same_face)
 
     def _store_images(
         self, session: Session, info: SubjectInfo, images: Sequence[ImageToEnrol], prepared: Sequence[_Prepared]
@@ -456,6 +565,28 @@ class Gallery:
             added = self._add_members(session, row, subject_ids)
             record_event(session, AuditAction.watchlist_members_added, actor=actor, target=name, details={"added": added})
             return _info(session, row)
+
+    def remove_from_watchlist(self, name: str, subject_ids: Sequence[str], *, actor: str, reason: str | None = None) -> WatchlistInfo:
+        """Take subjects off a watchlist (all or none); they stay in the reference database. A
+        running deployment keeps the snapshot it started with until it ends."""
+        with self.store.transaction() as session:
+            row = self._watchlist_row(session, name)
+            wanted = list(dict.fromkeys(subject_ids))
+            if not wanted:
+                raise InvalidRecordError("no subjects to take off the watchlist were given")
+            present = set(session.scalars(
+                select(WatchlistMember.subject_id).where(WatchlistMember.watchlist_id == row.id, WatchlistMember.subject_id.in_(wanted))
+            ))
+            absent = [subject for subject in wanted if subject not in present]
+            if absent:
+                raise RecordNotFoundError(f"subject(s) {', '.join(map(repr, absent))} are not on watchlist {name!r}; nothing was removed")
+            session.execute(delete(WatchlistMember).where(WatchlistMember.watchlist_id == row.id, WatchlistMember.subject_id.in_(wanted)))
+            row.revision += 1
+            record_event(session, AuditAction.watchlist_members_removed, actor=actor, target=name, reason=reason, details={"removed": wanted})
+            session.flush()
+            info = _info(session, row)
+        self._matrices.pop(info.id, None)
+        return info
 
     def watchlist(self, name: str) -> WatchlistInfo:
         with self.store.transaction() as session:

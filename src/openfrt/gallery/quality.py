@@ -8,10 +8,12 @@ reason the operator can act on, rather than storing them and hoping.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 from openfrt.records.errors import EnrolmentRefused
-from openfrt.vision import Face
+
+if TYPE_CHECKING:
+    from openfrt.vision import Face
 
 #: Which face to enrol when an image has several: an index in detector order (the order
 #: ``openfrt faces`` lists them) or the largest. ``None`` insists on exactly one face.
@@ -47,7 +49,7 @@ def choose_face(faces: Sequence[Face], choice: FaceChoice, image: str, min_score
     if choice is None:
         if len(faces) > 1:
             raise EnrolmentRefused(
-                image, "several_faces", f"{len(faces)} faces found; say which to enrol (a face index, or largest)"
+                image, "several_faces", f"{len(faces)} faces found; say which to enrol (a face index, or largest)", faces
             )
         return faces[0]
     if not 0 <= choice < len(faces):

@@ -53,6 +53,7 @@ from datetime import UTC, datetime
 from openfrt.config import home_dir
 from openfrt.errors import ModelError, ModelMismatchError
 from openfrt.gallery.matching import Candidate
+from openfrt.live.defaults import DEFAULT_CADENCE
 from openfrt.live.events import AlertEvent, DeploymentSink
 from openfrt.live.privacy import crop, encode_jpeg, pixelate
 from openfrt.live.sources import Frame, Source
@@ -81,11 +82,6 @@ AlertCallback = Callable[[AlertEvent, int], None]
 #: Since tracks are confirmed only by a confident detection, width 960 cadence 2 counts 10 people
 #: there (the rest were non-faces and two profiles) at 34-39 fps (3 runs, load average 2.3-2.7).
 DEFAULT_DETECT_WIDTH = 960
-
-#: Detect on every 2nd frame by default: it reaches about real time at 1080p where every frame
-#: does not, with fewer broken tracks; a face must be in view for 3 frames (120 ms at 25 fps)
-#: to be confirmed and searched. Live sources that still fall behind drop (and count) frames.
-DEFAULT_CADENCE = 2
 
 
 @dataclass(frozen=True)

@@ -5,71 +5,26 @@ Persistence only — what may be enrolled, matched or searched is decided in
 decrypted only in memory; the schema is managed by Alembic migrations shipped in this package.
 """
 
-from openfrt.records.audit import (
-    AuditAction,
-    AuditEntry,
-    ChainAnchor,
-    ChainReport,
-    current_actor,
-    list_events,
-    record_event,
-    verify_chain,
-)
-from openfrt.records.crypto import Cipher, load_cipher
-from openfrt.records.database import open_database, upgrade
-from openfrt.records.errors import (
-    AuditChainError,
-    AuthenticationError,
-    DuplicateRecordError,
-    EnrolmentRefused,
-    InvalidRecordError,
-    KeyFileError,
-    RecordNotFoundError,
-    WatchlistExpiredError,
-)
-from openfrt.records.models import (
-    AuditEvent,
-    Category,
-    ReferenceImage,
-    ReferenceTemplate,
-    Subject,
-    Watchlist,
-    WatchlistMember,
-)
-from openfrt.records.store import RecordStore
-from openfrt.records.users import Role, TokenInfo, UserInfo, UserService
+import lazy_loader
 
-__all__ = [
-    "AuditAction",
-    "AuditChainError",
-    "AuditEntry",
-    "AuditEvent",
-    "AuthenticationError",
-    "Category",
-    "ChainAnchor",
-    "ChainReport",
-    "Cipher",
-    "DuplicateRecordError",
-    "EnrolmentRefused",
-    "InvalidRecordError",
-    "KeyFileError",
-    "RecordNotFoundError",
-    "RecordStore",
-    "ReferenceImage",
-    "ReferenceTemplate",
-    "Role",
-    "Subject",
-    "TokenInfo",
-    "UserInfo",
-    "UserService",
-    "Watchlist",
-    "WatchlistExpiredError",
-    "WatchlistMember",
-    "current_actor",
-    "list_events",
-    "load_cipher",
-    "open_database",
-    "record_event",
-    "upgrade",
-    "verify_chain",
-]
+# Loaded on first use, so that importing a light part (the vocabularies, the errors) does not
+# load the database layer: the command line offers the vocabularies as choices in its help.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "audit": [
+            "AuditAction", "AuditEntry", "ChainAnchor", "ChainReport", "current_actor", "list_events", "record_event",
+            "verify_chain",
+        ],
+        "crypto": ["Cipher", "load_cipher"],
+        "database": ["open_database", "upgrade"],
+        "errors": [
+            "AuditChainError", "AuthenticationError", "DuplicateRecordError", "EnrolmentRefused", "InvalidRecordError",
+            "KeyFileError", "RecordNotFoundError", "WatchlistExpiredError",
+        ],
+        "models": ["AuditEvent", "ReferenceImage", "ReferenceTemplate", "Subject", "Watchlist", "WatchlistMember"],
+        "store": ["RecordStore"],
+        "users": ["TokenInfo", "UserInfo", "UserService"],
+        "vocabulary": ["Category", "Role"],
+    },
+)

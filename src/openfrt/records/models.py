@@ -30,24 +30,23 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from openfrt.records.vocabulary import (  # noqa: F401 (re-exported: the schema's vocabularies live there)
+    AlertOutcome,
+    AlertStatus,
+    Category,
+    DeploymentStatus,
+    MediaKind,
+    PerceivedEthnicity,
+    PerceivedSex,
+    Role,
+)
+
 #: Longest subject id or watchlist name; ids come from other systems (custody numbers, ...).
 ID_LENGTH = 128
 
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-class Category(str, enum.Enum):
-    """Why a subject is in the reference database; watchlist criteria are usually built on it."""
-
-    wanted = "wanted"
-    suspect = "suspect"
-    missing = "missing"
-    at_risk = "at_risk"
-    victim = "victim"
-    witness = "witness"
-    other = "other"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -219,59 +218,6 @@ class StoreMeta(Base):
 # -- live facial recognition: deployments, alerts and their media --------------------------------
 
 
-class DeploymentStatus(str, enum.Enum):
-    """A deployment only moves forward: planned → running → ended."""
-
-    planned = "planned"
-    running = "running"
-    ended = "ended"
-
-
-class AlertStatus(str, enum.Enum):
-    """An officer's verdict on an alert; once adjudicated it never returns to ``pending``."""
-
-    pending = "pending"
-    confirmed_match = "confirmed_match"
-    false_alert = "false_alert"
-    no_further_action = "no_further_action"
-
-
-class PerceivedEthnicity(str, enum.Enum):
-    """The five broad ethnic groups of the census, as the adjudicating officer perceives them.
-
-    Recorded (optionally) with an adjudication so that false alerts can be published per group:
-    the fairness of a deployed system is measured on its own alerts, not only in the laboratory.
-    """
-
-    asian = "asian"
-    black = "black"
-    mixed = "mixed"
-    white = "white"
-    other = "other"
-
-
-class PerceivedSex(str, enum.Enum):
-    female = "female"
-    male = "male"
-
-
-class AlertOutcome(str, enum.Enum):
-    """What happened after the alert (published in the deployment record)."""
-
-    no_action = "no_action"
-    engaged = "engaged"
-    words_of_advice = "words_of_advice"
-    arrested = "arrested"
-    other = "other"
-
-
-class MediaKind(str, enum.Enum):
-    """The two images kept with an alert: the matched face, and the frame with others pixelated."""
-
-    probe_crop = "probe_crop"
-    frame = "frame"
-
-
 class Deployment(Base):
     """One authorised use of live facial recognition at a place, against one watchlist.
 
@@ -398,18 +344,6 @@ class AlertMedia(Base):
 
 
 # -- people who use the server: accounts, browser sessions, API tokens ---------------------------
-
-
-class Role(str, enum.Enum):
-    """What a user may do on the server; the API maps each role to its permitted actions."""
-
-    operator = "operator"
-    engagement_officer = "engagement_officer"
-    authorising_officer = "authorising_officer"
-    auditor = "auditor"
-    admin = "admin"
-    #: A monitoring system (Prometheus): reads the server's metrics and nothing else.
-    monitoring = "monitoring"
 
 
 class User(Base):

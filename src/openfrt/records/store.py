@@ -22,7 +22,7 @@ from openfrt.records.crypto import Cipher, load_cipher
 from openfrt.records.database import open_database
 from openfrt.records.errors import KeyFileError
 from openfrt.records.models import StoreMeta
-from openfrt.vision import Template
+from openfrt.vision.types import Template
 
 KEY_CHECK_NAME = "key_check"
 KEY_CHECK_PLAINTEXT = b"openfrt records key check"

@@ -8,28 +8,32 @@ plug-ins explicitly.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from openfrt.vision.engine import EngineConfig, FaceEngine
-from openfrt.vision.image import ImageInput, load_image
-from openfrt.vision.types import Face, Quality, Template, compare
+import lazy_loader
 
-__all__ = [
-    "EngineConfig",
-    "Face",
-    "FaceEngine",
-    "ImageInput",
-    "Quality",
-    "Template",
-    "compare",
-    "default_engine",
-    "detect",
-    "embed",
-    "load_image",
-]
+if TYPE_CHECKING:
+    from openfrt.vision.engine import FaceEngine
+    from openfrt.vision.image import ImageInput
+    from openfrt.vision.types import Face, Template
+
+# Loaded on first use, like :mod:`openfrt.records`: the records store needs only the template
+# type, not the detectors and runtimes that the engine loads.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "engine": ["EngineConfig", "FaceEngine"],
+        "image": ["ImageInput", "load_image"],
+        "types": ["Face", "Quality", "Template", "compare"],
+    },
+)
+__all__ += ["default_engine", "detect", "embed"]
 
 
 @lru_cache(maxsize=1)
 def default_engine() -> FaceEngine:
+    from openfrt.vision.engine import FaceEngine
+
     return FaceEngine()
 
 

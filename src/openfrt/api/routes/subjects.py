@@ -37,7 +37,8 @@ def get_subject(subject_id: str, _: Principal = Depends(require(Permission.view_
 
 
 @router.post("/subjects", summary="Enrol reference images of a subject (all or none; creates the subject if new)",
-             responses={201: {"description": "enrolled"}, 422: {"description": "refused: see each image's reason"}})
+             responses={201: {"description": "enrolled"}, 422: {"description": "refused: see each image's reason"},
+                        200: {"description": "nothing new: every image repeats one the subject has (see duplicate_of)"}})
 async def enrol(
     subject_id: str = Form(..., max_length=128),
     display_name: str = Form(..., max_length=200),
@@ -58,7 +59,8 @@ async def enrol(
     ]
     with ctx.vision_lock:
         report = ctx.gallery.enrol(SubjectInfo(subject_id, display_name, category, notes), batch, actor=principal.name, watchlist=watchlist)
-    return JSONResponse(report.as_dict(), status_code=201 if report.enrolled else 422)
+    stored = any(image.reference_image_id is not None for image in report.images)
+    return JSONResponse(report.as_dict(), status_code=(201 if stored else 200) if report.enrolled else 422)
 
 
 @router.delete("/subjects/{subject_id:path}", summary="Delete a subject and everything derived from it")
@@ -66,6 +68,14 @@ def remove_subject(subject_id: str, reason: str = Query(..., min_length=1, max_l
                    principal: Principal = Depends(require(Permission.remove_subjects)),
                    ctx: ServerContext = Depends(context)) -> dict[str, Any]:
     return ctx.gallery.remove_subject(subject_id, actor=principal.name, reason=reason)
+
+
+@router.delete("/reference-images/{image_id}", summary="Delete one reference image of a subject (audited)",
+               responses={422: {"description": "the subject's last image, or the last its watchlists can search with"}})
+def remove_reference_image(image_id: RecordId, reason: str = Query(..., min_length=1, max_length=LONG_TEXT),
+                           principal: Principal = Depends(require(Permission.remove_subjects)),
+                           ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    return ctx.gallery.remove_reference_image(image_id, actor=principal.name, reason=reason)
 
 
 @router.get("/reference-images/{image_id}", summary="A reference image, for a stated reason (each viewing is audited with it)",
