@@ -1,4 +1,4 @@
-"""``openfrt models``: list, register, choose and install face models."""
+"""``openfrt models``: list, register, check, choose, install face models, and migrate to one."""
 
 from __future__ import annotations
 
@@ -9,12 +9,22 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from openfrt.cli.common import HomeOption, JsonOption, console, fail, print_json
+from openfrt.cli.common import (
+    EXIT_INPUT_FAILED,
+    HomeOption,
+    JsonOption,
+    OperatorOption,
+    console,
+    err_console,
+    fail,
+    print_json,
+    usage_error,
+)
 from openfrt.config import home_dir
 from openfrt.errors import OpenFRTError
 from openfrt.vision.zoo import ModelEntry, ModelZoo
 
-app = typer.Typer(help="List, register, choose and install face models.", no_args_is_help=True)
+app = typer.Typer(help="List, register, choose and install face models; migrate watchlists to a model.", no_args_is_help=True)
 
 
 def _zoo(home: Path | None) -> ModelZoo:
@@ -66,16 +76,45 @@ def add_model(
         Optional[str], typer.Option("--family", help="Embedder family: arcface, sface or intel-reid.")
     ] = None,
     licence: Annotated[str, typer.Option("--licence", help="The model's licence, shown in 'models list'.")] = "as supplied by the user",
+    check_faces: Annotated[
+        Optional[Path],
+        typer.Option("--check-faces", file_okay=False, help="Labelled photos <DIR>/<person>/<image> to prove an embedder on "
+                      "(default: the store's reference images when it holds enough people, else faces rendered offline)."),
+    ] = None,
     home: HomeOption = None,
+    operator: OperatorOption = None,
 ) -> None:
-    """Register a model file; its checksum is recorded and verified whenever it is loaded."""
+    """Register a model file; its checksum is recorded and verified whenever it is loaded, and an
+    embedder must first prove that it separates faces (same face well above different faces)."""
+    from openfrt.vision.model_check import folder_check_faces
+    from openfrt.vision.zoo import guess_kind
+
     if kind not in (None, "embedder", "detector"):
         raise typer.BadParameter("must be 'embedder' or 'detector'", param_hint="--kind")
+    zoo = _zoo(home)
     try:
-        entry = _zoo(home).add(name, path, kind, sha256, family, licence)  # type: ignore[arg-type]
+        faces = None
+        if (kind or (guess_kind(path) if path.is_file() else None)) == "embedder":
+            faces = folder_check_faces(check_faces) if check_faces else _reference_faces(zoo.home, operator, path)
+        entry = zoo.add(name, path, kind, sha256, family, licence, check_faces=faces)  # type: ignore[arg-type]
     except OpenFRTError as exc:
         fail(exc, json_output=False)
     console.print(f"registered {entry.kind} [bold]{entry.name}[/bold] ({entry.plugin}, sha256 {entry.options['sha256'][:16]}…)")
+    if entry.check:
+        console.print(f"model check: d' {entry.check['d_prime']:.2f} (needs {entry.check['min_d_prime']:g}) on {entry.check['source']}")
+
+
+def _reference_faces(home: Path, operator: str | None, path: Path) -> object:
+    """The store's reference images as check faces, if a store exists here and holds enough people."""
+    from openfrt.config import database_url
+    from openfrt.gallery.model_check import reference_check_faces
+    from openfrt.records import RecordStore, current_actor
+
+    url = database_url(home)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return None  # a fresh install: nothing enrolled, and no store is created just to look
+    with RecordStore.open(home) as store:
+        return reference_check_faces(store, actor=current_actor(operator), purpose=f"check model file {path.name} before registering it")
 
 
 @app.command("use")

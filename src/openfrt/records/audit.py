@@ -77,6 +77,10 @@ class AuditAction(str, enum.Enum):
     token_revoked = "token.revoke"
     audit_viewed = "audit.view"
     audit_verified = "audit.verify"
+    model_checked = "model.check"
+    model_migration_started = "model.migrate_start"
+    subject_reembedded = "subject.reembed"
+    model_migration_completed = "model.migrate_complete"
 
 
 def current_actor(explicit: str | None = None) -> str:

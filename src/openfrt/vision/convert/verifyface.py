@@ -49,7 +49,9 @@ def _build_sface(source: Path) -> bytes:
 
     from openfrt.vision.convert.onnx_graph import clean_graph, prelu_as_depthwise_convolutions
 
-    return prelu_as_depthwise_convolutions(clean_graph(onnx.load(str(source)))).SerializeToString()
+    model = prelu_as_depthwise_convolutions(clean_graph(onnx.load(str(source))))
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString()
 
 
 def _build_yunet(source: Path) -> bytes:
@@ -57,7 +59,9 @@ def _build_yunet(source: Path) -> bytes:
 
     from openfrt.vision.convert.onnx_graph import clean_graph
 
-    return clean_graph(onnx.load(str(source)), batch=False).SerializeToString()
+    model = clean_graph(onnx.load(str(source)), batch=False)
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString()
 
 
 def converted_sface() -> ConvertedModel:
