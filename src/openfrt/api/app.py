@@ -27,6 +27,7 @@ from openfrt.api.routes import (
     alerts,
     audit,
     deployments,
+    models,
     records,
     retention,
     search,
@@ -81,7 +82,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             return JSONResponse({"detail": "request too large"}, status_code=413)
         return await call_next(request)
 
-    for module in (session, users, subjects, watchlists, deployments, alerts, search, audit, records, retention):
+    for module in (session, users, subjects, watchlists, deployments, alerts, search, audit, records, retention, models):
         app.include_router(module.router)
     console.install(app)
     return app

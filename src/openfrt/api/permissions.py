@@ -31,6 +31,7 @@ class Permission(str, enum.Enum):
     view_audit = "view_audit"
     manage_users = "manage_users"
     run_retention = "run_retention"
+    migrate_models = "migrate_models"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -46,7 +47,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.view_subjects, Permission.enrol, Permission.remove_subjects, Permission.view_reference_images,
         Permission.view_watchlists, Permission.manage_watchlists, Permission.view_deployments,
         Permission.plan_deployments, Permission.authorise_deployments, Permission.run_deployments,
-        Permission.view_alerts, Permission.hold_alert_media,
+        Permission.view_alerts, Permission.hold_alert_media, Permission.migrate_models,
     }),
     Role.auditor: frozenset({Permission.view_deployments, Permission.view_audit}),
     Role.admin: frozenset({Permission.view_deployments, Permission.view_audit, Permission.manage_users, Permission.run_retention}),

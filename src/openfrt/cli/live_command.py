@@ -78,9 +78,11 @@ def live(
     cameras = _open_sources(source, realtime)
     engine = _live_engine(detector, detector_model, embedder, detect_width)
     with open_store(home) as store:
-        service = DeploymentService(store, Gallery(store, engine))
+        gallery = Gallery(store, engine)
+        service = DeploymentService(store, gallery)
         deployment_name = name or datetime.now(UTC).strftime("live-%Y%m%d-%H%M%S")
         try:
+            gallery.require_engine_model(watchlist)  # refuse a cross-model start before anything is recorded
             service.create(
                 deployment_name, purpose=purpose, location=location, authorised_by=authorised_by, watchlist=watchlist,
                 actor=actor, cameras={camera: src.name for camera, src in cameras.items()},

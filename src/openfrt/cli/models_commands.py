@@ -119,12 +119,85 @@ def _reference_faces(home: Path, operator: str | None, path: Path) -> object:
 
 @app.command("use")
 def use_model(name: Annotated[str, typer.Argument(help="A model from 'openfrt models list'.")], home: HomeOption = None) -> None:
-    """Make a model the default detector or embedder."""
+    """Make a model the default detector or embedder (to move watchlists to an embedder, use 'models migrate')."""
     try:
         entry = _zoo(home).use(name)
     except OpenFRTError as exc:
         fail(exc, json_output=False)
     console.print(f"default {entry.kind} is now [bold]{entry.name}[/bold]")
+    if entry.kind == "embedder":
+        console.print(f"watchlists keep the model they were built with; to move them to {entry.name}, "
+                      f"run [bold]openfrt models migrate --to {entry.name}[/bold]")
+
+
+@app.command("migrate")
+def migrate(
+    to: Annotated[str, typer.Option("--to", help="The embedder to move every reference image and watchlist to.")],
+    status_only: Annotated[bool, typer.Option("--status", help="Only say how far a migration to this model has got.")] = False,
+    home: HomeOption = None,
+    operator: OperatorOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Re-embed every stored reference image with another model, then move every watchlist to it.
+
+    Each subject is all or nothing; old templates keep serving until every image has a new one;
+    an interrupted run continues where it stopped when run again. Audited. On completion the
+    model becomes the default embedder and the old templates are deleted.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from openfrt.cli.common import open_store
+    from openfrt.gallery.migration import ModelMigration
+    from openfrt.records import current_actor
+    from openfrt.vision import EngineConfig, FaceEngine
+
+    zoo = _zoo(home)
+    try:
+        if zoo.get(to).kind != "embedder":
+            usage_error(f"{to!r} is a detector; migrate to an embedder")
+        engine = FaceEngine(EngineConfig.from_env(embedder=to), zoo)
+    except OpenFRTError as exc:
+        usage_error(str(exc))
+    with open_store(zoo.home) as store:
+        migration = ModelMigration(store, engine)
+        if status_only:
+            _print_status(migration.status().as_dict(), json_output)
+            return
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=err_console, transient=True) as progress:
+            task = progress.add_task(f"re-embedding with {to}", total=None)
+            report = migration.run(actor=current_actor(operator), progress=lambda done, total, _: progress.update(task, completed=done, total=total))
+    if report.completed:
+        zoo.use(to)
+    payload = report.as_dict()
+    if json_output:
+        print_json(payload)
+    else:
+        _print_report(to, payload)
+    if not report.completed:
+        raise typer.Exit(EXIT_INPUT_FAILED)
+
+
+def _print_status(status: dict[str, object], json_output: bool) -> None:
+    if json_output:
+        print_json(status)
+        return
+    console.print(
+        f"{status['model_id']}: {status['subjects_done']}/{status['subjects']} subjects, {status['images_done']}/{status['images']} "
+        f"reference images re-embedded; watchlists still on another model: {', '.join(status['watchlists_on_other_models']) or 'none'}"  # type: ignore[arg-type]
+    )
+
+
+def _print_report(model: str, report: dict[str, object]) -> None:
+    console.print(f"re-embedded {report['reembedded']} subject(s) with {report['model_id']}")
+    for subject, reason in report["refused"].items():  # type: ignore[attr-defined]
+        err_console.print(f"[red]not migrated:[/red] {subject}: {reason}")
+    if report["completed"]:
+        for name, change in report["watchlists"].items():  # type: ignore[attr-defined]
+            console.print(f"watchlist {name}: {change['from']} -> {report['model_id']}, threshold {change['threshold_from']} -> {change['threshold_to']}")
+        console.print(f"migration complete: {report['removed_templates']} old templates deleted; default embedder is now [bold]{model}[/bold]")
+    else:
+        err_console.print("migration incomplete: watchlists keep their old templates; fix the subjects above and run it again")
 
 
 @app.command("install")

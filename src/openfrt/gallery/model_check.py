@@ -48,7 +48,7 @@ def reference_check_faces(store: RecordStore, *, actor: str, purpose: str) -> Ch
         for row in rows:
             if len(taken.setdefault(row.subject_id, [])) < MAX_IMAGES_PER_SUBJECT:
                 taken[row.subject_id].append(row.id)
-                images.append((row.subject_id, load_image(store.cipher.decrypt(row.image), f"reference image {row.id}")))
+                images.append((row.subject_id, load_image(store.cipher.decrypt(row.image), name=f"reference image {row.id}")))
         record_event(
             session, AuditAction.model_checked, actor=actor, reason=purpose,
             details={"subjects": sorted(taken), "reference_images": sum(len(ids) for ids in taken.values())},
