@@ -22,6 +22,8 @@ from openfrt.evaluation.calibration import (
     calibration_to_dict,
 )
 from openfrt.evaluation.dataset import (
+    Embeddings,
+    Sample,
     age_band,
     load_identity_folder,
     load_nonmated_folder,
@@ -39,7 +41,9 @@ from openfrt.evaluation.metrics import (
     two_proportion_p_value,
     wilson_interval,
 )
+from openfrt.evaluation.label_errors import exclusion_lines, suspected_label_errors, without_suspects
 from openfrt.evaluation.protocol import Protocol, split
+from openfrt.evaluation.report import EvaluationData, run
 from openfrt.evaluation.scoring import (
     CohortStats,
     QualityBar,
@@ -351,3 +355,48 @@ def test_evaluate_command_end_to_end(tmp_path: Path) -> None:
     assert report["nonmated_searches"] + report["no_face"]["nonmated"] == 7
     assert 0.0 <= report["tpir"] <= 1.0 and report["threshold"]["target_fpir"] == pytest.approx(0.05)
     assert det.stat().st_size > 1000
+    assert set(report["label_errors"]) == {"suspected", "without_suspected"}
+
+
+# --- suspected label errors ----------------------------------------------------------------
+
+
+def _synthetic_data(label_errors: int, seed: int = 0) -> EvaluationData:
+    """300 people with two photos each (mated cosine ~0.8) and 4,000 passers-by, ``label_errors``
+    of whom are in fact enrolled people (a noisy copy of their first photo)."""
+    rng = np.random.default_rng(seed)
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
+
+    people = unit(rng.normal(size=(300, 64)))
+    photos = unit(np.repeat(people, 2, axis=0) + rng.normal(scale=0.06, size=(600, 64)))
+    passers = unit(rng.normal(size=(4000, 64)))
+    for k in range(label_errors):
+        passers[k] = unit(photos[2 * k] + rng.normal(scale=0.06, size=64))
+    samples = [Sample(Path(f"/lfw/p{i // 2:03d}/p{i // 2:03d}_{i % 2}.jpg"), f"p{i // 2:03d}") for i in range(600)]
+    samples += [Sample(Path(f"/utk/passer{j:04d}.jpg"), f"nonmated:passer{j:04d}.jpg") for j in range(4000)]
+    vectors = np.concatenate([photos, passers])
+    embeddings = Embeddings("toy@1", "none", vectors, np.zeros((len(vectors), 6)), [None] * len(vectors))
+    return EvaluationData(samples, 600, embeddings)
+
+
+def test_label_errors_are_suspected_and_honest_searches_are_not() -> None:
+    data = _synthetic_data(label_errors=3)
+    result = run(data, Protocol(watchlist_size=300), target_fpir=1 / 4000)
+    suspects = suspected_label_errors(data, result)
+    # The three passers who are enrolled people are found, with the person they look like; no honest one is.
+    # (Each may be mated to either photo: the protocol enrols one of the two at random.)
+    assert sorted(s.probe for s in suspects) == ["passer0000.jpg", "passer0001.jpg", "passer0002.jpg"]
+    assert sorted(s.candidate for s in suspects) == ["p000", "p001", "p002"]
+    assert all(s.expected_by_chance < 0.05 for s in suspects)
+    cleaned = without_suspects(result, suspects, data)
+    assert cleaned.searches == result.choice.searches - 3
+    assert cleaned.threshold < result.choice.threshold and cleaned.tpir > result.choice.tpir
+    listed = exclusion_lines(suspects)
+    assert "# passer0000.jpg    # score" in listed and listed.count("\n# ") >= 3
+
+
+def test_no_label_errors_no_suspects() -> None:
+    data = _synthetic_data(label_errors=0, seed=1)
+    assert suspected_label_errors(data, run(data, Protocol(watchlist_size=300), target_fpir=1 / 4000)) == []
