@@ -20,6 +20,7 @@ from openfrt.vision.embedders import EMBEDDERS
 from openfrt.vision.model_cache import cache_dir
 from openfrt.vision.model_check import (
     CHECKS_FILE,
+    _smooth_warp,
     check_embedder,
     folder_check_faces,
     rendered_check_faces,
@@ -131,3 +132,15 @@ def test_a_labelled_folder_of_real_photos_checks_with_the_higher_bar(tmp_path: P
     assert faces.min_d_prime > rendered_check_faces().min_d_prime
     assert check_embedder(EMBEDDERS.create("sface"), faces).passed
     assert not check_embedder(EMBEDDERS.create("onnx", model_path=random_weights_sface(tmp_path / "r.onnx")), faces).passed
+
+
+def test_rendered_faces_carry_the_landmarks_their_warp_gave_them() -> None:
+    # A bright dot at a source point must land on its target, so the landmarks handed to the
+    # embedders (computed, not re-detected) are where the features are.
+    image = np.zeros((300, 260, 3), np.uint8)
+    source, move = np.array([120.0, 140.0]), np.array([9.0, -6.0])
+    image[138:143, 118:123] = 255
+    border = np.array([[0, 0], [260, 0], [0, 300], [260, 300]], float)
+    warped = _smooth_warp(image, np.vstack([source + move, border]), np.vstack([move, np.zeros_like(border)]), 40.0)
+    ys, xs = np.nonzero(warped[..., 0] > 128)
+    assert abs(xs.mean() - (source + move)[0]) < 1.0 and abs(ys.mean() - (source + move)[1]) < 1.0

@@ -16,14 +16,15 @@ Check sets, strongest first:
   made from it by moving the eyes, nose, mouth and jaw (a smooth warp), each shown under six
   imaging conditions (as is, dark, grey, low resolution, colour cast with heavy JPEG, rotated).
   Genuine pairs are one face under two conditions; impostor pairs are two faces under the same
-  condition. A face model tracks the face and ignores the conditions (d' 1.1-1.4 for SFace,
-  dlib and the Intel model); a model that tracks pixels instead — random or shuffled weights,
-  wrongly scaled input — scores the pairs the other way round (d' -2.0 to -1.0), and a
-  collapsed one scores 0 (``benchmarks/model_check.py``). The bar, 0.6, sits between.
+  condition. A face model tracks the face and ignores the conditions; a model that tracks
+  pixels instead — random or shuffled weights, wrongly scaled input — scores the pairs the other
+  way round, and a collapsed one scores 0. The bar, 0.6, sits between the two groups
+  (``benchmarks/model_check.py``, figures in the README).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import os
@@ -185,23 +186,49 @@ def labelled_check_faces(images: Sequence[tuple[str, np.ndarray]], source: str, 
 
 @lru_cache(maxsize=1)
 def rendered_check_faces() -> CheckFaces:
-    """The offline check set (module docstring), rendered once per process."""
-    from matplotlib import cbook
+    """The offline check set (module docstring), rendered once per process.
 
+    The base photograph's face is detected once; every rendered face's landmarks follow from
+    the known warp or rotation that made it, so no further detection (and no detector error)
+    enters the check.
+    """
     from openfrt.vision.image import load_image
+    from openfrt.vision.quality import make_face
 
-    detector = _check_detector()
-    base = _scaled_to_face(detector, load_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
-    landmarks = max(detector.detect(base), key=lambda face: face.area).landmarks.astype(np.float64)
+    base = load_image(_base_photograph())
+    face = _largest(_check_detector().detect(base))
+    scale = RENDER_FACE_HEIGHT / face.box[3]
+    base = cv2.resize(base, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    box, landmarks = np.array(face.box) * scale, face.landmarks.astype(np.float64) * scale
     rng = np.random.default_rng(RENDER_SEED)
-    identities = {"original": base} | {f"altered-{k}": _altered_face(base, landmarks, rng) for k in range(1, ALTERED_FACES + 1)}
+    identities = {"original": (base, landmarks)} | {
+        f"altered-{k}": _altered_face(base, landmarks, rng) for k in range(1, ALTERED_FACES + 1)
+    }
     faces = []
-    for identity, image in identities.items():
-        for condition, shown in _conditions(image).items():
-            detected = detector.detect(shown)
-            if detected:
-                faces.append(CheckFace(identity, condition, shown, max(detected, key=lambda face: face.area)))
+    for identity, (image, points) in identities.items():
+        for condition, (shown, matrix) in _conditions(image).items():
+            moved_points = points @ matrix[:, :2].T + matrix[:, 2]
+            corners = np.array([[box[0], box[1]], [box[0] + box[2], box[1]], [box[0], box[1] + box[3]], [box[0] + box[2], box[1] + box[3]]])
+            moved = corners @ matrix[:, :2].T + matrix[:, 2]
+            (x0, y0), (x1, y1) = moved.min(axis=0), moved.max(axis=0)
+            rendered = make_face(shown, (x0, y0, x1 - x0, y1 - y0), 1.0, moved_points, "rendered")
+            faces.append(CheckFace(identity, condition, shown, rendered))
     return CheckFaces("faces rendered from matplotlib's grace_hopper.jpg", tuple(faces), MIN_D_PRIME_RENDERED)
+
+
+def _base_photograph() -> Path:
+    """matplotlib's ``grace_hopper.jpg``, found without importing matplotlib (seconds of start-up)."""
+    spec = importlib.util.find_spec("matplotlib")
+    path = Path(spec.submodule_search_locations[0]) / "mpl-data" / "sample_data" / "grace_hopper.jpg" if spec and spec.submodule_search_locations else None
+    if path is None or not path.is_file():
+        raise ModelError("the model check's base photograph (matplotlib's sample_data/grace_hopper.jpg) is missing; reinstall matplotlib")
+    return path
+
+
+def _largest(faces: Sequence[Face]) -> Face:
+    if not faces:
+        raise ModelError("the model check's base photograph (matplotlib's grace_hopper.jpg) shows no face to the detector")
+    return max(faces, key=lambda face: face.area)
 
 
 def _check_detector() -> Any:
@@ -211,17 +238,9 @@ def _check_detector() -> Any:
     return DETECTORS.create("yunet")
 
 
-def _scaled_to_face(detector: Any, image: np.ndarray) -> np.ndarray:
-    """``image`` resized so its largest face is :data:`RENDER_FACE_HEIGHT` px high."""
-    found = detector.detect(image)
-    if not found:
-        raise ModelError("the model check's base photograph (matplotlib's grace_hopper.jpg) shows no face to the detector")
-    scale = RENDER_FACE_HEIGHT / max(found, key=lambda face: face.area).box[3]
-    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-
-
-def _altered_face(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``image`` with eyes, nose, mouth and jaw moved by up to ~15% of the eye distance."""
+def _altered_face(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` with eyes, nose, mouth and jaw moved by up to ~15% of the eye distance, and its
+    five landmarks where the warp put them."""
     left_eye, right_eye, nose, mouth_left, mouth_right = landmarks
     eyes = (left_eye + right_eye) / 2
     span = float(np.linalg.norm(right_eye - left_eye))
@@ -234,25 +253,29 @@ def _altered_face(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Gener
     ]) * span
     height, width = image.shape[:2]
     border = np.array([[0, 0], [width, 0], [0, height], [width, height], [width / 2, 0], [width / 2, height], [0, height / 2], [width, height / 2]])
-    return _smooth_warp(image, np.vstack([source + moves, border]), np.vstack([moves, np.zeros_like(border)]), 0.45 * span)
+    warped = _smooth_warp(image, np.vstack([source + moves, border]), np.vstack([moves, np.zeros_like(border)]), 0.45 * span)
+    return warped, (source + moves)[:5]
 
 
 def _smooth_warp(image: np.ndarray, targets: np.ndarray, moves: np.ndarray, sigma: float) -> np.ndarray:
     """Warp so each point ``targets[i] - moves[i]`` lands on ``targets[i]``: a Gaussian radial-basis
-    displacement field, solved so it is exact at the targets, sampled backwards with ``remap``."""
+    displacement field, solved so it is exact at the targets, evaluated on a grid a quarter of
+    the image's size (it is smooth at that scale; the grid points sit where ``cv2.resize``
+    interpolates from), and sampled backwards with ``remap``."""
     kernel = np.exp(-((targets[:, None] - targets[None]) ** 2).sum(-1) / (2 * sigma**2))
     weights = np.linalg.solve(kernel + 1e-6 * np.eye(len(kernel)), moves)
-    ys, xs = np.mgrid[0 : image.shape[0], 0 : image.shape[1]].astype(np.float32)
-    map_x, map_y = xs.copy(), ys.copy()
-    for (cx, cy), (wx, wy) in zip(targets, weights):
-        bump = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * sigma**2))
-        map_x -= wx * bump
-        map_y -= wy * bump
-    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    height, width = image.shape[:2]
+    rows, columns = (height + 3) // 4, (width + 3) // 4
+    ys, xs = np.meshgrid((np.arange(rows) + 0.5) * height / rows - 0.5, (np.arange(columns) + 0.5) * width / columns - 0.5, indexing="ij")
+    bumps = np.exp(-((xs[..., None] - targets[:, 0]) ** 2 + (ys[..., None] - targets[:, 1]) ** 2) / (2 * sigma**2))
+    shift = cv2.resize((bumps @ weights).astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    full_x, full_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    return cv2.remap(image, full_x - shift[..., 0], full_y - shift[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-def _conditions(image: np.ndarray) -> dict[str, np.ndarray]:
-    """The same face under six imaging conditions a face model should see through."""
+def _conditions(image: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The same face under six imaging conditions a face model should see through, each with the
+    2x3 matrix that moved its pixels (the identity but for the rotation)."""
     height, width = image.shape[:2]
     unit = image.astype(np.float32) / 255
     grey = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
@@ -261,13 +284,14 @@ def _conditions(image: np.ndarray) -> dict[str, np.ndarray]:
     cast = np.clip(unit * np.array([1.25, 1.0, 0.75]) * 1.1 * 255, 0, 255).astype(np.uint8)
     _, jpeg = cv2.imencode(".jpg", cast, [cv2.IMWRITE_JPEG_QUALITY, 15])
     rotation = cv2.getRotationMatrix2D((width / 2, height / 2), 9, 0.85)
+    same = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     return {
-        "as is": image,
-        "dark": np.clip(255 * unit**1.8 * 0.7, 0, 255).astype(np.uint8),
-        "grey": np.dstack([grey] * 3),
-        "low resolution": cv2.resize(small, (width, height)),
-        "colour cast, JPEG 15": cv2.imdecode(jpeg, cv2.IMREAD_UNCHANGED),
-        "rotated": cv2.warpAffine(image, rotation, (width, height), borderMode=cv2.BORDER_REFLECT),
+        "as is": (image, same),
+        "dark": (np.clip(255 * unit**1.8 * 0.7, 0, 255).astype(np.uint8), same),
+        "grey": (np.dstack([grey] * 3), same),
+        "low resolution": (cv2.resize(small, (width, height)), same),
+        "colour cast, JPEG 15": (cv2.imdecode(jpeg, cv2.IMREAD_UNCHANGED), same),
+        "rotated": (cv2.warpAffine(image, rotation, (width, height), borderMode=cv2.BORDER_REFLECT), rotation),
     }
 
 
