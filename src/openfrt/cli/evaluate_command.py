@@ -147,12 +147,12 @@ def _print_label_errors(result: OpenSetResult, suspects: list[SuspectedLabelErro
     if not suspects:
         console.print("No suspected label errors: no non-mated search scored like the same person.")
         return
-    table = Table(title=f"Suspected label errors: {len(suspects)} non-mated searches scoring like the same person (review by eye)",
-                  title_justify="left")
-    for column in ("probe", "looks like", "candidate's reference", "score", "expected by chance"):
-        table.add_column(column, overflow="fold", justify="right" if column in {"score", "expected by chance"} else "left")
+    table = Table(title=f"Suspected label errors: {len(suspects)} non-mated searches scoring at least the median mated score "
+                        f"({suspects[0].mated_median:.4f}); review by eye", title_justify="left")
+    for column in ("probe", "looks like", "candidate's reference", "score"):
+        table.add_column(column, overflow="fold", justify="right" if column == "score" else "left")
     for suspect in suspects:
-        table.add_row(suspect.probe, suspect.candidate, suspect.candidate_reference, f"{suspect.score:.4f}", f"{suspect.expected_by_chance:.2g}")
+        table.add_row(suspect.probe, suspect.candidate, suspect.candidate_reference, f"{suspect.score:.4f}")
     console.print(table)
     c = result.choice
     console.print(
