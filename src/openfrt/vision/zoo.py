@@ -29,8 +29,8 @@ from openfrt.vision.model_check import CheckFaces, remember_check, rendered_chec
 Kind = Literal["detector", "embedder"]
 
 #: Built-in defaults, used until the user chooses others with ``openfrt models use``.
-DEFAULT_DETECTOR = "mtcnn"
-DEFAULT_EMBEDDER = "dlib-onnx"
+DEFAULT_DETECTOR = "yunet"
+DEFAULT_EMBEDDER = "sface"
 
 
 @dataclass(frozen=True)
