@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from openfrt.gallery import Gallery, ImageToEnrol, SubjectInfo
-from openfrt.live.walkthrough import FaceSet, Walkthrough, WalkthroughConfig, generate, one_face_screen
+from openfrt.live.walkthrough import FaceSet, Walkthrough, WalkthroughConfig, generate, one_face_screen, plan
 from openfrt.records import Category, RecordStore
 from openfrt.vision import EngineConfig, FaceEngine
 
@@ -88,6 +88,16 @@ def test_ground_truth_lists_every_passer_with_a_different_reference_image_and_fa
         for _, x, y, w, h in passer.boxes:
             assert 40.0 - 0.1 <= h <= 150.0 + 0.1
             assert x >= 0 and y >= 0 and x + w <= 960 and y + h <= 540
+
+
+def test_a_lane_band_keeps_every_face_in_it_so_passers_cross_paths(faces: FaceSet) -> None:
+    config = WalkthroughConfig(size=(960, 540), passers=10, watchlisted=0, face_heights=(40.0, 80.0), lane_band=(0.4, 0.6), seed=3)
+
+    passers, _ = plan(config, faces, np.random.default_rng(config.seed))
+
+    assert all(0.4 * 540 <= p.lane_y <= 0.6 * 540 for p in passers)
+    with pytest.raises(ValueError, match="lane band"):
+        WalkthroughConfig(lane_band=(0.6, 0.4))
 
 
 # -- end to end ------------------------------------------------------------------------------
