@@ -6,8 +6,9 @@ people do not dominate), impostor pairs a seeded random sample of images of diff
 The script prints false-match rate (FMR) and false-non-match rate (FNMR) across thresholds and
 the lowest threshold whose FMR is at or below ``--target-fmr``.
 
-    python benchmarks/verification.py                      # the defaults: mtcnn + dlib-onnx
+    python benchmarks/verification.py                      # the defaults: yunet + sface
     python benchmarks/verification.py --detector hog --embedder dlib
+    python benchmarks/verification.py --templates CACHE/identities-lfw-yunet-sface.npz   # templates kept by openfrt evaluate --cache
 """
 
 from __future__ import annotations
@@ -54,6 +55,15 @@ def embed_all(paths: list[Path], config: EngineConfig, workers: int) -> np.ndarr
     return np.stack([r if r is not None else np.full(dim, np.nan, np.float32) for r in results])
 
 
+def cached_templates(cache: Path, paths: list[Path]) -> np.ndarray:
+    """Templates of ``paths`` from an ``openfrt evaluate --cache`` file (NaN rows for images it lacks)."""
+    with np.load(cache) as data:
+        rows = {Path(path).resolve(): i for i, path in enumerate(data["paths"])}
+        vectors = data["vectors"]
+    missing = np.full(vectors.shape[1], np.nan, np.float32)
+    return np.stack([vectors[rows[path.resolve()]] if path.resolve() in rows else missing for path in paths])
+
+
 def pair_scores(templates: np.ndarray, identities: list[str], per_identity: int, impostors: int, seed: int):
     rng = np.random.default_rng(seed)
     by_identity: dict[str, list[int]] = defaultdict(list)
@@ -81,8 +91,9 @@ def pair_scores(templates: np.ndarray, identities: list[str], per_identity: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lfw", type=Path, default=SHARED / "faces" / "lfw")
-    parser.add_argument("--detector", default="mtcnn")
-    parser.add_argument("--embedder", default="dlib-onnx")
+    parser.add_argument("--detector", default="yunet")
+    parser.add_argument("--embedder", default="sface")
+    parser.add_argument("--templates", type=Path, help="reuse the LFW templates `openfrt evaluate --cache` kept (.npz) instead of embedding")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--per-identity", type=int, default=10)
     parser.add_argument("--impostors", type=int, default=500_000)
@@ -97,7 +108,8 @@ def main() -> None:
         rows = rows[: args.limit]
     config = EngineConfig(detector=args.detector, embedder=args.embedder)
     started = time.perf_counter()
-    templates = embed_all([args.lfw / row["file"] for row in rows], config, args.workers)
+    paths = [args.lfw / row["file"] for row in rows]
+    templates = cached_templates(args.templates, paths) if args.templates else embed_all(paths, config, args.workers)
     console = Console()
     failed = int(np.isnan(templates[:, 0]).sum())
     console.print(f"{len(rows)} images, {failed} without a face, {time.perf_counter() - started:.0f} s")
@@ -107,12 +119,12 @@ def main() -> None:
                   f"{len(genuine):,} genuine, {len(impostor):,} impostor pairs")
     for column in ("threshold", "FMR", "FNMR"):
         table.add_column(column, justify="right")
-    for threshold in np.arange(0.85, 1.0, 0.01):
-        table.add_row(f"{threshold:.2f}", f"{np.mean(impostor >= threshold):.5f}", f"{np.mean(genuine < threshold):.4f}")
-    console.print(table)
     ordered = np.sort(impostor)[::-1]
     allowed = int(np.floor(args.target_fmr * len(impostor)))
     chosen = float(ordered[allowed]) + 1e-6
+    for threshold in np.arange(np.floor(chosen * 100 - 8) / 100, min(1.0, chosen + 0.05), 0.01):
+        table.add_row(f"{threshold:.2f}", f"{np.mean(impostor >= threshold):.5f}", f"{np.mean(genuine < threshold):.4f}")
+    console.print(table)
     console.print(
         f"threshold for FMR <= {args.target_fmr:g}: {chosen:.4f} -> FMR {np.mean(impostor >= chosen):.5f}, "
         f"FNMR {np.mean(genuine < chosen):.4f}"

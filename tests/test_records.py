@@ -271,7 +271,8 @@ def test_deleting_a_subject_or_watchlist_leaves_nothing(store: RecordStore, hog_
     assert rows_mentioning(store, "op-delete") == []
     assert table_column(store, "watchlists", "id") == set() and table_column(store, "watchlist_members", "watchlist_id") == set()
     files = {path.relative_to(store.home).as_posix() for path in store.home.rglob("*") if path.is_file()}
-    expected = {"secret.key", "index/dlib-resnet_v1.index", "index/dlib-resnet_v1.manifest.json"}
+    index_file = gallery.indexes.path(probe.model_id).relative_to(store.home).as_posix()
+    expected = {"secret.key", index_file, index_file.replace(".index", ".manifest.json")}
     assert files - {"openfrt.db"} == expected
     with store.transaction() as session:
         actions = session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all()

@@ -28,6 +28,7 @@ from openfrt.api.routes import (
     alerts,
     audit,
     deployments,
+    models,
     records,
     retention,
     search,
@@ -78,7 +79,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     MultiPartParser.spool_max_size = sys.maxsize
     errors.install(app)
 
-    for module in (session, users, subjects, watchlists, deployments, alerts, search, audit, records, retention):
+    for module in (session, users, subjects, watchlists, deployments, alerts, search, audit, records, retention, models):
         app.include_router(module.router)
     app.include_router(events.router)
     app.include_router(monitoring.router)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from openfrt.api.downloads import AnonymousDownloads
 from openfrt.api.feed import AlertFeed
+from openfrt.api.model_migration import MigrationRunner
 from openfrt.api.settings import ServerSettings
 from openfrt.gallery import Gallery
 from openfrt.gallery.reference_index import ReferenceIndexes
@@ -26,6 +27,7 @@ from openfrt.observability.health import ReadinessCheck
 from openfrt.records import RecordStore
 from openfrt.records.users import UserService
 from openfrt.vision import EngineConfig, FaceEngine
+from openfrt.vision.zoo import ModelZoo
 
 if TYPE_CHECKING:
     from openfrt.cluster.cameras import ClusterCameras
@@ -42,21 +44,22 @@ class ServerContext:
         self.vision_lock = threading.Lock()
         self.store = RecordStore.open(settings.home)
         try:
-            engine_config = EngineConfig.from_env()
-            self.engine = FaceEngine(engine_config)
+            self.engine_config = EngineConfig.from_env()
+            self.engine = FaceEngine(self.engine_config)
             self.gallery = Gallery(self.store, self.engine, indexes=self._cluster_indexes())
             self.users = UserService(self.store)
             self.alerts = AlertService(self.store)
             self.deployments = DeploymentService(self.store, self.gallery)
             self.supervisor = LiveSupervisor(
-                self.deployments, lambda: FaceEngine(live_engine_config(engine_config)), realtime=settings.realtime_files,
-                cluster=self._cluster_cameras(engine_config),
+                self.deployments, lambda: FaceEngine(live_engine_config(self.engine_config)), realtime=settings.realtime_files,
+                cluster=self._cluster_cameras(self.engine_config),
             )
             self.feed = AlertFeed(self.alerts, settings.alert_poll_seconds)
             self.destinations = DestinationService(self.store)
             self.dispatcher = EventDispatcher(self.store, public_url=settings.public_url)
-            self.readiness = ReadinessCheck(self.store, engine_config)
+            self.readiness = ReadinessCheck(self.store, self.engine_config)
             self.public_downloads = AnonymousDownloads(self.store)
+            self.migrations = MigrationRunner(self.store, ModelZoo(self.store.home), self.use_engine)
         except BaseException:
             self.store.close()
             raise
@@ -84,6 +87,18 @@ class ServerContext:
         return ClusterCameras(
             self.settings.cluster, live_engine_config(engine_config), self.deployments.source_policy, self.settings.realtime_files
         )
+
+    def use_engine(self, engine_config: EngineConfig) -> None:
+        """Serve with another model from now on (after a migration moved every watchlist to it);
+        deployments already running keep the engine and snapshot they started with."""
+        engine = FaceEngine(engine_config)
+        with self.vision_lock:
+            self.engine_config, self.engine = engine_config, engine
+            self.gallery = Gallery(self.store, engine, indexes=self.gallery.indexes)
+            self.deployments.gallery = self.gallery
+            self.readiness.engine = engine_config
+            if self.supervisor.cluster is not None:
+                self.supervisor.cluster.use_engine(live_engine_config(engine_config))
 
     def start(self) -> None:
         self.feed.start()

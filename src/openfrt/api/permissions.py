@@ -36,6 +36,7 @@ class Permission(str, enum.Enum):
     run_retention = "run_retention"
     manage_integrations = "manage_integrations"
     read_metrics = "read_metrics"
+    migrate_models = "migrate_models"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -52,6 +53,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.view_watchlists, Permission.manage_watchlists, Permission.view_deployments,
         Permission.plan_deployments, Permission.authorise_deployments, Permission.run_deployments,
         Permission.view_alerts, Permission.hold_alert_media, Permission.view_alert_reference,
+        Permission.view_alerts, Permission.hold_alert_media, Permission.migrate_models,
     }),
     Role.auditor: frozenset({Permission.view_deployments, Permission.view_audit}),
     Role.admin: frozenset({Permission.view_deployments, Permission.view_audit, Permission.manage_users, Permission.run_retention,

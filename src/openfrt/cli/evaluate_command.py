@@ -27,7 +27,8 @@ from openfrt.evaluation.calibration import DEFAULT_WATCHLIST_SIZE
 from openfrt.evaluation.choices import Fusion, Normalisation
 
 if TYPE_CHECKING:
-    from openfrt.evaluation.metrics import GroupRate
+    from openfrt.evaluation.label_errors import SuspectedLabelError
+    from openfrt.evaluation.metrics import GroupRate, ThresholdChoice
     from openfrt.evaluation.report import EvaluationData, OpenSetResult
 
 #: FPIRs at which the sweep table shows the threshold and TPIR (model-agnostic, unlike fixed thresholds).
@@ -64,6 +65,7 @@ def evaluate(
     cache: Annotated[Path | None, typer.Option("--cache", help="Keep templates in this folder between runs.", file_okay=False)] = None,
     exclude: Annotated[Path | None, typer.Option("--exclude", help="File listing images with known label errors (folder-relative paths), left out.", exists=True, dir_okay=False)] = None,
     write_calibration: Annotated[Path | None, typer.Option("--write-calibration", help="Also write a calibration JSON (tables for several watchlist sizes) here.")] = None,
+    suspects_file: Annotated[Path | None, typer.Option("--suspects", help="Write the suspected label errors here, as a commented --exclude file to review.", dir_okay=False)] = None,
     json_output: JsonOption = False,
     detector: DetectorOption = None,
     detector_model: DetectorModelOption = None,
@@ -77,6 +79,7 @@ def evaluate(
     plus identities left off the watchlist, search as non-mated probes. See docs/evaluation.md.
     """
     from openfrt.evaluation.calibration import calibration_file
+    from openfrt.evaluation.label_errors import exclusion_lines, suspected_label_errors, without_suspects
     from openfrt.evaluation.plots import plot_det
     from openfrt.evaluation.protocol import Protocol
     from openfrt.evaluation.report import (
@@ -113,16 +116,49 @@ def evaluate(
         ]
         write_calibration.write_text(json.dumps(calibration_file(calibrations), indent=1) + "\n", encoding="utf-8")
     shipped = _shipped_default(data, result, enrol_images)
+    suspects = suspected_label_errors(data, result)
+    cleaned = without_suspects(result, suspects, data)
+    if suspects_file:
+        suspects_file.write_text(exclusion_lines(suspects), encoding="utf-8")
     if json_output:
-        print_json({**_payload(data, result), "shipped_default": shipped})
+        print_json({**_payload(data, result), "shipped_default": shipped, "label_errors": _label_errors_json(suspects, cleaned)})
     else:
         _print_report(data, result)
+        _print_label_errors(result, suspects, cleaned, suspects_file)
         if shipped:
             console.print(
                 f"Shipped default threshold for {data.embeddings.model_id} ({enrol_images} reference image(s)): "
                 f"{shipped['threshold']:.4f} -> here TPIR {shipped['tpir']:.1%}, FPIR {shipped['fpir']:.2g} "
                 f"({shipped['false_alerts']} false alerts)"
             )
+
+
+def _label_errors_json(suspects: list[SuspectedLabelError], cleaned: ThresholdChoice) -> dict:
+    return {
+        "suspected": [suspect.as_dict() for suspect in suspects],
+        "without_suspected": {"threshold": round(cleaned.threshold, 6), "method": cleaned.method, "tpir": round(cleaned.tpir, 5),
+                              "fpir": cleaned.fpir, "false_alerts": cleaned.false_alerts, "searches": cleaned.searches},
+    }
+
+
+def _print_label_errors(result: OpenSetResult, suspects: list[SuspectedLabelError], cleaned: ThresholdChoice, written: Path | None) -> None:
+    """The suspects, for a person to review, and what the figures would be without them."""
+    if not suspects:
+        console.print("No suspected label errors: no non-mated search scored like the same person.")
+        return
+    table = Table(title=f"Suspected label errors: {len(suspects)} non-mated searches scoring at least the median mated score "
+                        f"({suspects[0].mated_median:.4f}); review by eye", title_justify="left")
+    for column in ("probe", "looks like", "candidate's reference", "score"):
+        table.add_column(column, overflow="fold", justify="right" if column == "score" else "left")
+    for suspect in suspects:
+        table.add_row(suspect.probe, suspect.candidate, suspect.candidate_reference, f"{suspect.score:.4f}")
+    console.print(table)
+    c = result.choice
+    console.print(
+        f"With them: threshold {c.threshold:.4f}, TPIR {c.tpir:.1%}. Without them (if they are label errors): threshold "
+        f"{cleaned.threshold:.4f}, TPIR {cleaned.tpir:.1%}, FPIR {cleaned.fpir:.2g} ({cleaned.false_alerts} / {cleaned.searches:,})."
+        + (f" Review list written to {written}; confirmed lines go to --exclude." if written else " Write them for review with --suspects FILE.")
+    )
 
 
 def _shipped_default(data: EvaluationData, result: OpenSetResult, reference_images: int) -> dict | None:

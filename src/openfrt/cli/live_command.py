@@ -112,9 +112,11 @@ def live(
     pipeline_config = PipelineConfig(cadence=cadence)
     try:
         with open_store(home) as store:
-            service = DeploymentService(store, Gallery(store, engine))
+            gallery = Gallery(store, engine)
+            service = DeploymentService(store, gallery)
             deployment_name = name or datetime.now(UTC).strftime("live-%Y%m%d-%H%M%S")
             try:
+                gallery.require_engine_model(watchlist)  # refuse a cross-model start before anything is recorded
                 service.create(
                     deployment_name, purpose=purpose, location=location, authorised_by=authorised_by, watchlist=watchlist,
                     actor=actor, cameras=targets,
@@ -142,7 +144,6 @@ def _run_cameras(
     """Run the cameras here, or on the cluster when they were opened there."""
     if opened is None:
         from openfrt.live.pipeline import LiveRunner
-
 
         _run(running, lambda on_alert: LiveRunner(running, cameras, lambda: engine, config, on_alert=on_alert), events_json, actor, print_json)
         return

@@ -344,9 +344,13 @@ class ClusterCameras:
     def __init__(self, settings: ClusterSettings, engine: EngineConfig, policy: SourcePolicy, realtime: bool = False) -> None:
         self.settings = settings
         self.policy = policy
-        #: onnxruntime would otherwise start one thread per core of the node for every camera.
-        self.engine = engine if engine.threads else engine.model_copy(update={"threads": max(1, math.floor(settings.camera_cpus))})
+        self.use_engine(engine)
         self.realtime = realtime
+
+    def use_engine(self, engine: EngineConfig) -> None:
+        """The engine cameras placed from now on run (after a model migration, the new one)."""
+        #: onnxruntime would otherwise start one thread per core of the node for every camera.
+        self.engine = engine if engine.threads else engine.model_copy(update={"threads": max(1, math.floor(self.settings.camera_cpus))})
 
     def open(self, sources: dict[str, str]) -> OpenedCameras:
         """An actor per camera, placed on a node with the camera's CPU and custom resources;

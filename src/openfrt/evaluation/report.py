@@ -336,6 +336,19 @@ def pooled_outcomes(data: EvaluationData, protocol: Protocol, scoring: Scoring, 
     return pooled, len(runs[0].split.subjects)
 
 
+#: Spacing of a calibration table's thresholds, and where the table starts at the latest.
+GRID_STEP, GRID_HIGHEST_START = 0.0025, 0.90
+
+
+def calibration_grid(nonmated: np.ndarray) -> np.ndarray:
+    """Thresholds of a calibration table: from the median non-mated top score (where about half of
+    all searches alert; 0.90 at the latest, as for dlib) up to 1, every 0.0025. Models place their
+    scores very differently (dlib's impostors score 0.9, SFace's 0.55), so a fixed grid would miss
+    one model's operating point entirely."""
+    start = min(GRID_HIGHEST_START, math.floor(float(np.median(nonmated)) / GRID_STEP) * GRID_STEP)
+    return np.round(np.arange(start, 1.0, GRID_STEP), 4)
+
+
 def calibration_table(outcomes: SearchOutcomes, watchlist_size: int, thresholds: np.ndarray) -> CalibrationTable:
     """Threshold -> (TPIR, estimated FPIR) rows, for shipping in a calibration file."""
     return CalibrationTable(
@@ -361,7 +374,6 @@ def build_calibration(
     (:func:`enrolment`); subjects with fewer images keep what they have. Each size pools ``draws`` random watchlists; the default threshold is chosen on the pooled
     outcomes at ``default_size`` by :func:`choose_threshold`, rounded up to 4 decimals.
     """
-    grid = np.round(np.arange(0.90, 1.0, 0.0025), 4)
     options, scoring = enrolment(reference_images)
     pooled: dict[int, SearchOutcomes] = {}
     for size in sorted(set(watchlist_sizes) | {default_size}):
@@ -369,6 +381,7 @@ def build_calibration(
         pooled.setdefault(actual, outcomes)  # sizes beyond the data's capacity collapse into one
         if size == default_size:
             default = outcomes
+    grid = calibration_grid(default.nonmated)
     choice = choose_threshold(default, target_fpir)
     source = {
         "detector": data.embeddings.detector,

@@ -617,6 +617,18 @@ class Gallery:
         references = self._matrix(info).max_references
         return expected_fitness(info.model_id, info.threshold, len(info.subjects), references)
 
+    def require_engine_model(self, name: str) -> WatchlistInfo:
+        """The watchlist ``name``, if this engine makes templates of its model; otherwise a
+        :class:`ModelMismatchError` naming the fix, raised before anything is recorded."""
+        info = self.watchlist(name)
+        if info.model_id != self.model_id:
+            raise ModelMismatchError(
+                f"watchlist {name!r} holds {info.model_id} templates but the engine embeds with {self.model_id}; "
+                f"run 'openfrt models migrate --to {self.engine.config.embedder}' to re-embed the reference images "
+                f"with it, or choose the watchlist's model again with 'openfrt models use'"
+            )
+        return info
+
     def _check_watchlist_accepts(self, name: str) -> None:
         """Fail before any image work if enrolling into ``name`` cannot succeed."""
         with self.store.transaction() as session:

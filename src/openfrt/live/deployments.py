@@ -466,6 +466,7 @@ class DeploymentService:
         require_text(planned.watchlist, f"deployment {name!r} has no watchlist; it cannot start")
         if not planned.cameras:
             raise InvalidRecordError(f"deployment {name!r} has no cameras; add one with --camera NAME=SOURCE")
+        self.gallery.require_engine_model(planned.watchlist)
         watchlist, matcher = self.gallery.watchlist_snapshot(planned.watchlist)
         if len(matcher) == 0:
             raise InvalidRecordError(f"watchlist {planned.watchlist!r} is empty; there is nothing to look for")

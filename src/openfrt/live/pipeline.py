@@ -2,7 +2,7 @@
 
 **Which tracks are faces.** A track is *confirmed* — searched, and counted as a face scanned —
 once it has been seen in ``min_hits`` detection rounds and at least one of its detections
-reached the detector's ``confident_score`` (0.95 for MTCNN). MTCNN's last stage lets boxes
+reached the detector's ``confident_score`` (0.95 for MTCNN, 0.8 for YuNet). MTCNN's last stage lets boxes
 through from 0.35, and on composed walk-throughs such boxes (half a large face, offset) formed
 tracks of their own: 42 faces scanned for 40 passers. Every passer there peaked at 0.97 or more,
 the extra boxes at 0.5 or less; on ``walking_1080p.mp4`` the rule drops 7 tracks on coat
@@ -72,7 +72,7 @@ AlertCallback = Callable[[AlertEvent, int], None]
 #: Defaults measured on ../shared/video/walking_1080p.mp4 (1080p25, 6-10 faces of 25-60 px,
 #: about 14 people by eye) on 2 cores shared with other jobs; median fps of 3-5 runs / people
 #: tracked (the spread is the other jobs' load):
-#:   MTCNN (the default detector), width 960: cadence 1 11 / 27, cadence 2 19-28 / 19,
+#:   MTCNN (the default detector until YuNet), width 960: cadence 1 11 / 27, cadence 2 19-28 / 19,
 #:   cadence 3 35-36 / 20; width 1280 cadence 2 22 / 18; full width cadence 1 12 / 28.
 #:   YuNet width 960: cadence 1 15-27 / 19, cadence 2 25-41 / 19; width 640 cadence 2 40 / 14
 #:   (misses the smallest faces); full width cadence 1 5 / 16.

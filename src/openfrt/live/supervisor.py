@@ -147,6 +147,11 @@ class LiveSupervisor:
             return None
         return [CameraStatus.of(camera, stats) for camera, stats in active.runner.stats().items()]
 
+    @property
+    def cluster(self) -> ClusterCameras | None:
+        """Where cameras run when not in this process (None: here)."""
+        return self._cluster
+
     def running(self) -> list[str]:
         return sorted(self._active)
 

@@ -73,6 +73,9 @@ class WalkthroughConfig:
     max_squash: float = 0.25
     max_blur_sigma: float = 1.2
     brightness: tuple[float, float] = (0.7, 1.3)
+    #: The band of the frame's height (fractions, top to bottom) faces walk in: a narrow band makes
+    #: passers cross each other's paths, one head passing in front of another.
+    lane_band: tuple[float, float] = (0.0, 1.0)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -81,6 +84,8 @@ class WalkthroughConfig:
         low, high = self.face_heights
         if not 8 <= low <= high or high > self.size[1] / 2:
             raise ValueError(f"face heights {self.face_heights} must satisfy 8 <= low <= high <= half the frame height")
+        if not 0.0 <= self.lane_band[0] < self.lane_band[1] <= 1.0:
+            raise ValueError(f"lane band {self.lane_band} must be two fractions of the frame height, top first")
 
 
 @dataclass(frozen=True)
@@ -261,7 +266,7 @@ def plan(config: WalkthroughConfig, faces: FaceSet, rng: np.random.Generator) ->
         leftmost = head_width / 2 + 4
         left = rng.uniform(leftmost, max(leftmost, width - head_width / 2 - 4 - distance))
         xs = (left, left + distance) if direction > 0 else (left + distance, left)
-        lane = _free_lane(passers, first, last, _half_head(who.dataset, end_height), height, rng)
+        lane = _free_lane(passers, first, last, _half_head(who.dataset, end_height), height, config.lane_band, rng)
         passer = Passer(
             index, who.identity, who.dataset, who.reference_image is not None, str(who.video_image),
             str(who.reference_image) if who.reference_image else None, first, last, direction, lane, xs[0], xs[1],
@@ -275,13 +280,17 @@ def plan(config: WalkthroughConfig, faces: FaceSet, rng: np.random.Generator) ->
     return passers, frames
 
 
-def _free_lane(passers: Sequence[Passer], first: int, last: int, band: float, height: int, rng: np.random.Generator) -> float:
-    """A face centre height whose head band overlaps no passer in view at the same time (the
-    least-overlapping of 30 tries when the scene is crowded), so heads do not cover each other."""
+def _free_lane(passers: Sequence[Passer], first: int, last: int, band: float, height: int,
+               lane_band: tuple[float, float], rng: np.random.Generator) -> float:
+    """A face centre height in ``lane_band`` whose head band overlaps no passer in view at the same
+    time (the least-overlapping of 30 tries when the scene is crowded), so heads do not cover
+    each other unless the lane band is too narrow to avoid it."""
     busy = [(p.lane_y, _half_head(p.dataset, p.end_height)) for p in passers if p.first_frame <= last and first <= p.last_frame]
-    best, best_overlap = height / 2, math.inf
+    top = max(band, lane_band[0] * height)
+    bottom = max(top, min(height - band, lane_band[1] * height))
+    best, best_overlap = (top + bottom) / 2, math.inf
     for _ in range(30):
-        y = rng.uniform(band, height - band)
+        y = rng.uniform(top, bottom)
         overlap = sum(max(0.0, band + half - abs(y - centre)) for centre, half in busy)
         if overlap < best_overlap:
             best, best_overlap = y, overlap

@@ -86,6 +86,10 @@ class AuditAction(str, enum.Enum):
     event_media_sent = "events.media_send"
     user_locked = "user.lock"
     user_unlocked = "user.unlock"
+    model_checked = "model.check"
+    model_migration_started = "model.migrate_start"
+    subject_reembedded = "subject.reembed"
+    model_migration_completed = "model.migrate_complete"
 
 
 def current_actor(explicit: str | None = None) -> str:

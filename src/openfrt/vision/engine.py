@@ -18,6 +18,7 @@ from openfrt.plugins import Registry
 from openfrt.vision.detectors import DETECTORS, Detector
 from openfrt.vision.embedders import EMBEDDERS, Embedder
 from openfrt.vision.image import DEFAULT_MAX_PIXELS, ImageInput, describe_source, load_image
+from openfrt.vision.model_check import verify_on_first_use
 from openfrt.vision.types import Face, Template, compare
 from openfrt.vision.zoo import DEFAULT_DETECTOR, DEFAULT_EMBEDDER, Kind, ModelZoo
 
@@ -57,6 +58,7 @@ class FaceEngine:
         zoo = zoo or ModelZoo(home_dir())
         self.detector: Detector = _create(DETECTORS, zoo, "detector", self.config.detector, self.config.detector_options, self.config.threads)
         self.embedder: Embedder = _create(EMBEDDERS, zoo, "embedder", self.config.embedder, self.config.embedder_options, self.config.threads)
+        verify_on_first_use(self.embedder)
 
     @property
     def threshold(self) -> float:

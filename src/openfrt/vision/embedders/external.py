@@ -10,12 +10,16 @@ so they are only ever compared with templates from the very same weights.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from openfrt.errors import ModelError
 from openfrt.vision.align import ARCFACE_REFERENCE_112, INTEL_REID_REFERENCE_128
 from openfrt.vision.embedders.base import EMBEDDERS
 from openfrt.vision.embedders.chip import ChipEmbedder, ChipSpec, OnnxRuntimeBackend, OpenVinoBackend
 from openfrt.vision.model_cache import sha256_of, verify_sha256
+
+if TYPE_CHECKING:
+    import onnx
 
 #: Chip geometry and pixel scaling per family. ``arcface`` scaling is adjusted per model when the
 #: graph starts by normalising its own input.
@@ -42,13 +46,19 @@ def _check_embedder_shape(shape: list[int | str | None], path: Path, expected_si
     return int(dims[2])
 
 
-def _normalises_itself(path: Path) -> bool:
-    """True when the graph starts with Sub and Mul nodes, i.e. it scales raw pixels itself."""
-    import onnx
+def _normalises_itself(model: onnx.ModelProto) -> bool:
+    """True when the image input goes through a Sub and a Mul (or Div) before anything else: the
+    graph scales raw pixels itself. Followed from the input rather than read off the first nodes,
+    because exporters put weight-preparing nodes (SFace's 29 dequantisations) before the first layer."""
+    from openfrt.vision.convert.onnx_graph import image_input
 
-    graph = onnx.load(str(path), load_external_data=False).graph
-    first_ops = {node.op_type for node in graph.node[:8]}
-    return {"Sub", "Mul"} <= first_ops
+    def sole_consumer(name: str) -> onnx.NodeProto | None:
+        consumers = [node for node in model.graph.node if name in node.input]
+        return consumers[0] if len(consumers) == 1 else None
+
+    first = sole_consumer(image_input(model))
+    second = sole_consumer(first.output[0]) if first is not None else None
+    return second is not None and {first.op_type, second.op_type} in ({"Sub", "Mul"}, {"Sub", "Div"})
 
 
 def _family_spec(family: str) -> ChipSpec:
@@ -62,10 +72,18 @@ def _family_spec(family: str) -> ChipSpec:
 def onnx_embedder(
     model_path: str | Path, family: str = "auto", sha256: str | None = None, threads: int = 0, batch_size: int = 32
 ) -> ChipEmbedder:
-    """An ArcFace-family (or SFace) ONNX embedder from ``model_path``."""
+    """An ArcFace-family (or SFace) ONNX embedder from ``model_path``.
+
+    A graph that declares inputs no node reads (as some exporters leave them) is cleaned in
+    memory first; the file itself, and so its checksum, is left as it is.
+    """
+    from openfrt.vision.convert.onnx_graph import clean_graph, has_dangling_inputs
+
     path = Path(model_path)
     verify_sha256(path, sha256)
-    backend = OnnxRuntimeBackend(path, threads)
+    model = _load_onnx(path)
+    backend = OnnxRuntimeBackend(clean_graph(model, fold_constants=False, batch=False).SerializeToString()
+                                 if has_dangling_inputs(model) else path, threads)
     outputs = backend.session.get_outputs()
     if len(outputs) != 1 or len(outputs[0].shape or []) != 2:
         found = ", ".join(f"{output.name} {output.shape}" for output in outputs)
@@ -77,9 +95,18 @@ def onnx_embedder(
             raise ModelError(f"{path}: cannot tell the family of a {size}x{size} model; pass family=arcface|sface")
     spec = _family_spec(family)
     _check_embedder_shape(backend.input.shape, path, spec.size)
-    if family == "arcface" and _normalises_itself(path):
+    if _normalises_itself(model):
         spec = ChipSpec(spec.size, spec.reference, spec.channels, 0.0, 1.0)
     return ChipEmbedder(backend, spec, path.stem, sha256_of(path)[:12], FAMILY_THRESHOLDS[family], batch_size)
+
+
+def _load_onnx(path: Path) -> onnx.ModelProto:
+    import onnx
+
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # protobuf raises DecodeError and others for a file that is not ONNX
+        raise ModelError(f"{path} is not a loadable ONNX model: {exc}") from exc
 
 
 @EMBEDDERS.register("openvino")
