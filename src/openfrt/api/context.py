@@ -14,7 +14,9 @@ from openfrt.api.settings import ServerSettings
 from openfrt.gallery import Gallery
 from openfrt.live.alerts import AlertService
 from openfrt.live.deployments import DeploymentService
+from openfrt.live.leases import lease_seconds, server_id
 from openfrt.live.pipeline import live_engine_config
+from openfrt.live.recovery import Recovery, RecoveryWatch
 from openfrt.live.supervisor import LiveSupervisor
 from openfrt.records import RecordStore
 from openfrt.records.users import UserService
@@ -35,19 +37,28 @@ class ServerContext:
             self.alerts = AlertService(self.store)
             self.deployments = DeploymentService(self.store, self.gallery)
             self.supervisor = LiveSupervisor(
-                self.deployments, lambda: FaceEngine(live_engine_config(engine_config)), realtime=settings.realtime_files
+                self.deployments, lambda: FaceEngine(live_engine_config(engine_config)), realtime=settings.realtime_files,
+                server=server_id(self.store.home),
             )
             self.feed = AlertFeed(self.alerts, settings.alert_poll_seconds)
+            # Deployments whose process was lost (this server's before a crash, or any other's):
+            # resumed here if this server ran them, else ended as interrupted; checked at start
+            # and twice per lease length.
+            self.recovery = RecoveryWatch(
+                Recovery(self.deployments, server=self.supervisor.server, resume=self.supervisor.resume), lease_seconds() / 2
+            )
         except BaseException:
             self.store.close()
             raise
 
     def start(self) -> None:
         self.feed.start()
+        self.recovery.start()
 
     def close(self) -> None:
         """End running deployments (publishing their records), stop the feed, close the store."""
         try:
+            self.recovery.stop()
             self.supervisor.shutdown()
             self.feed.stop()
         finally:

@@ -13,6 +13,7 @@ from openfrt.cli import (
     live_command,
     live_records_commands,
     models_commands,
+    recovery_command,
     serve_command,
     users_commands,
     walkthrough_command,
@@ -36,6 +37,7 @@ app.command()(gallery_commands.search)
 app.command()(evaluate_command.evaluate)
 app.command()(live_command.live)
 app.command("walkthrough")(walkthrough_command.walkthrough)
+live_records_commands.deployments_app.command("recover")(recovery_command.recover)
 app.add_typer(live_records_commands.deployments_app, name="deployments")
 app.add_typer(live_records_commands.alerts_app, name="alerts")
 app.add_typer(live_records_commands.retention_app, name="retention")

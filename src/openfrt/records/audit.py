@@ -77,6 +77,11 @@ class AuditAction(str, enum.Enum):
     token_revoked = "token.revoke"
     audit_viewed = "audit.view"
     audit_verified = "audit.verify"
+    deployment_resumed = "deployment.resume"
+    backup_created = "backup.create"
+    backup_restored = "backup.restore"
+    key_rotation_started = "keys.rotate_start"
+    key_rotated = "keys.rotate"
 
 
 def current_actor(explicit: str | None = None) -> str:

@@ -144,13 +144,20 @@ def _run_migrations(connection: Connection, config: Config, revision: str) -> No
 def is_transient(error: BaseException) -> bool:
     """Whether the database refused a transaction for a passing reason, so that running it
     again later may succeed: SQLite's write lock still held when the busy timeout ran out, a
-    lost connection, or (PostgreSQL) a serialization failure, deadlock or server restart."""
+    full disk or an I/O error (space may be freed, a volume remounted); PostgreSQL unreachable
+    or restarting, a lost connection, a serialization failure or deadlock, a full disk."""
     if not isinstance(error, OperationalError):
         return False
     if error.connection_invalidated:
         return True
-    sqlstate = getattr(error.orig, "sqlstate", None) or ""
-    if sqlstate[:2] in {"08", "40"} or sqlstate[:3] == "57P":
-        return True
-    message = str(error.orig).lower()
+    original = error.orig
+    sqlite_error = getattr(original, "sqlite_errorname", None)
+    if sqlite_error is not None:
+        return sqlite_error.startswith(("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR"))
+    if hasattr(original, "sqlstate"):  # psycopg
+        sqlstate = getattr(original, "sqlstate", None) or ""
+        if not sqlstate:  # no server answered: the connection failed or was lost
+            return True
+        return sqlstate[:2] in {"08", "40", "53"} or sqlstate[:3] == "57P" or sqlstate == "58030"
+    message = str(original).lower()
     return "database is locked" in message or "database is busy" in message
