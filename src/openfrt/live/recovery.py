@@ -213,12 +213,12 @@ class Recovery:
 
     def _refusal(self, lapsed: LapsedDeployment) -> str | None:
         """Why this process may not resume ``lapsed``; None if it may."""
-        if self._resume is None:
-            return "no server is resuming it (recovered from the command line)"
         if lapsed.owner is None:
             return "it was started before leases were kept"
         if lapsed.server is None:
             return "it was run by `openfrt live`, which does not resume"
+        if self._resume is None:
+            return "no server is resuming it (recovered from the command line)"
         if lapsed.server != self.server:
             return "it was run by another server"
         info = self.service.get(lapsed.name)
