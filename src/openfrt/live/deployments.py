@@ -343,7 +343,7 @@ class RunningDeployment:
     @retry(
         retry=retry_if_exception(is_transient),
         wait=wait_exponential(multiplier=0.1, max=5.0),
-        stop=stop_after_delay(WRITE_RETRY_SECONDS),
+        stop=lambda attempt: stop_after_delay(WRITE_RETRY_SECONDS)(attempt),  # the setting when it runs
         before_sleep=before_sleep_log(log, logging.WARNING),
         reraise=True,
     )

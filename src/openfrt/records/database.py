@@ -7,6 +7,8 @@ default; PostgreSQL is used when ``OPENFRT_DATABASE_URL`` names it.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,8 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -86,7 +90,13 @@ def _checkpoint_after_deletion(dbapi_connection: Any, record: Any) -> None:
     files. Runs when the connection returns to the pool, after its transaction has ended.
     """
     if record.info.pop(DELETED, False):
-        dbapi_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        try:
+            dbapi_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            # The transaction has committed; a full disk must not make it look failed. The pages
+            # stay in the WAL until this connection's next check-in tries again.
+            record.info[DELETED] = True
+            log.warning("could not checkpoint the write-ahead log after a deletion (will retry): %s", exc)
 
 
 def alembic_config() -> Config:
