@@ -10,6 +10,7 @@ from openfrt.cli import (
     engine_commands,
     evaluate_command,
     gallery_commands,
+    keys_commands,
     live_command,
     live_records_commands,
     models_commands,
@@ -43,6 +44,7 @@ app.add_typer(live_records_commands.alerts_app, name="alerts")
 app.add_typer(live_records_commands.retention_app, name="retention")
 app.add_typer(users_commands.users_app, name="users")
 app.add_typer(audit_commands.audit_app, name="audit")
+app.add_typer(keys_commands.keys_app, name="keys")
 app.command()(serve_command.serve)
 
 
