@@ -7,6 +7,7 @@ import typer
 from openfrt import __version__
 from openfrt.cli import (
     audit_commands,
+    backup_commands,
     engine_commands,
     evaluate_command,
     gallery_commands,
@@ -45,6 +46,8 @@ app.add_typer(live_records_commands.retention_app, name="retention")
 app.add_typer(users_commands.users_app, name="users")
 app.add_typer(audit_commands.audit_app, name="audit")
 app.add_typer(keys_commands.keys_app, name="keys")
+app.command()(backup_commands.backup)
+app.command()(backup_commands.restore)
 app.command()(serve_command.serve)
 
 

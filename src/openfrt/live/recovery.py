@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from openfrt.errors import OpenFRTError
 from openfrt.live.deployments import DeploymentRecord, DeploymentService, RunningDeployment, refresh_record
 from openfrt.live.leases import Lease, LeaseLostError, lease_seconds, process_owner
+from openfrt.live.retention import run_retention
 from openfrt.records.audit import AuditAction, record_event
 from openfrt.records.errors import InvalidRecordError
 from openfrt.records.models import (
@@ -227,6 +228,15 @@ class Recovery:
         if info.planned_end is not None and utc_now() >= info.planned_end:
             return f"its planned window ended at {info.planned_end.isoformat(timespec='minutes')}"
         return None
+
+
+def settle_restored(store: RecordStore, *, actor: str) -> dict[str, Any]:
+    """After a restore: end every deployment the backup had running (their processes belonged
+    to the system it was taken from) and apply retention now, so that alert images that expired
+    since the backup was taken are deleted again (both audited)."""
+    recovered = Recovery(DeploymentService(store), actor=actor).run(everything=True)
+    retention = run_retention(store, actor=actor)
+    return {"interrupted": [name for name, _ in recovered.interrupted], "expired_images_deleted": len(retention.deleted)}
 
 
 class RecoveryWatch:
