@@ -56,6 +56,7 @@ import av
 import cv2
 import httpx
 import numpy as np
+from api import fresh_database  # benchmarks/api.py: a new PostgreSQL database, dropped after
 from rich.console import Console
 from rich.table import Table
 
@@ -180,27 +181,6 @@ def serving(env: dict[str, str], log: Path) -> Iterator[tuple[subprocess.Popen[b
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-
-
-@contextmanager
-def fresh_database(server_url: str | None) -> Iterator[str | None]:
-    """A new PostgreSQL database on ``server_url``'s server, dropped afterwards; None for SQLite."""
-    if server_url is None:
-        yield None
-        return
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"openfrt_soak_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def free_port() -> int:

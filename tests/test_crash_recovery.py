@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -241,6 +242,7 @@ def test_a_server_killed_mid_deployment_resumes_it_when_restarted_and_ends_what_
             assert stopped.status_code == 200, stopped.text
             closing = wait(lambda: (s := state(home, "closing"))["info"].status.value == "ended" and s, 30)
             csv_rows = httpx.get(f"{base}/api/records.csv").text.splitlines()
+            report = httpx.get(f"{base}/transparency").text
             refused = httpx.post(f"{base}/api/deployments/closing/stop", headers=bearer)
 
     after = state(home, "killme")
@@ -261,6 +263,8 @@ def test_a_server_killed_mid_deployment_resumes_it_when_restarted_and_ends_what_
     assert header.endswith(",interrupted") and {row.split(",")[0]: row.split(",")[-1] for row in rows} == {
         "closing": "True", "killme": "False"}
     assert refused.status_code == 422 and "not running" in refused.json()["detail"]
+    rows = {name: row for name, row in re.findall(r'data-deployment="([^"]+)">(.*?)</tr>', report, re.S)}
+    assert 'data-status="interrupted"' in rows["closing"] and 'data-status="interrupted"' not in rows["killme"]
     assert CAMERA_CREDENTIALS[1] not in (tmp_path / "server.log").read_text()
 
 

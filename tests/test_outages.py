@@ -118,6 +118,10 @@ def test_a_full_disk_delays_an_alert_and_a_lasting_one_stops_the_deployment_with
         filler = fill(small_disk)
         with pytest.raises(StoreUnavailableError, match="database or disk is full"):
             running.raise_alert(event(track=2, seed=2))
+        refused_at = time.monotonic()
+        with pytest.raises(StoreUnavailableError):  # another camera's alert: kept at once, no minute of retries
+            running.raise_alert(event(camera="south", track=3, seed=3))
+        assert time.monotonic() - refused_at < 0.5
         thread, outcome = in_thread(lambda: running.end("PC 1"))
         time.sleep(1.5)
         assert thread.is_alive(), outcome
@@ -126,7 +130,7 @@ def test_a_full_disk_delays_an_alert_and_a_lasting_one_stops_the_deployment_with
         thread.join(60)
         record = outcome[0]
         assert not isinstance(record, BaseException), record
-        assert record.interrupted and record.alerts == 2 and record.faces_scanned == 5  # the refused alert was kept
+        assert record.interrupted and record.alerts == 3 and record.faces_scanned == 5  # the refused alerts were kept
         assert "database or disk is full" in (service.get("dep").end_reason or "")
         check_whole(store)
 

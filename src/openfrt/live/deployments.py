@@ -282,7 +282,7 @@ class RunningDeployment:
             except LeaseLostError:
                 pass  # _flush has marked it lost; the callbacks run below, outside the lock
             except SQLAlchemyError as exc:
-                log.error("deployment %s: heartbeat refused by the records store: %s", self.name, exc)
+                log.warning("deployment %s: heartbeat refused by the records store: %s", self.name, exc)
         if self._lease_lost:
             self._lease_was_lost()
 
@@ -327,7 +327,11 @@ class RunningDeployment:
 
     def _store(self, work: Callable[[Session], T]) -> T:
         """Write ``work`` with the lease held (lock held). A write refused beyond the retries is
-        kept for :meth:`end` and raises :class:`StoreUnavailableError`; a lost lease stops all."""
+        kept for :meth:`end` and raises :class:`StoreUnavailableError` — as does every write after
+        it, at once, so the other cameras stop too; a lost lease stops all."""
+        if self._failure is not None:
+            self._unwritten.append(work)
+            raise StoreUnavailableError(f"deployment {self.name!r} stops: {self._failure}")
         try:
             return self._write(work)
         except LeaseLostError:
@@ -340,6 +344,12 @@ class RunningDeployment:
             self._failure = f"the records store refused writes for {WRITE_RETRY_SECONDS:.0f} s: {exc.orig}"
             raise StoreUnavailableError(f"deployment {self.name!r} stops: {self._failure}") from exc
 
+    def _transact(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in one transaction with the lease held (renewed in it)."""
+        with self.store.transaction() as session:
+            self.lease.hold(session)
+            return work(session)
+
     @retry(
         retry=retry_if_exception(is_transient),
         wait=wait_exponential(multiplier=0.1, max=5.0),
@@ -348,25 +358,18 @@ class RunningDeployment:
         reraise=True,
     )
     def _write(self, work: Callable[[Session], T]) -> T:
-        """Run ``work`` in one transaction with the lease held, again from the start if the
-        database refused it for a passing reason (e.g. "database or disk is full", a lost
-        connection); a refused transaction was rolled back, so nothing is written twice or half."""
-        with self.store.transaction() as session:
-            self.lease.hold(session)
-            return work(session)
+        """:meth:`_transact`, again from the start if the database refused it for a passing
+        reason (e.g. "database or disk is full", a lost connection); a refused transaction was
+        rolled back, so nothing is written twice or half."""
+        return self._transact(work)
 
     def _write_until_stored(self, work: Callable[[Session], T]) -> T:
-        """:meth:`_write`, retried for as long as the refusals are passing ones."""
+        """:meth:`_transact`, retried for as long as the refusals are passing ones."""
         retrying = Retrying(
             retry=retry_if_exception(is_transient), wait=wait_exponential(multiplier=0.1, max=5.0), stop=stop_never,
             before_sleep=before_sleep_log(log, logging.WARNING), reraise=True,
         )
-        for attempt in retrying:
-            with attempt:
-                with self.store.transaction() as session:
-                    self.lease.hold(session)
-                    return work(session)
-        raise AssertionError("unreachable: stop_never retries until success")
+        return retrying(self._transact, work)
 
     def _count(self, counter: Counter[str], camera: str, count: int) -> None:
         self._check_camera(camera)
@@ -382,9 +385,7 @@ class RunningDeployment:
         """Write the pending counts and renew the lease (lock held). Counts the database refused
         for a passing reason wait in memory for the next flush (or the end): cameras do not stall."""
         try:
-            with self.store.transaction() as session:
-                self.lease.hold(session)
-                self._write_counts(session)
+            self._transact(self._write_counts)
         except LeaseLostError:
             self._lease_lost = True
             raise
