@@ -21,7 +21,7 @@ from openfrt.live.alerts import AlertService
 from openfrt.live.deployments import DeploymentService
 from openfrt.records import Cipher, KeyFileError, RecordStore, verify_chain
 from openfrt.records import keys as key_rotation
-from openfrt.records.crypto import FORMAT_VERSION, NONCE_BYTES, read_key_file
+from openfrt.records.crypto import FORMAT_VERSION, NONCE_BYTES, load_cipher, read_key_file
 from openfrt.records.keys import ENCRYPTED_COLUMNS, rotate_keys
 from openfrt.records.models import MediaKind, ReferenceImage
 from openfrt.vision import FaceEngine
@@ -188,3 +188,11 @@ def test_keys_rotate_command(env: dict[str, str], hog_engine: FaceEngine, monkey
     assert report["rows"]["templates"] == 3 and report["retired"] == [Cipher(old_key).key_id]
     with RecordStore.open(env["OPENFRT_HOME"]) as reopened:
         assert all(reopened.cipher.is_current(sealed) for sealed in sealed_values(reopened).values())
+
+
+def test_a_key_file_briefly_unreadable_does_not_stop_encryption(tmp_path: Path) -> None:
+    path = tmp_path / "secret.key"
+    cipher = load_cipher(path, create=True)
+    sealed = cipher.encrypt(b"alert image")
+    path.rename(tmp_path / "away.key")  # the key's volume is remounting
+    assert cipher.decrypt(cipher.encrypt(b"alert image")) == cipher.decrypt(sealed) == b"alert image"

@@ -12,7 +12,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from openfrt.gallery import Gallery
 from openfrt.live import deployments, leases
@@ -237,3 +237,26 @@ def test_the_server_that_ran_a_deployment_resumes_it_only_as_authorised(
     wait_lapsed(store, "changed")
     report = Recovery(service, server="server-A", resume=resume_here).run()
     assert report.resumed == () and "watchlist 'op' has changed" in dict(report.interrupted)["changed"]
+
+
+def test_a_deployment_stranded_before_leases_existed_is_ended_from_its_last_alert(
+    service: DeploymentService, store: RecordStore, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    """The issue's 'killme': a server killed before this version left a deployment running with
+    no lease at all; recovery ends it, its gap starting at its latest alert."""
+    plan(service)
+    running = service.start("dep", "PC 1")
+    last_alert = utc_now() - timedelta(minutes=5)
+    running.raise_alert(event(when=last_alert))
+    lose_process(running, monkeypatch)
+    with store.transaction() as session:
+        session.execute(delete(DeploymentLease))
+        session.execute(update(Deployment).values(started_at=utc_now() - timedelta(hours=1)))
+
+    ((name, reason),) = Recovery(service, server="server-A", resume=lambda lapsed: None).run().interrupted
+
+    assert name == "dep" and "started before leases were kept" in reason
+    record = service.record("dep")
+    assert record.interrupted and record.alerts == 1 and record.gaps == 2
+    with store.transaction() as session:
+        assert {gap.started_at for gap in session.scalars(select(DeploymentGap))} == {last_alert}

@@ -157,7 +157,12 @@ class KeyFileCipher(Cipher):
         super().__init__(*_read_keys(path))
 
     def _ring(self, refresh: bool = False) -> _Keys:
-        signature = _signature(self.path)
+        try:
+            signature = _signature(self.path)
+        except KeyFileError:
+            if refresh:
+                raise
+            return self._keys  # the file is briefly unreadable (a volume remounting): keep the keys loaded
         if refresh or signature != self._signature:
             with self._lock:
                 if refresh or signature != self._signature:
