@@ -37,6 +37,7 @@ from openfrt.records.audit import list_events
 from openfrt.records.models import Alert, DeploymentCamera, DeploymentLease, utc_now
 from openfrt.records.users import Role, UserService
 from openfrt.vision import EngineConfig, FaceEngine
+from test_keys import sealed_values
 from test_live_pipeline import LFW, UTK
 from test_records import database_url, home  # noqa: F401 - the SQLite/PostgreSQL fixtures
 
@@ -238,6 +239,15 @@ def test_a_server_killed_mid_deployment_resumes_it_when_restarted_and_ends_what_
             assert resumed["status"] == "running"
             wait(lambda: any(camera["frames"] > 10 for camera in
                              httpx.get(f"{base}/api/deployments/killme", headers=bearer).json()["live"]), 60)
+            # The key is rotated while the server runs the resumed deployment: it keeps serving.
+            rotated = cli({**env, "OPENFRT_USER": "Admin A"}, "keys", "rotate", "--settle", "1", "--json")
+            assert rotated.returncode == 0, rotated.stderr
+            alerts_before = len(httpx.get(f"{base}/api/alerts", params={"deployment": "killme"}, headers=bearer).json())
+            newest = wait(lambda: (listed := httpx.get(f"{base}/api/alerts", params={"deployment": "killme"}, headers=bearer).json())
+                          and len(listed) > alerts_before and listed[-1], 60, "no alert after the key rotation")
+            for alert in (1, newest["id"]):  # one from before the rotation, one raised after it
+                image = httpx.get(f"{base}/api/alerts/{alert}/media/probe_crop", headers=bearer)
+                assert image.status_code == 200 and image.content[:2] == b"\xff\xd8"
             stopped = httpx.post(f"{base}/api/deployments/killme/stop", headers=bearer, timeout=60)
             assert stopped.status_code == 200, stopped.text
             closing = wait(lambda: (s := state(home, "closing"))["info"].status.value == "ended" and s, 30)
@@ -246,6 +256,8 @@ def test_a_server_killed_mid_deployment_resumes_it_when_restarted_and_ends_what_
             refused = httpx.post(f"{base}/api/deployments/closing/stop", headers=bearer)
 
     after = state(home, "killme")
+    with RecordStore.open(home) as store:  # the rotation and the writes after it: nothing under the old key
+        assert all(store.cipher.is_current(sealed) for sealed in sealed_values(store).values())
     record = after["record"]
     assert not record.interrupted and record.status.value == "ended"
     assert record.alerts >= killed["record"].alerts and record.faces_scanned >= killed["faces"]
