@@ -66,10 +66,10 @@ def target(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def restoring_into(target: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> Path:
-    home, url = target
+    restored_home, url = target
     monkeypatch.setenv("OPENFRT_DATABASE_URL", url)
     monkeypatch.delenv("OPENFRT_KEY_FILE", raising=False)
-    return home
+    return restored_home
 
 
 def settle(actor: str = "Admin R"):  # noqa: ANN201 - what `openfrt restore` does after restoring
@@ -112,20 +112,20 @@ def test_a_backup_of_a_running_system_restores_everything_with_a_verifying_chain
     raw = report.path.read_bytes()
     assert b"officer-1" not in raw and b"Stadium Way" not in raw and source_key[0] not in raw  # all encrypted
 
-    home = restoring_into(target, monkeypatch)
-    (home.parent / "other").mkdir()
-    (home.parent / "other" / "something").write_text("x")
+    restored_home = restoring_into(target, monkeypatch)
+    (restored_home.parent / "other").mkdir()
+    (restored_home.parent / "other" / "something").write_text("x")
     with pytest.raises(BackupError, match="not empty"):
-        restore_backup(report.path, home.parent / "other", actor="Admin R", passphrase=PASSPHRASE)
+        restore_backup(report.path, restored_home.parent / "other", actor="Admin R", passphrase=PASSPHRASE)
     with pytest.raises(BackupError, match="wrong passphrase"):
-        restore_backup(report.path, home, actor="Admin R", passphrase="not the passphrase at all")
-    assert not home.exists() or not any(home.iterdir())
+        restore_backup(report.path, restored_home, actor="Admin R", passphrase="not the passphrase at all")
+    assert not restored_home.exists() or not any(restored_home.iterdir())
 
-    restored = restore_backup(report.path, home, actor="Admin R", passphrase=PASSPHRASE, settle=settle())
+    restored = restore_backup(report.path, restored_home, actor="Admin R", passphrase=PASSPHRASE, settle=settle())
 
     assert restored.counts == report.counts and restored.settled == {"interrupted": ["running"], "expired_images_deleted": 0}
-    assert read_key_file(config.key_file(home)) == source_key
-    with RecordStore.open(home) as copy:
+    assert read_key_file(config.key_file(restored_home)) == source_key
+    with RecordStore.open(restored_home) as copy:
         with copy.transaction() as session:
             assert verify_chain(session).ok
             restored_chain = {row.seq: row.entry_hash for row in session.execute(select(AuditEvent.seq, AuditEvent.entry_hash))}
@@ -167,18 +167,18 @@ def test_a_backup_without_its_key_needs_the_key_file_of_its_store(
     assert not report.with_key and read_header(report.path)["key"] is None
     with pytest.raises(BackupError, match="already exists"):
         create_backup(store, report.path, actor="Admin A")
-    home = restoring_into(target, monkeypatch)
+    restored_home = restoring_into(target, monkeypatch)
     with pytest.raises(BackupError, match="does not carry its key"):
-        restore_backup(report.path, home, actor="Admin R")
+        restore_backup(report.path, restored_home, actor="Admin R")
     wrong = tmp_path / "wrong.key"
     wrong.write_bytes(b"jZ5aQlVnq0o1Sxw8dGm5iBv3ruZ5w3Ao7n7C5sYbQ7A=\n")
     wrong.chmod(0o600)
     monkeypatch.setenv("OPENFRT_KEY_FILE", str(wrong))
     with pytest.raises(BackupError, match="was taken under key"):
-        restore_backup(report.path, home, actor="Admin R")
+        restore_backup(report.path, restored_home, actor="Admin R")
     monkeypatch.setenv("OPENFRT_KEY_FILE", str(source_key_file))
-    restored = restore_backup(report.path, home, actor="Admin R", settle=settle())
-    assert restored.counts["templates"] == 3 and not (home / "secret.key").exists()  # the key stays where it is kept
+    restored = restore_backup(report.path, restored_home, actor="Admin R", settle=settle())
+    assert restored.counts["templates"] == 3 and not (restored_home / "secret.key").exists()  # the key stays where it is kept
 
 
 def test_deleted_data_stays_deleted_in_later_backups_and_an_older_backup_loses_expired_images_again(
@@ -200,23 +200,23 @@ def test_deleted_data_stays_deleted_in_later_backups_and_an_older_backup_loses_e
     assert anchor is not None
     later = create_backup(store, tmp_path / "later.ofb", actor="Admin A", passphrase=PASSPHRASE)
 
-    home = restoring_into(target, monkeypatch)
-    restore_backup(later.path, home, actor="Admin R", passphrase=PASSPHRASE, anchor=anchor, settle=settle())
-    with RecordStore.open(home) as copy:
+    restored_home = restoring_into(target, monkeypatch)
+    restore_backup(later.path, restored_home, actor="Admin R", passphrase=PASSPHRASE, anchor=anchor, settle=settle())
+    with RecordStore.open(restored_home) as copy:
         with copy.transaction() as session:
             assert session.scalars(select(Subject.id).order_by(Subject.id)).all() == ["alpha", "bravo"]
         if copy.engine.dialect.name == "sqlite":  # not even the ciphertext is in the file
             assert deleted_ciphertext[20:84] not in raw_database_bytes(copy)
         assert [media for media in (a.media for a in AlertService(copy).list())] == [(), (MediaKind.frame, MediaKind.probe_crop)]
 
-    for entry in home.iterdir():  # an empty data directory again, for the older backup
+    for entry in restored_home.iterdir():  # an empty data directory again, for the older backup
         entry.unlink() if entry.is_file() else shutil.rmtree(entry)
     _empty_database(target[1])
     with pytest.raises(BackupError, match="predates later changes"):
-        restore_backup(older.path, home, actor="Admin R", passphrase=PASSPHRASE, anchor=anchor)
-    restored = restore_backup(older.path, home, actor="Admin R", passphrase=PASSPHRASE, settle=settle())
+        restore_backup(older.path, restored_home, actor="Admin R", passphrase=PASSPHRASE, anchor=anchor)
+    restored = restore_backup(older.path, restored_home, actor="Admin R", passphrase=PASSPHRASE, settle=settle())
     assert restored.settled["expired_images_deleted"] == 2  # the 40-day-old alert's images go again at once
-    with RecordStore.open(home) as copy:
+    with RecordStore.open(restored_home) as copy:
         with copy.transaction() as session:
             assert "charlie" in session.scalars(select(Subject.id)).all()  # as the README says: an older backup brings it back
         assert AlertService(copy).get(old_alert).media == ()

@@ -284,17 +284,17 @@ def test_a_killed_openfrt_live_is_ended_by_deployments_recover(
     faces: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SQLite only: the recovery it runs is the server's, tested on both databases above and in test_recovery.py."""
-    home = tmp_path / "home"
+    live_home = tmp_path / "home"
     monkeypatch.delenv("OPENFRT_DATABASE_URL", raising=False)
     monkeypatch.delenv("OPENFRT_KEY_FILE", raising=False)
     video = write_video(tmp_path / "gate.avi", comings_and_goings(faces, 60))
-    env = {**os.environ, "OPENFRT_HOME": str(home), LEASE_SECONDS_ENV: str(LEASE), "OPENFRT_USER": "PC 1"}
-    prepare(home, {})
+    env = {**os.environ, "OPENFRT_HOME": str(live_home), LEASE_SECONDS_ENV: str(LEASE), "OPENFRT_USER": "PC 1"}
+    prepare(live_home, {})
     command = [sys.executable, "-m", "openfrt", "live", "--watchlist", "wanted", "--source", f"gate={video}", "--realtime",
                "--location", "Gate St", "--authorised-by", "Supt A", "--events-json", "--name", "op-live"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        wait(lambda: (s := state_once_created(home, "op-live")) and s["alerted"] and s["faces"] > 0, 120, "openfrt live raised nothing")
+        wait(lambda: (s := state_once_created(live_home, "op-live")) and s["alerted"] and s["faces"] > 0, 120, "openfrt live raised nothing")
     except BaseException:
         process.kill()
         raise
@@ -303,14 +303,14 @@ def test_a_killed_openfrt_live_is_ended_by_deployments_recover(
             process.send_signal(signal.SIGKILL)
         process.communicate(timeout=30)
 
-    with RecordStore.open(home) as store:  # at once: its lease has not lapsed yet, it might be alive
+    with RecordStore.open(live_home) as store:  # at once: its lease has not lapsed yet, it might be alive
         assert Recovery(DeploymentService(store)).run().interrupted == ()
     time.sleep(LEASE + 0.5)
     recovered = cli(env, "deployments", "recover", "--json")
     assert recovered.returncode == 0, recovered.stderr
     assert '"deployment":"op-live"' in recovered.stdout and "openfrt live" in recovered.stdout
 
-    after = state(home, "op-live")
+    after = state(live_home, "op-live")
     assert after["record"].interrupted and after["record"].faces_scanned > 0 and after["record"].alerts >= 1
     assert after["record"].gaps == 1 and after["lease"] is None and after["chain"].ok
     assert [action for action, _ in after["actions"]][-2:] == ["deployment.end", "deployment.snapshot_destroy"]

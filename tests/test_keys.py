@@ -74,14 +74,14 @@ def populated(store: RecordStore, hog_engine: FaceEngine) -> RecordStore:  # noq
 def test_rotation_reencrypts_everything_while_another_process_works_and_the_old_key_opens_nothing(
     populated: RecordStore, hog_engine: FaceEngine, monkeypatch: pytest.MonkeyPatch  # noqa: F811
 ) -> None:
-    store = populated
+    source = populated
     monkeypatch.setattr(key_rotation, "BATCH", 2)  # many small transactions, interleaved with the other process
-    old_key = read_key_file(config.key_file(store.home))[0]
-    before = {place: store.cipher.decrypt(sealed) for place, sealed in sealed_values(store).items()}
-    assert {label for label, _ in before} == {label for label, _, _ in ENCRYPTED_COLUMNS} and index_files(store)
+    old_key = read_key_file(config.key_file(source.home))[0]
+    before = {place: source.cipher.decrypt(sealed) for place, sealed in sealed_values(source).items()}
+    assert {label for label, _ in before} == {label for label, _, _ in ENCRYPTED_COLUMNS} and index_files(source)
 
     # The server: its own store and cipher on the same files, reading and writing throughout.
-    server = RecordStore.open(store.home)
+    server = RecordStore.open(source.home)
     service = DeploymentService(server, make_gallery_view(server, hog_engine))
     plan(service, "during")
     running = service.start("during", "PC 1")
@@ -105,25 +105,25 @@ def test_rotation_reencrypts_everything_while_another_process_works_and_the_old_
     worker = threading.Thread(target=serve)
     worker.start()
     try:
-        report = rotate_keys(store, actor="Admin A", settle_seconds=0.5)
+        report = rotate_keys(source, actor="Admin A", settle_seconds=0.5)
     finally:
         rotating.clear()
         worker.join(60)
     assert failures == [] and len(served) >= 1
 
-    new_keys = read_key_file(config.key_file(store.home))
-    assert len(new_keys) == 1 and new_keys[0] != old_key and report.key_id == store.cipher.key_id
+    new_keys = read_key_file(config.key_file(source.home))
+    assert len(new_keys) == 1 and new_keys[0] != old_key and report.key_id == source.cipher.key_id
     assert report.rows["reference images"] == 3 and report.rows["camera credentials"] == 2 and report.index_files == 1
-    after = sealed_values(store)
-    assert all(store.cipher.is_current(sealed) for sealed in after.values())
-    assert {place: store.cipher.decrypt(after[place]) for place in before} == before
+    after = sealed_values(source)
+    assert all(source.cipher.is_current(sealed) for sealed in after.values())
+    assert {place: source.cipher.decrypt(after[place]) for place in before} == before
     old = Cipher(old_key)
     for sealed in after.values():
         with pytest.raises(KeyFileError):
             old.decrypt(sealed)
-    assert index_files(store) == []  # rebuilt from the database under the new key on next use
-    ReferenceIndexes(store).index(make_gallery_view(store, hog_engine).model_id, 128)
-    (rebuilt,) = index_files(store)
+    assert index_files(source) == []  # rebuilt from the database under the new key on next use
+    ReferenceIndexes(source).index(make_gallery_view(source, hog_engine).model_id, 128)
+    (rebuilt,) = index_files(source)
     with pytest.raises(KeyFileError):
         old.decrypt(rebuilt.read_bytes())
 
@@ -133,10 +133,10 @@ def test_rotation_reencrypts_everything_while_another_process_works_and_the_old_
     assert all(server.cipher.is_current(sealed) for sealed in sealed_values(server).values())
     running.end("PC 1")
     server.close()
-    started, done = audit(store, "keys.rotate_start"), audit(store, "keys.rotate")
+    started, done = audit(source, "keys.rotate_start"), audit(source, "keys.rotate")
     assert [e.details["key_id"] for e in started + done] == [report.key_id] * 2 and done[0].actor == "Admin A"
     assert started[0].details["retiring"] == list(report.retired) and str(old_key) not in json.dumps(done[0].details)
-    with store.transaction() as session:
+    with source.transaction() as session:
         assert verify_chain(session).ok
 
 
@@ -148,10 +148,10 @@ def make_gallery_view(store: RecordStore, engine: FaceEngine) -> Gallery:  # noq
 def test_an_interrupted_rotation_leaves_everything_readable_and_resumes_with_the_same_new_key(
     populated: RecordStore, monkeypatch: pytest.MonkeyPatch  # noqa: F811
 ) -> None:
-    store = populated
+    source = populated
     monkeypatch.setattr(key_rotation, "BATCH", 1)
-    old_key = read_key_file(config.key_file(store.home))[0]
-    before = {place: store.cipher.decrypt(sealed) for place, sealed in sealed_values(store).items()}
+    old_key = read_key_file(config.key_file(source.home))[0]
+    before = {place: source.cipher.decrypt(sealed) for place, sealed in sealed_values(source).items()}
     calls = []
 
     def crash_after_a_few(label: str, done: int, total: int) -> None:
@@ -160,20 +160,20 @@ def test_an_interrupted_rotation_leaves_everything_readable_and_resumes_with_the
             raise KeyboardInterrupt  # Ctrl-C, or the machine going down
 
     with pytest.raises(KeyboardInterrupt):
-        rotate_keys(store, actor="Admin A", progress=crash_after_a_few, settle_seconds=0)
-    halfway = read_key_file(config.key_file(store.home))
+        rotate_keys(source, actor="Admin A", progress=crash_after_a_few, settle_seconds=0)
+    halfway = read_key_file(config.key_file(source.home))
     assert len(halfway) == 2 and halfway[1] == old_key
-    mixed = sealed_values(store)
-    assert 0 < sum(store.cipher.is_current(sealed) for sealed in mixed.values()) < len(mixed)
-    with RecordStore.open(store.home) as reopened:  # a process starting now reads both
+    mixed = sealed_values(source)
+    assert 0 < sum(source.cipher.is_current(sealed) for sealed in mixed.values()) < len(mixed)
+    with RecordStore.open(source.home) as reopened:  # a process starting now reads both
         assert {place: reopened.cipher.decrypt(sealed) for place, sealed in mixed.items()} == before
 
-    report = rotate_keys(store, actor="Admin A", settle_seconds=0)
+    report = rotate_keys(source, actor="Admin A", settle_seconds=0)
 
     assert report.resumed and report.key_id == Cipher(halfway[0]).key_id
-    assert read_key_file(config.key_file(store.home)) == halfway[:1]
-    assert all(store.cipher.is_current(sealed) for sealed in sealed_values(store).values())
-    assert [e.details["resumed"] for e in audit(store, "keys.rotate")] == [True]
+    assert read_key_file(config.key_file(source.home)) == halfway[:1]
+    assert all(source.cipher.is_current(sealed) for sealed in sealed_values(source).values())
+    assert [e.details["resumed"] for e in audit(source, "keys.rotate")] == [True]
 
 
 def test_keys_rotate_command(env: dict[str, str], hog_engine: FaceEngine, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811

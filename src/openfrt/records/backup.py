@@ -29,7 +29,6 @@ import base64
 import json
 import os
 import shutil
-import sqlite3
 import struct
 import subprocess
 import tarfile
