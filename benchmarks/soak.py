@@ -36,7 +36,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -46,8 +45,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +53,7 @@ import av
 import cv2
 import httpx
 import numpy as np
-from api import fresh_database  # benchmarks/api.py: a new PostgreSQL database, dropped after
+from api import fresh_database, serve  # benchmarks/api.py: a new PostgreSQL database; the server, stopped cleanly
 from rich.console import Console
 from rich.table import Table
 
@@ -64,7 +61,6 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 LFW = SHARED / "faces" / "lfw"
 WATCHLISTED = LFW / "Colin_Powell" / "Colin_Powell_0001.jpg"
 PASSER_BY = LFW / "Serena_Williams" / "Serena_Williams_0001.jpg"
-SERVE = [sys.executable, "-m", "openfrt", "serve"]
 DEPLOYMENT = "soak"
 FPS = 10
 CYCLE_SECONDS, VISIBLE_SECONDS = 5.0, 1.5
@@ -151,36 +147,6 @@ def prepare(cameras: list[Camera]) -> str:
             actor="soak-officer", cameras={camera.name: camera.url for camera in cameras},
         )
     return token
-
-
-@contextmanager
-def serving(env: dict[str, str], log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = free_port()
-    with log.open("wb") as output:
-        process = subprocess.Popen([*SERVE, "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=output, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the server exited:\n{log.read_text(errors='replace')[-3000:]}")
-            try:
-                if httpx.get(f"{base}/api/records", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not answer within 180 s")
-            time.sleep(0.3)
-        yield process, base
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def free_port() -> int:
@@ -292,7 +258,8 @@ def run(args: argparse.Namespace, work: Path, database: str | None) -> dict[str,
     samples: list[Sample] = []
     drops = 0
     try:
-        with serving(env, work / "server.log") as (server, base):
+        with serve(env, work / "server.log") as running_server:
+            server, base = running_server.process, running_server.base_url
             listener = threading.Thread(target=stream.listen, args=(base, headers), daemon=True)
             listener.start()
             if not stream.connected.wait(30):

@@ -280,7 +280,7 @@ class RunningDeployment:
             try:
                 self._flush()
             except LeaseLostError:
-                pass  # _flush has marked it lost; the callbacks run below, outside the lock
+                pass  # marked lost; the callbacks run below, outside the lock
             except SQLAlchemyError as exc:
                 log.warning("deployment %s: heartbeat refused by the records store: %s", self.name, exc)
         if self._lease_lost:
@@ -299,11 +299,7 @@ class RunningDeployment:
         with self._lock:
             self._check_running()
             reason = self._failure or reason
-            try:
-                record = self._write_until_stored(lambda session: self._store_end(session, actor, reason))
-            except LeaseLostError:
-                self._lease_lost = True
-                raise
+            record = self._write_until_stored(lambda session: self._store_end(session, actor, reason))
             self._counts_written()
             self._stop_running()
         return record
@@ -328,15 +324,12 @@ class RunningDeployment:
     def _store(self, work: Callable[[Session], T]) -> T:
         """Write ``work`` with the lease held (lock held). A write refused beyond the retries is
         kept for :meth:`end` and raises :class:`StoreUnavailableError` — as does every write after
-        it, at once, so the other cameras stop too; a lost lease stops all."""
+        it, at once, so the other cameras stop too."""
         if self._failure is not None:
             self._unwritten.append(work)
             raise StoreUnavailableError(f"deployment {self.name!r} stops: {self._failure}")
         try:
             return self._write(work)
-        except LeaseLostError:
-            self._lease_lost = True
-            raise
         except OperationalError as exc:
             if not is_transient(exc):
                 raise
@@ -345,10 +338,15 @@ class RunningDeployment:
             raise StoreUnavailableError(f"deployment {self.name!r} stops: {self._failure}") from exc
 
     def _transact(self, work: Callable[[Session], T]) -> T:
-        """Run ``work`` in one transaction with the lease held (renewed in it)."""
-        with self.store.transaction() as session:
-            self.lease.hold(session)
-            return work(session)
+        """Run ``work`` in one transaction with the lease held (renewed in it); every write goes
+        through here, so this is where a lost lease is noticed."""
+        try:
+            with self.store.transaction() as session:
+                self.lease.hold(session)
+                return work(session)
+        except LeaseLostError:
+            self._lease_lost = True
+            raise
 
     @retry(
         retry=retry_if_exception(is_transient),
@@ -386,9 +384,6 @@ class RunningDeployment:
         for a passing reason wait in memory for the next flush (or the end): cameras do not stall."""
         try:
             self._transact(self._write_counts)
-        except LeaseLostError:
-            self._lease_lost = True
-            raise
         except OperationalError as exc:
             if not is_transient(exc):
                 raise
