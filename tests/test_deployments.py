@@ -513,6 +513,7 @@ def test_record_and_csv_publish_the_counts(service: DeploymentService, store: Re
         "deployment": "dep", "date": service.get("dep").started_at.date().isoformat(),  # type: ignore[union-attr]
         "location": "Stadium Way", "purpose": "wanted offenders at the match", "watchlist_size": "2",
         "faces_scanned": "500", "alerts": "2", "true_alerts": "1", "false_alerts": "1", "engagements": "1", "arrests": "0",
+        "interrupted": "False",
     }
 
 

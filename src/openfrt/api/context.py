@@ -20,7 +20,9 @@ from openfrt.integrations.destinations import DestinationService
 from openfrt.integrations.dispatcher import EventDispatcher
 from openfrt.live.alerts import AlertService
 from openfrt.live.deployments import DeploymentService
+from openfrt.live.leases import lease_seconds, server_id
 from openfrt.live.pipeline import live_engine_config
+from openfrt.live.recovery import Recovery, RecoveryWatch
 from openfrt.live.supervisor import LiveSupervisor
 from openfrt.observability import metrics
 from openfrt.observability.health import ReadinessCheck
@@ -52,7 +54,7 @@ class ServerContext:
             self.deployments = DeploymentService(self.store, self.gallery)
             self.supervisor = LiveSupervisor(
                 self.deployments, lambda: FaceEngine(live_engine_config(self.engine_config)), realtime=settings.realtime_files,
-                cluster=self._cluster_cameras(self.engine_config),
+                cluster=self._cluster_cameras(self.engine_config), server=server_id(self.store.home),
             )
             self.feed = AlertFeed(self.alerts, settings.alert_poll_seconds)
             self.destinations = DestinationService(self.store)
@@ -60,6 +62,12 @@ class ServerContext:
             self.readiness = ReadinessCheck(self.store, self.engine_config)
             self.public_downloads = AnonymousDownloads(self.store)
             self.migrations = MigrationRunner(self.store, ModelZoo(self.store.home), self.use_engine)
+            # Deployments whose process was lost (this server's before a crash, or any other's):
+            # resumed here if this server ran them, else ended as interrupted; checked at start
+            # and twice per lease length.
+            self.recovery = RecoveryWatch(
+                Recovery(self.deployments, server=self.supervisor.server, resume=self.supervisor.resume), lease_seconds() / 2
+            )
         except BaseException:
             self.store.close()
             raise
@@ -105,11 +113,13 @@ class ServerContext:
         self.dispatcher.start()
         metrics.watch_database(self.store.engine)
         metrics.LIVE.watch(self.supervisor, self.store)
+        self.recovery.start()
 
     def close(self) -> None:
         """End running deployments (publishing their records), stop the feed, give their last
         events a moment to go out, close the store."""
         try:
+            self.recovery.stop()
             self.supervisor.shutdown()
             self.feed.stop()
             self.dispatcher.stop(drain_seconds=EVENT_DRAIN_SECONDS)

@@ -283,6 +283,7 @@ def _run(
     failure: OpenFRTError | None = None
     try:
         runner = make_runner(on_alert)
+        running.when_lease_lost(runner.stop)
         with _stop_on_signals(runner.stop):
             if events_json:
                 runner.run()
@@ -292,7 +293,9 @@ def _run(
     except OpenFRTError as exc:  # e.g. the watchlist was built with another model than the engine's
         failure = exc
     finally:
-        record = running.end(actor)
+        if running.lease_lost:  # recovered by another process, which ended or runs it now
+            usage_error(f"deployment {running.name} was recovered by another process after this one stopped renewing its lease")
+        record = running.end(actor, reason=None if failure is None else f"a camera failed: {failure}")
     if events_json:
         emit({"event": "record", **record.as_dict()})
     else:

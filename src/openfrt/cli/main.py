@@ -7,13 +7,16 @@ import typer
 from openfrt import __version__
 from openfrt.cli import (
     audit_commands,
+    backup_commands,
     engine_commands,
     evaluate_command,
     events_commands,
     gallery_commands,
+    keys_commands,
     live_command,
     live_records_commands,
     models_commands,
+    recovery_command,
     serve_command,
     users_commands,
     walkthrough_command,
@@ -37,11 +40,15 @@ app.command()(gallery_commands.search)
 app.command()(evaluate_command.evaluate)
 app.command()(live_command.live)
 app.command("walkthrough")(walkthrough_command.walkthrough)
+live_records_commands.deployments_app.command("recover")(recovery_command.recover)
 app.add_typer(live_records_commands.deployments_app, name="deployments")
 app.add_typer(live_records_commands.alerts_app, name="alerts")
 app.add_typer(live_records_commands.retention_app, name="retention")
 app.add_typer(users_commands.users_app, name="users")
 app.add_typer(audit_commands.audit_app, name="audit")
+app.add_typer(keys_commands.keys_app, name="keys")
+app.command()(backup_commands.backup)
+app.command()(backup_commands.restore)
 app.command()(serve_command.serve)
 app.add_typer(events_commands.webhooks_app, name="webhooks")
 app.add_typer(events_commands.mqtt_app, name="mqtt")

@@ -19,20 +19,21 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from datetime import datetime
 from typing import IO, Any, TypeVar
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
-from tenacity import RetryCallState, before_sleep_log, retry, retry_if_exception, stop_after_delay, wait_exponential
+from tenacity import RetryCallState, Retrying, before_sleep_log, retry, retry_if_exception, stop_after_delay, stop_never, wait_exponential
 
 from openfrt.errors import OpenFRTError
 from openfrt.gallery import Gallery, TemplateMatrix
 from openfrt.integrations import events
 from openfrt.integrations.outbox import emit
 from openfrt.live.events import AlertEvent
+from openfrt.live.leases import Heartbeat, Lease, LeaseLostError, lease_seconds
 from openfrt.live.source_policy import SourcePolicy
 from openfrt.net_policy import without_credentials
 from openfrt.observability.metrics import DATABASE_RETRIES
@@ -65,13 +66,13 @@ T = TypeVar("T")
 WRITE_RETRY_SECONDS = 60.0
 
 #: Counters reach the database at most this many seconds late (and always at the end), so that
-#: camera threads do not write once per frame.
+#: camera threads do not write once per frame; the heartbeat flushes them at least this often.
 FLUSH_INTERVAL_SECONDS = 5.0
 
 #: The columns forces publish for each deployment, in order (``export-csv``).
 CSV_COLUMNS = (
     "deployment", "date", "location", "purpose", "watchlist_size", "faces_scanned",
-    "alerts", "true_alerts", "false_alerts", "engagements", "arrests",
+    "alerts", "true_alerts", "false_alerts", "engagements", "arrests", "interrupted",
 )
 
 
@@ -90,6 +91,11 @@ FORMULA_STARTS = frozenset("=+-@\t\r")
 
 class DeploymentNotRunningError(OpenFRTError):
     """The deployment is not running (not started yet, or ended): nothing can be recorded for it."""
+
+
+class StoreUnavailableError(OpenFRTError):
+    """The records store refused a running deployment's write beyond :data:`WRITE_RETRY_SECONDS`
+    (disk full, database down): the deployment must stop; the write waits for its end."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,8 @@ class DeploymentInfo:
     started_at: datetime | None
     ended_at: datetime | None
     cameras: tuple[CameraInfo, ...]
+    #: Why it ended early (see :attr:`Deployment.end_reason`); not published (it may name hosts).
+    end_reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return jsonable(asdict(self))
@@ -158,13 +166,17 @@ class DeploymentRecord:
     frames_dropped: int
     gaps: int
     gap_seconds: float
+    #: It ended before an officer stopped it or its sources ended: its process was lost, or its
+    #: records store failed. Coverage stopped at its last gap.
+    interrupted: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return jsonable(asdict(self))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DeploymentRecord:
-        values = {field.name: data[field.name] for field in fields(cls)}
+        values = {field.name: data[field.name] if field.default is MISSING else data.get(field.name, field.default)
+                  for field in fields(cls)}
         values["status"] = DeploymentStatus(values["status"])
         for name in ("started_at", "ended_at"):
             values[name] = datetime.fromisoformat(values[name]) if values[name] else None
@@ -190,10 +202,21 @@ class RunningDeployment:
     Thread-safe: every camera thread calls it. One lock serialises its database writes, which
     are rare (alerts, gaps, and counter batches every :data:`FLUSH_INTERVAL_SECONDS`), so a
     write can never interleave with :meth:`end` and a record never misses an alert.
+
+    It holds the deployment's :class:`~openfrt.live.leases.Lease`: every write renews it in
+    the same transaction, and a heartbeat thread renews it (flushing the counts) in between. If
+    another process has recovered the deployment meanwhile, writes raise
+    :class:`~openfrt.live.leases.LeaseLostError` and the callbacks given to
+    :meth:`when_lease_lost` are called, so the cameras stop.
+
+    A write the store keeps refusing for a passing reason (disk full, database down) is retried
+    for :data:`WRITE_RETRY_SECONDS`; then it is kept in memory, the call raises
+    :class:`StoreUnavailableError`, and :meth:`end` writes it with the end — whenever the store
+    is back — recording the failure as the reason the deployment ended.
     """
 
     def __init__(
-        self, store: RecordStore, info: DeploymentInfo, threshold: float, model_id: str, matcher: TemplateMatrix
+        self, store: RecordStore, info: DeploymentInfo, threshold: float, model_id: str, matcher: TemplateMatrix, lease: Lease
     ) -> None:
         self.store = store
         self.deployment_id = info.id
@@ -202,11 +225,31 @@ class RunningDeployment:
         self.model_id = model_id
         self.matcher = matcher
         self.cameras = [camera.name for camera in info.cameras]
+        self.lease = lease
         self._lock = threading.Lock()
         self._faces: Counter[str] = Counter()
         self._dropped: Counter[str] = Counter()
         self._flushed_at = time.monotonic()
         self._running = True
+        self._lease_lost = False
+        self._lost_callbacks: list[Callable[[], None]] = []
+        #: Writes the store refused for too long, replayed by :meth:`end`, and why they failed.
+        self._unwritten: list[Callable[[Session], object]] = []
+        self._failure: str | None = None
+        self._heartbeat = Heartbeat(self.heartbeat, max(0.05, min(FLUSH_INTERVAL_SECONDS, lease.seconds / 3)),
+                                    name=f"deployment {info.name} heartbeat")
+        # A store closed under a deployment that never ended (a test, a crash path) stops its
+        # heartbeat: the lease then lapses and recovery ends the deployment.
+        self._forget_store = store.on_close(self._heartbeat.stop)
+        self._heartbeat.start()
+
+    @property
+    def lease_lost(self) -> bool:
+        return self._lease_lost
+
+    def when_lease_lost(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (e.g. stop the cameras) if another process takes this deployment over."""
+        self._lost_callbacks.append(callback)
 
     def add_faces_scanned(self, camera: str, count: int) -> None:
         self._count(self._faces, camera, count)
@@ -222,7 +265,7 @@ class RunningDeployment:
         gap = {"deployment_id": self.deployment_id, "camera": camera, "started_at": started, "ended_at": ended}
         with self._lock:
             self._check_running()
-            self._write(lambda session: self._store_gap(session, gap))
+            self._store(lambda session: self._store_gap(session, gap))
 
     def _store_gap(self, session: Session, gap: dict[str, Any]) -> None:
         session.add(DeploymentGap(**gap))
@@ -235,7 +278,7 @@ class RunningDeployment:
             self._check_running()
             if alert.subject not in set(self.matcher.subjects):
                 raise InvalidRecordError(f"subject {alert.subject!r} is not on deployment {self.name!r}'s watchlist")
-            return self._write(lambda session: self._insert_alert(session, alert))
+            return self._store(lambda session: self._insert_alert(session, alert))
 
     def _insert_alert(self, session: Session, alert: AlertEvent) -> int:
         hold_audit_chain(session)
@@ -260,26 +303,49 @@ class RunningDeployment:
         emit(session, events.alert_raised(session, row))
         return row.id
 
-    def end(self, actor: str) -> DeploymentRecord:
+    def heartbeat(self) -> None:
+        """Renew the lease and flush the counts (from the heartbeat thread, between writes)."""
+        with self._lock:
+            if not self._running:
+                return
+            try:
+                self._flush()
+            except LeaseLostError:
+                pass  # marked lost; the callbacks run below, outside the lock
+            except SQLAlchemyError as exc:
+                log.warning("deployment %s: heartbeat refused by the records store: %s", self.name, exc)
+        if self._lease_lost:
+            self._lease_was_lost()
+
+    def end(self, actor: str, reason: str | None = None) -> DeploymentRecord:
         """Flush the counts, store the record, and destroy the watchlist snapshot (audited with
         its size, never its templates). The pipeline should stop its cameras first: anything
-        reported afterwards is refused."""
+        reported afterwards is refused.
+
+        ``reason`` says why it ended early (a camera failed); a write the store refused is its
+        own reason. Until the store takes the end (with every write it refused before), this
+        waits for it — for ever: a deployment's end is never dropped while its process lives.
+        """
+        self._heartbeat.stop()
         with self._lock:
             self._check_running()
-            record = self._write(lambda session: self._store_end(session, actor))
+            reason = self._failure or reason
+            record = self._write_until_stored(lambda session: self._store_end(session, actor, reason))
             self._counts_written()
-            self._running = False
-            self.matcher = TemplateMatrix(self.model_id, [])
+            self._stop_running()
         return record
 
-    def _store_end(self, session: Session, actor: str) -> DeploymentRecord:
+    def _store_end(self, session: Session, actor: str, reason: str | None) -> DeploymentRecord:
+        for write in self._unwritten:
+            write(session)
         self._write_counts(session)
+        self.lease.release(session)
         row = session.get_one(Deployment, self.deployment_id)
-        row.status, row.ended_at = DeploymentStatus.ended, utc_now()
+        row.status, row.ended_at, row.end_reason = DeploymentStatus.ended, utc_now(), reason
         for camera in row.cameras:
             camera.sealed_source = None  # its credentials are not needed again
         record = refresh_record(session, row)
-        record_event(session, AuditAction.deployment_ended, actor=actor, target=self.name, details=record.as_dict())
+        record_event(session, AuditAction.deployment_ended, actor=actor, target=self.name, reason=reason, details=record.as_dict())
         emit(session, events.deployment_ended(self.name, record.as_dict()))
         record_event(
             session, AuditAction.snapshot_destroyed, actor=actor, target=self.name,
@@ -287,18 +353,53 @@ class RunningDeployment:
         )
         return record
 
+    def _store(self, work: Callable[[Session], T]) -> T:
+        """Write ``work`` with the lease held (lock held). A write refused beyond the retries is
+        kept for :meth:`end` and raises :class:`StoreUnavailableError` — as does every write after
+        it, at once, so the other cameras stop too."""
+        if self._failure is not None:
+            self._unwritten.append(work)
+            raise StoreUnavailableError(f"deployment {self.name!r} stops: {self._failure}")
+        try:
+            return self._write(work)
+        except OperationalError as exc:
+            if not is_transient(exc):
+                raise
+            self._unwritten.append(work)
+            self._failure = f"the records store refused writes for {WRITE_RETRY_SECONDS:.0f} s: {exc.orig}"
+            raise StoreUnavailableError(f"deployment {self.name!r} stops: {self._failure}") from exc
+
+    def _transact(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in one transaction with the lease held (renewed in it); every write goes
+        through here, so this is where a lost lease is noticed."""
+        try:
+            with self.store.transaction() as session:
+                self.lease.hold(session)
+                return work(session)
+        except LeaseLostError:
+            self._lease_lost = True
+            raise
+
     @retry(
         retry=retry_if_exception(is_transient),
         wait=wait_exponential(multiplier=0.1, max=5.0),
-        stop=stop_after_delay(WRITE_RETRY_SECONDS),
+        stop=lambda attempt: stop_after_delay(WRITE_RETRY_SECONDS)(attempt),  # the setting when it runs
         before_sleep=_retrying,
         reraise=True,
     )
     def _write(self, work: Callable[[Session], T]) -> T:
-        """Run ``work`` in one transaction, again from the start if the database refused it for
-        a passing reason; a refused transaction was rolled back, so nothing is written twice."""
-        with self.store.transaction() as session:
-            return work(session)
+        """:meth:`_transact`, again from the start if the database refused it for a passing
+        reason (e.g. "database or disk is full", a lost connection); a refused transaction was
+        rolled back, so nothing is written twice or half."""
+        return self._transact(work)
+
+    def _write_until_stored(self, work: Callable[[Session], T]) -> T:
+        """:meth:`_transact`, retried for as long as the refusals are passing ones."""
+        retrying = Retrying(
+            retry=retry_if_exception(is_transient), wait=wait_exponential(multiplier=0.1, max=5.0), stop=stop_never,
+            before_sleep=_retrying, reraise=True,
+        )
+        return retrying(self._transact, work)
 
     def _count(self, counter: Counter[str], camera: str, count: int) -> None:
         self._check_camera(camera)
@@ -307,19 +408,21 @@ class RunningDeployment:
         with self._lock:
             self._check_running()
             counter[camera] += count
-            if time.monotonic() - self._flushed_at < FLUSH_INTERVAL_SECONDS:
-                return
-            try:
-                with self.store.transaction() as session:
-                    self._write_counts(session)
-            except OperationalError as exc:
-                if not is_transient(exc):
-                    raise
-                # Counts wait in memory for the next flush (or the end) rather than stall a camera.
-                log.warning("deployment %s: counts kept for the next write, the database refused this one: %s", self.name, exc)
-                self._flushed_at = time.monotonic()
-                return
-            self._counts_written()
+            if time.monotonic() - self._flushed_at >= FLUSH_INTERVAL_SECONDS:
+                self._flush()
+
+    def _flush(self) -> None:
+        """Write the pending counts and renew the lease (lock held). Counts the database refused
+        for a passing reason wait in memory for the next flush (or the end): cameras do not stall."""
+        try:
+            self._transact(self._write_counts)
+        except OperationalError as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("deployment %s: counts kept for the next write, the database refused this one: %s", self.name, exc)
+            self._flushed_at = time.monotonic()
+            return
+        self._counts_written()
 
     def _write_counts(self, session: Session) -> None:
         """Add the pending counts to the cameras' rows (with the lock held); they are cleared
@@ -338,11 +441,30 @@ class RunningDeployment:
         self._dropped.clear()
         self._flushed_at = time.monotonic()
 
+    def _lease_was_lost(self) -> None:
+        """Another process recovered the deployment: drop the snapshot, stop the cameras."""
+        log.error("deployment %s was recovered by another process; this one stops running it", self.name)
+        with self._lock:
+            if not self._running:
+                return
+            self._stop_running()
+        for callback in self._lost_callbacks:
+            callback()
+
+    def _stop_running(self) -> None:
+        """No more writes; the snapshot and the heartbeat go (lock held)."""
+        self._running = False
+        self.matcher = TemplateMatrix(self.model_id, [])
+        self._heartbeat.stop()
+        self._forget_store()
+
     def _check_camera(self, camera: str) -> None:
         if camera not in self.cameras:
             raise InvalidRecordError(f"camera {camera!r} is not part of deployment {self.name!r} ({', '.join(self.cameras)})")
 
     def _check_running(self) -> None:
+        if self._lease_lost:
+            raise LeaseLostError(f"deployment {self.name!r} was recovered by another process; nothing more can be recorded here")
         if not self._running:
             raise DeploymentNotRunningError(f"deployment {self.name!r} has ended; nothing more can be recorded")
 
@@ -453,8 +575,10 @@ class DeploymentService:
             )
             return info
 
-    def start(self, name: str, actor: str) -> RunningDeployment:
-        """Start a planned deployment: check its authority, snapshot its watchlist, mark it running."""
+    def start(self, name: str, actor: str, server: str | None = None) -> RunningDeployment:
+        """Start a planned deployment: check its authority, snapshot its watchlist, mark it running
+        and take its lease. ``server`` is the server id of a server running it (which may resume
+        it after a crash; see :mod:`openfrt.live.recovery`), None for ``openfrt live``."""
         if self.gallery is None:
             raise InvalidRecordError("starting a deployment needs the gallery (for its watchlist)")
         planned = self.get(name)
@@ -481,6 +605,7 @@ class DeploymentService:
             )
             if started.rowcount != 1:  # another process started it between the check and now
                 raise InvalidRecordError(f"deployment {name!r} was started by someone else")
+            lease = Lease.acquire(session, planned.id, server=server, watchlist_revision=watchlist.revision, seconds=lease_seconds())
             record_event(
                 session, AuditAction.deployment_started, actor=actor, target=name,
                 details={"watchlist": watchlist.name, "watchlist_size": len(matcher), "threshold": threshold,
@@ -491,7 +616,7 @@ class DeploymentService:
                 watchlist=watchlist.name, watchlist_size=len(matcher), threshold=threshold, model_id=watchlist.model_id,
                 cameras=[camera.name for camera in planned.cameras], started_at=started_at,
             ))
-        return RunningDeployment(self.store, planned, threshold, watchlist.model_id, matcher)
+        return RunningDeployment(self.store, planned, threshold, watchlist.model_id, matcher, lease)
 
     def get(self, name: str) -> DeploymentInfo:
         with self.store.transaction() as session:
@@ -566,6 +691,7 @@ def compute_record(session: Session, row: Deployment) -> DeploymentRecord:
         arrests=sum(1 for alert in alerts if alert.outcome is AlertOutcome.arrested),
         frames_dropped=int(cameras[2]), gaps=len(gaps),
         gap_seconds=round(sum((gap.ended_at - gap.started_at).total_seconds() for gap in gaps), 3),
+        interrupted=row.end_reason is not None,
     )
 
 
@@ -574,7 +700,7 @@ def _deployment_info(row: Deployment) -> DeploymentInfo:
     return DeploymentInfo(
         row.id, row.name, row.purpose, row.location, row.latitude, row.longitude, row.planned_start, row.planned_end,
         row.authorised_by, row.authorised_at, row.watchlist, row.threshold, row.model_id, row.watchlist_size, row.status,
-        row.created_at, row.started_at, row.ended_at, cameras,
+        row.created_at, row.started_at, row.ended_at, cameras, row.end_reason,
     )
 
 

@@ -23,6 +23,7 @@ from openfrt.live.deployments import (
 )
 from openfrt.live.events import CameraRunner
 from openfrt.live.pipeline import CameraStats, LiveRunner, PipelineConfig
+from openfrt.live.recovery import LapsedDeployment, resume
 from openfrt.live.sources import Source, open_source
 from openfrt.records.errors import InvalidRecordError
 from openfrt.vision import FaceEngine
@@ -76,12 +77,15 @@ class LiveSupervisor:
         config: PipelineConfig = PipelineConfig(),
         realtime: bool = True,
         cluster: ClusterCameras | None = None,
+        server: str | None = None,
     ) -> None:
         self.service = service
         self._cluster = cluster
         self._engine = engine
         self._config = config
         self._realtime = realtime
+        #: The server id its deployments' leases carry, so that this server resumes them after a crash.
+        self.server = server
         self._active: dict[str, _Active] = {}
         self._lock = threading.Lock()
 
@@ -89,40 +93,53 @@ class LiveSupervisor:
         """Open the deployment's camera sources, start it (snapshotting its watchlist) and run it.
 
         Sources are opened first, so a missing file or bad URL fails before anything is recorded."""
+        self._launch(name, actor, lambda: self.service.start(name, actor, server=self.server))
+
+    def resume(self, lapsed: LapsedDeployment, actor: str = "system:recovery") -> None:
+        """Run again a deployment this server ran before it was lost (see :mod:`openfrt.live.recovery`)."""
+        if self.server is None:
+            raise InvalidRecordError("this supervisor has no server id, so it resumes nothing")
+        server = self.server
+        self._launch(lapsed.name, actor, lambda: resume(self.service, lapsed, actor=actor, server=server))
+
+    def _launch(self, name: str, actor: str, begin: Callable[[], RunningDeployment]) -> None:
         with self._lock:
             if name in self._active:
                 raise InvalidRecordError(f"deployment {name!r} is already running")
             planned = self.service.get(name)
             if not planned.cameras:
                 raise InvalidRecordError(f"deployment {name!r} has no cameras")
-            running, runner = self._start_on_cluster(name, actor) if self._cluster is not None else self._start_here(name, actor)
+            launch = self._start_on_cluster if self._cluster is not None else self._start_here
+            running, runner = launch(name, actor, begin)
+            running.when_lease_lost(runner.stop)
             thread = threading.Thread(target=self._run, args=(name,), name=f"deployment {name}", daemon=True)
             self._active[name] = _Active(running, runner, thread, started_by=actor)
             thread.start()
 
-    def _start_here(self, name: str, actor: str) -> tuple[RunningDeployment, CameraRunner]:
+    def _start_here(self, name: str, actor: str, begin: Callable[[], RunningDeployment]) -> tuple[RunningDeployment, CameraRunner]:
+        """Open the sources in this process, then start (or resume) with ``begin``."""
         sources = self._open_sources(self.service.camera_sources(name))
         try:
             engine = self._engine()
-            running = self.service.start(name, actor)
+            running = begin()
         except BaseException:
             for source in sources.values():
                 source.stop()
             raise
         try:
             return running, LiveRunner(running, sources, lambda: engine, self._config)
-        except OpenFRTError:
-            running.end(actor)
+        except OpenFRTError as exc:
+            running.end(actor, reason=f"its cameras could not run: {exc}")
             raise
 
-    def _start_on_cluster(self, name: str, actor: str) -> tuple[RunningDeployment, CameraRunner]:
-        """Place the cameras' actors (each opens its source on its node), then start."""
+    def _start_on_cluster(self, name: str, actor: str, begin: Callable[[], RunningDeployment]) -> tuple[RunningDeployment, CameraRunner]:
+        """Place the cameras' actors (each opens its source on its node), then start (or resume)."""
         from openfrt.cluster.cameras import ClusterRunner
 
         assert self._cluster is not None
         opened = self._cluster.open(self.service.camera_sources(name))
         try:
-            running = self.service.start(name, actor)
+            running = begin()
         except BaseException:
             opened.close()
             raise
@@ -181,14 +198,19 @@ class LiveSupervisor:
     def _run(self, name: str) -> None:
         """Run the cameras to their end (or a stop), then end the deployment — always."""
         active = self._active[name]
+        failure: str | None = None
         try:
             active.runner.run()
         except BaseException as exc:  # noqa: BLE001 - a failed camera must still end the deployment
             log.error("deployment %s stopped on an error: %s", name, exc)
+            failure = f"a camera failed: {exc}"
         finally:
             actor = active.stopped_by or active.started_by
             try:
-                active.running.end(actor)
+                if active.running.lease_lost:
+                    log.error("deployment %s was recovered by another process; it is that process's to end", name)
+                else:
+                    active.running.end(actor, reason=failure)
             except OpenFRTError as exc:
                 log.error("deployment %s could not be ended: %s", name, exc)
             with self._lock:

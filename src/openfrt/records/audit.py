@@ -90,6 +90,11 @@ class AuditAction(str, enum.Enum):
     model_migration_started = "model.migrate_start"
     subject_reembedded = "subject.reembed"
     model_migration_completed = "model.migrate_complete"
+    deployment_resumed = "deployment.resume"
+    backup_created = "backup.create"
+    backup_restored = "backup.restore"
+    key_rotation_started = "keys.rotate_start"
+    key_rotated = "keys.rotate"
 
 
 def current_actor(explicit: str | None = None) -> str:

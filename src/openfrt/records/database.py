@@ -7,6 +7,8 @@ default; PostgreSQL is used when ``OPENFRT_DATABASE_URL`` names it.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,8 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -86,7 +90,13 @@ def _checkpoint_after_deletion(dbapi_connection: Any, record: Any) -> None:
     files. Runs when the connection returns to the pool, after its transaction has ended.
     """
     if record.info.pop(DELETED, False):
-        dbapi_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        try:
+            dbapi_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            # The transaction has committed; a full disk must not make it look failed. The pages
+            # stay in the WAL until this connection's next check-in tries again.
+            record.info[DELETED] = True
+            log.warning("could not checkpoint the write-ahead log after a deletion (will retry): %s", exc)
 
 
 def alembic_config() -> Config:
@@ -144,13 +154,20 @@ def _run_migrations(connection: Connection, config: Config, revision: str) -> No
 def is_transient(error: BaseException) -> bool:
     """Whether the database refused a transaction for a passing reason, so that running it
     again later may succeed: SQLite's write lock still held when the busy timeout ran out, a
-    lost connection, or (PostgreSQL) a serialization failure, deadlock or server restart."""
+    full disk or an I/O error (space may be freed, a volume remounted); PostgreSQL unreachable
+    or restarting, a lost connection, a serialization failure or deadlock, a full disk."""
     if not isinstance(error, OperationalError):
         return False
     if error.connection_invalidated:
         return True
-    sqlstate = getattr(error.orig, "sqlstate", None) or ""
-    if sqlstate[:2] in {"08", "40"} or sqlstate[:3] == "57P":
-        return True
-    message = str(error.orig).lower()
+    original = error.orig
+    sqlite_error = getattr(original, "sqlite_errorname", None)
+    if sqlite_error is not None:
+        return sqlite_error.startswith(("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR"))
+    if hasattr(original, "sqlstate"):  # psycopg
+        sqlstate = getattr(original, "sqlstate", None) or ""
+        if not sqlstate:  # no server answered: the connection failed or was lost
+            return True
+        return sqlstate[:2] in {"08", "40", "53"} or sqlstate[:3] == "57P" or sqlstate == "58030"
+    message = str(original).lower()
     return "database is locked" in message or "database is busy" in message

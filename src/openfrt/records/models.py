@@ -254,6 +254,9 @@ class Deployment(Base):
     started_at: Mapped[datetime | None] = mapped_column()
     ended_at: Mapped[datetime | None] = mapped_column()
     record: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: Why it ended before an officer stopped it or its sources ended (its process lost, its
+    #: store failing); None for a deployment that ran its course. Its record says "interrupted".
+    end_reason: Mapped[str | None] = mapped_column(Text)
 
     cameras: Mapped[list[DeploymentCamera]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, order_by="DeploymentCamera.name"
@@ -285,6 +288,28 @@ class DeploymentGap(Base):
     camera: Mapped[str] = mapped_column(String(ID_LENGTH))
     started_at: Mapped[datetime] = mapped_column()
     ended_at: Mapped[datetime] = mapped_column()
+
+
+class DeploymentLease(Base):
+    """The process running a deployment, for as long as it renews this row (a heartbeat).
+
+    A deployment is running somewhere only while its lease has not expired. Every write of the
+    running process renews it conditionally on ``owner`` being itself, and recovery takes over a
+    lapsed lease conditionally on it being unchanged, so of two processes only one can hold it.
+    ``server_id`` names the data directory of the server that runs it (None for ``openfrt live``,
+    which does not resume), and ``watchlist_revision`` the watchlist its snapshot was taken of:
+    both decide whether a restarted server may resume it.
+    """
+
+    __tablename__ = "deployment_leases"
+
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    server_id: Mapped[str | None] = mapped_column(String(64))
+    watchlist_revision: Mapped[int] = mapped_column(Integer)
+    acquired_at: Mapped[datetime] = mapped_column()
+    renewed_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column()
 
 
 class Alert(Base):

@@ -7,8 +7,9 @@ upgrades the schema and checks that the key is the one the data was written with
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +37,8 @@ class RecordStore:
         self.engine = engine
         self.cipher = cipher
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._on_close: dict[int, Callable[[], None]] = {}
+        self._close_keys = itertools.count()
 
     @classmethod
     def open(cls, home: str | Path | None = None) -> "RecordStore":
@@ -58,7 +61,18 @@ class RecordStore:
         with self._sessions.begin() as session:
             yield session
 
+    def on_close(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` when the store closes, before its connections go (background work
+        using the store, such as a deployment's heartbeat, stops first); returns a function that
+        cancels it (safe to call more than once)."""
+        key = next(self._close_keys)
+        self._on_close[key] = callback
+        return lambda: self._on_close.pop(key, None)
+
     def close(self) -> None:
+        for callback in list(self._on_close.values()):
+            callback()
+        self._on_close.clear()
         self.engine.dispose()
 
     def __enter__(self) -> "RecordStore":
