@@ -41,10 +41,16 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     """Keep the user's real data directory and model cache out of every test.
 
     The converted-model cache is shared by the whole session so that models are built once.
+    The camera source policy is configured as a test site's administrator would: the tests'
+    cameras and receivers sit on 10.0.0.0/8 and on loopback, and their videos are made under
+    the session's temporary directory, which is the footage directory. Tests of the policy
+    itself set their own (``test_camera_sources.py``, ``test_net_policy.py``).
     """
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OPENFRT_HOME", str(tmp_path_factory.mktemp("home")))
         patch.setenv("OPENFRT_CACHE_DIR", str(tmp_path_factory.mktemp("model-cache")))
+        patch.setenv("OPENFRT_ALLOWED_NETWORKS", "10.0.0.0/8,127.0.0.0/8")
+        patch.setenv("OPENFRT_FOOTAGE_DIR", str(tmp_path_factory.getbasetemp()))
         for name in ("OPENFRT_DETECTOR", "OPENFRT_EMBEDDER", "OPENFRT_THRESHOLD", "OPENFRT_DATABASE_URL"):
             patch.delenv(name, raising=False)
         yield
