@@ -264,7 +264,7 @@ def prepare(engine: FaceEngine, subjects: int, deployments: int) -> Prepared:
     try:
         users = UserService(store)
         users.create(OPERATOR, Role.operator, uuid.uuid4().hex, actor="benchmark")
-        _, token = users.create_token(OPERATOR, "load benchmark", actor="benchmark")
+        _, token = users.create_token(OPERATOR, "load benchmark", actor=OPERATOR)
         gallery = Gallery(store, engine)
         gallery.create_watchlist(WATCHLIST, purpose="load benchmark", authorised_by="Supt Bench", actor=OPERATOR)
         model, version = gallery.model_id.split("@")

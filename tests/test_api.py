@@ -121,7 +121,7 @@ def test_a_wrong_password_and_an_unknown_user_get_the_same_answer(client: TestCl
 
 
 def test_a_machine_token_acts_with_its_users_role_until_revoked(client: TestClient) -> None:
-    headers = login(client, Role.admin)
+    headers = login(client, Role.operator)  # a token is created by the user it acts as
     created = client.post(f"/api/users/{USERS[Role.operator]}/tokens", json={"label": "gateway"}, headers=headers)
     assert created.status_code == 201
     bearer = {"Authorization": f"Bearer {created.json()['token']}"}

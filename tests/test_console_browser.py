@@ -266,13 +266,16 @@ def test_the_first_administrator_is_created_with_the_set_up_code_and_manages_use
         expect(page.locator("tr[data-user=operator-2]")).to_contain_text("operator")
 
         token = page.get_by_test_id("new-token")
-        token.locator("select[name=user]").select_option("operator-2")
-        token.get_by_label("What it is for").fill("camera gateway 1")
-        token.get_by_role("button", name="Create token").click()
+        token.get_by_label("What your own token is for").fill("nightly retention job")
+        token.get_by_role("button", name="Create my token").click()
         secret = page.get_by_test_id("token-secret")
         expect(secret).to_have_text(re.compile(r"^ofrt_"))
-        answer = httpx.get(f"{base}/api/alerts", headers={"Authorization": f"Bearer {secret.inner_text()}"})
-        assert answer.status_code == 200  # the token acts as the operator
+        answer = httpx.get(f"{base}/api/users", headers={"Authorization": f"Bearer {secret.inner_text()}"})
+        assert answer.status_code == 200  # the token acts as the administrator who made it...
+        csrf = page.locator("meta[name=csrf-token]").get_attribute("content") or ""
+        for_someone_else = page.request.post("/api/users/operator-2/tokens", data={"label": "as the operator"},
+                                             headers={"X-CSRF-Token": csrf})
+        assert for_someone_else.status == 403  # ...and nobody else
 
         page.goto("/deployments")  # administrators run retention on demand (nothing is due here)
         page.get_by_test_id("run-retention").click()

@@ -220,7 +220,7 @@ def test_session_use_is_written_at_most_once_a_minute(users: UserService, store:
 def test_api_tokens_are_shown_once_and_revocable(users: UserService, store: RecordStore) -> None:  # noqa: F811
     users.create("alice", Role.admin, PASSWORD, actor="setup")
     bob = users.create("bob", Role.operator, PASSWORD, actor="alice")
-    info, secret = users.create_token("bob", "nightly export", actor="alice")
+    info, secret = users.create_token("bob", "nightly export", actor="bob")
     assert secret.startswith("ofrt_") and len(secret) > 40
     assert (info.user, info.label, info.last_used_at, info.revoked_at) == ("bob", "nightly export", None, None)
     stored = everything_stored(store)
@@ -248,17 +248,17 @@ def test_api_tokens_are_shown_once_and_revocable(users: UserService, store: Reco
 def test_disabling_a_user_revokes_their_tokens(users: UserService, store: RecordStore) -> None:  # noqa: F811
     users.create("bob", Role.operator, PASSWORD, actor="setup")
     users.create("carol", Role.operator, PASSWORD, actor="setup")
-    _, bobs = users.create_token("bob", "script", actor="setup")
-    _, carols = users.create_token("carol", "script", actor="setup")
+    _, bobs = users.create_token("bob", "script", actor="bob")
+    _, carols = users.create_token("carol", "script", actor="carol")
     users.disable("bob", actor="admin")
     with pytest.raises(AuthenticationError):
         users.token_user(bobs)
     assert users.token_user(carols).name == "carol"
     assert [token.revoked_at is not None for token in users.list_tokens()] == [True, False]
     with pytest.raises(InvalidRecordError, match="disabled"):
-        users.create_token("bob", "another", actor="setup")
+        users.create_token("bob", "another", actor="bob")
     with pytest.raises(InvalidRecordError, match="label"):
-        users.create_token("carol", "  ", actor="setup")
+        users.create_token("carol", "  ", actor="carol")
     with pytest.raises(RecordNotFoundError):
         users.list_tokens("nobody")
     # a token whose user was disabled behind the service's back is refused as well

@@ -89,6 +89,7 @@ def audit_list(
     action: Annotated[str | None, typer.Option("--action", help="Only this action (e.g. search.retrospective).")] = None,
     actor: Annotated[str | None, typer.Option("--actor", help="Only entries by this actor.")] = None,
     target: Annotated[str | None, typer.Option("--target", help="Only entries about this record (e.g. a subject id).")] = None,
+    credential: Annotated[str | None, typer.Option("--credential", help="Only entries made with this session or token (e.g. token:7).")] = None,
     since: Annotated[str | None, typer.Option("--since", help="From this ISO 8601 time (local unless a zone is given).")] = None,
     until: Annotated[str | None, typer.Option("--until", help="Before this ISO 8601 time.")] = None,
     before_seq: Annotated[int | None, typer.Option("--before-seq", help="Only entries older than this seq (next page).")] = None,
@@ -98,13 +99,15 @@ def audit_list(
     json_output: JsonOption = False,
 ) -> None:
     """List audit entries, newest first (this listing is itself audited)."""
-    filters: dict[str, Any] = {"action": action, "actor": actor, "target": target, "since": since, "until": until, "before_seq": before_seq}
+    filters: dict[str, Any] = {"action": action, "actor": actor, "target": target, "credential": credential, "since": since,
+                               "until": until, "before_seq": before_seq}
     start, end = parse_time(since, "--since"), parse_time(until, "--until")
     with open_store(home) as store:
         try:
             with store.transaction() as session:
                 entries = list_events(
-                    session, actor=actor, action=action, target=target, since=start, until=end, before_seq=before_seq, limit=limit
+                    session, actor=actor, action=action, target=target, credential=credential, since=start, until=end,
+                    before_seq=before_seq, limit=limit,
                 )
         except OpenFRTError as exc:
             fail(exc, json_output)
@@ -128,7 +131,8 @@ def _print_entry(entry: AuditEntry, json_output: bool) -> None:
     if json_output:
         print_json(entry.as_dict())
         return
-    parts = [f"#{entry.seq} {entry.at.isoformat()} {escape(entry.actor)} [bold]{entry.action}[/bold]"]
+    by = f"{escape(entry.actor)} ({escape(entry.credential)})" if entry.credential else escape(entry.actor)
+    parts = [f"#{entry.seq} {entry.at.isoformat()} {by} [bold]{entry.action}[/bold]"]
     if entry.target:
         parts.append(f"on {escape(entry.target)}")
     if entry.case_ref:

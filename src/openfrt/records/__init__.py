@@ -6,12 +6,14 @@ decrypted only in memory; the schema is managed by Alembic migrations shipped in
 """
 
 from openfrt.records.audit import (
+    Actor,
     AuditAction,
     AuditEntry,
     ChainAnchor,
     ChainReport,
     current_actor,
     list_events,
+    local_actor,
     record_event,
     verify_chain,
 )
@@ -40,6 +42,7 @@ from openfrt.records.store import RecordStore
 from openfrt.records.users import Role, TokenInfo, UserInfo, UserService
 
 __all__ = [
+    "Actor",
     "AuditAction",
     "AuditChainError",
     "AuditEntry",
@@ -68,6 +71,7 @@ __all__ = [
     "current_actor",
     "list_events",
     "load_cipher",
+    "local_actor",
     "open_database",
     "record_event",
     "upgrade",

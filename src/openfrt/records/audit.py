@@ -10,6 +10,10 @@ its predecessor's hash, and the one-row ``audit_chain_head`` table records the n
 :func:`verify_chain` can show an edited entry, a removed one (from the middle or the end) or a
 reordering. Someone able to rewrite every later entry and the head can still forge a
 consistent chain; comparing a published head hash with a later one exposes that.
+
+Each entry also names the credential its actor proved who they are with (``session:12``,
+``token:7``, ``password``, ``local``), so an action is traced to the login or token that did
+it, not only to a name (see :class:`Actor`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,13 @@ HEAD_ID = 1
 
 #: The columns an entry's hash covers: everything but its row id and the hash itself.
 HASHED_FIELDS = ("seq", "at", "actor", "action", "target", "case_ref", "reason", "details", "prev_hash")
+
+#: Columns added later, covered by the hash whenever they hold a value: entries written before
+#: they existed hold None and hash exactly as they did, so an upgraded log still verifies.
+OPTIONAL_HASHED_FIELDS = ("credential",)
+
+#: The credential of local administration: someone with the data directory, not a signed-in user.
+LOCAL_CREDENTIAL = "local"
 
 #: Rows read per query by :func:`verify_chain`, so memory stays flat however long the log is.
 VERIFY_BATCH = 1000
@@ -79,9 +90,36 @@ class AuditAction(str, enum.Enum):
     audit_verified = "audit.verify"
 
 
+class Actor(str):
+    """Who acts, as the audit log's ``actor`` column shows them (a user name, ``local:<os user>``,
+    ``deployment:<name>``), carrying the credential they proved it with into :func:`record_event`.
+
+    It is a ``str`` so that every service keeps taking ``actor: str`` and storing it where it
+    did (verdicts, holds, authorities), while the credential travels with the name — even into
+    the thread that later ends a deployment — without each call in between handing it on.
+    """
+
+    credential: str | None
+
+    def __new__(cls, name: str, credential: str | None = None) -> Actor:
+        actor = super().__new__(cls, name)
+        actor.credential = credential
+        return actor
+
+
 def current_actor(explicit: str | None = None) -> str:
     """Who is acting: the name given, else ``OPENFRT_USER``, else the operating-system user."""
     return explicit or os.environ.get("OPENFRT_USER") or getpass.getuser()
+
+
+def local_actor() -> Actor:
+    """Local administration (the first administrator, a check from cron): whoever runs openfrt
+    with the data directory, audited as ``local:<os user>``, never as one of the users."""
+    try:
+        account = getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+        account = f"uid-{os.getuid()}"
+    return Actor(f"local:{account}", LOCAL_CREDENTIAL)
 
 
 def record_event(
@@ -95,6 +133,7 @@ def record_event(
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one event in the caller's transaction, so it is kept exactly when the change is.
+    An :class:`Actor` adds the credential it acted by; a plain name records none (the system).
 
     The head row is updated first: that UPDATE waits for any other transaction appending to
     the log (a row lock on PostgreSQL, the write lock on SQLite), so this entry's predecessor
@@ -111,8 +150,9 @@ def record_event(
         raise AuditChainError("the audit chain head is missing, so no event can be appended; run `openfrt audit verify`")
     seq, prev_hash = head
     fields = {
-        "seq": seq, "at": utc_now(), "actor": actor, "action": action.value, "target": target, "case_ref": case_ref,
+        "seq": seq, "at": utc_now(), "actor": str(actor), "action": action.value, "target": target, "case_ref": case_ref,
         "reason": reason, "details": _as_stored(details or {}), "prev_hash": prev_hash,
+        "credential": getattr(actor, "credential", None),
     }
     event = AuditEvent(**fields, entry_hash=entry_hash(fields))
     session.add(event)
@@ -149,9 +189,11 @@ def entry_hash(entry: Mapping[str, Any]) -> str:
     ``entry`` maps the column names to values (other keys are ignored). Canonical means sorted
     keys, fixed separators, ASCII only and ``at`` in UTC with microseconds, so an entry hashes
     the same whether it was just built or read back from SQLite or PostgreSQL. This format is
-    permanent: changing it would invalidate every existing log.
+    permanent: changing it would invalidate every existing log; :data:`OPTIONAL_HASHED_FIELDS`
+    only extend it, for entries that hold them.
     """
     canonical = {name: entry[name] for name in HASHED_FIELDS}
+    canonical.update({name: entry[name] for name in OPTIONAL_HASHED_FIELDS if entry.get(name) is not None})
     canonical["at"] = entry["at"].astimezone(UTC).isoformat(timespec="microseconds")
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(text.encode("ascii")).hexdigest()
@@ -260,6 +302,7 @@ def _rows_in_seq_order(session: Session) -> Iterator[Row[Any]]:
     columns = (
         AuditEvent.seq, AuditEvent.at, AuditEvent.actor, AuditEvent.action, AuditEvent.target,
         AuditEvent.case_ref, AuditEvent.reason, AuditEvent.details, AuditEvent.prev_hash, AuditEvent.entry_hash,
+        AuditEvent.credential,
     )
     after: int | None = None
     while True:
@@ -319,12 +362,13 @@ class AuditEntry:
     reason: str | None
     details: dict[str, Any]
     entry_hash: str
+    credential: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "seq": self.seq, "at": self.at.isoformat(), "actor": self.actor, "action": self.action,
             "target": self.target, "case_ref": self.case_ref, "reason": self.reason, "details": self.details,
-            "entry_hash": self.entry_hash,
+            "entry_hash": self.entry_hash, "credential": self.credential,
         }
 
 
@@ -334,6 +378,7 @@ def list_events(
     actor: str | None = None,
     action: AuditAction | str | None = None,
     target: str | None = None,
+    credential: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     before_seq: int | None = None,
@@ -353,6 +398,8 @@ def list_events(
         query = query.where(AuditEvent.action == (action.value if isinstance(action, AuditAction) else action))
     if target is not None:
         query = query.where(AuditEvent.target == target)
+    if credential is not None:
+        query = query.where(AuditEvent.credential == credential)
     if since is not None:
         query = query.where(AuditEvent.at >= since)
     if until is not None:
@@ -360,6 +407,7 @@ def list_events(
     if before_seq is not None:
         query = query.where(AuditEvent.seq < before_seq)
     return [
-        AuditEntry(row.seq, row.at, row.actor, row.action, row.target, row.case_ref, row.reason, row.details, row.entry_hash)
+        AuditEntry(row.seq, row.at, row.actor, row.action, row.target, row.case_ref, row.reason, row.details, row.entry_hash,
+                   row.credential)
         for row in session.scalars(query)
     ]

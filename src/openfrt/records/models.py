@@ -163,6 +163,9 @@ class WatchlistMember(Base):
 #: Length of a SHA-256 digest in hex: audit chain hashes and the stored hashes of secrets.
 SHA256_HEX_LENGTH = 64
 
+#: Longest credential label in the audit log (``session:<id>``, ``token:<id>``, ...).
+CREDENTIAL_LENGTH = 80
+
 
 class AuditEvent(Base):
     """Who did what, to which records, why and when. Append-only: the database refuses changes.
@@ -188,6 +191,9 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(SHA256_HEX_LENGTH))
     entry_hash: Mapped[str] = mapped_column(String(SHA256_HEX_LENGTH))
+    #: How the actor proved who they are (``session:12``, ``token:7``, ``password``, ``local``);
+    #: None for the system's own entries and for entries written before it was recorded.
+    credential: Mapped[str | None] = mapped_column(String(CREDENTIAL_LENGTH))
 
 
 class AuditChainHead(Base):

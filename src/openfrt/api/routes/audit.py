@@ -29,6 +29,7 @@ def audit_log(
     actor: str | None = None,
     action: str | None = None,
     target: str | None = None,
+    credential: str | None = Query(None, description="Only entries made with this session or token, e.g. token:7."),
     since: datetime | None = None,
     until: datetime | None = None,
     before: int | None = Query(None, ge=1),
@@ -36,13 +37,13 @@ def audit_log(
     principal: Principal = Depends(auditor),
     ctx: ServerContext = Depends(context),
 ) -> list[dict[str, Any]]:
-    entries = read_audit_log(ctx, principal, actor=actor, action=action, target=target, since=since, until=until,
-                             before=before, limit=limit)
+    entries = read_audit_log(ctx, principal, actor=actor, action=action, target=target, credential=credential,
+                             since=since, until=until, before=before, limit=limit)
     return [jsonable(entry.as_dict()) for entry in entries]
 
 
 def read_audit_log(ctx: ServerContext, principal: Principal, *, limit: int, **filters: Any) -> list[AuditEntry]:
-    """Entries matching ``filters`` (actor, action, target, since, until, before), newest first.
+    """Entries matching ``filters`` (actor, action, target, credential, since, until, before), newest first.
 
     Reading the log is itself logged, with the filters used — after the read, so that a page
     does not show its own viewing. The API and the console both read through here."""

@@ -1,0 +1,40 @@
+"""Identity and governance: the credential behind every audit entry.
+
+``audit_events.credential`` is added empty: entries written before it hash without it (see
+``OPTIONAL_HASHED_FIELDS`` in :mod:`openfrt.records.audit`), so an upgraded log still verifies
+and no entry has to be rewritten. Adding a nullable column changes no row, so the append-only
+triggers stay in place.
+
+Revision ID: 0012
+Revises: 0005
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0012"
+down_revision: str | None = "0005"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("audit_events") as batch:
+        batch.add_column(sa.Column("credential", sa.String(80), nullable=True))
+
+
+def downgrade() -> None:
+    credentialed = op.get_bind().scalar(sa.text("SELECT count(*) FROM audit_events WHERE credential IS NOT NULL"))
+    if credentialed:
+        raise RuntimeError(
+            f"{credentialed} audit entries record their credential, which their hashes cover: "
+            "dropping the column would make the log fail verification"
+        )
+    # A plain ALTER (SQLite 3.35+ and PostgreSQL): batch mode would copy the table, which the
+    # append-only triggers refuse.
+    op.execute("ALTER TABLE audit_events DROP COLUMN credential")
