@@ -283,9 +283,9 @@ def prepare(engine: FaceEngine, subjects: int, deployments: int) -> Prepared:
         running = []
         for index in range(deployments):
             name = DEPLOYMENT if deployments == 1 else f"{DEPLOYMENT}-{index + 1}"
-            service.create(name, purpose="load benchmark", location="localhost", authorised_by=None,
+            service.create(name, purpose="load benchmark", location="localhost",
                            watchlist=WATCHLIST, actor=OPERATOR, cameras={CAMERA: "benchmark"})
-            service.authorise(name, officer="Supt Bench", actor="Supt Bench")
+            service.authorise(name, actor="Supt Bench")
             running.append(service.start(name, OPERATOR))
     except BaseException:
         store.close()

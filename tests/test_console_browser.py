@@ -11,6 +11,7 @@ With ``OPENFRT_SCREENSHOTS=1`` the tests also save the README's screenshots to
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import socket
@@ -41,10 +42,11 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-q
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 PASSWORD = "correct horse battery staple"
 USERS = {"admin-1": "admin", "operator-1": "operator", "operator-2": "operator", "authoriser-1": "authorising_officer",
-         "engagement-1": "engagement_officer", "auditor-1": "auditor"}
+         "authoriser-2": "authorising_officer", "engagement-1": "engagement_officer", "auditor-1": "auditor"}
 
 #: Below the bundled model's calibrated watchlist threshold, so that the one watchlisted passer
-#: is recognised from a different photograph (see test_walkthrough.py's LENIENT).
+#: is recognised from a different photograph (see test_walkthrough.py's LENIENT). It is below the
+#: floor too, so the deployment using it needs a second authorising officer's approval.
 LENIENT = 0.95
 
 #: Four LFW passers, one of them watchlisted with another image of them enrolled, the others
@@ -110,20 +112,31 @@ def server_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(server_home: Path) -> Iterator[str]:
-    """A server on a fresh data directory with one user per role, made with the CLI."""
+    """A server on a fresh data directory with one user per role, made with the CLI: the first
+    administrator locally, the others with that administrator's own token."""
     home = server_home
-    env = {**os.environ, "OPENFRT_HOME": str(home), "OPENFRT_USER": "installer"}
-    commands = [[sys.executable, "-m", "openfrt", "users", "create", name, "--role", role, "--password-stdin"]
-                for name, role in USERS.items()]
-    # The first creates the data directory and its key; the others can then run side by side.
-    subprocess.run(commands[0], input=PASSWORD, text=True, env=env, check=True, capture_output=True, timeout=120)
-    others = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-              for command in commands[1:]]
-    for process in others:
+    env = {**os.environ, "OPENFRT_HOME": str(home)}
+    env.pop("OPENFRT_TOKEN", None)
+    openfrt = [sys.executable, "-m", "openfrt"]
+    (admin, _), *others = USERS.items()
+    subprocess.run([*openfrt, "users", "create", admin, "--role", "admin", "--password-stdin"], input=PASSWORD, text=True,
+                   env=env, check=True, capture_output=True, timeout=120)
+    env["OPENFRT_TOKEN"] = cli_token(env, admin)
+    creating = [subprocess.Popen([*openfrt, "users", "create", name, "--role", role, "--password-stdin"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                for name, role in others]
+    for process in creating:
         output, _ = process.communicate(PASSWORD, timeout=120)
         assert process.returncode == 0, output
     with serving(home) as base:
         yield base
+
+
+def cli_token(env: dict[str, str], name: str) -> str:
+    """``openfrt login NAME``: the user's own API token, for the CLI (``OPENFRT_TOKEN``)."""
+    login = subprocess.run([sys.executable, "-m", "openfrt", "login", name, "--password-stdin", "--json"], input=PASSWORD,
+                           text=True, env=env, check=True, capture_output=True, timeout=120)
+    return json.loads(login.stdout)["token"]
 
 
 @pytest.fixture(scope="module")
@@ -189,8 +202,7 @@ def watchlisted(server: str, walk: Walkthrough) -> str:
     returns the passer's identity, which is their subject id."""
     passer = next(p for p in walk.passers if p.on_watchlist)
     with api_session(server, "authoriser-1") as client:
-        client.post("/api/watchlists", json={"name": "walkthrough", "purpose": "people wanted on warrant",
-                                             "threshold": LENIENT}).raise_for_status()
+        client.post("/api/watchlists", json={"name": "walkthrough", "purpose": "people wanted on warrant"}).raise_for_status()
         enrolled = client.post(
             "/api/subjects",
             data={"subject_id": passer.identity, "display_name": passer.identity.replace("_", " "), "category": "wanted",
@@ -333,15 +345,31 @@ def test_a_deployment_on_a_video_raises_an_alert_live_that_is_adjudicated_into_t
     expect(operator.get_by_test_id("queue-empty")).to_be_visible()
     operator.evaluate("window.sameDocument = true")
 
-    authoriser = log_in("authoriser-1")
-    authoriser.goto("/deployments")
-    plan = authoriser.get_by_test_id("new-deployment")
+    # One officer plans; another, an authorising officer, authorises and starts.
+    operator.goto("/deployments")
+    plan = operator.get_by_test_id("new-deployment")
     plan.get_by_label("Name", exact=True).fill("high-street-1")
     plan.locator("select[name=watchlist]").select_option("walkthrough")
     plan.get_by_label("Purpose").fill("locate people wanted on warrant")
     plan.get_by_label("Location").fill("Test Street, north entrance")
     plan.get_by_label("Cameras, one per line").fill(f"gate={walk.video}")
+    plan.get_by_label("Threshold (optional; default: the watchlist's)").fill(str(LENIENT))
     plan.get_by_role("button", name="Plan deployment").click()
+    expect(operator.locator("[data-deployment-row='high-street-1']")).to_be_visible()
+    # Below the floor: a second authorising officer approves it, with a justification, before it can be authorised.
+    second = log_in("authoriser-2")
+    second.goto("/deployments/high-street-1")
+    floor = second.get_by_test_id("threshold-floor")
+    expect(floor).to_contain_text("below the floor")
+    floor.get_by_label("Justification").fill("one known subject, recognised from a different photograph")
+    floor.get_by_test_id("approve-threshold").click()
+    expect(second.get_by_test_id("threshold-floor")).to_have_attribute("data-approved", "true")
+    operator.goto("/alerts")
+    expect(operator.get_by_test_id("live-status")).to_have_attribute("data-state", "live")
+    operator.evaluate("window.sameDocument = true")
+
+    authoriser = log_in("authoriser-1")
+    authoriser.goto("/deployments")
     row = authoriser.locator("[data-deployment-row='high-street-1']")
     row.get_by_test_id("authorise").click()
     expect(row.get_by_role("cell", name="authoriser-1")).to_be_visible()
@@ -392,15 +420,17 @@ def test_a_deployment_on_a_video_raises_an_alert_live_that_is_adjudicated_into_t
     # card stale: their correction is refused, and the card then shows what was decided.
     seen.get_by_test_id("correct").click()
     alert_id = seen.get_attribute("data-alert-id")
+    officer = {**os.environ, "OPENFRT_HOME": str(server_home)}
+    officer["OPENFRT_TOKEN"] = cli_token(officer, "engagement-1")
     cli = subprocess.run([sys.executable, "-m", "openfrt", "alerts", "adjudicate", str(alert_id), "--correcting", "confirmed_match",
-                          "--status", "no_further_action", "--outcome", "no_action", "--by", "Sgt C"],
-                         env={**os.environ, "OPENFRT_HOME": str(server_home)}, capture_output=True, text=True, timeout=120)
+                          "--status", "no_further_action", "--outcome", "no_action"],
+                         env=officer, capture_output=True, text=True, timeout=120)
     assert cli.returncode == 0, cli.stderr
     seen.get_by_test_id("false-alert").click()
-    expect(seen.get_by_test_id("alert-message")).to_contain_text("already no_further_action (no_action), decided by Sgt C")
-    expect(seen.get_by_test_id("alert-verdict")).to_contain_text("no further action · outcome: no action · by Sgt C")
+    expect(seen.get_by_test_id("alert-message")).to_contain_text("already no_further_action (no_action), decided by engagement-1")
+    expect(seen.get_by_test_id("alert-verdict")).to_contain_text("no further action · outcome: no action · by engagement-1")
     expect(seen.get_by_test_id("adjudication-form")).to_be_hidden()
-    seen.get_by_test_id("correct").click()  # now knowingly replacing Sgt C's verdict
+    seen.get_by_test_id("correct").click()  # now knowingly replacing engagement-1's verdict
     seen.get_by_test_id("outcome").select_option("engaged")
     seen.get_by_test_id("confirm").click()
     expect(seen.get_by_test_id("alert-verdict")).to_contain_text("confirmed match · outcome: engaged · by operator-2")

@@ -3,8 +3,11 @@
 ``verify`` walks the whole hash chain (see :mod:`openfrt.records.audit`) and exits 1 if any
 entry was edited or removed, so it can run from cron or a monitoring check; its output's head
 hash, kept somewhere else, lets a later run show that the log was not rewritten wholesale.
-Reading and verifying the log are themselves audited. Exit codes: 0 intact (or listed),
-1 damage found or a bad filter (reported), 2 usage or configuration.
+``list`` acts as an auditor's or administrator's token (``OPENFRT_TOKEN``). ``verify`` does too
+when a token is given; without one it is local administration (a monitoring job with the data
+directory, which could read every hash anyway; it shows no entry's content), audited as
+``local:<os user>``. Reading and verifying the log are themselves audited. Exit codes:
+0 intact (or listed), 1 damage found or a bad filter (reported), 2 usage or configuration.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from openfrt.cli.common import (
     EXIT_INPUT_FAILED,
     HomeOption,
     JsonOption,
-    OperatorOption,
     console,
     err_console,
     fail,
@@ -27,6 +29,7 @@ from openfrt.cli.common import (
     parse_time,
     print_json,
 )
+from openfrt.cli.identity import has_token, signed_in
 from openfrt.errors import OpenFRTError
 from openfrt.records import (
     AuditAction,
@@ -35,8 +38,8 @@ from openfrt.records import (
     ChainAnchor,
     InvalidRecordError,
     RecordStore,
-    current_actor,
     list_events,
+    local_actor,
     record_event,
     verify_chain,
 )
@@ -56,16 +59,17 @@ def audit_verify(
     anchor: Annotated[list[str] | None, typer.Option(
         "--anchor", help="SEQ:HASH printed by an earlier verification and kept elsewhere: prove the log up to it was not rewritten. Repeatable.")] = None,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Check every entry's hash and link, and that none is missing; exit 1 listing any damage."""
+    """Check every entry's hash and link, and that none is missing; exit 1 listing any damage.
+    As OPENFRT_TOKEN's auditor or administrator, or without a token as local administration."""
     anchors = _anchors(anchor)
     with open_store(home) as store:
+        actor = signed_in(store, "view_audit") if has_token() else local_actor()
         with store.transaction() as session:
             report = verify_chain(session, anchors)
         _record(
-            store, AuditAction.audit_verified, current_actor(operator),
+            store, AuditAction.audit_verified, actor,
             {"entries": report.entries, "ok": report.ok, "problems": len(report.problems), "head_hash": report.head_hash,
              "anchors": [str(given) for given in anchors]},
         )
@@ -95,7 +99,6 @@ def audit_list(
     before_seq: Annotated[int | None, typer.Option("--before-seq", help="Only entries older than this seq (next page).")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many entries.")] = 100,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """List audit entries, newest first (this listing is itself audited)."""
@@ -103,6 +106,7 @@ def audit_list(
                                "until": until, "before_seq": before_seq}
     start, end = parse_time(since, "--since"), parse_time(until, "--until")
     with open_store(home) as store:
+        reader = signed_in(store, "view_audit")
         try:
             with store.transaction() as session:
                 entries = list_events(
@@ -112,7 +116,7 @@ def audit_list(
         except OpenFRTError as exc:
             fail(exc, json_output)
         shown = {name: value for name, value in filters.items() if value is not None}
-        _record(store, AuditAction.audit_viewed, current_actor(operator), {"filters": shown, "limit": limit, "entries": len(entries)})
+        _record(store, AuditAction.audit_viewed, reader, {"filters": shown, "limit": limit, "entries": len(entries)})
     for entry in entries:
         _print_entry(entry, json_output)
 

@@ -25,6 +25,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from openfrt.errors import ImageError, ModelMismatchError
+from openfrt.evaluation.calibration import floor_threshold
 from openfrt.gallery.fitness import default_threshold, expected_fitness
 from openfrt.gallery.matching import Candidate, Identification, TemplateMatrix
 from openfrt.gallery.quality import FaceChoice, QualityPolicy, check_quality, choose_face
@@ -410,7 +411,9 @@ class Gallery:
         expires_at: datetime | None = None,
         threshold: float | None = None,
     ) -> WatchlistInfo:
-        """A new, empty watchlist for the engine's model; threshold defaults to the calibrated one."""
+        """A new, empty watchlist for the engine's model; threshold defaults to the calibrated one.
+        A threshold below the model's floor even for one subject is refused: it can only be
+        set on a deployment, where a second authorising officer must approve it."""
         check_identifier(name, "watchlist name")
         for value, what in ((purpose, "purpose"), (authorised_by, "authorising officer")):
             if not value or not value.strip():
@@ -421,6 +424,14 @@ class Gallery:
             threshold = default_threshold(self.model_id, self.engine.embedder.default_threshold)
         if not 0.0 <= threshold <= 1.0:
             raise InvalidRecordError(f"threshold {threshold} is outside 0..1")
+        # Uncalibrated: the 1:1 threshold, whose false-match rate (0.1%) is the floor for one subject.
+        floor = floor_threshold(self.model_id, 1) or self.engine.embedder.default_threshold
+        if threshold < floor:
+            raise InvalidRecordError(
+                f"threshold {threshold} is below {floor:.4f}, the floor of {self.model_id} even for one subject "
+                "(more than 1 false alert in 1,000 searches of people not on it); a lower threshold is set on a "
+                "deployment, where a second authorising officer must approve it"
+            )
         with self.store.transaction() as session:
             if session.scalar(select(Watchlist.id).where(Watchlist.name == name)) is not None:
                 raise DuplicateRecordError(f"a watchlist named {name!r} already exists")

@@ -1,7 +1,7 @@
 """Deployments: one authorised use of live facial recognition, from plan to published record.
 
-A deployment is created with its purpose, place, watchlist and cameras, authorised by a named
-officer (when created, or later by :meth:`DeploymentService.authorise`), then started once:
+A deployment is planned by one user with its purpose, place, watchlist and cameras, authorised
+by another, an authorising officer (:meth:`DeploymentService.authorise`), then started once:
 starting takes a snapshot of the watchlist's templates in memory (so edits to the watchlist
 during the deployment change nothing) and hands the pipeline a :class:`RunningDeployment`.
 Ending destroys the snapshot and stores the deployment's record (faces scanned, alerts and
@@ -32,10 +32,12 @@ from openfrt.errors import OpenFRTError
 from openfrt.gallery import Gallery, TemplateMatrix
 from openfrt.gallery.gallery import check_identifier
 from openfrt.live.events import AlertEvent
+from openfrt.gallery.fitness import ThresholdCheck
 from openfrt.live.sources import without_credentials
+from openfrt.live.thresholds import approval_covers, approval_needed, planned_threshold_check
 from openfrt.records.audit import AuditAction, hold_audit_chain, record_event
 from openfrt.records.database import is_transient
-from openfrt.records.errors import DuplicateRecordError, InvalidRecordError, RecordNotFoundError
+from openfrt.records.errors import DuplicateRecordError, InvalidRecordError, NotPermittedError, RecordNotFoundError
 from openfrt.records.models import (
     Alert,
     AlertMedia,
@@ -107,6 +109,8 @@ class DeploymentInfo:
     started_at: datetime | None
     ended_at: datetime | None
     cameras: tuple[CameraInfo, ...]
+    planned_by: str | None = None
+    threshold_approval: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return jsonable(asdict(self))
@@ -329,7 +333,6 @@ class DeploymentService:
         *,
         purpose: str,
         location: str,
-        authorised_by: str | None,
         watchlist: str,
         actor: str,
         cameras: Mapping[str, str] | None = None,
@@ -339,16 +342,12 @@ class DeploymentService:
         planned_start: datetime | None = None,
         planned_end: datetime | None = None,
     ) -> DeploymentInfo:
-        """Plan a deployment; ``cameras`` maps camera names to source descriptions (URL, device).
-
-        With ``authorised_by`` it is authorised as it is created (an officer planning their own,
-        or ``openfrt live``); without, it waits for :meth:`authorise` before it can start.
+        """Plan a deployment as ``actor``; ``cameras`` maps camera names to source descriptions
+        (URL, device). It waits for another user's :meth:`authorise` before it can start.
         """
         check_identifier(name, "deployment name")
         for value, what in ((purpose, "purpose"), (location, "location"), (watchlist, "watchlist")):
             require_text(value, f"a deployment needs a {what}")
-        if authorised_by is not None:
-            require_text(authorised_by, "the authorising officer is blank; name them, or leave it out to authorise later")
         cameras = dict(cameras or {})
         for camera, source in cameras.items():
             check_identifier(camera, "camera name")
@@ -361,8 +360,7 @@ class DeploymentService:
                 raise DuplicateRecordError(f"a deployment named {name!r} already exists")
             row = Deployment(
                 name=name, purpose=purpose, location=location, latitude=latitude, longitude=longitude,
-                planned_start=planned_start, planned_end=planned_end, authorised_by=authorised_by,
-                authorised_at=utc_now() if authorised_by is not None else None,
+                planned_start=planned_start, planned_end=planned_end, planned_by=str(actor),
                 watchlist=watchlist, threshold=threshold, status=DeploymentStatus.planned,
                 cameras=[self._camera_row(camera, source) for camera, source in cameras.items()],
             )
@@ -389,47 +387,93 @@ class DeploymentService:
                 for camera in row.cameras
             }
 
-    def authorise(self, name: str, *, officer: str, actor: str) -> DeploymentInfo:
-        """Record ``officer``'s authority for a planned deployment, which may then start.
+    def authorise(self, name: str, *, actor: str) -> DeploymentInfo:
+        """Record ``actor``'s authority, as authorising officer, for a planned deployment, which
+        may then start. They may not authorise a deployment they planned themselves: planning
+        and authorising are two people's decisions.
+
+        A threshold below the floor for the watchlist's size (or of an uncalibrated model) needs
+        a second authorising officer's approval first (:meth:`approve_threshold`); the audit
+        entry records the threshold, watchlist size, model and floor either way.
 
         Only a planned deployment can be (re-)authorised: the authority of one that has run is
-        part of its record. ``actor`` is who entered it, usually the officer themself.
+        part of its record.
         """
-        require_text(officer, "name the authorising officer (name, rank, number)")
+        require_text(actor, "name the authorising officer")
         with self.store.transaction() as session:
+            planned = deployment_row(session, name)  # RecordNotFoundError if there is none
+            if planned.planned_by is not None and planned.planned_by == actor:
+                raise NotPermittedError(
+                    f"deployment {name!r} was planned by {actor}; another authorising officer must authorise it"
+                )
+            approval = planned.threshold_approval
+            if approval is not None and approval["by"] == actor:
+                raise NotPermittedError(
+                    f"{actor} approved deployment {name!r}'s threshold; another authorising officer must authorise it, "
+                    "so that a second authorising officer has approved it"
+                )
+            check = planned_threshold_check(session, planned)
+            if check.needs_approval and not approval_covers(approval, check):
+                raise NotPermittedError(approval_needed(name, check))
             authorised = session.execute(
                 update(Deployment)
                 .where(Deployment.name == name, Deployment.status == DeploymentStatus.planned)
-                .values(authorised_by=officer, authorised_at=utc_now())
+                .values(authorised_by=str(actor), authorised_at=utc_now())
             )
             if authorised.rowcount != 1:
-                status = deployment_row(session, name).status.value  # RecordNotFoundError if there is none
-                raise InvalidRecordError(f"deployment {name!r} is {status}; only a planned deployment can be authorised")
-            row = deployment_row(session, name)
-            info = _deployment_info(row)
+                raise InvalidRecordError(f"deployment {name!r} is {planned.status.value}; only a planned deployment can be authorised")
+            session.refresh(planned)
+            info = _deployment_info(planned)
             record_event(
                 session, AuditAction.deployment_authorised, actor=actor, target=name,
-                details={"authorised_by": officer, "watchlist": info.watchlist, "purpose": info.purpose},
+                details={"authorised_by": str(actor), "planned_by": info.planned_by, "watchlist": info.watchlist,
+                         "purpose": info.purpose, "threshold": check.threshold, "watchlist_size": check.watchlist_size,
+                         "model_id": check.model_id, "threshold_floor": check.floor, "threshold_approval": approval},
             )
             return info
+
+    def approve_threshold(self, name: str, *, justification: str, actor: str) -> DeploymentInfo:
+        """Record ``actor``'s approval, as a second authorising officer, of a planned deployment's
+        threshold below the floor (or of an uncalibrated model), with why. Neither its planner nor
+        its authorising officer may give it, and it covers the threshold, model and watchlist
+        size as they are now (:mod:`openfrt.live.thresholds`)."""
+        require_text(justification, "approving a threshold below the floor needs a justification")
+        with self.store.transaction() as session:
+            row = deployment_row(session, name)
+            if row.status is not DeploymentStatus.planned:
+                raise InvalidRecordError(f"deployment {name!r} is {row.status.value}; only a planned deployment's threshold can be approved")
+            if actor in (row.planned_by, row.authorised_by):
+                raise NotPermittedError(
+                    f"{actor} planned or authorised deployment {name!r}: a threshold below the floor needs a second "
+                    "authorising officer's approval"
+                )
+            check = planned_threshold_check(session, row)
+            if not check.needs_approval:
+                raise InvalidRecordError(f"deployment {name!r}: {check.describe()}; it needs no approval")
+            row.threshold_approval = {"by": str(actor), "at": utc_now().isoformat(), "justification": justification,
+                                      **check.as_dict()}
+            record_event(session, AuditAction.threshold_approved, actor=actor, target=name, reason=justification,
+                         details=check.as_dict())
+            session.flush()
+            return _deployment_info(row)
+
+    def threshold_check(self, name: str) -> ThresholdCheck:
+        """A planned deployment's threshold against the floor for its watchlist as it now is."""
+        with self.store.transaction() as session:
+            return planned_threshold_check(session, deployment_row(session, name))
 
     def start(self, name: str, actor: str) -> RunningDeployment:
         """Start a planned deployment: check its authority, snapshot its watchlist, mark it running."""
         if self.gallery is None:
             raise InvalidRecordError("starting a deployment needs the gallery (for its watchlist)")
-        planned = self.get(name)
-        if planned.status is not DeploymentStatus.planned:
-            raise InvalidRecordError(f"deployment {name!r} is {planned.status.value}; a deployment starts only once")
-        require_text(
-            planned.authorised_by, f"deployment {name!r} has no authorising officer; it cannot start until it is authorised"
-        )
-        require_text(planned.watchlist, f"deployment {name!r} has no watchlist; it cannot start")
-        if not planned.cameras:
-            raise InvalidRecordError(f"deployment {name!r} has no cameras; add one with --camera NAME=SOURCE")
+        planned = self.ready_to_start(name)
         watchlist, matcher = self.gallery.watchlist_snapshot(planned.watchlist)
         if len(matcher) == 0:
             raise InvalidRecordError(f"watchlist {planned.watchlist!r} is empty; there is nothing to look for")
         threshold = planned.threshold if planned.threshold is not None else watchlist.threshold
+        check = ThresholdCheck.of(watchlist.model_id, threshold, len(matcher), matcher.max_references)
+        if check.needs_approval and not approval_covers(planned.threshold_approval, check):
+            raise NotPermittedError(approval_needed(name, check))
         with self.store.transaction() as session:
             started = session.execute(
                 update(Deployment)
@@ -442,9 +486,24 @@ class DeploymentService:
             record_event(
                 session, AuditAction.deployment_started, actor=actor, target=name,
                 details={"watchlist": watchlist.name, "watchlist_size": len(matcher), "threshold": threshold,
-                         "model_id": watchlist.model_id, "cameras": [camera.name for camera in planned.cameras]},
+                         "model_id": watchlist.model_id, "cameras": [camera.name for camera in planned.cameras],
+                         "threshold_floor": check.floor},
             )
         return RunningDeployment(self.store, planned, threshold, watchlist.model_id, matcher)
+
+    def ready_to_start(self, name: str) -> DeploymentInfo:
+        """The deployment, if its plan lets it start: planned (not yet run), authorised, with a
+        watchlist and cameras; raises saying what is missing. Checked before any camera opens."""
+        planned = self.get(name)
+        if planned.status is not DeploymentStatus.planned:
+            raise InvalidRecordError(f"deployment {name!r} is {planned.status.value}; a deployment starts only once")
+        require_text(
+            planned.authorised_by, f"deployment {name!r} has no authorising officer; it cannot start until it is authorised"
+        )
+        require_text(planned.watchlist, f"deployment {name!r} has no watchlist; it cannot start")
+        if not planned.cameras:
+            raise InvalidRecordError(f"deployment {name!r} has no cameras; add one with --camera NAME=SOURCE")
+        return planned
 
     def get(self, name: str) -> DeploymentInfo:
         with self.store.transaction() as session:
@@ -527,7 +586,7 @@ def _deployment_info(row: Deployment) -> DeploymentInfo:
     return DeploymentInfo(
         row.id, row.name, row.purpose, row.location, row.latitude, row.longitude, row.planned_start, row.planned_end,
         row.authorised_by, row.authorised_at, row.watchlist, row.threshold, row.model_id, row.watchlist_size, row.status,
-        row.created_at, row.started_at, row.ended_at, cameras,
+        row.created_at, row.started_at, row.ended_at, cameras, row.planned_by, row.threshold_approval,
     )
 
 

@@ -88,6 +88,7 @@ class AuditAction(str, enum.Enum):
     token_revoked = "token.revoke"
     audit_viewed = "audit.view"
     audit_verified = "audit.verify"
+    threshold_approved = "deployment.threshold_approve"
 
 
 class Actor(str):
@@ -105,11 +106,6 @@ class Actor(str):
         actor = super().__new__(cls, name)
         actor.credential = credential
         return actor
-
-
-def current_actor(explicit: str | None = None) -> str:
-    """Who is acting: the name given, else ``OPENFRT_USER``, else the operating-system user."""
-    return explicit or os.environ.get("OPENFRT_USER") or getpass.getuser()
 
 
 def local_actor() -> Actor:

@@ -281,8 +281,8 @@ class MediaKind(str, enum.Enum):
 class Deployment(Base):
     """One authorised use of live facial recognition at a place, against one watchlist.
 
-    An operator may plan it; an authorising officer authorises it (``authorised_by``,
-    ``authorised_at``) before it can start.
+    A user plans it (``planned_by``); another user, an authorising officer, authorises it
+    (``authorised_by``, ``authorised_at``) before it can start.
 
     The watchlist is referenced by name, not foreign key: the watchlist is destroyed after use,
     the deployment's record must outlive it. ``threshold`` is None until start when the
@@ -318,6 +318,12 @@ class Deployment(Base):
     cameras: Mapped[list[DeploymentCamera]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, order_by="DeploymentCamera.name"
     )
+    #: The user who planned it, who may not also authorise it; None for deployments planned
+    #: before this was recorded.
+    planned_by: Mapped[str | None] = mapped_column(String(200))
+    #: A second authorising officer's approval of a threshold below the floor: who, when, why,
+    #: and the threshold, model and watchlist size it covers (:mod:`openfrt.live.thresholds`).
+    threshold_approval: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class DeploymentCamera(Base):

@@ -1,4 +1,6 @@
-"""Identity and governance: the credential behind every audit entry.
+"""Identity and governance: the credential behind every audit entry, who planned each
+deployment (who may then not authorise it), and a second officer's approval of a threshold
+below the floor.
 
 ``audit_events.credential`` is added empty: entries written before it hash without it (see
 ``OPTIONAL_HASHED_FIELDS`` in :mod:`openfrt.records.audit`), so an upgraded log still verifies
@@ -26,9 +28,15 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("audit_events") as batch:
         batch.add_column(sa.Column("credential", sa.String(80), nullable=True))
+    with op.batch_alter_table("deployments") as batch:
+        batch.add_column(sa.Column("planned_by", sa.String(200), nullable=True))
+        batch.add_column(sa.Column("threshold_approval", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("deployments") as batch:
+        batch.drop_column("threshold_approval")
+        batch.drop_column("planned_by")
     credentialed = op.get_bind().scalar(sa.text("SELECT count(*) FROM audit_events WHERE credential IS NOT NULL"))
     if credentialed:
         raise RuntimeError(
