@@ -266,7 +266,8 @@ def prepare(engine: FaceEngine, subjects: int, deployments: int) -> Prepared:
         users.create(OPERATOR, Role.operator, uuid.uuid4().hex, actor="benchmark")
         _, token = users.create_token(OPERATOR, "load benchmark", actor=OPERATOR)
         gallery = Gallery(store, engine)
-        gallery.create_watchlist(WATCHLIST, purpose="load benchmark", authorised_by="Supt Bench", actor=OPERATOR)
+        gallery.create_watchlist(WATCHLIST, purpose="load benchmark", authorised_by="Supt Bench", actor=OPERATOR,
+                                 standing_reason="searched by every deployment of the benchmark")
         model, version = gallery.model_id.split("@")
         rng = np.random.default_rng(0)
         names = [f"subject-{index:03d}" for index in range(subjects)]

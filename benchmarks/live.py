@@ -30,7 +30,8 @@ data directory).
 
 The commands run as openfrt users, as they must: an authorising officer creates the watchlist,
 an operator searches, plans one deployment per run (at the threshold measured) and runs it
-after the officer authorised it.
+after the officer authorised it — and, for a threshold below the floor, after a second
+authorising officer approved it.
 """
 
 from __future__ import annotations
@@ -82,17 +83,19 @@ class Officers:
 
     operator: dict[str, str]
     authoriser: dict[str, str]
+    approver: dict[str, str]
 
     @classmethod
     def in_home(cls, home: Path) -> Officers:
         env = {**os.environ, "OPENFRT_HOME": str(home)}
+        roles = {"bench-operator": Role.operator, "bench-officer": Role.authorising_officer, "bench-approver": Role.authorising_officer}
         tokens = {}
         with RecordStore.open(home) as store:
             users = UserService(store)
-            for name, role in (("bench-operator", Role.operator), ("bench-officer", Role.authorising_officer)):
+            for name, role in roles.items():
                 users.create(name, role, f"benchmark password {os.urandom(8).hex()}", actor=local_actor())
                 tokens[name] = users.create_token(name, "benchmark", actor=name)[1]
-        return cls({**env, "OPENFRT_TOKEN": tokens["bench-operator"]}, {**env, "OPENFRT_TOKEN": tokens["bench-officer"]})
+        return cls(*({**env, "OPENFRT_TOKEN": tokens[name]} for name in roles))
 
 
 @dataclass(frozen=True)
@@ -318,8 +321,10 @@ def _run(command: list[str], env: dict[str, str]) -> str:
 
 
 def _create_watchlist(name: str, embedder: list[str], authoriser: dict[str, str]) -> float:
-    """A watchlist at the model's calibrated threshold, which it returns."""
-    out = _run([*OPENFRT, "watchlist", "create", name, "--purpose", "benchmark", "--json", *embedder], authoriser)
+    """A standing watchlist (one deployment per threshold and run searches it) at the model's
+    calibrated threshold, which it returns."""
+    out = _run([*OPENFRT, "watchlist", "create", name, "--purpose", "benchmark", "--standing", "searched by every run of the benchmark",
+                "--json", *embedder], authoriser)
     return float(json.loads(out.splitlines()[-1])["threshold"])
 
 
@@ -360,6 +365,9 @@ def _live(watchlist: str, video: str | Path, embedder: list[str], officers: Offi
     extra = ["--threshold", str(threshold)] if threshold is not None else []
     _run([*OPENFRT, "deployments", "create", name, "--watchlist", watchlist, "--location", "benchmark", "--purpose", "benchmark",
           "--camera", f"walk={video}", "--json", *extra], officers.operator)
+    if threshold is not None:  # refused (exit 1) when the threshold is not below the floor and needs no approval
+        _run([*OPENFRT, "deployments", "approve-threshold", name, "--justification", "benchmark below the floor", "--json"],
+             officers.approver)
     _run([*OPENFRT, "deployments", "authorise", name, "--json"], officers.authoriser)
     command = [*OPENFRT, "live", "--deployment", name, "--events-json", *embedder, *(["--realtime"] if realtime else [])]
     started = time.perf_counter()

@@ -217,6 +217,7 @@ def test_enrol_watch_alert_adjudicate_and_publish_over_http(client: TestClient, 
 
     record = wait_for(lambda: (r := client.get("/api/deployments/op-gate/record").json())["status"] == "ended" and r)
     assert record["alerts"] == record["true_alerts"] == record["engagements"] == 1 and record["faces_scanned"] == 2
+    assert client.get("/api/watchlists/wanted").status_code == 404  # made for this deployment, destroyed with it
     published = client.get("/api/records").json()
     assert published["deployments"][0]["deployment"] == "op-gate" and published["months"][0]["alerts"] == 1
     assert {(g["dimension"], g["group"], g["true_alerts"], g["false_alerts"]) for g in published["groups"]} == {("ethnicity", "black", 1, 0), ("sex", "male", 1, 0)}

@@ -133,7 +133,7 @@ def test_live_runs_only_a_deployment_an_authorising_officer_authorised(env: dict
     cameras.mkdir()
     Image.new("RGB", (64, 48)).save(cameras / "frame.png")
     with records(env) as store:
-        Gallery(store, hog_engine).create_watchlist("op", purpose="p", authorised_by="x", actor="x")
+        Gallery(store, hog_engine).create_watchlist("op", purpose="p", authorised_by="x", actor="x", standing_reason="two deployments")
         DeploymentService(store).create("waiting", purpose="p", location="l", watchlist="op", actor=user_name(Role.operator),
                                         cameras={"gate": str(cameras)})
     unauthorised = openfrt(operator, "live", "--deployment", "waiting", "--events-json")

@@ -443,6 +443,7 @@ def test_a_deployment_on_a_video_raises_an_alert_live_that_is_adjudicated_into_t
     expect(authoriser.get_by_test_id("record-true-alerts")).to_have_text("1")
     expect(authoriser.get_by_test_id("record-engagements")).to_have_text("1")
     expect(authoriser.get_by_test_id("record-pending")).to_have_text("0")
+    assert authoriser.request.get("/api/watchlists/walkthrough").status == 404  # made for it: destroyed at its end
 
     # The authorising officer keeps the images past retention for a recorded reason, then lifts the hold.
     authoriser.goto("/alerts")
@@ -530,9 +531,9 @@ def test_a_subject_and_a_watchlist_are_deleted_from_their_pages_with_an_audited_
     assert page.request.get("/api/watchlists/to-destroy").status == 404
 
     auditor = log_in("auditor-1")
-    reasons = {entry["action"]: entry["reason"] for entry in auditor.request.get("/api/audit?limit=200").json()}
-    assert reasons["subject.remove"] == "no longer wanted: warrant withdrawn"
-    assert reasons["watchlist.delete"] == "operation finished"
+    reasons = {(entry["action"], entry["target"]): entry["reason"] for entry in auditor.request.get("/api/audit?limit=200").json()}
+    assert reasons["subject.remove", "erase-me"] == "no longer wanted: warrant withdrawn"
+    assert reasons["watchlist.delete", "to-destroy"] == "operation finished"
 
 
 def test_a_role_without_the_permission_gets_the_403_page_and_the_api_refuses_it_too(log_in: Callable[[str], Page]) -> None:
@@ -562,7 +563,7 @@ def test_the_auditor_filters_the_audit_log_and_verifies_its_hash_chain(log_in: C
     filters.get_by_label("Action").select_option("user.create")
     filters.get_by_role("button", name="Filter").click()
     page.wait_for_url("**/audit?*action=user.create*")
-    actions = page.get_by_test_id("audit-entry").locator("td:nth-child(4)").all_inner_texts()
+    actions = page.get_by_test_id("audit-entry").locator("td:nth-child(5)").all_inner_texts()
     assert len(actions) >= len(USERS) and set(actions) == {"user.create"}
 
     page.goto("/audit")

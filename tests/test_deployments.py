@@ -66,7 +66,8 @@ def make_gallery(store: RecordStore, engine: FaceEngine) -> Gallery:  # noqa: F8
     """Watchlist ``op`` with alpha and bravo; charlie enrolled but not on it. Templates are random
     (the records side never looks at faces), so no image work is needed."""
     gallery = Gallery(store, engine)
-    gallery.create_watchlist("op", purpose="find wanted people", authorised_by="Supt A", actor="PC 1")
+    gallery.create_watchlist("op", purpose="find wanted people", authorised_by="Supt A", actor="PC 1",
+                             standing_reason="searched by the tests' many deployments")
     rng = np.random.default_rng(3)
     with store.transaction() as session:
         for subject in SUBJECTS:
@@ -511,6 +512,7 @@ def test_record_and_csv_publish_the_counts(service: DeploymentService, store: Re
         "deployment": "dep", "date": service.get("dep").started_at.date().isoformat(),  # type: ignore[union-attr]
         "location": "Stadium Way", "purpose": "wanted offenders at the match", "watchlist_size": "2",
         "faces_scanned": "500", "alerts": "2", "true_alerts": "1", "false_alerts": "1", "engagements": "1", "arrests": "0",
+        "audit_anchor": service.record("dep").audit_anchor,
     }
 
 

@@ -71,12 +71,14 @@ def audit_verify(
         _record(
             store, AuditAction.audit_verified, actor,
             {"entries": report.entries, "ok": report.ok, "problems": len(report.problems), "head_hash": report.head_hash,
-             "anchors": [str(given) for given in anchors]},
+             "anchors": [str(given) for given in anchors], "published_anchors": report.published_anchors},
         )
     if json_output:
         print_json(report.as_dict())
     elif report.ok:
         console.print(f"audit log intact: {report.entries} entries, head {report.head_hash}")
+        if report.published_anchors:
+            console.print(f"all {report.published_anchors} anchors published with deployment records are in place")
         if report.anchor:
             console.print(f"anchor {report.anchor}: keep it outside this system; "
                           f"`openfrt audit verify --anchor {report.anchor}` later proves nothing up to it was rewritten")

@@ -167,6 +167,9 @@ def watchlist_create(
     threshold: Annotated[
         Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="Alert threshold (default: the model's calibrated one).")
     ] = None,
+    standing: Annotated[Optional[str], typer.Option(
+        "--standing", metavar="REASON",
+        help="Keep it beyond one deployment, for this reason (recorded). Without it, it is destroyed when its deployment ends.")] = None,
     home: HomeOption = None,
     json_output: JsonOption = False,
     embedder: EmbedderOption = None,
@@ -178,7 +181,7 @@ def watchlist_create(
         try:
             info = gallery.create_watchlist(
                 name, purpose=purpose, authorised_by=actor, actor=actor,
-                criteria=criteria, expires_at=expires_at, threshold=threshold,
+                criteria=criteria, expires_at=expires_at, threshold=threshold, standing_reason=standing,
             )
         except OpenFRTError as exc:
             fail(exc, json_output, watchlist=name)
@@ -405,9 +408,10 @@ def _print_watchlist(info: WatchlistInfo, fitness: dict[str, Any] | None, json_o
         print_json({**info.as_dict(), "size": len(info.subjects), "fitness": fitness})
     else:
         expiry = info.expires_at.isoformat() if info.expires_at else "never (set one)"
+        kept = f"standing: {info.standing_reason}" if info.standing_reason else "destroyed when its deployment ends"
         console.print(
             f"watchlist [bold]{info.name}[/bold]: {info.purpose}\n"
-            f"  authorised by {info.authorised_by}; criteria: {info.criteria or 'not recorded'}\n"
+            f"  authorised by {info.authorised_by}; criteria: {info.criteria or 'not recorded'}; {kept}\n"
             f"  created {info.created_at.isoformat()}; expires {expiry}{' [red](expired)[/red]' if info.expired else ''}\n"
             f"  threshold {info.threshold:.4f} ({info.model_id}); {len(info.subjects)} subject(s)"
         )

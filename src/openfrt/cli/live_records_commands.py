@@ -323,6 +323,7 @@ def _print_record(record: DeploymentRecord, json_output: bool) -> None:
         f"no further action {record.no_further_action}, pending {record.pending_alerts})\n"
         f"  engagements {record.engagements}; arrests {record.arrests}; "
         f"frames dropped {record.frames_dropped}; gaps {record.gaps} ({record.gap_seconds:.0f} s)"
+        + (f"\n  audit anchor when it ended: {record.audit_anchor}" if record.audit_anchor else "")
     )
 
 

@@ -5,7 +5,8 @@ by another, an authorising officer (:meth:`DeploymentService.authorise`), then s
 starting takes a snapshot of the watchlist's templates in memory (so edits to the watchlist
 during the deployment change nothing) and hands the pipeline a :class:`RunningDeployment`.
 Ending destroys the snapshot and stores the deployment's record (faces scanned, alerts and
-their outcomes), which is refreshed when adjudications change later.
+their outcomes), which is refreshed when adjudications change later; a watchlist made for the
+deployment (not a standing one) is destroyed with it.
 
 About people who did not match, only a count is kept.
 """
@@ -19,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from typing import IO, Any, TypeVar
 
@@ -30,16 +31,17 @@ from tenacity import before_sleep_log, retry, retry_if_exception, stop_after_del
 
 from openfrt.errors import OpenFRTError
 from openfrt.gallery import Gallery, TemplateMatrix
-from openfrt.gallery.gallery import check_identifier
+from openfrt.gallery.gallery import check_identifier, destroy_watchlist
 from openfrt.live.events import AlertEvent
 from openfrt.gallery.fitness import ThresholdCheck
 from openfrt.live.sources import without_credentials
 from openfrt.live.thresholds import approval_covers, approval_needed, planned_threshold_check
-from openfrt.records.audit import AuditAction, hold_audit_chain, record_event
+from openfrt.records.audit import AuditAction, ChainAnchor, hold_audit_chain, record_event
 from openfrt.records.database import is_transient
 from openfrt.records.errors import DuplicateRecordError, InvalidRecordError, NotPermittedError, RecordNotFoundError
 from openfrt.records.models import (
     Alert,
+    AuditEvent,
     AlertMedia,
     AlertOutcome,
     AlertStatus,
@@ -69,7 +71,7 @@ FLUSH_INTERVAL_SECONDS = 5.0
 #: The columns forces publish for each deployment, in order (``export-csv``).
 CSV_COLUMNS = (
     "deployment", "date", "location", "purpose", "watchlist_size", "faces_scanned",
-    "alerts", "true_alerts", "false_alerts", "engagements", "arrests",
+    "alerts", "true_alerts", "false_alerts", "engagements", "arrests", "audit_anchor",
 )
 
 
@@ -145,13 +147,17 @@ class DeploymentRecord:
     frames_dropped: int
     gaps: int
     gap_seconds: float
+    #: The audit log's anchor (SEQ:HASH) when the deployment ended, published with the record so
+    #: that anyone can later show the log was not cut back or rewritten before it (None while it
+    #: runs, and for records published before anchors were).
+    audit_anchor: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return jsonable(asdict(self))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DeploymentRecord:
-        values = {field.name: data[field.name] for field in fields(cls)}
+        values = {field.name: data[field.name] for field in fields(cls) if field.name in data}
         values["status"] = DeploymentStatus(values["status"])
         for name in ("started_at", "ended_at"):
             values[name] = datetime.fromisoformat(values[name]) if values[name] else None
@@ -171,9 +177,18 @@ class RunningDeployment:
     """
 
     def __init__(
-        self, store: RecordStore, info: DeploymentInfo, threshold: float, model_id: str, matcher: TemplateMatrix
+        self,
+        store: RecordStore,
+        info: DeploymentInfo,
+        threshold: float,
+        model_id: str,
+        matcher: TemplateMatrix,
+        on_watchlist_destroyed: Callable[[int], None] | None = None,
     ) -> None:
+        """``on_watchlist_destroyed`` is told the id of a bespoke watchlist destroyed at the end
+        (so a gallery drops its cached templates)."""
         self.store = store
+        self._on_watchlist_destroyed = on_watchlist_destroyed
         self.deployment_id = info.id
         self.name = info.name
         self.threshold = threshold
@@ -239,25 +254,42 @@ class RunningDeployment:
         reported afterwards is refused."""
         with self._lock:
             self._check_running()
-            record = self._write(lambda session: self._store_end(session, actor))
+            record, destroyed = self._write(lambda session: self._store_end(session, actor))
             self._counts_written()
             self._running = False
             self.matcher = TemplateMatrix(self.model_id, [])
+        if destroyed is not None and self._on_watchlist_destroyed is not None:
+            self._on_watchlist_destroyed(destroyed)
         return record
 
-    def _store_end(self, session: Session, actor: str) -> DeploymentRecord:
+    def _store_end(self, session: Session, actor: str) -> tuple[DeploymentRecord, int | None]:
+        """The end in one transaction: counts, record, the snapshot's destruction and, for a
+        watchlist made for this deployment, the watchlist's (its id is returned)."""
         self._write_counts(session)
         row = session.get_one(Deployment, self.deployment_id)
         row.status, row.ended_at = DeploymentStatus.ended, utc_now()
         for camera in row.cameras:
             camera.sealed_source = None  # its credentials are not needed again
-        record = refresh_record(session, row)
-        record_event(session, AuditAction.deployment_ended, actor=actor, target=self.name, details=record.as_dict())
-        record_event(
+        record = compute_record(session, row)
+        ended = {name: value for name, value in record.as_dict().items() if name != "audit_anchor"}
+        record_event(session, AuditAction.deployment_ended, actor=actor, target=self.name, details=ended)
+        last = record_event(
             session, AuditAction.snapshot_destroyed, actor=actor, target=self.name,
             details={"watchlist": row.watchlist, "templates": len(self.matcher)},
         )
-        return record
+        watchlist = session.scalar(select(Watchlist).where(Watchlist.name == row.watchlist))
+        destroyed = None
+        if watchlist is not None and watchlist.standing_reason is None:
+            destroy_watchlist(
+                session, watchlist, actor=actor, details={"deployment": self.name},
+                reason=f"deployment {self.name} ended: a watchlist made for a deployment is destroyed with it",
+            )
+            destroyed = watchlist.id
+            last = session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)).one()
+        # Published with the record: the anchor of this ending's last entry (verify checks it).
+        record = replace(record, audit_anchor=str(ChainAnchor.of(last)))
+        row.record = record.as_dict()
+        return record, destroyed
 
     @retry(
         retry=retry_if_exception(is_transient),
@@ -354,10 +386,13 @@ class DeploymentService:
             require_text(source, f"camera {camera!r} needs a source description")
         _check_plan(threshold, latitude, longitude, planned_start, planned_end)
         with self.store.transaction() as session:
-            if session.scalar(select(Watchlist.id).where(Watchlist.name == watchlist)) is None:
+            list_row = session.scalar(select(Watchlist).where(Watchlist.name == watchlist))
+            if list_row is None:
                 raise RecordNotFoundError(f"no watchlist named {watchlist!r}")
             if session.scalar(select(Deployment.id).where(Deployment.name == name)) is not None:
                 raise DuplicateRecordError(f"a deployment named {name!r} already exists")
+            if list_row.standing_reason is None:
+                _check_unclaimed(session, watchlist)
             row = Deployment(
                 name=name, purpose=purpose, location=location, latitude=latitude, longitude=longitude,
                 planned_start=planned_start, planned_end=planned_end, planned_by=str(actor),
@@ -489,7 +524,7 @@ class DeploymentService:
                          "model_id": watchlist.model_id, "cameras": [camera.name for camera in planned.cameras],
                          "threshold_floor": check.floor},
             )
-        return RunningDeployment(self.store, planned, threshold, watchlist.model_id, matcher)
+        return RunningDeployment(self.store, planned, threshold, watchlist.model_id, matcher, self.gallery.forget_watchlist)
 
     def ready_to_start(self, name: str) -> DeploymentInfo:
         """The deployment, if its plan lets it start: planned (not yet run), authorised, with a
@@ -548,7 +583,8 @@ def deployment_row(session: Session, name: str) -> Deployment:
 
 
 def refresh_record(session: Session, row: Deployment) -> DeploymentRecord:
-    """Recompute and store an ended deployment's record (at the end, and after re-adjudication)."""
+    """Recompute and store an ended deployment's record after a re-adjudication (its published
+    audit anchor stays the one taken at the end)."""
     record = compute_record(session, row)
     row.record = record.as_dict()
     return record
@@ -562,6 +598,7 @@ def compute_record(session: Session, row: Deployment) -> DeploymentRecord:
         .where(DeploymentCamera.deployment_id == row.id)
     ).one()
     gaps = session.execute(select(DeploymentGap.started_at, DeploymentGap.ended_at).where(DeploymentGap.deployment_id == row.id)).all()
+    published_anchor = (row.record or {}).get("audit_anchor")
     alerts = session.execute(select(Alert.status, Alert.outcome, Alert.engaged).where(Alert.deployment_id == row.id)).all()
     statuses = Counter(alert.status for alert in alerts)
     assert row.started_at is not None and row.threshold is not None and row.model_id is not None and row.watchlist_size is not None
@@ -578,6 +615,7 @@ def compute_record(session: Session, row: Deployment) -> DeploymentRecord:
         arrests=sum(1 for alert in alerts if alert.outcome is AlertOutcome.arrested),
         frames_dropped=int(cameras[2]), gaps=len(gaps),
         gap_seconds=round(sum((gap.ended_at - gap.started_at).total_seconds() for gap in gaps), 3),
+        audit_anchor=published_anchor,
     )
 
 
@@ -588,6 +626,18 @@ def _deployment_info(row: Deployment) -> DeploymentInfo:
         row.authorised_by, row.authorised_at, row.watchlist, row.threshold, row.model_id, row.watchlist_size, row.status,
         row.created_at, row.started_at, row.ended_at, cameras, row.planned_by, row.threshold_approval,
     )
+
+
+def _check_unclaimed(session: Session, watchlist: str) -> None:
+    """A watchlist made for a deployment serves that one only: it is destroyed when it ends."""
+    other = session.scalar(
+        select(Deployment.name).where(Deployment.watchlist == watchlist, Deployment.status != DeploymentStatus.ended).limit(1)
+    )
+    if other is not None:
+        raise InvalidRecordError(
+            f"watchlist {watchlist!r} was made for deployment {other!r} and is destroyed when it ends; "
+            "to use one list for several deployments, create a standing watchlist with the reason (--standing REASON)"
+        )
 
 
 def _check_plan(

@@ -9,7 +9,9 @@ them. For that each entry carries a sequence number and a SHA-256 hash over its 
 its predecessor's hash, and the one-row ``audit_chain_head`` table records the newest entry, so
 :func:`verify_chain` can show an edited entry, a removed one (from the middle or the end) or a
 reordering. Someone able to rewrite every later entry and the head can still forge a
-consistent chain; comparing a published head hash with a later one exposes that.
+consistent chain, or cut the newest entries off and point the head back; anchors kept outside
+the database expose that — those given to a verification, and those published with every
+deployment record (:func:`published_anchors`), which every verification checks.
 
 Each entry also names the credential its actor proved who they are with (``session:12``,
 ``token:7``, ``password``, ``local``), so an action is traced to the login or token that did
@@ -33,7 +35,7 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
 from openfrt.records.errors import AuditChainError, InvalidRecordError
-from openfrt.records.models import AuditChainHead, AuditEvent, utc_now
+from openfrt.records.models import AuditChainHead, AuditEvent, Deployment, utc_now
 
 #: ``prev_hash`` of the first entry, and the head's hash while the log is empty.
 GENESIS_HASH = "0" * 64
@@ -214,16 +216,26 @@ class ChainAnchor:
 
     seq: int
     entry_hash: str
+    #: Where it was published (e.g. "deployment X's record"), for the problems it reveals.
+    published: str | None = field(default=None, compare=False)
 
     @classmethod
-    def parse(cls, text: str) -> ChainAnchor:
+    def parse(cls, text: str, published: str | None = None) -> ChainAnchor:
         seq, _, digest = text.strip().partition(":")
         if not seq.isdigit() or int(seq) < 1 or not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise InvalidRecordError(f"anchor {text!r} is not SEQ:HASH (an entry's number and its 64-hex-digit SHA-256, as a verification prints)")
-        return cls(int(seq), digest)
+        return cls(int(seq), digest, published)
+
+    @classmethod
+    def of(cls, event: AuditEvent) -> ChainAnchor:
+        """The anchor of an entry just appended (e.g. the last of a deployment's ending)."""
+        return cls(event.seq, event.entry_hash)
 
     def __str__(self) -> str:
         return f"{self.seq}:{self.entry_hash}"
+
+    def described(self) -> str:
+        return f"{self} (published with {self.published})" if self.published else str(self)
 
 
 @dataclass(frozen=True)
@@ -240,25 +252,51 @@ class ChainReport:
     head_hash: str | None
     problems: list[str] = field(default_factory=list)
     anchor: ChainAnchor | None = None
+    #: How many anchors published with deployment records were checked.
+    published_anchors: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"entries": self.entries, "ok": self.ok, "head_hash": self.head_hash, "problems": list(self.problems),
-                "anchor": str(self.anchor) if self.anchor else None}
+                "anchor": str(self.anchor) if self.anchor else None, "published_anchors": self.published_anchors}
+
+
+def published_anchors(session: Session, problems: list[str]) -> list[ChainAnchor]:
+    """The anchors published with deployment records (each taken as the deployment ended), to
+    be checked by every verification; a published anchor that no longer reads as one is added
+    to ``problems`` (its record was edited)."""
+    anchors = []
+    rows = session.execute(select(Deployment.name, Deployment.record).where(Deployment.record.is_not(None)).order_by(Deployment.id))
+    for name, record in rows:
+        text = (record or {}).get("audit_anchor")
+        if text is None:
+            continue  # ended before anchors were published
+        try:
+            anchors.append(ChainAnchor.parse(str(text), f"deployment {name}'s record"))
+        except InvalidRecordError:
+            problems.append(f"the audit anchor published with deployment {name}'s record, {text!r}, is not SEQ:HASH: the record was edited")
+    return anchors
 
 
 def verify_chain(session: Session, anchors: Sequence[ChainAnchor] = ()) -> ChainReport:
     """Check every entry's hash, that each links to the one before, that ``seq`` has no gaps,
     that the log ends where the head says, and that each of ``anchors`` (taken earlier, kept
-    elsewhere) is still in it. Reads the log in seq order, in batches."""
+    elsewhere) and of the anchors published with deployment records is still in it. Reads the
+    log in seq order, in batches."""
     problems = _Problems()
+    unreadable: list[str] = []
+    published = published_anchors(session, unreadable)
+    for problem in unreadable:
+        problems.add(problem)
     entries = 0
     last_seq, last_hash = 0, GENESIS_HASH
-    anchored = {anchor.seq: anchor for anchor in anchors}
+    anchored: dict[int, list[ChainAnchor]] = {}
+    for given in (*anchors, *published):
+        anchored.setdefault(given.seq, []).append(given)
     for row in _rows_in_seq_order(session):
         entries += 1
-        anchor = anchored.pop(row.seq, None)
-        if anchor is not None and anchor.entry_hash != row.entry_hash:
-            problems.add(f"entry seq {row.seq} is not the entry anchored as {anchor}: the log was rewritten from there on")
+        for anchor in anchored.pop(row.seq, []):
+            if anchor.entry_hash != row.entry_hash:
+                problems.add(f"entry seq {row.seq} is not the entry anchored as {anchor.described()}: the log was rewritten from there on")
         if entry_hash(row._mapping) != row.entry_hash:
             problems.add(f"entry seq {row.seq} was edited")
         if row.seq <= last_seq:
@@ -284,12 +322,13 @@ def verify_chain(session: Session, anchors: Sequence[ChainAnchor] = ()) -> Chain
             problems.add(f"entries after seq {head.seq} are not in the chain head (head says seq {head.seq}, {ends})")
         elif head.entry_hash != last_hash:
             problems.add(f"the chain head's hash does not match entry seq {last_seq}")
-    for anchor in anchored.values():
-        problems.add(f"entry seq {anchor.seq}, anchored as {anchor}, is gone: the log was cut back or rewritten")
+    for missing in anchored.values():
+        for anchor in missing:
+            problems.add(f"entry seq {anchor.seq}, anchored as {anchor.described()}, is gone: the log was cut back or rewritten")
     listed = problems.listed()
     return ChainReport(
         entries=entries, ok=not listed, head_hash=head.entry_hash if head else None, problems=listed,
-        anchor=ChainAnchor(last_seq, last_hash) if entries and not listed else None,
+        anchor=ChainAnchor(last_seq, last_hash) if entries and not listed else None, published_anchors=len(published),
     )
 
 

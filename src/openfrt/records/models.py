@@ -144,6 +144,9 @@ class Watchlist(Base):
     model_id: Mapped[str] = mapped_column(String(100))
     #: Bumped whenever the templates behind the watchlist change, so cached matrices go stale.
     revision: Mapped[int] = mapped_column(Integer, default=0)
+    #: Why it is kept beyond one deployment. None: it was made for one deployment, and is
+    #: destroyed when that deployment ends.
+    standing_reason: Mapped[str | None] = mapped_column(Text)
 
     members: Mapped[list[WatchlistMember]] = relationship(
         back_populates="watchlist", cascade="all, delete-orphan", passive_deletes=True

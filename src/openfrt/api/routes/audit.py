@@ -54,7 +54,8 @@ def read_audit_log(ctx: ServerContext, principal: Principal, *, limit: int, **fi
     return entries
 
 
-@router.get("/audit/verify", summary="Check the hash chain: any edited or removed entry is reported")
+@router.get("/audit/verify", summary="Check the hash chain and every anchor published with a deployment record: "
+            "any edited or removed entry, or a log cut back, is reported")
 def verify(
     anchor: list[str] = Query([], description="SEQ:HASH from an earlier verification, kept elsewhere: the entry must still be there, unchanged."),
     principal: Principal = Depends(auditor),
@@ -66,5 +67,5 @@ def verify(
     with ctx.store.transaction() as session:
         record_event(session, AuditAction.audit_verified, actor=principal.name,
                      details={"entries": report.entries, "ok": report.ok, "problems": len(report.problems),
-                              "anchors": [str(given) for given in anchors]})
+                              "anchors": [str(given) for given in anchors], "published_anchors": report.published_anchors})
     return report.as_dict()
