@@ -158,9 +158,9 @@ def user_revoke_token(
 
 
 def _administrator(store: RecordStore, role: Role) -> Actor:
-    """Who creates a user: an administrator's token, or local administration creating an
-    administrator while no enabled one exists (the first one, or after every one was
-    disabled), so an installation can always be administered and never only from the shell."""
+    """Who creates a user: an administrator's token — or, while no enabled administrator exists
+    (the first one, or after every one was disabled), local administration creating one, so an
+    installation can always get an administrator while the shell never stands in for one."""
     if has_token():
         return signed_in(store, "manage_users")
     if any(user.role is Role.admin and not user.disabled for user in UserService(store).list()):

@@ -31,9 +31,9 @@ from tenacity import before_sleep_log, retry, retry_if_exception, stop_after_del
 
 from openfrt.errors import OpenFRTError
 from openfrt.gallery import Gallery, TemplateMatrix
+from openfrt.gallery.fitness import ThresholdCheck
 from openfrt.gallery.gallery import check_identifier, destroy_watchlist
 from openfrt.live.events import AlertEvent
-from openfrt.gallery.fitness import ThresholdCheck
 from openfrt.live.sources import without_credentials
 from openfrt.live.thresholds import approval_covers, approval_needed, planned_threshold_check
 from openfrt.records.audit import AuditAction, ChainAnchor, hold_audit_chain, record_event
@@ -41,10 +41,10 @@ from openfrt.records.database import is_transient
 from openfrt.records.errors import DuplicateRecordError, InvalidRecordError, NotPermittedError, RecordNotFoundError
 from openfrt.records.models import (
     Alert,
-    AuditEvent,
     AlertMedia,
     AlertOutcome,
     AlertStatus,
+    AuditEvent,
     Deployment,
     DeploymentCamera,
     DeploymentGap,
