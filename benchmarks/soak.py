@@ -135,17 +135,18 @@ def prepare(cameras: list[Camera]) -> str:
     with RecordStore.open() as store:
         users = UserService(store)
         users.create("soak-officer", Role.authorising_officer, uuid.uuid4().hex, actor="benchmark")
-        _, token = users.create_token("soak-officer", "soak benchmark", actor="benchmark")
+        users.create("soak-authoriser", Role.authorising_officer, uuid.uuid4().hex, actor="benchmark")
+        _, token = users.create_token("soak-officer", "soak benchmark", actor="soak-officer")
         gallery = Gallery(store, FaceEngine(EngineConfig.from_env()))
         gallery.create_watchlist("soak", purpose="soak benchmark", authorised_by="Supt Bench", actor="soak-officer")
         enrolled = gallery.enrol(SubjectInfo("S1", "Colin Powell", Category.wanted), [ImageToEnrol(WATCHLISTED, "reference")],
                                  actor="soak-officer", watchlist="soak")
         if not enrolled.enrolled:
             raise RuntimeError(f"could not enrol {WATCHLISTED}: {enrolled.as_dict()}")
-        DeploymentService(store).create(
-            DEPLOYMENT, purpose="soak benchmark", location="localhost", authorised_by="Supt Bench", watchlist="soak",
-            actor="soak-officer", cameras={camera.name: camera.url for camera in cameras},
-        )
+        service = DeploymentService(store)
+        service.create(DEPLOYMENT, purpose="soak benchmark", location="localhost", watchlist="soak", actor="soak-officer",
+                       cameras={camera.name: camera.url for camera in cameras})
+        service.authorise(DEPLOYMENT, actor="soak-authoriser")  # never the planner
     return token
 
 

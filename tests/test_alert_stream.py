@@ -28,7 +28,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyP
         users = UserService(store)
         for name, role in (("admin-1", Role.admin), ("eo-1", Role.engagement_officer), ("eo-2", Role.engagement_officer)):
             users.create(name, role, PASSWORD, actor="test")
-        _, token = users.create_token("eo-2", "console wall", actor="test")
+        _, token = users.create_token("eo-2", "console wall", actor="eo-2")
     with serve(create_app(ServerSettings(home=home, realtime_files=False))) as url:
         yield url, {"token": token}
 

@@ -26,7 +26,7 @@ from openfrt.gallery.reference_index import ReferenceIndexes
 from openfrt.live.alerts import AlertService
 from openfrt.live.deployments import DeploymentService
 from openfrt.live.recovery import settle_restored
-from openfrt.records import ChainAnchor, RecordStore, verify_chain
+from openfrt.records import ChainAnchor, RecordStore, list_events, verify_chain
 from openfrt.records import backup
 from openfrt.records.backup import BackupError, create_backup, read_header, restore_backup
 from openfrt.records.crypto import read_key_file
@@ -234,7 +234,8 @@ def _empty_database(url: str) -> None:
 
 
 def cli(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """An ``openfrt`` command (one place, to adapt when commands act through API tokens)."""
+    """An ``openfrt`` command. Backup and restore are local administration: they need the data
+    directory and key, not a user's token, and are audited as ``local:<os user>``."""
     return subprocess.run([sys.executable, "-m", "openfrt", *args], env=env, input=stdin, capture_output=True, text=True, timeout=300)
 
 
@@ -245,12 +246,12 @@ def test_backup_and_restore_commands(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with RecordStore.open(source) as opened:
         make_gallery(opened, hog_engine)
     env = {key: value for key, value in os.environ.items() if key not in ("OPENFRT_DATABASE_URL", "OPENFRT_KEY_FILE")}
-    backed_up = cli({**env, "OPENFRT_HOME": str(source), "OPENFRT_USER": "Admin A"},
+    backed_up = cli({**env, "OPENFRT_HOME": str(source)},
                     "backup", str(tmp_path / "b.ofb"), "--with-key", "--passphrase-stdin", "--json", stdin=PASSPHRASE + "\n")
     assert backed_up.returncode == 0, backed_up.stderr
     assert json.loads(backed_up.stdout)["counts"]["templates"] == 3
     assert read_header(tmp_path / "b.ofb")["key"]["n"] == 2**17  # the product's passphrase cost
-    restored = cli({**env, "OPENFRT_HOME": str(copy), "OPENFRT_USER": "Admin R"},
+    restored = cli({**env, "OPENFRT_HOME": str(copy)},
                    "restore", str(tmp_path / "b.ofb"), "--passphrase-stdin", "--json", stdin=PASSPHRASE + "\n")
     assert restored.returncode == 0, restored.stderr
     report = json.loads(restored.stdout)
@@ -260,3 +261,6 @@ def test_backup_and_restore_commands(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert again.returncode == 1 and "not empty" in json.loads(again.stdout)["error"]
     with RecordStore.open(copy) as restored_store, restored_store.transaction() as session:
         assert verify_chain(session, [ChainAnchor.parse(report["anchor"])]).ok
+        entries = {entry.action: entry for entry in list_events(session, limit=1000) if entry.action in ("backup.create", "backup.restore")}
+        assert set(entries) == {"backup.create", "backup.restore"}
+        assert all(entry.actor.startswith("local:") and entry.credential == "local" for entry in entries.values())

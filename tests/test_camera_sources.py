@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from cli_users import as_user, authorised_deployment
 
 from openfrt.api import ServerSettings, create_app
 from openfrt.live.deployments import DeploymentService
@@ -106,10 +107,15 @@ def test_the_api_refuses_to_plan_a_camera_on_the_servers_own_network(tmp_path: P
     assert refused.status_code == 422 and "OPENFRT_ALLOWED_NETWORKS" in refused.json()["detail"]
 
 
-def test_openfrt_live_obeys_the_same_rule(env: dict[str, str]) -> None:  # noqa: F811
-    result = openfrt({**env, "OPENFRT_ALLOWED_NETWORKS": "10.0.0.0/8"}, "live", "--watchlist", "w",
-                     "--source", "cam1=rtsp://10.0.0.5/stream", "--source", "cam2=http://127.0.0.1:9/internal",
-                     "--location", "x", "--authorised-by", "Supt A")
+def test_openfrt_live_obeys_the_same_rule(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """A deployment planned while its cameras were allowed does not open one that no longer is."""
+    officer = as_user(env, Role.authorising_officer)
+    assert openfrt(officer, "watchlist", "create", "w", "--purpose", "p", "--json").returncode == 0
+    monkeypatch.setenv("OPENFRT_ALLOWED_NETWORKS", "10.0.0.0/8,127.0.0.0/8")
+    authorised_deployment(env, "dep", "w", {"cam1": "rtsp://10.0.0.5/stream", "cam2": "http://127.0.0.1:9/internal"})
+
+    result = openfrt({**as_user(env, Role.operator), "OPENFRT_ALLOWED_NETWORKS": "10.0.0.0/8"}, "live", "--deployment", "dep")
+
     assert result.returncode == 2 and "outside the networks allowed" in result.stderr, result.stderr
 
 

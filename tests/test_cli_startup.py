@@ -14,6 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cli_users import as_user
+
+from openfrt.records import Role
+
 #: Top-level packages that only a command's work may load: the face engine's runtimes, the
 #: database layer, the server, plotting, video — and pydantic, which Typer 0.29 loads to coerce
 #: parameters even for a subcommand's --help (hence typer<0.29 in pyproject.toml).
@@ -68,6 +72,7 @@ def test_a_records_command_does_not_load_the_face_engine(tmp_path: Path) -> None
     """An adjudicating officer's ``alerts list`` needs the database, not the detectors' runtimes."""
     env = {**os.environ, "OPENFRT_HOME": str(tmp_path / "home")}
     env.pop("OPENFRT_DATABASE_URL", None)
+    env = as_user(env, Role.engagement_officer)
     result = subprocess.run([sys.executable, "-X", "importtime", "-m", "openfrt", "alerts", "list", "--json"],
                             capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr

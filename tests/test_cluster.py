@@ -26,10 +26,11 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
+from cli_users import as_user, authorised_deployment
 
 from openfrt.gallery import Gallery, ImageToEnrol, SubjectInfo
 from openfrt.live.walkthrough import one_after_another
-from openfrt.records import Category, Cipher, RecordStore
+from openfrt.records import Category, Cipher, RecordStore, Role
 from openfrt.records.models import ReferenceTemplate
 from openfrt.vision import EngineConfig, FaceEngine
 from test_live_pipeline import IMAGE_SIGNATURES, LFW, UTK, pipeline_templates, walk_video
@@ -94,30 +95,28 @@ def records(tmp_path: Path, cluster: Any) -> Iterator[dict[str, str]]:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     # The test videos are made in tmp_path: it is the footage directory cameras may read.
-    env = {**os.environ, "OPENFRT_HOME": str(tmp_path / "home"), "OPENFRT_DATABASE_URL": url, "OPENFRT_USER": "PC 1",
-           "OPENFRT_FOOTAGE_DIR": str(tmp_path)}
+    env = {**os.environ, "OPENFRT_HOME": str(tmp_path / "home"), "OPENFRT_DATABASE_URL": url, "OPENFRT_FOOTAGE_DIR": str(tmp_path)}
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OPENFRT_DATABASE_URL", url)
         patch.setenv("OPENFRT_FOOTAGE_DIR", str(tmp_path))
         with RecordStore.open(tmp_path / "home") as store:
             gallery = Gallery(store, FaceEngine(EngineConfig.from_env()))
-            gallery.create_watchlist("wanted", purpose="test", authorised_by="Supt A", actor="PC 1")
+            gallery.create_watchlist("wanted", purpose="test", authorised_by="Supt A", actor="PC 1",
+                                     standing_reason="searched by each test's deployments")
             reference = ImageToEnrol(LFW / "Colin_Powell" / "Colin_Powell_0001.jpg", "ref")
             assert gallery.enrol(SubjectInfo("S1", "Colin Powell", Category.wanted), [reference], actor="PC 1", watchlist="wanted").enrolled
         try:
-            yield env
+            yield as_user(env, Role.operator)
         finally:
             _drop_test_database(admin, name)
             admin.dispose()
 
 
-def live(env: dict[str, str], sources: dict[str, Path], *extra: str, timeout: float = 600) -> list[dict[str, Any]]:
-    """Run ``openfrt live --events-json`` (all CLI calls of this module go through here) and
-    return its JSON lines."""
-    command = [sys.executable, "-m", "openfrt", "live", "--watchlist", "wanted", "--location", "Test St",
-               "--authorised-by", "Supt A", "--events-json", *extra]
-    for camera, video in sources.items():
-        command += ["--source", f"{camera}={video}"]
+def live(env: dict[str, str], name: str, sources: dict[str, Path], *extra: str, timeout: float = 600) -> list[dict[str, Any]]:
+    """Plan deployment ``name`` on ``sources`` and have it authorised, run ``openfrt live
+    --events-json`` on it (all CLI calls of this module go through here) and return its JSON lines."""
+    authorised_deployment(env, name, "wanted", {camera: str(video) for camera, video in sources.items()})
+    command = [sys.executable, "-m", "openfrt", "live", "--deployment", name, "--events-json", *extra]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     assert result.returncode == 0, result.stderr[-4000:]
     return json_lines(result.stdout)
@@ -198,8 +197,8 @@ def test_two_cameras_on_two_nodes_raise_the_same_alerts_and_counts_as_on_one_mac
         "van1": walk_video(tmp_path / "van.avi", sorted(UTK.glob("*.jpg"))[1:3]),
     }
 
-    here = live(records, sources, "--name", "op-here")
-    there = live(records, sources, "--name", "op-cluster", *on_cluster(cluster))
+    here = live(records, "op-here", sources)
+    there = live(records, "op-cluster", sources, *on_cluster(cluster))
 
     placed = {line["camera"]: line["node"] for line in there if line["event"] == "camera"}
     names = node_names(driver, cluster)
@@ -224,7 +223,7 @@ def test_a_cluster_deployment_where_nobody_matches_leaves_no_image_or_template_i
     sources = {"gate": walk_video(tmp_path / "gate.avi", sorted(UTK.glob("*.jpg"))[3:5]),
                "van1": walk_video(tmp_path / "van.avi", sorted(UTK.glob("*.jpg"))[5:7])}
 
-    lines = live(records, sources, "--name", "op-private", *on_cluster(cluster))
+    lines = live(records, "op-private", sources, *on_cluster(cluster))
 
     record = lines[-1]
     assert record["event"] == "record" and record["alerts"] == 0 and record["faces_scanned"] == 4
@@ -245,8 +244,8 @@ def test_a_node_that_dies_moves_its_camera_to_another_node_with_the_gap_recorded
 ) -> None:
     doomed = cluster.add_node("doomed", num_cpus=1, resources={"site_door": 1})
     video = one_after_another(tmp_path / "door.avi", [LFW / "Colin_Powell" / "Colin_Powell_0001.jpg", *sorted(UTK.glob("*.jpg"))[7:10]])
-    command = [sys.executable, "-m", "openfrt", "live", "--watchlist", "wanted", "--location", "Test St", "--authorised-by",
-               "Supt A", "--events-json", "--realtime", "--name", "op-door", "--source", f"door={video}",
+    authorised_deployment(records, "op-door", "wanted", {"door": str(video)})
+    command = [sys.executable, "-m", "openfrt", "live", "--deployment", "op-door", "--events-json", "--realtime",
                "--ray-address", cluster.address, "--camera-resource", "door=site_door"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=records)
     try:
@@ -342,8 +341,9 @@ def test_the_server_runs_deployments_and_the_reference_search_on_the_cluster(
         context = ServerContext(settings)
         context.start()
         try:
-            context.deployments.create("op-served", purpose="test", location="Test St", authorised_by="Supt A",
-                                       watchlist="wanted", actor="PC 1", cameras={"gate": str(video)})
+            context.deployments.create("op-served", purpose="test", location="Test St", watchlist="wanted", actor="PC 1",
+                                       cameras={"gate": str(video)})
+            context.deployments.authorise("op-served", actor="Supt A")
             context.supervisor.start("op-served", "PC 1")
             deadline = time.monotonic() + 300
             while context.supervisor.running() and time.monotonic() < deadline:

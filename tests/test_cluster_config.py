@@ -28,7 +28,7 @@ print(json.dumps({"code": code, "ray": "ray" in sys.modules}))
 def openfrt_cli(tmp_path: Path, *args: str, **env: str) -> tuple[dict[str, object], str]:
     environment = {key: value for key, value in __import__("os").environ.items()
                    if key not in ("OPENFRT_DATABASE_URL", "OPENFRT_RAY_ADDRESS")}
-    environment.update({"OPENFRT_HOME": str(tmp_path / "home"), "OPENFRT_USER": "PC 1", **env})
+    environment.update({"OPENFRT_HOME": str(tmp_path / "home"), **env})
     result = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, timeout=300, env=environment)
     return json.loads(result.stdout.splitlines()[-1]), result.stderr
 
@@ -39,8 +39,7 @@ def test_without_a_ray_address_nothing_imports_ray() -> None:
     assert subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
-@pytest.mark.parametrize("command", [["live", "--watchlist", "w", "--source", "x.mp4", "--location", "L", "--authorised-by", "A"],
-                                     ["serve", "--port", "1"]])
+@pytest.mark.parametrize("command", [["live", "--deployment", "d"], ["serve", "--port", "1"]])
 def test_cluster_mode_refuses_sqlite_before_importing_ray(tmp_path: Path, command: list[str]) -> None:
     outcome, stderr = openfrt_cli(tmp_path, *command, "--ray-address", "127.0.0.1:1")
     assert outcome == {"code": 2, "ray": False}

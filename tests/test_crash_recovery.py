@@ -6,6 +6,7 @@ The server on SQLite and PostgreSQL, with a video-file camera and a password-pro
 from __future__ import annotations
 
 import base64
+import csv
 import os
 import re
 import signal
@@ -27,6 +28,7 @@ import httpx
 import numpy as np
 import pytest
 from sqlalchemy import select
+from cli_users import as_user, authorised_deployment
 
 from openfrt.gallery import Gallery, ImageToEnrol, SubjectInfo
 from openfrt.live.deployments import DeploymentService
@@ -118,22 +120,25 @@ def protected_camera(clip: bytes, seconds: float) -> Iterator[str]:
 
 
 def prepare(home: Path, cameras: dict[str, str]) -> str:  # noqa: F811
-    """Users, a watchlist holding the reference face, and two authorised deployments: 'killme'
-    (planned for hours) and 'closing' (its window ends in 25 s). Returns an authorising
-    officer's API token."""
+    """Users, a standing watchlist holding the reference face, and two deployments officer-1
+    planned and officer-2 authorised: 'killme' (planned for hours) and 'closing' (its window
+    ends in 25 s). Returns officer-1's API token."""
     with RecordStore.open(home) as store:
         users = UserService(store)
-        users.create("officer-1", Role.authorising_officer, PASSWORD, actor="installer")
-        _, token = users.create_token("officer-1", "crash test", actor="installer")
+        for officer in ("officer-1", "officer-2"):
+            users.create(officer, Role.authorising_officer, PASSWORD, actor="installer")
+        _, token = users.create_token("officer-1", "crash test", actor="officer-1")
         gallery = Gallery(store, FaceEngine(EngineConfig.from_env()))
-        gallery.create_watchlist("wanted", purpose="arrest warrants", authorised_by="Supt A", actor="officer-1")
+        gallery.create_watchlist("wanted", purpose="arrest warrants", authorised_by="officer-2", actor="officer-2",
+                                 standing_reason="searched by several deployments of this test")
         enrolled = gallery.enrol(SubjectInfo("S1", "Colin Powell", Category.wanted), [ImageToEnrol(REFERENCE, "ref")],
                                  actor="officer-1", watchlist="wanted")
         assert enrolled.enrolled
         service = DeploymentService(store)
         for name, window in (("killme", timedelta(hours=4)), ("closing", timedelta(seconds=25))):
-            service.create(name, purpose="find wanted people", location="Gate St", authorised_by="Supt A",
-                           watchlist="wanted", actor="officer-1", cameras=cameras, planned_end=utc_now() + window)
+            service.create(name, purpose="find wanted people", location="Gate St", watchlist="wanted", actor="officer-1",
+                           cameras=cameras, planned_end=utc_now() + window)
+            service.authorise(name, actor="officer-2")
     return token
 
 
@@ -181,7 +186,7 @@ def wait(condition: Any, seconds: float, message: Any = "timed out") -> Any:
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """An officer's ``openfrt`` command (one place, to adapt when commands act through API tokens)."""
+    """An ``openfrt`` command, as the user whose token ``env`` holds (or local administration)."""
     return subprocess.run([sys.executable, "-m", "openfrt", *args], env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -240,7 +245,7 @@ def test_a_server_killed_mid_deployment_resumes_it_when_restarted_and_ends_what_
             wait(lambda: any(camera["frames"] > 10 for camera in
                              httpx.get(f"{base}/api/deployments/killme", headers=bearer).json()["live"]), 60)
             # The key is rotated while the server runs the resumed deployment: it keeps serving.
-            rotated = cli({**env, "OPENFRT_USER": "Admin A"}, "keys", "rotate", "--settle", "1", "--json")
+            rotated = cli(env, "keys", "rotate", "--settle", "1", "--json")  # local administration
             assert rotated.returncode == 0, rotated.stderr
             alerts_before = len(httpx.get(f"{base}/api/alerts", params={"deployment": "killme"}, headers=bearer).json())
             newest = wait(lambda: (listed := httpx.get(f"{base}/api/alerts", params={"deployment": "killme"}, headers=bearer).json())
@@ -271,9 +276,9 @@ def test_a_server_killed_mid_deployment_resumes_it_when_restarted_and_ends_what_
     assert "planned window ended" in (closing["info"].end_reason or "")
     assert [action for action, _ in closing["actions"]][-2:] == ["deployment.end", "deployment.snapshot_destroy"]
     assert closing["record"].faces_scanned > 0 and closing["record"].gaps >= 2
-    header, *rows = csv_rows
-    assert header.endswith(",interrupted") and {row.split(",")[0]: row.split(",")[-1] for row in rows} == {
-        "closing": "True", "killme": "False"}
+    rows = list(csv.DictReader(csv_rows))
+    assert {row["deployment"]: row["interrupted"] for row in rows} == {"closing": "True", "killme": "False"}
+    assert all(row["audit_anchor"] for row in rows)
     assert refused.status_code == 422 and "not running" in refused.json()["detail"]
     rows = {name: row for name, row in re.findall(r'data-deployment="([^"]+)">(.*?)</tr>', report, re.S)}
     assert 'data-status="interrupted"' in rows["closing"] and 'data-status="interrupted"' not in rows["killme"]
@@ -288,10 +293,11 @@ def test_a_killed_openfrt_live_is_ended_by_deployments_recover(
     monkeypatch.delenv("OPENFRT_DATABASE_URL", raising=False)
     monkeypatch.delenv("OPENFRT_KEY_FILE", raising=False)
     video = write_video(tmp_path / "gate.avi", comings_and_goings(faces, 60))
-    env = {**os.environ, "OPENFRT_HOME": str(live_home), LEASE_SECONDS_ENV: str(LEASE), "OPENFRT_USER": "PC 1"}
+    env = {**os.environ, "OPENFRT_HOME": str(live_home), LEASE_SECONDS_ENV: str(LEASE)}
     prepare(live_home, {})
-    command = [sys.executable, "-m", "openfrt", "live", "--watchlist", "wanted", "--source", f"gate={video}", "--realtime",
-               "--location", "Gate St", "--authorised-by", "Supt A", "--events-json", "--name", "op-live"]
+    env = as_user(env, Role.operator)
+    authorised_deployment(env, "op-live", "wanted", {"gate": str(video)})
+    command = [sys.executable, "-m", "openfrt", "live", "--deployment", "op-live", "--realtime", "--events-json"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         wait(lambda: (s := state_once_created(live_home, "op-live")) and s["alerted"] and s["faces"] > 0, 120, "openfrt live raised nothing")
@@ -315,4 +321,6 @@ def test_a_killed_openfrt_live_is_ended_by_deployments_recover(
     assert after["record"].gaps == 1 and after["lease"] is None and after["chain"].ok
     assert [action for action, _ in after["actions"]][-2:] == ["deployment.end", "deployment.snapshot_destroy"]
     exported = cli(env, "deployments", "export-csv")
-    assert exported.returncode == 0 and exported.stdout.splitlines()[-1].startswith("op-live,") and exported.stdout.rstrip().endswith(",True")
+    assert exported.returncode == 0, exported.stderr
+    (exported_row,) = [row for row in csv.DictReader(exported.stdout.splitlines()) if row["deployment"] == "op-live"]
+    assert exported_row["interrupted"] == "True" and exported_row["audit_anchor"] == after["record"].audit_anchor

@@ -45,16 +45,17 @@ def prepared(tmp_path: Path, receiver: Receiver, broker: Broker) -> Iterator[tup
     home = tmp_path / "home"
     environment = {key: value for key, value in os.environ.items() if key not in ("OPENFRT_DATABASE_URL", "OPENFRT_KEY_FILE")}
     footage = {"OPENFRT_ALLOWED_NETWORKS": "127.0.0.0/8", "OPENFRT_FOOTAGE_DIR": str(tmp_path)}  # the test videos are made there
-    environment.update({"OPENFRT_HOME": str(home), "OPENFRT_PUBLIC_URL": PUBLIC_URL, "OPENFRT_USER": "PC 1", **footage})
+    environment.update({"OPENFRT_HOME": str(home), "OPENFRT_PUBLIC_URL": PUBLIC_URL, **footage})
     os.environ.update(footage)
     tokens: dict[str, dict[str, str]] = {}
     with RecordStore.open(home) as store:
         users = UserService(store)
         for name, role in (("op-1", Role.operator), ("ao-1", Role.authorising_officer), ("prometheus", Role.monitoring)):
             users.create(name, role, "correct horse battery", actor="test")
-            tokens[name] = {"Authorization": f"Bearer {users.create_token(name, 'end to end', actor='test')[1]}"}
+            tokens[name] = {"Authorization": f"Bearer {users.create_token(name, 'end to end', actor=name)[1]}"}
         gallery = Gallery(store, FaceEngine(EngineConfig.from_env()))
-        gallery.create_watchlist("wanted", purpose="arrest warrants", authorised_by="Supt A", actor="ao-1")
+        gallery.create_watchlist("wanted", purpose="arrest warrants", authorised_by="ao-1", actor="ao-1",
+                                 standing_reason="the server's and the edge's deployments search it")
         reference = ImageToEnrol(LFW / "Colin_Powell" / "Colin_Powell_0001.jpg", "ref")
         assert gallery.enrol(SubjectInfo("S1", "Colin Powell", Category.wanted), [reference], actor="ao-1", watchlist="wanted").enrolled
         destinations = DestinationService(store)
@@ -136,9 +137,12 @@ def test_every_event_of_two_deployments_reaches_a_receiver_and_a_broker_exactly_
 
         # Another process, on the same database, while the server's dispatcher runs too:
         gate = walk_video(tmp_path / "gate.avi", [colin], frames=24)
-        live = subprocess.run([*OPENFRT, "live", "--watchlist", "wanted", "--source", f"gate={gate}", "--location", "Gate St",
-                               "--authorised-by", "Supt A", "--name", "op-edge", "--events-json", "--log-format", "json"],
-                              env=environment, capture_output=True, text=True, timeout=600)
+        edge = {"name": "op-edge", "purpose": "arrest warrants", "location": "Gate St", "watchlist": "wanted", "cameras": {"gate": str(gate)}}
+        assert httpx.post(f"{base}/api/deployments", json=edge, headers=tokens["op-1"]).status_code == 201
+        assert httpx.post(f"{base}/api/deployments/op-edge/authorise", headers=tokens["ao-1"]).status_code == 200
+        operator = {**environment, "OPENFRT_TOKEN": tokens["op-1"]["Authorization"].removeprefix("Bearer ")}
+        live = subprocess.run([*OPENFRT, "live", "--deployment", "op-edge", "--events-json", "--log-format", "json"],
+                              env=operator, capture_output=True, text=True, timeout=600)
         assert live.returncode == 0, live.stderr
         edge_log = json_log(live.stderr)
         assert any(line["camera"] == "gate" and line["deployment"] == "op-edge" and "matched S1" in line["message"] for line in edge_log)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from cli_users import as_user, authorised_deployment
 
 from openfrt.api import ServerSettings, create_app
 from openfrt.gallery import Gallery, ImageToEnrol, SubjectInfo
@@ -34,9 +35,10 @@ NEW = EngineConfig(detector="yunet", embedder="sface")
 SUBJECTS = {"obama": ["obama.jpg", "obama2.jpg"], "biden": ["biden.jpg"], "alex": ["alex-lacamoire.png"], "lin": ["lin-manuel-miranda.png"]}
 
 
-def openfrt(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Every CLI call of this module goes through here (one place to adapt how commands authenticate)."""
-    env = {**os.environ, "OPENFRT_HOME": str(home), "OPENFRT_USER": "Insp Migration"}
+def openfrt(home: Path, *args: str, role: Role = Role.authorising_officer) -> subprocess.CompletedProcess[str]:
+    """Every CLI call of this module goes through here, as a user with ``role`` (``models
+    migrate`` needs an authorising officer's token, as the server's endpoint does)."""
+    env = as_user({**os.environ, "OPENFRT_HOME": str(home)}, role)
     return subprocess.run([sys.executable, "-m", "openfrt", *args], capture_output=True, text=True, env=env, timeout=600)
 
 
@@ -47,7 +49,7 @@ def home(tmp_path: Path, samples: Path) -> Path:
 
 
 @pytest.fixture
-def any_database_home(tmp_path: Path, samples: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+def any_database_home(tmp_path: Path, samples: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:  # noqa: F811
     """The same on SQLite and on PostgreSQL (when OPENFRT_TEST_POSTGRES_URL is set)."""
     monkeypatch.setenv("OPENFRT_DATABASE_URL", database_url)
     return enrolled_store(tmp_path / "home", samples)
@@ -132,11 +134,14 @@ def test_a_subject_is_migrated_all_or_nothing(any_database_home: Path, monkeypat
 
 
 def test_the_cli_migrates_with_a_status_and_live_is_refused_across_models_before_anything_is_recorded(home: Path, samples: Path) -> None:
-    refused = openfrt(home, "live", "--watchlist", "town", "--source", str(samples), "--location", "test",
-                      "--authorised-by", "Supt A", "--detector", "yunet", "--embedder", "sface")
+    authorised_deployment({**os.environ, "OPENFRT_HOME": str(home)}, "town-dep", "town", {"cam": "0"})  # a webcam, never opened
+    refused = openfrt(home, "live", "--deployment", "town-dep", "--detector", "yunet", "--embedder", "sface", role=Role.operator)
     assert refused.returncode == 2 and "openfrt models migrate --to sface" in refused.stderr
     with RecordStore.open(home) as store:
-        assert count(store, select(func.count(Deployment.id))) == 0, "a refused start leaves no deployment record"
+        assert count(store, select(func.count(Deployment.id)).where(Deployment.started_at.is_not(None))) == 0, \
+            "a refused start starts nothing"
+        assert count(store, select(func.count(AuditEvent.id)).where(AuditEvent.action == "deployment.start")) == 0
+    assert openfrt(home, "models", "migrate", "--to", "sface", "--status", "--json", role=Role.operator).returncode == 2  # not theirs
     status = openfrt(home, "models", "migrate", "--to", "sface", "--status", "--json")
     assert status.returncode == 0 and '"subjects_done":0' in status.stdout
     done = openfrt(home, "models", "migrate", "--to", "sface", "--json")

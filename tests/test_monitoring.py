@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from click.testing import Result
+from cli_users import as_user
 from sqlalchemy import create_engine, text, update
 from typer.testing import CliRunner
 
@@ -45,7 +46,7 @@ def loopback_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def token(home: Path, role: Role) -> dict[str, str]:  # noqa: F811
     with RecordStore.open(home) as store:
-        _, secret = UserService(store).create_token(USERS[role], "monitoring test", actor="test")
+        _, secret = UserService(store).create_token(USERS[role], "monitoring test", actor=USERS[role])
     return {"Authorization": f"Bearer {secret}"}
 
 
@@ -125,7 +126,7 @@ def cluster() -> Iterator[Cluster]:
 
 def test_readiness_with_the_database_stopped_and_started_again(cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENFRT_DATABASE_URL", cluster.url)
-    with TestClient(create_app(ServerSettings(home=tmp_path / "home", realtime_files=False))) as client:
+    with TestClient(create_app(ServerSettings(home=tmp_path / "home", realtime_files=False))) as client:  # noqa: F811
         assert client.get("/readyz").json() == {"status": "ready"}
         cluster.stop()
         down = client.get("/readyz")
@@ -228,9 +229,9 @@ def test_the_console_shows_administrators_their_destinations_and_dead_letters(cl
 
 
 def cli(home: Path, *args: str, stdin: str | None = None) -> Result:  # noqa: F811
-    """One place that runs an administrator's command, in this process (the actor and credentials
-    change here only)."""
-    environment = {"OPENFRT_HOME": str(home), "OPENFRT_USER": "admin-1", "OPENFRT_ALLOWED_NETWORKS": "127.0.0.1/32",
+    """One place that runs an administrator's command (as admin-1, with their token), in this process."""
+    token = as_user({"OPENFRT_HOME": str(home)}, Role.admin, "admin-1")["OPENFRT_TOKEN"]
+    environment = {"OPENFRT_HOME": str(home), "OPENFRT_TOKEN": token, "OPENFRT_ALLOWED_NETWORKS": "127.0.0.1/32",
                    "OPENFRT_DATABASE_URL": None, "OPENFRT_KEY_FILE": None}
     return CliRunner().invoke(app, list(args), input=stdin, env=environment)
 
@@ -240,7 +241,7 @@ def json_lines(result: Result) -> list[dict[str, Any]]:
 
 
 def test_the_commands_add_webhooks_set_the_broker_and_retry_dead_letters(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+    home = tmp_path / "home"  # noqa: F811
     added = cli(home, "webhooks", "add", "control-room", "http://127.0.0.1:9/hook", "--events", "alert.raised,deployment.ended",
                 "--secret-stdin", "--json", stdin="a-secret-from-the-receiver\n")
     assert added.exit_code == 0, added.output

@@ -242,8 +242,8 @@ def test_a_server_deployment_whose_database_stays_away_stops_and_records_why_onc
                          actor="PC 1", watchlist="wanted").enrolled
     video = write_video(tmp_path / "gate.avi", comings_and_goings(faces, 60))
     service = DeploymentService(outage_store, gallery)
-    service.create("dep", purpose="p", location="Gate St", authorised_by="Supt A", watchlist="wanted", actor="PC 1",
-                   cameras={"gate": str(video)})
+    service.create("dep", purpose="p", location="Gate St", watchlist="wanted", actor="PC 1", cameras={"gate": str(video)})
+    service.authorise("dep", actor="Supt A")
     supervisor = LiveSupervisor(service, lambda: engine, realtime=True)
     supervisor.start("dep", "PC 1")
     assert wait_for(lambda: (supervisor.status("dep") or [None])[0] is not None and supervisor.status("dep")[0].alerts >= 1, 60)

@@ -19,8 +19,9 @@ from openfrt.live import deployments, leases
 from openfrt.live.deployments import DeploymentService, RunningDeployment
 from openfrt.live.leases import LeaseLostError
 from openfrt.live.recovery import LapsedDeployment, Recovery, interrupt, lapsed_deployments, resume
-from openfrt.records import RecordStore
+from openfrt.records import ChainAnchor, RecordNotFoundError, RecordStore, verify_chain
 from openfrt.records.models import (
+    AuditEvent,
     Deployment,
     DeploymentCamera,
     DeploymentGap,
@@ -260,3 +261,28 @@ def test_a_deployment_stranded_before_leases_existed_is_ended_from_its_last_aler
     assert record.interrupted and record.alerts == 1 and record.gaps == 2
     with store.transaction() as session:
         assert {gap.started_at for gap in session.scalars(select(DeploymentGap))} == {last_alert}
+
+
+def test_an_interrupted_deployment_destroys_its_bespoke_watchlist_and_publishes_its_anchor(
+    service: DeploymentService, gallery: Gallery, store: RecordStore, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    """Ended by recovery, a deployment still ends as any other does (security findings 11, 12)."""
+    gallery.create_watchlist("tonight", purpose="tonight's operation", authorised_by="Supt A", actor="Supt A")
+    gallery.add_to_watchlist("tonight", ["alpha"], actor="Supt A")
+    plan(service, "tonight-dep", watchlist="tonight")
+    running = service.start("tonight-dep", "PC 1")
+    lose_process(running, monkeypatch)
+    wait_lapsed(store, "tonight-dep")
+
+    ((name, _),) = Recovery(service, actor="Insp R").run().interrupted
+
+    assert name == "tonight-dep"
+    with pytest.raises(RecordNotFoundError):
+        gallery.watchlist("tonight")
+    (deleted,) = audit(store, "watchlist.delete")
+    assert (deleted.actor, deleted.target, deleted.details["deployment"]) == ("Insp R", "tonight", "tonight-dep")
+    record = service.record("tonight-dep")
+    with store.transaction() as session:
+        last = session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)).one()
+        assert verify_chain(session).ok
+    assert record.interrupted and record.audit_anchor == str(ChainAnchor.of(last)) and last.seq == deleted.seq

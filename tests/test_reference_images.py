@@ -34,7 +34,8 @@ def home(tmp_path_factory: pytest.TempPathFactory, hog_engine: FaceEngine) -> Pa
         for name, role in (("eo-1", Role.engagement_officer), ("eo-2", Role.engagement_officer), ("op-1", Role.operator)):
             users.create(name, role, PASSWORD, actor="test")
         service = DeploymentService(store, make_gallery(store, hog_engine))
-        service.create("dep", purpose="p", location="x", authorised_by="Supt A", watchlist="op", actor="op-1", cameras={"north": "0"})
+        service.create("dep", purpose="p", location="x", watchlist="op", actor="op-1", cameras={"north": "0"})
+        service.authorise("dep", actor="Supt A")
         running = service.start("dep", "op-1")
         running.raise_alert(event(subject="alpha", seed=1))
         handled = running.raise_alert(event(subject="bravo", track=2, seed=2))

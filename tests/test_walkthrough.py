@@ -12,10 +12,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from cli_users import as_user, authorised_deployment
 
 from openfrt.gallery import Gallery, ImageToEnrol, SubjectInfo
 from openfrt.live.walkthrough import FaceSet, Walkthrough, WalkthroughConfig, generate, one_face_screen, plan
-from openfrt.records import Category, RecordStore
+from openfrt.records import Category, RecordStore, Role
 from openfrt.vision import EngineConfig, FaceEngine
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -104,7 +105,8 @@ def test_a_lane_band_keeps_every_face_in_it_so_passers_cross_paths(faces: FaceSe
 
 #: The lenient watchlist searches at the model's 1:1 threshold (false-match rate 0.1% per
 #: comparison), far below its calibrated 1:N one: it is only used to show that recognition
-#: happens at all.
+#: happens at all. For two subjects that is below the floor, so a second authorising officer
+#: approves the deployment (if the model's calibration says so).
 
 
 @pytest.fixture(scope="module")
@@ -131,13 +133,15 @@ def e2e(faces: FaceSet, tmp_path_factory: pytest.TempPathFactory) -> tuple[Walkt
                 subject = SubjectInfo(passer.identity, passer.identity, Category.wanted)
                 assert gallery.enrol(subject, [image], actor="PC 1", watchlist="strict").enrolled
             gallery.add_to_watchlist("lenient", [p.identity for p in listed], actor="PC 1")
-    return truth, {**os.environ, "OPENFRT_HOME": str(home), "OPENFRT_USER": "PC 1", "OPENFRT_FOOTAGE_DIR": str(work)}
+    return truth, as_user({**os.environ, "OPENFRT_HOME": str(home), "OPENFRT_FOOTAGE_DIR": str(work)}, Role.operator)
 
 
-def run_live(truth: Walkthrough, env: dict[str, str], watchlist: str) -> tuple[list[dict], dict]:
-    """The alerts and the record of ``openfrt live --events-json`` on the walk-through."""
-    command = [sys.executable, "-m", "openfrt", "live", "--watchlist", watchlist, "--source", f"gate={truth.video}",
-               "--location", "Test St", "--authorised-by", "Supt A", "--events-json"]
+def run_live(truth: Walkthrough, env: dict[str, str], watchlist: str, approval: str | None = None) -> tuple[list[dict], dict]:
+    """The alerts and the record of ``openfrt live --events-json`` on the walk-through, as a
+    deployment on ``watchlist`` planned and authorised for it (with ``approval``, approved by a
+    second authorising officer if its threshold is below the floor)."""
+    authorised_deployment(env, f"walk-{watchlist}", watchlist, {"gate": str(truth.video)}, approval)
+    command = [sys.executable, "-m", "openfrt", "live", "--deployment", f"walk-{watchlist}", "--events-json"]
     result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr
     *alerts, record = [json.loads(line) for line in result.stdout.splitlines()]
@@ -164,6 +168,6 @@ def test_a_walkthrough_counts_the_passers_and_alerts_no_stranger_at_the_calibrat
 def test_a_watchlisted_passer_is_recognised_at_a_lenient_threshold(e2e: tuple[Walkthrough, dict[str, str]]) -> None:
     truth, env = e2e
 
-    alerts, _ = run_live(truth, env, "lenient")
+    alerts, _ = run_live(truth, env, "lenient", "recognition from a different photograph, on a test video")
 
     assert any(in_view(truth, alert) for alert in alerts)

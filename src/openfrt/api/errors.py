@@ -21,6 +21,7 @@ from openfrt.records.errors import (
     DuplicateRecordError,
     EnrolmentRefused,
     InvalidRecordError,
+    NotPermittedError,
     RecordNotFoundError,
     WatchlistExpiredError,
 )
@@ -30,6 +31,7 @@ STATUS_FOR: tuple[tuple[type[OpenFRTError], int], ...] = (
     (SignInThrottled, 429),
     (AccountLocked, 423),
     (AuthenticationError, 401),
+    (NotPermittedError, 403),
     (RecordNotFoundError, 404),
     (DuplicateRecordError, 409),
     (DeploymentNotRunningError, 409),

@@ -3,7 +3,10 @@
 A backup is taken from a running system (the server and deployments carry on) and is encrypted
 with the store's key; ``--with-key`` also puts the key in it, wrapped under a passphrase, for
 when the key file is lost with the machine. ``restore`` needs an empty data directory (and an
-empty database for PostgreSQL). See :mod:`openfrt.records.backup` and the README.
+empty database for PostgreSQL). See :mod:`openfrt.records.backup` and the README. Both are local
+administration (audited as ``local:<os user>``): they need the data directory and its key file,
+which already open everything a backup holds, and a restore starts from a directory with no
+users to sign in as.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from openfrt.cli.common import HomeOption, JsonOption, OperatorOption, console, fail, print_json, store_or_fail
+from openfrt.cli.common import HomeOption, JsonOption, console, fail, print_json, store_or_fail
 
 FileArgument = Annotated[Path, typer.Argument(metavar="FILE", help="The backup file.")]
 PassphraseStdinOption = Annotated[
@@ -28,16 +31,15 @@ def backup(
     with_key: Annotated[bool, typer.Option("--with-key", help="Also keep the encryption key in the backup, under a passphrase.")] = False,
     passphrase_stdin: PassphraseStdinOption = False,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Write a consistent, encrypted backup of the running system: database, search index, settings."""
-    from openfrt.records import current_actor
+    from openfrt.records import local_actor
     from openfrt.records.backup import create_backup
 
     passphrase = _passphrase(passphrase_stdin, confirm=True) if with_key else None
     with store_or_fail(home, json_output, backup=str(file)) as store:
-        report = create_backup(store, file, actor=current_actor(operator), passphrase=passphrase)
+        report = create_backup(store, file, actor=local_actor(), passphrase=passphrase)
     if json_output:
         print_json(report.as_dict())
         return
@@ -58,16 +60,15 @@ def restore(
         typer.Option("--anchor", metavar="SEQ:HASH", help="An audit anchor kept since: a backup older than it is refused."),
     ] = None,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Restore a backup into an empty data directory; then end the deployments it had running and apply retention."""
     from openfrt.errors import OpenFRTError
     from openfrt.live.recovery import settle_restored
-    from openfrt.records import ChainAnchor, current_actor
+    from openfrt.records import ChainAnchor, local_actor
     from openfrt.records.backup import read_header, restore_backup
 
-    actor = current_actor(operator)
+    actor = local_actor()
     try:
         chain_anchor = ChainAnchor.parse(anchor) if anchor else None
         header = read_header(file)

@@ -4,7 +4,8 @@ deliveries that failed.
 Thin wrappers over :class:`openfrt.integrations.destinations.DestinationService`. Secrets are
 read from standard input (``--secret-stdin``, ``--password-stdin``), never from the command
 line, where other users of the machine could read them; a webhook secret not given is made
-and printed once. Heavy modules are imported inside the commands, so ``openfrt --help`` stays
+and printed once. Every command acts as an administrator's API token (``OPENFRT_TOKEN``,
+permission ``manage_integrations``), as the server's integration pages do. Heavy modules are imported inside the commands, so ``openfrt --help`` stays
 quick.
 """
 
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from openfrt.cli.common import HomeOption, JsonOption, OperatorOption, console, print_json, store_or_fail, usage_error
+from openfrt.cli.common import HomeOption, JsonOption, console, print_json, store_or_fail, usage_error
+from openfrt.cli.identity import signed_in
 
 if TYPE_CHECKING:
     from openfrt.integrations.destinations import DestinationInfo
@@ -50,17 +52,16 @@ def webhook_add(
     secret_stdin: Annotated[bool, typer.Option("--secret-stdin", help="Read the signing secret from standard input (else one is made and printed once).")] = False,
     include_media: MediaOption = False,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Add a webhook; each delivery carries X-OpenFRT-Signature: sha256=<HMAC of the body>."""
     from openfrt.integrations.destinations import DestinationService, new_secret
-    from openfrt.records import current_actor
 
     secret = _read_stdin("secret") if secret_stdin else new_secret()
     with store_or_fail(home, json_output, webhook=name) as store:
+        actor = signed_in(store, "manage_integrations")
         info = DestinationService(store).add_webhook(name, url, secret=secret, events=events, include_media=include_media,
-                                                     actor=current_actor(operator))
+                                                     actor=actor)
     shown: dict[str, Any] = {} if secret_stdin else {"secret": secret}
     if json_output:
         print_json({**info.as_dict(), **shown})
@@ -77,6 +78,7 @@ def webhook_list(home: HomeOption = None, json_output: JsonOption = False) -> No
     from openfrt.integrations.destinations import DestinationService
 
     with store_or_fail(home, json_output) as store:
+        signed_in(store, "manage_integrations")
         destinations = DestinationService(store).list()
     for info in destinations:
         if json_output:
@@ -89,11 +91,10 @@ def webhook_list(home: HomeOption = None, json_output: JsonOption = False) -> No
 def webhook_remove(
     name: Annotated[str, typer.Argument(help="The webhook's name.")],
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Remove a webhook; events waiting for it are dropped (audited)."""
-    _remove(name, home, operator, json_output)
+    _remove(name, home, json_output)
 
 
 @webhooks_app.command("media")
@@ -101,15 +102,14 @@ def webhook_media(
     name: Annotated[str, typer.Argument(help="The webhook's name (or mqtt, for the broker).")],
     include_media: Annotated[bool, typer.Option("--on/--off", help="Send alert images to it, or stop.")],
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Start or stop sending an alert's images with alert.raised (audited)."""
     from openfrt.integrations.destinations import DestinationService
-    from openfrt.records import current_actor
 
     with store_or_fail(home, json_output, destination=name) as store:
-        info = DestinationService(store).set_include_media(name, include_media, actor=current_actor(operator))
+        actor = signed_in(store, "manage_integrations")
+        info = DestinationService(store).set_include_media(name, include_media, actor=actor)
     if json_output:
         print_json(info.as_dict())
     else:
@@ -128,18 +128,17 @@ def mqtt_set(
     events: EventsOption = [],  # noqa: B006 - Typer reads the default, never mutates it
     include_media: MediaOption = False,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Publish events to this broker with QoS 1 (replacing any broker set before)."""
     from openfrt.integrations.destinations import DestinationService
-    from openfrt.records import current_actor
 
     password = _read_stdin("password") if password_stdin else None
     with store_or_fail(home, json_output, mqtt=host) as store:
+        actor = signed_in(store, "manage_integrations")
         info = DestinationService(store).set_mqtt(
             host=host, port=port, tls=tls, ca_file=ca_file, username=username, password=password, topic_prefix=topic_prefix,
-            events=events, include_media=include_media, actor=current_actor(operator),
+            events=events, include_media=include_media, actor=actor,
         )
     if json_output:
         print_json(info.as_dict())
@@ -153,6 +152,7 @@ def mqtt_show(home: HomeOption = None, json_output: JsonOption = False) -> None:
     from openfrt.integrations.destinations import MQTT_NAME, DestinationService
 
     with store_or_fail(home, json_output) as store:
+        signed_in(store, "manage_integrations")
         info = DestinationService(store).get(MQTT_NAME)
     if json_output:
         print_json(info.as_dict())
@@ -161,11 +161,11 @@ def mqtt_show(home: HomeOption = None, json_output: JsonOption = False) -> None:
 
 
 @mqtt_app.command("remove")
-def mqtt_remove(home: HomeOption = None, operator: OperatorOption = None, json_output: JsonOption = False) -> None:
+def mqtt_remove(home: HomeOption = None, json_output: JsonOption = False) -> None:
     """Stop publishing to the broker; events waiting for it are dropped (audited)."""
     from openfrt.integrations.destinations import MQTT_NAME
 
-    _remove(MQTT_NAME, home, operator, json_output)
+    _remove(MQTT_NAME, home, json_output)
 
 
 @events_app.command("deliveries")
@@ -181,6 +181,7 @@ def event_deliveries(
 
     status = DeliveryStatus.pending if pending else DeliveryStatus.dead
     with store_or_fail(home, json_output) as store:
+        signed_in(store, "manage_integrations")
         deliveries = DestinationService(store).deliveries(status, destination, limit=1000)
     for delivery in deliveries:
         if json_output:
@@ -195,27 +196,26 @@ def event_retry(
     deliveries: Annotated[Optional[list[int]], typer.Argument(metavar="[DELIVERY]...", help="Dead-lettered delivery numbers.")] = None,
     all_dead: Annotated[bool, typer.Option("--all-dead", help="Every dead-lettered delivery.")] = False,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Queue dead-lettered deliveries again, for a new retry window (audited)."""
     from openfrt.integrations.destinations import DestinationService
-    from openfrt.records import current_actor
 
     with store_or_fail(home, json_output) as store:
-        retried = DestinationService(store).retry(deliveries or [], all_dead=all_dead, actor=current_actor(operator))
+        actor = signed_in(store, "manage_integrations")
+        retried = DestinationService(store).retry(deliveries or [], all_dead=all_dead, actor=actor)
     if json_output:
         print_json({"retried": retried})
     else:
         console.print(f"{retried} deliveries queued again")
 
 
-def _remove(name: str, home: Path | None, operator: str | None, json_output: bool) -> None:
+def _remove(name: str, home: Path | None, json_output: bool) -> None:
     from openfrt.integrations.destinations import DestinationService
-    from openfrt.records import current_actor
 
     with store_or_fail(home, json_output, destination=name) as store:
-        DestinationService(store).remove(name, actor=current_actor(operator))
+        actor = signed_in(store, "manage_integrations")
+        DestinationService(store).remove(name, actor=actor)
     if json_output:
         print_json({"destination": name, "removed": True})
     else:

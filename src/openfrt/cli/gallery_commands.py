@@ -1,7 +1,8 @@
 """``openfrt subject``, ``watchlist``, ``enrol-folder``, ``identify`` and ``search``.
 
 Thin wrappers over :class:`openfrt.gallery.Gallery`: parse options, open the store in the data
-directory (``--home`` or ``OPENFRT_HOME``), print one JSON object per line with ``--json``.
+directory (``--home`` or ``OPENFRT_HOME``), act as the user whose API token is in
+``OPENFRT_TOKEN`` (:mod:`openfrt.cli.identity`), print one JSON object per line with ``--json``.
 Exit codes as everywhere: 0 done, 1 an input (image, subject, record) failed and was reported,
 2 usage or configuration (missing case reference, unknown watchlist, unreadable key).
 """
@@ -19,7 +20,6 @@ from openfrt.cli.common import (
     EXIT_INPUT_FAILED,
     DetectorModelOption,
     HomeOption,
-    OperatorOption,
     ReasonOption,
     fail,
     open_store,
@@ -34,6 +34,7 @@ from openfrt.cli.common import (
     print_json,
     usage_error,
 )
+from openfrt.cli.identity import signed_in
 from openfrt.errors import OpenFRTError
 from openfrt.gallery.quality import FaceChoice, QualityPolicy
 from openfrt.records.vocabulary import Category
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from openfrt.gallery import EnrolmentReport, Gallery, ImageOutcome, WatchlistInfo
     from openfrt.gallery.gallery import SubjectDetail
     from openfrt.gallery.matching import Candidate
+    from openfrt.records import Actor
 
 subject_app = typer.Typer(help="Subjects of the reference database and their reference images.", no_args_is_help=True)
 watchlist_app = typer.Typer(help="Watchlists: subjects compiled for one purpose, authorised and expiring.", no_args_is_help=True)
@@ -70,18 +72,22 @@ DEFAULT_POLICY = QualityPolicy()
 @contextmanager
 def open_gallery(
     home: Path | None,
+    *permissions: str,
     detector: str | None = None,
     detector_model: Path | None = None,
     embedder: str | None = None,
     max_pixels: int | None = None,
     policy: QualityPolicy | None = None,
-) -> Iterator[Gallery]:
-    """The gallery in ``home``; a store that cannot be opened is a configuration (usage) error."""
+) -> Iterator[tuple[Gallery, Actor]]:
+    """The gallery in ``home`` and the signed-in user acting on it, who must have
+    ``permissions`` (checked before the face engine loads). A store that cannot be opened, a
+    missing or refused token and a bad engine option are usage errors."""
     from openfrt.gallery import Gallery
 
-    engine = build_engine(detector, detector_model, embedder, max_pixels)
     with open_store(home) as store:
-        yield Gallery(store, engine, policy)
+        actor = signed_in(store, *permissions)
+        engine = build_engine(detector, detector_model, embedder, max_pixels)
+        yield Gallery(store, engine, policy), actor
 
 
 # -- subject ---------------------------------------------------------------------------------
@@ -100,7 +106,6 @@ def subject_add(
     min_face_height: MinHeightOption = DEFAULT_POLICY.min_face_height_px,
     min_sharpness: MinSharpnessOption = DEFAULT_POLICY.min_sharpness,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
     detector: DetectorOption = None,
     detector_model: DetectorModelOption = None,
@@ -109,15 +114,15 @@ def subject_add(
 ) -> None:
     """Enrol reference images of a subject (all or none), creating the subject if new."""
     from openfrt.gallery import ImageToEnrol, SubjectInfo
-    from openfrt.records import current_actor
 
     choice = _face_choice(face)
     subject = SubjectInfo(subject_id, name, category, notes)
     batch = [ImageToEnrol(image, str(image), legal_basis, source, face=choice) for image in images]
     policy = QualityPolicy(min_face_height, min_sharpness)
-    with open_gallery(home, detector, detector_model, embedder, max_pixels, policy) as gallery:
+    engine = {"detector": detector, "detector_model": detector_model, "embedder": embedder, "max_pixels": max_pixels}
+    with open_gallery(home, "enrol", **engine, policy=policy) as (gallery, actor):
         try:
-            report = gallery.enrol(subject, batch, actor=current_actor(operator))
+            report = gallery.enrol(subject, batch, actor=actor)
         except OpenFRTError as exc:
             fail(exc, json_output, subject=subject_id)
     _print_report(report, json_output)
@@ -130,15 +135,12 @@ def subject_remove(
     subject_id: Annotated[str, typer.Argument(metavar="ID", help="Subject id.")],
     reason: ReasonOption = None,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Delete a subject with its reference images, templates, memberships and index entries."""
-    from openfrt.records import current_actor
-
-    with open_gallery(home) as gallery:
+    with open_gallery(home, "remove_subjects") as (gallery, actor):
         try:
-            removed = gallery.remove_subject(subject_id, actor=current_actor(operator), reason=reason)
+            removed = gallery.remove_subject(subject_id, actor=actor, reason=reason)
         except OpenFRTError as exc:
             fail(exc, json_output, subject=subject_id)
     if json_output:
@@ -155,15 +157,12 @@ def subject_remove_image(
     image_id: Annotated[int, typer.Argument(metavar="IMAGE_ID", help="Reference image id (as `openfrt subject show` lists).")],
     reason: Annotated[str, typer.Option("--reason", help="Why it is removed, for the audit log.")],
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Delete one reference image of a subject, with its templates and index entries (audited)."""
-    from openfrt.records import current_actor
-
-    with open_gallery(home) as gallery:
+    with open_gallery(home, "remove_subjects") as (gallery, actor):
         try:
-            removed = gallery.remove_reference_image(image_id, actor=current_actor(operator), reason=reason)
+            removed = gallery.remove_reference_image(image_id, actor=actor, reason=reason)
         except OpenFRTError as exc:
             fail(exc, json_output, reference_image=image_id)
     if json_output:
@@ -187,7 +186,7 @@ def subject_list(
     from rich.markup import escape
     from rich.table import Table
 
-    with open_gallery(home) as gallery:
+    with open_gallery(home, "view_subjects") as (gallery, _):
         subjects = gallery.subjects(search=search, limit=limit, offset=offset)
     if json_output:
         for summary in subjects:
@@ -215,7 +214,7 @@ def subject_show(
     json_output: JsonOption = False,
 ) -> None:
     """Show a subject: who they are, their reference images (facts, not pixels) and their watchlists."""
-    with open_gallery(home) as gallery:
+    with open_gallery(home, "view_subjects") as (gallery, _):
         try:
             detail = gallery.subject(subject_id)
         except OpenFRTError as exc:
@@ -233,7 +232,6 @@ def subject_show(
 def watchlist_create(
     name: Annotated[str, typer.Argument(help="Unique watchlist name.")],
     purpose: Annotated[str, typer.Option("--purpose", help="The one purpose this watchlist is for.")],
-    authorised_by: Annotated[str, typer.Option("--authorised-by", help="Authorising officer (name, rank, number).")],
     criteria: Annotated[Optional[str], typer.Option("--criteria", help="Criteria used to choose its subjects.")] = None,
     expires: Annotated[
         Optional[str], typer.Option("--expires", help="Expiry time, ISO 8601 (local time unless a zone is given).")
@@ -241,20 +239,21 @@ def watchlist_create(
     threshold: Annotated[
         Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="Alert threshold (default: the model's calibrated one).")
     ] = None,
+    standing: Annotated[Optional[str], typer.Option(
+        "--standing", metavar="REASON",
+        help="Keep it beyond one deployment, for this reason (recorded). Without it, it is destroyed when its deployment ends.")] = None,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
     embedder: EmbedderOption = None,
 ) -> None:
-    """Create an empty watchlist for the current model, and show its expected accuracy."""
-    from openfrt.records import current_actor
-
+    """Create an empty watchlist for the current model, with you (an authorising officer) as
+    its authorising officer, and show its expected accuracy."""
     expires_at = parse_time(expires, "--expires")
-    with open_gallery(home, embedder=embedder) as gallery:
+    with open_gallery(home, "manage_watchlists", embedder=embedder) as (gallery, actor):
         try:
             info = gallery.create_watchlist(
-                name, purpose=purpose, authorised_by=authorised_by, actor=current_actor(operator),
-                criteria=criteria, expires_at=expires_at, threshold=threshold,
+                name, purpose=purpose, authorised_by=actor, actor=actor,
+                criteria=criteria, expires_at=expires_at, threshold=threshold, standing_reason=standing,
             )
         except OpenFRTError as exc:
             fail(exc, json_output, watchlist=name)
@@ -266,16 +265,13 @@ def watchlist_add(
     name: Annotated[str, typer.Argument(help="Watchlist name.")],
     subject_ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Subject ids to add.", show_default=False)],
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Add enrolled subjects to a watchlist (all or none)."""
-    from openfrt.records import current_actor
-
-    with open_gallery(home) as gallery:
+    with open_gallery(home, "manage_watchlists") as (gallery, actor):
         try:
             before = set(gallery.watchlist(name).subjects)
-            info = gallery.add_to_watchlist(name, subject_ids, actor=current_actor(operator))
+            info = gallery.add_to_watchlist(name, subject_ids, actor=actor)
         except OpenFRTError as exc:
             fail(exc, json_output, watchlist=name)
     added = [subject for subject in info.subjects if subject not in before]
@@ -291,15 +287,12 @@ def watchlist_remove(
     subject_ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Subject ids to take off.", show_default=False)],
     reason: Annotated[str, typer.Option("--reason", help="Why they are taken off, for the audit log.")],
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Take subjects off a watchlist (all or none; audited); they stay in the reference database."""
-    from openfrt.records import current_actor
-
-    with open_gallery(home) as gallery:
+    with open_gallery(home, "manage_watchlists") as (gallery, actor):
         try:
-            info = gallery.remove_from_watchlist(name, subject_ids, actor=current_actor(operator), reason=reason)
+            info = gallery.remove_from_watchlist(name, subject_ids, actor=actor, reason=reason)
         except OpenFRTError as exc:
             fail(exc, json_output, watchlist=name)
     removed = list(dict.fromkeys(subject_ids))
@@ -316,7 +309,7 @@ def watchlist_show(
     json_output: JsonOption = False,
 ) -> None:
     """Show a watchlist: purpose, authority, expiry, threshold, subjects and expected accuracy."""
-    with open_gallery(home) as gallery:
+    with open_gallery(home, "view_watchlists") as (gallery, _):
         try:
             info = gallery.watchlist(name)
         except OpenFRTError as exc:
@@ -329,15 +322,12 @@ def watchlist_delete(
     name: Annotated[str, typer.Argument(help="Watchlist name.")],
     reason: ReasonOption = None,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Destroy a watchlist (its subjects stay in the reference database)."""
-    from openfrt.records import current_actor
-
-    with open_gallery(home) as gallery:
+    with open_gallery(home, "manage_watchlists") as (gallery, actor):
         try:
-            info = gallery.delete_watchlist(name, actor=current_actor(operator), reason=reason)
+            info = gallery.delete_watchlist(name, actor=actor, reason=reason)
         except OpenFRTError as exc:
             fail(exc, json_output, watchlist=name)
     if json_output:
@@ -359,7 +349,6 @@ def enrol_folder(
     min_face_height: MinHeightOption = DEFAULT_POLICY.min_face_height_px,
     min_sharpness: MinSharpnessOption = DEFAULT_POLICY.min_sharpness,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
     detector: DetectorOption = None,
     detector_model: DetectorModelOption = None,
@@ -377,12 +366,13 @@ def enrol_folder(
     subjects = sorted(path for path in folder.iterdir() if path.is_dir() and not path.name.startswith("."))
     policy = QualityPolicy(min_face_height, min_sharpness)
     failed = False
-    with open_gallery(home, detector, detector_model, embedder, max_pixels, policy) as gallery:
+    engine = {"detector": detector, "detector_model": detector_model, "embedder": embedder, "max_pixels": max_pixels}
+    with open_gallery(home, "enrol", "manage_watchlists", **engine, policy=policy) as (gallery, actor):
         _require_watchlist(gallery, watchlist)
         with Progress(console=err_console, transient=True) as progress:
             task = progress.add_task(f"enrolling into {watchlist}", total=len(subjects))
             for subject_dir in subjects:
-                report = _enrol_subject_dir(gallery, subject_dir, watchlist, category, legal_basis, source, choice, operator)
+                report = _enrol_subject_dir(gallery, subject_dir, watchlist, category, legal_basis, source, choice, actor)
                 failed |= not report.enrolled
                 if json_output:
                     print_json(report.as_dict())
@@ -407,7 +397,8 @@ def identify(
     """Search a watchlist with the largest face of each image: ranked candidates, and an alert
     when the best reaches the watchlist's threshold."""
     failed = False
-    with open_gallery(home, detector, detector_model, embedder, max_pixels) as gallery:
+    engine = {"detector": detector, "detector_model": detector_model, "embedder": embedder, "max_pixels": max_pixels}
+    with open_gallery(home, "search", **engine) as (gallery, _):
         info = _require_watchlist(gallery, watchlist)
         for image in images:
             try:
@@ -427,7 +418,6 @@ def search(
     reason: Annotated[Optional[str], typer.Option("--reason", help="Why this search is necessary (required).")] = None,
     top: TopOption = 10,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
     detector: DetectorOption = None,
     detector_model: DetectorModelOption = None,
@@ -436,18 +426,15 @@ def search(
 ) -> None:
     """Retrospective search of the whole reference database: a ranked list of candidates for a
     trained person to review — never a match. Needs --case and --reason; every search is audited."""
-    from openfrt.records import current_actor
-
     if not (case and case.strip() and reason and reason.strip()):
         usage_error("a retrospective search needs --case (a case reference) and --reason")
     failed = False
-    with open_gallery(home, detector, detector_model, embedder, max_pixels) as gallery:
+    engine = {"detector": detector, "detector_model": detector_model, "embedder": embedder, "max_pixels": max_pixels}
+    with open_gallery(home, "search", **engine) as (gallery, actor):
         for image in images:
             try:
                 _, probe = gallery.engine.largest_face_template(image, str(image))
-                candidates = gallery.search(
-                    probe, case_ref=case, reason=reason, actor=current_actor(operator), top=top, image=str(image)
-                )
+                candidates = gallery.search(probe, case_ref=case, reason=reason, actor=actor, top=top, image=str(image))
                 error = None
             except OpenFRTError as exc:
                 candidates, error, failed = [], str(exc), True
@@ -467,16 +454,15 @@ def _enrol_subject_dir(
     legal_basis: str | None,
     source: str | None,
     choice: FaceChoice,
-    operator: str | None,
+    actor: Actor,
 ) -> EnrolmentReport:
     from openfrt.gallery import EnrolmentReport, ImageOutcome, ImageToEnrol, SubjectInfo
-    from openfrt.records import current_actor
 
     images = sorted(path for path in subject_dir.iterdir() if path.is_file() and not path.name.startswith("."))
     subject = SubjectInfo(subject_dir.name, subject_dir.name.replace("_", " "), category)
     batch = [ImageToEnrol(image, str(image), legal_basis, source, face=choice) for image in images]
     try:
-        return gallery.enrol(subject, batch, actor=current_actor(operator), watchlist=watchlist)
+        return gallery.enrol(subject, batch, actor=actor, watchlist=watchlist)
     except OpenFRTError as exc:
         return EnrolmentReport(subject.id, False, False, (ImageOutcome(str(subject_dir), reason="refused", detail=str(exc)),))
 
@@ -564,9 +550,10 @@ def _print_watchlist(info: WatchlistInfo, fitness: dict[str, Any] | None, json_o
         print_json({**info.as_dict(), "size": len(info.subjects), "fitness": fitness})
     else:
         expiry = info.expires_at.isoformat() if info.expires_at else "never (set one)"
+        kept = f"standing: {info.standing_reason}" if info.standing_reason else "destroyed when its deployment ends"
         console.print(
             f"watchlist [bold]{info.name}[/bold]: {info.purpose}\n"
-            f"  authorised by {info.authorised_by}; criteria: {info.criteria or 'not recorded'}\n"
+            f"  authorised by {info.authorised_by}; criteria: {info.criteria or 'not recorded'}; {kept}\n"
             f"  created {info.created_at.isoformat()}; expires {expiry}{' [red](expired)[/red]' if info.expired else ''}\n"
             f"  threshold {info.threshold:.4f} ({info.model_id}); {len(info.subjects)} subject(s)"
         )

@@ -1,10 +1,12 @@
-"""``openfrt live``: run a live facial-recognition deployment on cameras, files or image folders.
+"""``openfrt live``: run a planned, authorised deployment on its cameras, files or image folders.
 
-Creates the deployment (purpose, place, authorising officer, watchlist, one camera per
-``--source``), starts it (which snapshots the watchlist), runs one pipeline thread per camera,
-and ends it when every source has ended or on Ctrl-C / SIGTERM — always, so the watchlist
-snapshot is destroyed and the record published even after a failure. With ``--events-json``
-each alert is one JSON line and the record is the last; otherwise a live table shows progress.
+Only a deployment one user planned and another, an authorising officer, authorised can run:
+this command plans nothing. As the user in ``OPENFRT_TOKEN`` it opens the deployment's cameras
+(if the source policy allows them), starts it (which snapshots the watchlist), runs one
+pipeline thread per camera, and ends it when every source has ended or on Ctrl-C / SIGTERM —
+always, so the watchlist snapshot is destroyed and the record published even after a failure.
+With ``--events-json`` each alert is one JSON line and the record is the last; otherwise a live
+table shows progress.
 
 With ``--ray-address`` (or ``OPENFRT_RAY_ADDRESS``) each camera runs as a Ray actor on the
 cluster (see ``openfrt.cluster``); Ray is imported only then.
@@ -17,7 +19,6 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any
 
@@ -31,14 +32,13 @@ from openfrt.cli.common import (
     EmbedderOption,
     HomeOption,
     LogFormatOption,
-    OperatorOption,
     console,
     err_console,
     open_store,
     print_json,
     usage_error,
 )
-from openfrt import config
+from openfrt.cli.identity import signed_in
 from openfrt.errors import OpenFRTError
 from openfrt.live.defaults import DEFAULT_CADENCE
 from openfrt.observability.logs import LogFormat
@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from openfrt.live.source_policy import SourcePolicy
     from openfrt.live.sources import Source
     from openfrt.vision import EngineConfig, FaceEngine
+    from openfrt.cluster.cameras import OpenedCameras
+    from openfrt.cluster.settings import ClusterSettings
 
 #: How long ``openfrt live`` waits, once its deployment has ended, for its last events to go out;
 #: those still undelivered wait in the outbox for the server (or the next run) to send them.
@@ -57,23 +59,10 @@ EVENT_DRAIN_SECONDS = 10.0
 
 log = logging.getLogger(__name__)
 
-if TYPE_CHECKING:
-    from openfrt.cluster.cameras import OpenedCameras
-    from openfrt.cluster.settings import ClusterSettings
-
-SourceListOption = Annotated[
-    list[str],
-    typer.Option("--source", help="[NAME=]SOURCE: a video file or a folder of images in the footage directory (OPENFRT_FOOTAGE_DIR), an rtsp(s):// or http(s):// URL on a network in OPENFRT_ALLOWED_NETWORKS, or a webcam index. Repeat for more cameras."),
-]
-
 
 def live(
-    watchlist: Annotated[str, typer.Option("--watchlist", help="Watchlist to search (snapshotted at start).")],
-    source: SourceListOption,
-    location: Annotated[str, typer.Option("--location", help="Where the cameras are (published).")],
-    authorised_by: Annotated[str, typer.Option("--authorised-by", help="The officer who authorised the deployment.")],
-    purpose: Annotated[str, typer.Option("--purpose", help="Why the deployment runs (published).")] = "live facial recognition",
-    name: Annotated[str | None, typer.Option("--name", help="Deployment name (default: live-<UTC time>).")] = None,
+    deployment: Annotated[str, typer.Option(
+        "--deployment", help="The planned, authorised deployment to run (`openfrt deployments create` and `authorise`).")],
     events_json: Annotated[bool, typer.Option("--events-json", help="Print each alert, then the record, as JSON lines.")] = False,
     detector: DetectorOption = None,
     detector_model: DetectorModelOption = None,
@@ -84,51 +73,53 @@ def live(
     cadence: Annotated[int, typer.Option("--cadence", min=1, help="Detect on every Nth frame.")] = DEFAULT_CADENCE,
     realtime: Annotated[bool, typer.Option("--realtime", help="Play video files at their frame rate, dropping frames when behind.")] = False,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     log_format: LogFormatOption = LogFormat.text,
     ray_address: RayAddressOption = None,
     camera_cpus: CameraCpusOption = 1.0,
     camera_resource: CameraResourceOption = None,
 ) -> None:
-    """Run a live deployment: every face is searched against the watchlist; only matches are kept.
-    Its events go to the configured webhooks and broker from this process too (see README)."""
+    """Run a planned, authorised deployment: every face is searched against the watchlist; only
+    matches are kept. Its events go to the configured webhooks and broker from this process too
+    (see README)."""
     from openfrt.gallery import Gallery
     from openfrt.integrations.dispatcher import EventDispatcher
     from openfrt.live.deployments import DeploymentService
     from openfrt.live.pipeline import PipelineConfig
-    from openfrt.live.source_policy import SourcePolicy
     from openfrt.observability.logs import configure_logging, log_context
-    from openfrt.records import current_actor
 
     if log_format is LogFormat.json:  # text leaves logging as it was: warnings only, under the live table
         configure_logging(LogFormat.json)
-    actor = current_actor(operator)
-    targets = _named_sources(source)
-    policy = SourcePolicy.from_env(config.home_dir(home))
     cluster = cluster_settings(ray_address, camera_cpus, camera_resource, home)
-    cameras = _open_sources(targets, policy, realtime) if cluster is None else {}
-    engine = _live_engine(detector, detector_model, embedder, detect_width)
-    opened = _open_on_cluster(cluster, engine.config, targets, policy, realtime) if cluster is not None else None
     pipeline_config = PipelineConfig(cadence=cadence)
+    opened: OpenedCameras | None = None
     try:
         with open_store(home) as store:
+            actor = signed_in(store, "run_deployments")
+            engine = _live_engine(detector, detector_model, embedder, detect_width)
             gallery = Gallery(store, engine)
             service = DeploymentService(store, gallery)
-            deployment_name = name or datetime.now(UTC).strftime("live-%Y%m%d-%H%M%S")
-            try:
-                gallery.require_engine_model(watchlist)  # refuse a cross-model start before anything is recorded
-                service.create(
-                    deployment_name, purpose=purpose, location=location, authorised_by=authorised_by, watchlist=watchlist,
-                    actor=actor, cameras=targets,
-                )
-                running = service.start(deployment_name, actor)
+            try:  # before any camera is opened: the plan, its authority and the engine's model
+                planned = service.ready_to_start(deployment)
+                gallery.require_engine_model(planned.watchlist)
+                targets = service.camera_sources(deployment)
             except OpenFRTError as exc:
+                usage_error(str(exc))
+            if cluster is None:
+                cameras = _open_sources(targets, service.source_policy, realtime)
+            else:
+                cameras = {}
+                opened = _open_on_cluster(cluster, engine.config, targets, service.source_policy, realtime)
+            try:
+                running = service.start(deployment, actor)
+            except OpenFRTError as exc:
+                for source in cameras.values():
+                    source.stop()
                 usage_error(str(exc))
             _report_fitness(running, logged=log_format is LogFormat.json)
             dispatcher = EventDispatcher(store)
             dispatcher.start()
             try:
-                with log_context(deployment=deployment_name):
+                with log_context(deployment=deployment):
                     _run_cameras(running, cameras, engine, opened, pipeline_config, events_json, actor)
             finally:
                 dispatcher.stop(drain_seconds=EVENT_DRAIN_SECONDS)
@@ -158,23 +149,12 @@ def _run_cameras(
             disconnect()
 
 
-def _named_sources(specs: list[str]) -> dict[str, str]:
-    """Camera name -> source, from ``[NAME=]SOURCE`` options; unnamed cameras are camera1, camera2, …"""
-    targets: dict[str, str] = {}
-    for number, spec in enumerate(specs, start=1):
-        camera, _, target = spec.partition("=") if _is_named(spec) else (f"camera{number}", "", spec)
-        if camera in targets:
-            usage_error(f"two sources are named {camera!r}")
-        targets[camera] = target
-    return targets
-
-
 def _open_sources(targets: dict[str, str], policy: SourcePolicy, realtime: bool) -> dict[str, Source]:
-    """Each camera's source, if the source policy allows it (the same rule as the server's)."""
-    from openfrt.live.sources import open_source
+    """Each camera's source, all or none, if the source policy allows it (the same rule as the server's)."""
+    from openfrt.live.sources import open_sources
 
     try:
-        return {camera: open_source(target, policy=policy, realtime=realtime) for camera, target in targets.items()}
+        return open_sources(targets, policy=policy, realtime=realtime)
     except OpenFRTError as exc:
         usage_error(str(exc))
 
@@ -238,12 +218,6 @@ def _report_fitness(running: RunningDeployment, logged: bool = False) -> None:
         err_console.print(f"[yellow]warning:[/yellow] {message}")
     else:
         err_console.print(message)
-
-
-def _is_named(spec: str) -> bool:
-    """True for ``NAME=SOURCE`` (a ``=`` before any ``://``, so URL query strings are not names)."""
-    name, equals, _ = spec.partition("=")
-    return bool(equals) and "://" not in name and "/" not in name
 
 
 def _live_engine(detector: str | None, detector_model: Path | None, embedder: str | None, detect_width: int | None) -> FaceEngine:

@@ -44,6 +44,7 @@ live_records_commands.deployments_app.command("recover")(recovery_command.recove
 app.add_typer(live_records_commands.deployments_app, name="deployments")
 app.add_typer(live_records_commands.alerts_app, name="alerts")
 app.add_typer(live_records_commands.retention_app, name="retention")
+app.command()(users_commands.login)
 app.add_typer(users_commands.users_app, name="users")
 app.add_typer(audit_commands.audit_app, name="audit")
 app.add_typer(keys_commands.keys_app, name="keys")

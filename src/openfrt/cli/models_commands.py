@@ -13,7 +13,6 @@ from openfrt.cli.common import (
     EXIT_INPUT_FAILED,
     HomeOption,
     JsonOption,
-    OperatorOption,
     console,
     err_console,
     fail,
@@ -86,7 +85,6 @@ def add_model(
                       "(default: the store's reference images when it holds enough people, else faces rendered offline)."),
     ] = None,
     home: HomeOption = None,
-    operator: OperatorOption = None,
 ) -> None:
     """Register a model file; its checksum is recorded and verified whenever it is loaded, and an
     embedder must first prove that it separates faces (same face well above different faces)."""
@@ -99,7 +97,7 @@ def add_model(
     try:
         faces = None
         if (kind or (guess_kind(path) if path.is_file() else None)) == "embedder":
-            faces = folder_check_faces(check_faces) if check_faces else _reference_faces(zoo.home, operator, path)
+            faces = folder_check_faces(check_faces) if check_faces else _reference_faces(zoo.home, path)
         entry = zoo.add(name, path, kind, sha256, family, licence, check_faces=faces)  # type: ignore[arg-type]
     except OpenFRTError as exc:
         fail(exc, json_output=False)
@@ -108,17 +106,19 @@ def add_model(
         console.print(f"model check: d' {entry.check['d_prime']:.2f} (needs {entry.check['min_d_prime']:g}) on {entry.check['source']}")
 
 
-def _reference_faces(home: Path, operator: str | None, path: Path) -> object:
-    """The store's reference images as check faces, if a store exists here and holds enough people."""
+def _reference_faces(home: Path, path: Path) -> object:
+    """The store's reference images as check faces, if a store exists here and holds enough people:
+    registering a model file is local administration (audited as ``local:<os user>``), like the
+    data directory and key file it reads them with."""
     from openfrt.config import database_url
     from openfrt.gallery.model_check import reference_check_faces
-    from openfrt.records import RecordStore, current_actor
+    from openfrt.records import RecordStore, local_actor
 
     url = database_url(home)
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
         return None  # a fresh install: nothing enrolled, and no store is created just to look
     with RecordStore.open(home) as store:
-        return reference_check_faces(store, actor=current_actor(operator), purpose=f"check model file {path.name} before registering it")
+        return reference_check_faces(store, actor=local_actor(), purpose=f"check model file {path.name} before registering it")
 
 
 @app.command("use")
@@ -139,20 +139,21 @@ def migrate(
     to: Annotated[str, typer.Option("--to", help="The embedder to move every reference image and watchlist to.")],
     status_only: Annotated[bool, typer.Option("--status", help="Only say how far a migration to this model has got.")] = False,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Re-embed every stored reference image with another model, then move every watchlist to it.
 
     Each subject is all or nothing; old templates keep serving until every image has a new one;
     an interrupted run continues where it stopped when run again. Audited. On completion the
-    model becomes the default embedder and the old templates are deleted.
+    model becomes the default embedder and the old templates are deleted. It changes every
+    watchlist, so it acts as an authorising officer's token (permission ``migrate_models``), as
+    the server's migration endpoint does.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from openfrt.cli.common import open_store
     from openfrt.gallery.migration import ModelMigration
-    from openfrt.records import current_actor
+    from openfrt.cli.identity import signed_in
     from openfrt.vision import EngineConfig, FaceEngine
 
     zoo = _zoo(home)
@@ -163,6 +164,7 @@ def migrate(
     except OpenFRTError as exc:
         usage_error(str(exc))
     with open_store(zoo.home) as store:
+        actor = signed_in(store, "migrate_models")
         migration = ModelMigration(store, engine)
         if status_only:
             _print_status(migration.status().as_dict(), json_output)
@@ -170,7 +172,7 @@ def migrate(
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, console=err_console, transient=True) as progress:
             task = progress.add_task(f"re-embedding with {to}", total=None)
-            report = migration.run(actor=current_actor(operator), progress=lambda done, total, _: progress.update(task, completed=done, total=total))
+            report = migration.run(actor=actor, progress=lambda done, total, _: progress.update(task, completed=done, total=total))
     if report.completed:
         zoo.use(to)
     payload = report.as_dict()

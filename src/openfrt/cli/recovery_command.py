@@ -5,22 +5,24 @@ machine lost power) is ended as interrupted: counts as last flushed, the time si
 heartbeat recorded as a gap, snapshot destruction and end audited, camera credentials destroyed,
 the record published with ``interrupted`` set. A server restarted on its data directory does
 this by itself, and resumes what it ran; run this when it will not come back. Deployments whose
-process is alive (renewing its lease) are left alone.
+process is alive (renewing its lease) are left alone. It ends deployments, so it acts as a user
+who may run them (``OPENFRT_TOKEN``, permission ``run_deployments``), as stopping one does.
 """
 
 from __future__ import annotations
 
-from openfrt.cli.common import HomeOption, JsonOption, OperatorOption, console, print_json, store_or_fail
+from openfrt.cli.common import HomeOption, JsonOption, console, print_json, store_or_fail
+from openfrt.cli.identity import signed_in
 
 
-def recover(home: HomeOption = None, operator: OperatorOption = None, json_output: JsonOption = False) -> None:
+def recover(home: HomeOption = None, json_output: JsonOption = False) -> None:
     """End, as interrupted, every running deployment whose process stopped renewing its lease."""
     from openfrt.live.deployments import DeploymentService
     from openfrt.live.recovery import Recovery
-    from openfrt.records import current_actor
 
     with store_or_fail(home, json_output) as store:
-        report = Recovery(DeploymentService(store), actor=current_actor(operator)).run()
+        actor = signed_in(store, "run_deployments")
+        report = Recovery(DeploymentService(store), actor=actor).run()
     if json_output:
         print_json(report.as_dict())
         return

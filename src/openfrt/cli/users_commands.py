@@ -1,16 +1,19 @@
-"""``openfrt users``: the server's accounts and API tokens, managed from the server's own shell.
+"""``openfrt login`` and ``openfrt users``: a user's own API token, and accounts and tokens.
 
-Thin wrappers over :class:`openfrt.records.users.UserService`; whoever can run them can open
-the records store, so they need no sign-in (the first administrator is created here). A
-password is read from a hidden prompt, or from standard input with ``--password-stdin`` for
-scripts; it is never echoed, printed or logged. Exit codes: 0 done, 1 a record was refused or
-not found (reported), 2 usage or configuration.
+Thin wrappers over :class:`openfrt.records.users.UserService`. ``login`` checks a user's
+password and prints a new API token of their own, which every other command then acts with
+(``OPENFRT_TOKEN``). The ``users`` commands act as an administrator's token — except creating
+an administrator while there is no enabled one (the first, or after all were disabled), which
+is local administration with the data directory, audited as ``local:<os user>``. A password is
+read from a hidden prompt, or from standard input with ``--password-stdin`` for scripts; it is
+never echoed, printed or logged. Exit codes: 0 done, 1 a record or sign-in was refused or not
+found (reported), 2 usage or configuration.
 """
 
 from __future__ import annotations
 
+import socket
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -20,7 +23,6 @@ from rich.markup import escape
 from openfrt.cli.common import (
     HomeOption,
     JsonOption,
-    OperatorOption,
     console,
     err_console,
     fail,
@@ -29,11 +31,12 @@ from openfrt.cli.common import (
     print_json,
     usage_error,
 )
+from openfrt.cli.identity import TOKEN_VARIABLE, has_token, signed_in
 from openfrt.records.passwords import PASSWORD_RULE, check_password
 from openfrt.records.vocabulary import Role
 
 if TYPE_CHECKING:
-    from openfrt.records import UserInfo, UserService
+    from openfrt.records import Actor, RecordStore, UserInfo
 
 users_app = typer.Typer(help="Server accounts: create, list, disable, passwords and API tokens.", no_args_is_help=True)
 
@@ -50,17 +53,18 @@ def user_create(
     display_name: Annotated[str | None, typer.Option("--display-name", help="Name shown in the interface (default: NAME).")] = None,
     password_stdin: PasswordStdinOption = False,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Create a user (audited, without the password). The password rule: at least 12
-    characters, hard to guess (common passwords, words and names on their own, keyboard
-    patterns, repeats and sequences are refused)."""
-    from openfrt.records import UserService, current_actor
+    """Create a user (audited, without the password). Without OPENFRT_TOKEN only an
+    administrator, and only while there is no enabled one: the first, set up locally. The
+    password rule: at least 12 characters, hard to guess (common passwords, words and names on
+    their own, keyboard patterns, repeats and sequences are refused)."""
+    from openfrt.records import UserService
 
-    password = _read_password(password_stdin, (name, display_name or name))
     with store_or_fail(home, json_output, user=name) as store:
-        user = UserService(store).create(name, role, password, actor=current_actor(operator), display_name=display_name)
+        actor = _administrator(store, role)
+        password = _read_password(password_stdin, (name, display_name or name))
+        user = UserService(store).create(name, role, password, actor=actor, display_name=display_name)
     _print_user(user, json_output)
 
 
@@ -70,17 +74,22 @@ def user_list(home: HomeOption = None, json_output: JsonOption = False) -> None:
     from openfrt.records import UserService
 
     with open_store(home) as store:
+        signed_in(store, "manage_users")
         users = UserService(store).list()
     for user in users:
         _print_user(user, json_output)
 
 
 @users_app.command("disable")
-def user_disable(name: NameArgument, home: HomeOption = None, operator: OperatorOption = None, json_output: JsonOption = False) -> None:
+def user_disable(name: NameArgument, home: HomeOption = None, json_output: JsonOption = False) -> None:
     """Disable a user: their sessions end and their API tokens are revoked (audited)."""
-    from openfrt.records import current_actor
+    _change_user(name, home, json_output, "disable")
 
-    _change_user(name, home, json_output, lambda users: users.disable(name, actor=current_actor(operator)))
+
+@users_app.command("unlock")
+def user_unlock(name: NameArgument, home: HomeOption = None, json_output: JsonOption = False) -> None:
+    """Unlock a user locked out after too many failed sign-ins (audited)."""
+    _change_user(name, home, json_output, "unlock")
 
 
 @users_app.command("password")
@@ -88,50 +97,46 @@ def user_password(
     name: NameArgument,
     password_stdin: PasswordStdinOption = False,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Set a user's password (e.g. a forgotten one); their sessions end (audited, without it).
     The same rule as for a new user applies."""
-    from openfrt.records import UserService, current_actor
+    from openfrt.records import UserService
 
-    password = _read_password(password_stdin, (name,))
     with store_or_fail(home, json_output, user=name) as store:
-        UserService(store).set_password(name, password, actor=current_actor(operator))
+        actor = signed_in(store, "manage_users")
+        password = _read_password(password_stdin, (name,))
+        UserService(store).set_password(name, password, actor=actor)
     if json_output:
         print_json({"user": name, "password_changed": True})
     else:
         console.print(f"password of {name} changed; their sessions have ended")
 
 
-@users_app.command("unlock")
-def user_unlock(name: NameArgument, home: HomeOption = None, operator: OperatorOption = None, json_output: JsonOption = False) -> None:
-    """Unlock a user locked out after too many failed sign-ins (audited)."""
-    from openfrt.records import current_actor
-
-    _change_user(name, home, json_output, lambda users: users.unlock(name, actor=current_actor(operator)))
-
-
-@users_app.command("token")
-def user_token(
+def login(
     name: NameArgument,
-    label: Annotated[str, typer.Option("--label", help="What the token is for (e.g. the system that uses it).")],
+    label: Annotated[str | None, typer.Option("--label", help="What the token is for (default: this command line and host).")] = None,
+    password_stdin: PasswordStdinOption = False,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Create an API token acting as the user; its secret is printed once and never again."""
-    from openfrt.records import UserService, current_actor
+    """Check your password and print a new API token of your own (audited as a log-in); every
+    other command acts as you with it in OPENFRT_TOKEN. It is printed once and never again."""
+    from openfrt.records import AuthenticationError, UserService
 
-    with store_or_fail(home, json_output, user=name) as store:
-        token, secret = UserService(store).create_token(name, label, actor=current_actor(operator))
+    password = _read_password(password_stdin, confirm=False)
+    with open_store(home) as store:
+        try:
+            token, secret = UserService(store).log_in_for_token(name, password, label or f"command line on {socket.gethostname()}")
+        except AuthenticationError as exc:
+            fail(exc, json_output, user=name)
     if json_output:
-        print_json({**token.as_dict(), "secret": secret})
+        print_json({"token": secret})
         return
-    console.print(f"API token {token.id} for {token.user} ({escape(token.label)}):")
     typer.echo(secret)
-    console.print("[yellow]Store it now: it will not be shown again.[/yellow] Revoke it with `openfrt users revoke-token "
-                  f"{token.id}`.")
+    err_console.print(f"API token {token.id} for {token.user} ({escape(token.label)}); it will not be shown again. "
+                      f"Use it with `export {TOKEN_VARIABLE}=…`; an administrator revokes it with "
+                      f"`openfrt users revoke-token {token.id}`.")
 
 
 @users_app.command("tokens")
@@ -144,6 +149,7 @@ def user_tokens(
     from openfrt.records import UserService
 
     with store_or_fail(home, json_output, user=name) as store:
+        signed_in(store, "manage_users")
         tokens = UserService(store).list_tokens(name)
     for token in tokens:
         if json_output:
@@ -158,49 +164,70 @@ def user_tokens(
 def user_revoke_token(
     token_id: Annotated[int, typer.Argument(metavar="ID", help="Token id (as `openfrt users tokens` shows).")],
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Revoke an API token at once (audited)."""
-    from openfrt.records import UserService, current_actor
+    from openfrt.records import UserService
 
     with store_or_fail(home, json_output, token=token_id) as store:
-        UserService(store).revoke_token(token_id, actor=current_actor(operator))
+        actor = signed_in(store, "manage_users")
+        UserService(store).revoke_token(token_id, actor=actor)
     if json_output:
         print_json({"token": token_id, "revoked": True})
     else:
         console.print(f"token {token_id} revoked")
 
 
-def _read_password(from_stdin: bool, user_inputs: tuple[str, ...]) -> str:
-    """The new password: the whole of standard input less its final line break, or typed at a
-    hidden prompt — the rule shown first, checked before the confirmation prompt (and by the
-    service again, before anything is stored)."""
+def _administrator(store: RecordStore, role: Role) -> Actor:
+    """Who creates a user: an administrator's token — or, while no enabled administrator exists
+    (the first one, or after every one was disabled), local administration creating one, so an
+    installation can always get an administrator while the shell never stands in for one."""
+    from openfrt.records import UserService, local_actor
+
+    if has_token():
+        return signed_in(store, "manage_users")
+    if any(user.role is Role.admin and not user.disabled for user in UserService(store).list()):
+        usage_error(f"only an administrator creates users: set {TOKEN_VARIABLE} to an administrator's token (`openfrt login NAME`)")
+    if role is not Role.admin:
+        usage_error("there is no administrator yet: create one first (--role admin), then log in as them to create the others")
+    return local_actor()
+
+
+def _read_password(from_stdin: bool, user_inputs: tuple[str, ...] = (), confirm: bool = True) -> str:
+    """The password: the whole of standard input less its final line break, or typed at a
+    hidden prompt (on stderr, so that `export OPENFRT_TOKEN=$(openfrt login NAME)` captures only
+    the token). A new one (``confirm``) is shown the rule first and checked before the
+    confirmation prompt — and by the service again, before anything is stored."""
     if from_stdin:
         password = sys.stdin.read().rstrip("\r\n")
         if not password:
             usage_error("--password-stdin: standard input held no password")
         return password
+    if not confirm:
+        typed: str = typer.prompt("Password", hide_input=True, err=True)
+        return typed
     from openfrt.records.errors import InvalidRecordError
 
     err_console.print(PASSWORD_RULE)
-    typed: str = typer.prompt("Password", hide_input=True)
+    typed = typer.prompt("Password", hide_input=True, err=True)
     try:
         check_password(typed, user_inputs=user_inputs)
     except InvalidRecordError as exc:
         fail(exc, False)
-    if typer.prompt("Repeat the password", hide_input=True) != typed:
+    if typer.prompt("Repeat the password", hide_input=True, err=True) != typed:
         usage_error("the two passwords differ")
     return typed
 
 
-def _change_user(name: str, home: Path | None, json_output: bool, change: Callable[[UserService], None]) -> None:
-    """Make one audited change to a user's account and print the account as it now is."""
+def _change_user(name: str, home: Path | None, json_output: bool, change: str) -> None:
+    """Make one audited change (``disable``, ``unlock``) to a user's account, as an
+    administrator, and print the account as it now is."""
     from openfrt.records import UserService
 
     with store_or_fail(home, json_output, user=name) as store:
+        actor = signed_in(store, "manage_users")
         service = UserService(store)
-        change(service)
+        getattr(service, change)(name, actor=actor)
         user = service.get(name)
     _print_user(user, json_output)
 

@@ -77,11 +77,11 @@ def alert_released(session: Session, alert: Alert, by: str) -> Event:
 
 
 def deployment_started(
-    deployment: str, *, purpose: str, location: str, authorised_by: str, watchlist: str, watchlist_size: int,
-    threshold: float, model_id: str, cameras: list[str], started_at: datetime,
+    deployment: str, *, purpose: str, location: str, authorised_by: str, planned_by: str | None, watchlist: str,
+    watchlist_size: int, threshold: float, model_id: str, cameras: list[str], started_at: datetime,
 ) -> Event:
     return Event(EventType.deployment_started, deployment, {
-        "purpose": purpose, "location": location, "authorised_by": authorised_by, "watchlist": watchlist,
+        "purpose": purpose, "location": location, "planned_by": planned_by, "authorised_by": authorised_by, "watchlist": watchlist,
         "watchlist_size": watchlist_size, "threshold": threshold, "model_id": model_id, "cameras": cameras,
         "started_at": started_at.isoformat(),
     }, _deployment_link(deployment))

@@ -10,9 +10,11 @@ over — conditionally, so that two recovering processes cannot both act — and
   reopened, the time it was not watching is recorded as a gap on every camera, and the resumption
   is audited; or
 * **ends it as interrupted**: its counts stay as last flushed, the time since its last heartbeat
-  is recorded as a gap on every camera, its camera credentials are destroyed, its record is
-  published with ``interrupted`` set (and reaches records.csv), and the end and the destruction
-  of its (lost) watchlist snapshot are audited with the reason.
+  is recorded as a gap on every camera, and the rest is what any end does
+  (:func:`~openfrt.live.deployments.close_deployment`): its camera credentials are destroyed, its
+  record is published with ``interrupted`` set and its audit anchor (and reaches records.csv),
+  the end and the destruction of its (lost) watchlist snapshot are audited with the reason, and
+  a watchlist made for it is destroyed.
 
 A server runs recovery when it starts and then periodically (:class:`RecoveryWatch`);
 ``openfrt deployments recover`` runs it from the command line (ending, never resuming: the
@@ -34,7 +36,7 @@ from sqlalchemy.orm import Session
 from openfrt.errors import OpenFRTError
 from openfrt.integrations import events
 from openfrt.integrations.outbox import emit
-from openfrt.live.deployments import DeploymentRecord, DeploymentService, RunningDeployment, refresh_record
+from openfrt.live.deployments import DeploymentRecord, DeploymentService, RunningDeployment, close_deployment
 from openfrt.live.leases import Lease, LeaseLostError, lease_seconds, process_owner
 from openfrt.live.retention import run_retention
 from openfrt.records.audit import AuditAction, record_event
@@ -133,7 +135,9 @@ def resume(service: DeploymentService, lapsed: LapsedDeployment, *, actor: str, 
             details={"previous_owner": lapsed.owner, "last_seen": lapsed.last_seen.isoformat(), "gap_seconds": gap_seconds,
                      "watchlist": watchlist.name, "watchlist_size": len(matcher), "watchlist_revision": watchlist.revision},
         )
-    return RunningDeployment(service.store, info, info.threshold, info.model_id, matcher, lease)
+    return RunningDeployment(
+        service.store, info, info.threshold, info.model_id, matcher, lease, on_watchlist_destroyed=service.gallery.forget_watchlist
+    )
 
 
 def interrupt(store: RecordStore, lapsed: LapsedDeployment, *, actor: str, reason: str, force: bool = False) -> DeploymentRecord | None:
@@ -159,17 +163,10 @@ def interrupt(store: RecordStore, lapsed: LapsedDeployment, *, actor: str, reaso
             return None
         gap_seconds = _record_interruption(session, lapsed.deployment_id, lapsed.last_seen, now)
         row = session.get_one(Deployment, lapsed.deployment_id)
-        for camera in row.cameras:
-            camera.sealed_source = None  # the credentials go with the deployment
-        record = refresh_record(session, row)
-        record_event(
-            session, AuditAction.deployment_ended, actor=actor, target=row.name, reason=reason,
-            details={**record.as_dict(), "last_seen": lapsed.last_seen.isoformat(), "gap_seconds": gap_seconds},
-        )
-        emit(session, events.deployment_ended(row.name, record.as_dict()))
-        record_event(
-            session, AuditAction.snapshot_destroyed, actor=actor, target=row.name,
-            details={"watchlist": row.watchlist, "templates": row.watchlist_size, "lost_with": lapsed.owner or "unknown process"},
+        record, _ = close_deployment(
+            session, row, actor=actor, reason=reason,
+            snapshot={"templates": row.watchlist_size, "lost_with": lapsed.owner or "unknown process"},
+            ended={"last_seen": lapsed.last_seen.isoformat(), "gap_seconds": gap_seconds},
         )
     return record
 

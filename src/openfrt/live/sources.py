@@ -23,7 +23,7 @@ import queue
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -272,6 +272,20 @@ def open_source(
         fps = video_fps(path)
         return LatestFrameSource(str(path), lambda: _paced(_file_frames(path, fps, threading.Event(), after)), reconnect=False)
     return VideoFileSource(path, after)
+
+
+def open_sources(cameras: Mapping[str, str], *, policy: SourcePolicy, realtime: bool = False) -> dict[str, Source]:
+    """A deployment's cameras (name -> source description) opened, all or none, if ``policy``
+    allows each: if one fails, those already open are stopped and the error raised."""
+    sources: dict[str, Source] = {}
+    try:
+        for camera, spec in cameras.items():
+            sources[camera] = open_source(spec, policy=policy, realtime=realtime)
+    except OpenFRTError:
+        for source in sources.values():
+            source.stop()
+        raise
+    return sources
 
 
 def video_fps(path: Path) -> float:

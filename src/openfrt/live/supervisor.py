@@ -24,7 +24,7 @@ from openfrt.live.deployments import (
 from openfrt.live.events import CameraRunner
 from openfrt.live.pipeline import CameraStats, LiveRunner, PipelineConfig
 from openfrt.live.recovery import LapsedDeployment, resume
-from openfrt.live.sources import Source, open_source
+from openfrt.live.sources import open_sources
 from openfrt.records.errors import InvalidRecordError
 from openfrt.vision import FaceEngine
 
@@ -118,7 +118,7 @@ class LiveSupervisor:
 
     def _start_here(self, name: str, actor: str, begin: Callable[[], RunningDeployment]) -> tuple[RunningDeployment, CameraRunner]:
         """Open the sources in this process, then start (or resume) with ``begin``."""
-        sources = self._open_sources(self.service.camera_sources(name))
+        sources = open_sources(self.service.camera_sources(name), policy=self.service.source_policy, realtime=self._realtime)
         try:
             engine = self._engine()
             running = begin()
@@ -183,17 +183,6 @@ class LiveSupervisor:
                 self.stop(name, actor, timeout)
             except OpenFRTError as exc:
                 log.error("deployment %s did not end cleanly at shutdown: %s", name, exc)
-
-    def _open_sources(self, cameras: dict[str, str]) -> dict[str, Source]:
-        sources: dict[str, Source] = {}
-        try:
-            for camera, spec in cameras.items():
-                sources[camera] = open_source(spec, policy=self.service.source_policy, realtime=self._realtime)
-        except OpenFRTError:
-            for source in sources.values():
-                source.stop()
-            raise
-        return sources
 
     def _run(self, name: str) -> None:
         """Run the cameras to their end (or a stop), then end the deployment — always."""

@@ -13,14 +13,14 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "audit": [
-            "AuditAction", "AuditEntry", "ChainAnchor", "ChainReport", "current_actor", "list_events", "record_event",
+            "Actor", "AuditAction", "AuditEntry", "ChainAnchor", "ChainReport", "list_events", "local_actor", "record_event",
             "verify_chain",
         ],
         "crypto": ["Cipher", "load_cipher"],
         "database": ["open_database", "upgrade"],
         "errors": [
             "AuditChainError", "AuthenticationError", "DuplicateRecordError", "EnrolmentRefused", "InvalidRecordError",
-            "KeyFileError", "RecordNotFoundError", "WatchlistExpiredError",
+            "KeyFileError", "NotPermittedError", "RecordNotFoundError", "WatchlistExpiredError",
         ],
         "models": ["AuditEvent", "ReferenceImage", "ReferenceTemplate", "Subject", "Watchlist", "WatchlistMember"],
         "store": ["RecordStore"],

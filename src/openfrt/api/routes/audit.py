@@ -30,6 +30,7 @@ def audit_log(
     actor: str | None = None,
     action: str | None = None,
     target: str | None = None,
+    credential: str | None = Query(None, max_length=80, description="Only entries made with this session or token, e.g. token:7."),
     since: AwareDatetime | None = Query(None, description="ISO 8601 with a zone, e.g. 2026-06-01T00:00Z."),
     until: AwareDatetime | None = Query(None, description="ISO 8601 with a zone."),
     before: int | None = Query(None, ge=1, le=MAX_ROW_ID),
@@ -37,13 +38,13 @@ def audit_log(
     principal: Principal = Depends(auditor),
     ctx: ServerContext = Depends(context),
 ) -> list[dict[str, Any]]:
-    entries = read_audit_log(ctx, principal, actor=actor, action=action, target=target, since=since, until=until,
-                             before=before, limit=limit)
+    entries = read_audit_log(ctx, principal, actor=actor, action=action, target=target, credential=credential,
+                             since=since, until=until, before=before, limit=limit)
     return [jsonable(entry.as_dict()) for entry in entries]
 
 
 def read_audit_log(ctx: ServerContext, principal: Principal, *, limit: int, **filters: Any) -> list[AuditEntry]:
-    """Entries matching ``filters`` (actor, action, target, since, until, before), newest first.
+    """Entries matching ``filters`` (actor, action, target, credential, since, until, before), newest first.
 
     Reading the log is itself logged, with the filters used — after the read, so that a page
     does not show its own viewing. The API and the console both read through here."""
@@ -54,7 +55,8 @@ def read_audit_log(ctx: ServerContext, principal: Principal, *, limit: int, **fi
     return entries
 
 
-@router.get("/audit/verify", summary="Check the hash chain: any edited or removed entry is reported")
+@router.get("/audit/verify", summary="Check the hash chain and every anchor published with a deployment record: "
+            "any edited or removed entry, or a log cut back, is reported")
 def verify(
     anchor: list[str] = Query([], description="SEQ:HASH from an earlier verification, kept elsewhere: the entry must still be there, unchanged."),
     principal: Principal = Depends(auditor),
@@ -66,5 +68,5 @@ def verify(
     with ctx.store.transaction() as session:
         record_event(session, AuditAction.audit_verified, actor=principal.name,
                      details={"entries": report.entries, "ok": report.ok, "problems": len(report.problems),
-                              "anchors": [str(given) for given in anchors]})
+                              "anchors": [str(given) for given in anchors], "published_anchors": report.published_anchors})
     return report.as_dict()

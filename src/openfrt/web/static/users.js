@@ -1,4 +1,4 @@
-// Accounts and machine tokens (administrators): create, disable, unlock, issue a token, revoke.
+// Accounts and API tokens (administrators): create, disable and unlock users, create one's own token, revoke any.
 
 import { api, fields, onSubmit, say } from './console.js';
 
@@ -12,8 +12,8 @@ onSubmit(create, async () => {
 
 const tokenForm = document.getElementById('new-token');
 onSubmit(tokenForm, async () => {
-  const { user, label } = fields(tokenForm);
-  const token = await api('POST', `/api/users/${encodeURIComponent(user)}/tokens`, { label });
+  const { label } = fields(tokenForm);
+  const token = await api('POST', `/api/users/${encodeURIComponent(tokenForm.dataset.user)}/tokens`, { label });
   // Shown once, in the page only: reloading would lose it, which is the point.
   const box = document.getElementById('token-secret');
   box.querySelector('[data-testid="token-secret"]').textContent = token.token;
