@@ -297,6 +297,10 @@ def test_each_change_writes_its_event_with_it_and_nothing_without_a_destination(
     assert held == {"alert": alert_id, "subject": "alpha", "subject_name": "Alpha", "similarity": 0.95, "camera": "north",
                     "captured_at": START.isoformat(), "held_by": "DS 3", "held_at": held["held_at"], "reason": "Evidence in case CR/1/26"}
     assert raised["deployment"] == "dep" and raised["link"] == f"/alerts#alert-{alert_id}"
+    started = next(row.payload["data"] for row in events if row.type == "deployment.started")
+    assert (started["planned_by"], started["authorised_by"]) == ("PC 1", "Supt A")  # the two officers, never one
+    published = next(row.payload["data"]["record"] for row in events if row.type == "deployment.ended")
+    assert published["audit_anchor"] == service.record("dep").audit_anchor and published["interrupted"] is False
     assert "bravo" not in json.dumps([row.payload for row in events])  # the other candidate did not match: never sent
     verdict = next(row.payload["data"] for row in events if row.type == "alert.adjudicated")
     assert (verdict["status"], verdict["outcome"], verdict["correction"]) == ("confirmed_match", "arrested", False)
