@@ -30,6 +30,7 @@ from openfrt.live.alerts import AdjudicationConflictError, AlertService
 from openfrt.live.deployments import DeploymentNotRunningError, DeploymentService
 from openfrt.live.events import AlertEvent
 from openfrt.live.retention import run_retention
+from openfrt.live import supervisor as supervisor_module
 from openfrt.live.supervisor import LiveSupervisor
 from openfrt.records import (
     AuditEvent,
@@ -318,6 +319,23 @@ def test_a_camera_password_is_kept_only_encrypted_opens_the_stream_when_started_
     with store.transaction() as session:
         assert session.scalars(select(DeploymentCamera.sealed_source)).all() == [None]
     assert service.camera_sources("dep") == {"gate": url}
+
+
+def test_the_server_opens_no_camera_of_a_deployment_nobody_authorised(
+    service: DeploymentService, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    """Like ``openfrt live``, the server's supervisor checks the plan's authority before it
+    opens any camera (a stream's reader connects at once): an unauthorised start must not reach
+    a camera (security finding 10)."""
+    opened: list[object] = []
+    monkeypatch.setattr(supervisor_module, "open_sources", lambda cameras, **_: opened.append(cameras) or {})
+    plan(service, authorised_by=None)
+    supervisor = LiveSupervisor(service, lambda: FaceEngine(EngineConfig(detector="hog", embedder="dlib-onnx")))
+
+    with pytest.raises(InvalidRecordError, match="no authorising officer"):
+        supervisor.start("dep", "PC 1")
+
+    assert opened == [] and supervisor.running() == []
 
 
 def test_camera_threads_report_concurrently_and_the_record_counts_them(service: DeploymentService, store: RecordStore) -> None:  # noqa: F811

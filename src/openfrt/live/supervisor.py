@@ -92,7 +92,10 @@ class LiveSupervisor:
     def start(self, name: str, actor: str) -> None:
         """Open the deployment's camera sources, start it (snapshotting its watchlist) and run it.
 
-        Sources are opened first, so a missing file or bad URL fails before anything is recorded."""
+        Its plan and authority are checked before any camera is opened (as ``openfrt live``
+        does); then sources are opened, so a missing file or bad URL fails before anything is
+        recorded."""
+        self.service.ready_to_start(name)
         self._launch(name, actor, lambda: self.service.start(name, actor, server=self.server))
 
     def resume(self, lapsed: LapsedDeployment, actor: str = "system:recovery") -> None:
