@@ -427,8 +427,10 @@ def test_adjudication_moves_forward_only_and_corrections_are_audited(service: De
     alerts.adjudicate(second, status=AlertStatus.false_alert, outcome=AlertOutcome.no_action, by="PC 3", engaged=True)
     assert running.end("Insp B").engagements == 2
 
+    with pytest.raises(InvalidRecordError, match="a correction needs its reason"):
+        alerts.adjudicate(first, correcting=AlertStatus.confirmed_match, outcome=AlertOutcome.arrested, by="Sgt C")
     arrested = alerts.adjudicate(first, correcting=AlertStatus.confirmed_match, outcome=AlertOutcome.arrested, by="Sgt C",
-                                 note="warrant executed")
+                                 note="warrant executed", reason="the arrest came after the first verdict")
     assert arrested.status is AlertStatus.confirmed_match and arrested.outcome is AlertOutcome.arrested
     record = service.record("dep")  # the published record follows the correction
     assert (record.true_alerts, record.false_alerts, record.arrests, record.engagements) == (1, 1, 1, 2)
@@ -543,8 +545,11 @@ def test_officer_commands(env: dict[str, str], old_alert: int, tmp_path: Path) -
     assert json.loads(done.stdout)["status"] == "confirmed_match"
     stale = openfrt(env, "alerts", "adjudicate", str(old), "--status", "false_alert", "--outcome", "no_action", "--by", "PC 3", "--json")
     assert stale.returncode == 1 and "already confirmed_match (arrested), decided by PC 2" in json.loads(stale.stdout)["error"]
+    unexplained = openfrt(env, "alerts", "adjudicate", str(old), "--correcting", "confirmed_match", "--outcome", "arrested",
+                          "--by", "PC 3", "--json")
+    assert unexplained.returncode == 1 and "a correction needs its reason" in json.loads(unexplained.stdout)["error"]
     corrected = openfrt(env, "alerts", "adjudicate", str(old), "--correcting", "confirmed_match", "--outcome", "arrested",
-                        "--note", "warrant executed", "--by", "PC 3", "--json")
+                        "--note", "warrant executed", "--reason", "the outcome was recorded before the arrest", "--by", "PC 3", "--json")
     assert corrected.returncode == 0, corrected.stderr
     assert {key: json.loads(corrected.stdout)[key] for key in ("status", "note", "adjudicated_by")} == {
         "status": "confirmed_match", "note": "warrant executed", "adjudicated_by": "PC 3"}

@@ -178,15 +178,18 @@ def alert_adjudicate(
         Optional[PerceivedEthnicity], typer.Option("--perceived-ethnicity", help="Optional; published only as group totals.")
     ] = None,
     perceived_sex: Annotated[Optional[PerceivedSex], typer.Option("--perceived-sex", help="Optional; published only as group totals.")] = None,
+    reason: Annotated[
+        Optional[str], typer.Option("--reason", help="Why the verdict you are correcting was wrong (required with --correcting).")
+    ] = None,
     home: HomeOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Record an officer's verdict on a pending alert, or correct one with --correcting
-    (audited; never back to pending; a verdict is never replaced unseen)."""
+    """Record an officer's verdict on a pending alert, or correct one with --correcting and
+    --reason (audited; never back to pending; a verdict is never replaced unseen)."""
     with store_or_fail(home, json_output, alert=alert_id) as store:
         alert = AlertService(store).adjudicate(
             alert_id, outcome=outcome, by=by, status=status, correcting=correcting, engaged=engaged, note=note,
-            perceived_ethnicity=perceived_ethnicity, perceived_sex=perceived_sex,
+            perceived_ethnicity=perceived_ethnicity, perceived_sex=perceived_sex, reason=reason,
         )
     _print_alert(alert, json_output)
 
