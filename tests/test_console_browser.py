@@ -19,14 +19,19 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import SAMPLES, SHARED
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
 
+from openfrt.gallery import Gallery
+from openfrt.live.deployments import DeploymentService, RunningDeployment
+from openfrt.live.events import AlertEvent
 from openfrt.live.walkthrough import FaceSet, Walkthrough, WalkthroughConfig, generate, one_face_screen
+from openfrt.records import RecordStore
 from openfrt.vision import EngineConfig, FaceEngine
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -54,11 +59,38 @@ WALK = WalkthroughConfig(size=(640, 360), fps=10.0, passers=4, watchlisted=1, fa
                          walk_seconds=(2.0, 2.5), gap_seconds=(1.5, 2.0), lfw_passers_by=1.0, seed=1)
 
 
-def screenshot(page: Page, name: str) -> None:
+#: Phone widths the console must fit one-handed (a common Android and a common iPhone width).
+PHONES = (360, 390)
+
+#: Subjects of the crafted alerts' watchlist: LFW identities, with why each is on the list.
+LISTED = {"Colin_Powell": "wanted on warrant 0101/26 for robbery", "Serena_Williams": "missing person, at risk",
+          "Gerhard_Schroeder": "suspect in the High St assault"}
+
+
+def lfw_image(identity: str, number: int) -> Path:
+    """The ``number``-th image (from 0) of an LFW identity in the shared half."""
+    return sorted((FACES / "lfw" / identity).glob("*.jpg"))[number]
+
+
+def screenshot(page: Page, name: str, full_page: bool = False) -> None:
     """Save a README screenshot when ``OPENFRT_SCREENSHOTS=1``."""
     if os.environ.get("OPENFRT_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
+
+
+def fits(page: Page) -> None:
+    """Nothing on the page is wider than the screen: no sideways scrolling."""
+    width, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert width <= inner, f"{page.url} is {width} px wide on a {inner} px screen"
+
+
+def within_screen(page: Page, locator: Locator) -> None:
+    """``locator`` can be scrolled to and lies within the screen's width."""
+    locator.scroll_into_view_if_needed()
+    expect(locator).to_be_visible()
+    box = locator.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= page.viewport_size["width"] + 0.5, (box, page.viewport_size)  # type: ignore[index]
 
 
 # -- the server and the browser ------------------------------------------------------------------
@@ -156,6 +188,29 @@ def log_in(browser: Browser, server: str) -> Iterator[Callable[[str], Page]]:
         context.close()
 
 
+@pytest.fixture
+def phone(browser: Browser, server: str) -> Iterator[Callable[[str, int], Page]]:
+    """Log in through the form on a phone of the width given (touch, mobile layout)."""
+    contexts: list[BrowserContext] = []
+
+    def open_as(name: str, width: int) -> Page:
+        context = browser.new_context(base_url=server, viewport={"width": width, "height": 800}, is_mobile=True, has_touch=True,
+                                      device_scale_factor=2)
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.goto("/login")
+        page.get_by_label("User name").fill(name)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").tap()
+        page.wait_for_url(lambda url: "/login" not in url)
+        return page
+
+    yield open_as
+    for context in contexts:
+        context.close()
+
+
 @contextmanager
 def api_session(server: str, name: str) -> Iterator[httpx.Client]:
     """An HTTP client logged in as ``name``, sending the CSRF header with every request."""
@@ -199,6 +254,50 @@ def watchlisted(server: str, walk: Walkthrough) -> str:
         )
         assert enrolled.status_code == 201, enrolled.text
     return passer.identity
+
+
+class AlertMaker:
+    """Raises alerts into the server's database from this process, as an ``openfrt live`` process
+    on the same database would: a deployment of watchlist ``listed`` started here, with crafted
+    candidate scores around its threshold (the watchlist's, whatever the model)."""
+
+    def __init__(self, store: RecordStore, running: RunningDeployment) -> None:
+        self.store = store
+        self.running = running
+        self.threshold = running.threshold
+        self.tracks = 0
+
+    def raise_alert(self, subject: str, candidates: tuple[tuple[str, float], ...] = ()) -> int:
+        self.tracks += 1
+        probe = lfw_image(subject, 1).read_bytes()
+        scored = ((subject, (1 + self.threshold) / 2), *candidates)
+        return self.running.raise_alert(AlertEvent(
+            camera="gate", track_id=self.tracks, subject=subject, similarity=scored[0][1], source_time=float(self.tracks),
+            wall_time=datetime.now(timezone.utc), probe_crop=probe, frame=probe, candidates=scored,
+        ))
+
+
+@pytest.fixture(scope="module")
+def alerts(server: str, server_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlertMaker]:
+    with api_session(server, "authoriser-1") as client:
+        client.post("/api/watchlists", json={"name": "listed", "purpose": "people wanted in the town centre"}).raise_for_status()
+        for subject, reason in LISTED.items():
+            enrolled = client.post(
+                "/api/subjects",
+                data={"subject_id": subject, "display_name": subject.replace("_", " "), "category": "wanted",
+                      "legal_basis": "test data (LFW)", "watchlist": "listed", "listed_because": reason},
+                files=[("images", ("reference.jpg", lfw_image(subject, 0).read_bytes(), "image/jpeg"))],
+            )
+            assert enrolled.status_code == 201, enrolled.text
+    camera = tmp_path_factory.mktemp("cameras") / "gate.mp4"  # never opened: the alerts are made here
+    camera.write_bytes(b"not opened")
+    with RecordStore.open(server_home) as store:
+        service = DeploymentService(store, Gallery(store, FaceEngine(EngineConfig.from_env())))
+        service.create("town-centre", purpose="locate people wanted in the town centre", location="Market Square",
+                       authorised_by="authoriser-1", watchlist="listed", actor="operator-1", cameras={"gate": str(camera)})
+        running = service.start("town-centre", "operator-1")
+        yield AlertMaker(store, running)
+        running.end("operator-1")
 
 
 # -- the tests -----------------------------------------------------------------------------------
@@ -350,7 +449,8 @@ def test_a_deployment_on_a_video_raises_an_alert_live_that_is_adjudicated_into_t
 
     card = operator.get_by_test_id("alert-queue").get_by_test_id("alert-card")
     expect(card).to_have_count(1, timeout=60_000)
-    expect(card.get_by_test_id("alert-subject")).to_have_text(watchlisted)
+    expect(card.get_by_test_id("alert-name")).to_have_text(watchlisted.replace("_", " "))
+    expect(card.get_by_test_id("alert-subject")).to_have_text(f"({watchlisted})")
     assert operator.evaluate("window.sameDocument") is True, "the alert should arrive without reloading the page"
     for image in ("probe", "reference"):
         card.locator(f"img[data-field={image}]").wait_for()
@@ -363,7 +463,7 @@ def test_a_deployment_on_a_video_raises_an_alert_live_that_is_adjudicated_into_t
     colleague = log_in("operator-2")  # a second officer watching the same queue
     expect(colleague.get_by_test_id("alert-queue").get_by_test_id("alert-card")).to_have_count(1)
 
-    # A verdict recorded by mistake is corrected on the card, with what was entered kept.
+    # A verdict recorded by mistake is corrected on the card: from a blank form, for a stated reason.
     card.get_by_test_id("outcome").select_option("engaged")
     card.get_by_label("Note").fill("spoke to the person; identity confirmed from documents")
     sex = labelled_sex(watchlisted)
@@ -377,10 +477,21 @@ def test_a_deployment_on_a_video_raises_an_alert_live_that_is_adjudicated_into_t
     expect(seen.get_by_test_id("alert-verdict")).to_contain_text("false alert · outcome: engaged · by operator-1")
     expect(colleague.get_by_test_id("queue-empty")).to_be_visible()
     done.get_by_test_id("correct").click()
-    expect(done.get_by_test_id("perceived-sex")).to_have_value(sex)
-    expect(done.get_by_label("Note")).to_have_value("spoke to the person; identity confirmed from documents")
+    expect(done.get_by_test_id("perceived-sex")).to_have_value("")  # nothing of the first verdict carries over
+    expect(done.get_by_label("Note")).to_have_value("")
+    done.get_by_test_id("confirm").click()  # no reason given: the browser keeps the form
+    expect(done.get_by_test_id("adjudication-form")).to_be_visible()
+    done.get_by_test_id("correction-reason").fill("pressed the wrong button: the documents confirmed the identity")
+    done.get_by_test_id("outcome").select_option("engaged")
+    done.get_by_test_id("perceived-sex").select_option(sex)
     done.get_by_test_id("confirm").click()
     expect(done.get_by_test_id("alert-verdict")).to_contain_text("confirmed match · outcome: engaged · by operator-1")
+    expect(done.get_by_test_id("alert-verdict")).not_to_contain_text("spoke to the person")
+    history = done.get_by_test_id("history-entry")
+    expect(history).to_have_count(2)
+    expect(history.nth(0)).to_contain_text("false alert · outcome: engaged · by operator-1")
+    expect(history.nth(0)).to_contain_text("note: spoke to the person; identity confirmed from documents")
+    expect(history.nth(1)).to_contain_text("Corrected because: pressed the wrong button")
     expect(done.get_by_test_id("correct")).to_be_visible()
     expect(done.get_by_test_id("hold-form")).to_have_count(0)  # an operator may not hold images
     expect(seen.get_by_test_id("alert-verdict")).to_contain_text("confirmed match · outcome: engaged · by operator-1")
@@ -388,9 +499,11 @@ def test_a_deployment_on_a_video_raises_an_alert_live_that_is_adjudicated_into_t
     # A verdict changed where no console hears of it (the CLI on the server) leaves the colleague's
     # card stale: their correction is refused, and the card then shows what was decided.
     seen.get_by_test_id("correct").click()
+    seen.get_by_test_id("correction-reason").fill("the person was not stopped")
     alert_id = seen.get_attribute("data-alert-id")
     cli = subprocess.run([sys.executable, "-m", "openfrt", "alerts", "adjudicate", str(alert_id), "--correcting", "confirmed_match",
-                          "--status", "no_further_action", "--outcome", "no_action", "--by", "Sgt C"],
+                          "--status", "no_further_action", "--outcome", "no_action", "--by", "Sgt C",
+                          "--reason", "no engagement took place"],
                          env={**os.environ, "OPENFRT_HOME": str(server_home)}, capture_output=True, text=True, timeout=120)
     assert cli.returncode == 0, cli.stderr
     seen.get_by_test_id("false-alert").click()
@@ -398,7 +511,9 @@ def test_a_deployment_on_a_video_raises_an_alert_live_that_is_adjudicated_into_t
     expect(seen.get_by_test_id("alert-verdict")).to_contain_text("no further action · outcome: no action · by Sgt C")
     expect(seen.get_by_test_id("adjudication-form")).to_be_hidden()
     seen.get_by_test_id("correct").click()  # now knowingly replacing Sgt C's verdict
+    seen.get_by_test_id("correction-reason").fill("body-worn video shows the engagement")
     seen.get_by_test_id("outcome").select_option("engaged")
+    seen.get_by_test_id("perceived-sex").select_option(sex)
     seen.get_by_test_id("confirm").click()
     expect(seen.get_by_test_id("alert-verdict")).to_contain_text("confirmed match · outcome: engaged · by operator-2")
     expect(seen.get_by_test_id("alert-message")).to_have_text("")
@@ -548,3 +663,52 @@ def test_the_auditor_filters_the_audit_log_and_verifies_its_hash_chain(log_in: C
     page.get_by_test_id("verify-chain").click()
     expect(page.get_by_test_id("verification")).to_have_attribute("data-ok", "true")
     screenshot(page, "audit")
+
+
+@pytest.mark.parametrize("width", PHONES)
+def test_on_a_phone_an_engagement_officer_gets_the_alert_card_whole_and_adjudicates_it_one_handed(
+    phone: Callable[[str, int], Page], alerts: AlertMaker, width: int
+) -> None:
+    page = phone("engagement-1", width)
+    page.add_init_script("""
+        window.signalled = {vibrations: [], notifications: []};
+        navigator.vibrate = (pattern) => { window.signalled.vibrations.push(pattern); return true; };
+        window.Notification = class { constructor(title, options) { window.signalled.notifications.push([title, options.body]); }
+            addEventListener() {} static get permission() { return 'granted'; } static requestPermission() { return Promise.resolve('granted'); } };
+        Object.defineProperty(document, 'visibilityState', {get: () => 'hidden'});
+    """)
+    page.reload()
+    expect(page.get_by_test_id("live-status")).to_have_attribute("data-state", "live")
+    fits(page)
+    within_screen(page, page.get_by_test_id("logout"))
+    page.get_by_test_id("notify").tap()
+    expect(page.get_by_test_id("notify")).to_have_attribute("aria-pressed", "true")
+
+    above, below = alerts.threshold + (1 - alerts.threshold) / 10, alerts.threshold - 0.02
+    alert_id = alerts.raise_alert("Colin_Powell", (("Serena_Williams", above), ("Gerhard_Schroeder", below)))
+    card = page.locator(f"[data-testid=alert-card][data-alert-id='{alert_id}']")
+    expect(card).to_be_visible(timeout=20_000)
+    expect(card.get_by_test_id("alert-name")).to_have_text("Colin Powell")
+    expect(card.get_by_test_id("alert-category")).to_have_text("wanted")
+    expect(card.get_by_test_id("alert-listed")).to_have_text(LISTED["Colin_Powell"])
+    expect(card.get_by_test_id("alert-others")).to_contain_text("Serena Williams (Serena_Williams")
+    expect(card.get_by_test_id("alert-others")).not_to_contain_text("Gerhard")  # below the threshold: not listed
+    for image in ("probe", "reference"):
+        expect(card.locator(f"img[data-field={image}]")).to_have_js_property("complete", True)
+        assert card.locator(f"img[data-field={image}]").evaluate("image => image.naturalWidth") > 0
+    assert page.evaluate("window.signalled.vibrations.length") == 1
+    assert page.evaluate("window.signalled.notifications") == [["openfrt: new alert", "Camera gate, deployment town-centre. Open the alert queue to review it."]]
+    fits(page)
+    box = card.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+    if width == PHONES[-1]:
+        card.scroll_into_view_if_needed()
+        page.evaluate("window.scrollBy(0, -60)")
+        screenshot(page, "alerts-phone")
+
+    within_screen(page, card.get_by_test_id("outcome"))
+    card.get_by_test_id("outcome").select_option("engaged")
+    within_screen(page, card.get_by_test_id("false-alert"))
+    card.get_by_test_id("false-alert").tap()
+    expect(card.get_by_test_id("alert-verdict")).to_contain_text("false alert · outcome: engaged · by engagement-1")
+    fits(page)

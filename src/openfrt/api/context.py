@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 
+from openfrt.api.alert_cards import alert_cards
 from openfrt.api.feed import AlertFeed
 from openfrt.api.settings import ServerSettings
 from openfrt.gallery import Gallery
@@ -37,7 +38,8 @@ class ServerContext:
             self.supervisor = LiveSupervisor(
                 self.deployments, lambda: FaceEngine(live_engine_config(engine_config)), realtime=settings.realtime_files
             )
-            self.feed = AlertFeed(self.alerts, settings.alert_poll_seconds)
+            self.feed = AlertFeed(self.alerts, settings.alert_poll_seconds,
+                                  present=lambda found: alert_cards(self.gallery, self.users, found))
         except BaseException:
             self.store.close()
             raise

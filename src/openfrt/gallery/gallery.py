@@ -202,6 +202,35 @@ class SubjectDetail:
 
 
 @dataclass(frozen=True)
+class MemberInfo:
+    """A watchlist member as its page lists it: who, and why they are on the list."""
+
+    subject: str
+    display_name: str
+    category: Category
+    reason: str | None
+    added_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "category": self.category.value, "added_at": self.added_at.isoformat()}
+
+
+@dataclass(frozen=True)
+class SubjectListing:
+    """Who an alerted subject is, for the officer deciding whether to engage: name, category,
+    their notes and why they are on the deployment's watchlist (None if not recorded)."""
+
+    subject: str
+    display_name: str
+    category: Category
+    notes: str | None
+    listed_because: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "category": self.category.value}
+
+
+@dataclass(frozen=True)
 class _Prepared:
     """An image that passed every check, ready to store."""
 
@@ -229,10 +258,12 @@ class Gallery:
     # -- subjects ------------------------------------------------------------------------------
 
     def enrol(
-        self, subject: SubjectInfo, images: Sequence[ImageToEnrol], *, actor: str, watchlist: str | None = None
+        self, subject: SubjectInfo, images: Sequence[ImageToEnrol], *, actor: str, watchlist: str | None = None,
+        listed_because: str | None = None,
     ) -> EnrolmentReport:
         """Enrol ``images`` of ``subject`` (creating it if new), all or nothing, optionally into
-        ``watchlist``. Refusals are reported per image, not raised; record errors are raised."""
+        ``watchlist`` (``listed_because`` says why). Refusals are reported per image, not raised;
+        record errors are raised."""
         check_identifier(subject.id, "subject id")
         if not images:
             raise InvalidRecordError(f"subject {subject.id}: no reference images given")
@@ -244,7 +275,7 @@ class Gallery:
         with self.store.transaction() as session:
             created, rows = self._store_images(session, subject, images, prepared)
             if watchlist is not None:
-                self._add_members(session, self._watchlist_row(session, watchlist), [subject.id])
+                self._add_members(session, self._watchlist_row(session, watchlist), [subject.id], listed_because)
             self._touch_watchlists(session, [subject.id])
             record_event(
                 session, AuditAction.subject_enrolled, actor=actor, target=subject.id,
@@ -437,13 +468,14 @@ class Gallery:
             )
             return _info(session, row)
 
-    def add_to_watchlist(self, name: str, subject_ids: Sequence[str], *, actor: str) -> WatchlistInfo:
-        """Add existing subjects (all or none); each needs a template of the watchlist's model."""
+    def add_to_watchlist(self, name: str, subject_ids: Sequence[str], *, actor: str, reason: str | None = None) -> WatchlistInfo:
+        """Add existing subjects (all or none); each needs a template of the watchlist's model.
+        ``reason`` says why they are on this list; their alerts show it to the officers."""
         with self.store.transaction() as session:
             row = self._watchlist_row(session, name)
             _check_not_expired(row)
-            added = self._add_members(session, row, subject_ids)
-            record_event(session, AuditAction.watchlist_members_added, actor=actor, target=name, details={"added": added})
+            added = self._add_members(session, row, subject_ids, reason)
+            record_event(session, AuditAction.watchlist_members_added, actor=actor, target=name, reason=reason, details={"added": added})
             return _info(session, row)
 
     def watchlist(self, name: str) -> WatchlistInfo:
@@ -474,6 +506,33 @@ class Gallery:
         references = self._matrix(info).max_references
         return expected_fitness(info.model_id, info.threshold, len(info.subjects), references)
 
+    def members(self, name: str) -> list[MemberInfo]:
+        """A watchlist's subjects with who they are and why they are on it, by subject id."""
+        with self.store.transaction() as session:
+            row = self._watchlist_row(session, name)
+            found = session.execute(
+                select(Subject, WatchlistMember).join(WatchlistMember).where(WatchlistMember.watchlist_id == row.id).order_by(Subject.id)
+            ).all()
+            return [MemberInfo(s.id, s.display_name, s.category, m.reason, m.added_at) for s, m in found]
+
+    def listings(self, wanted: Iterable[tuple[str, str | None]]) -> dict[tuple[str, str | None], SubjectListing]:
+        """Who each ``(subject id, watchlist name)`` is and why they are on that list, for alert
+        cards; a subject since removed is left out, a watchlist since destroyed gives no reason."""
+        pairs = set(wanted)
+        subject_ids = {subject for subject, _ in pairs}
+        with self.store.transaction() as session:
+            subjects = {row.id: row for row in session.scalars(select(Subject).where(Subject.id.in_(subject_ids)))}
+            reasons = {
+                (found.subject_id, found.name): found.reason for found in session.execute(
+                    select(WatchlistMember.subject_id, Watchlist.name, WatchlistMember.reason).join(Watchlist)
+                    .where(WatchlistMember.subject_id.in_(subject_ids), Watchlist.name.in_({name for _, name in pairs if name}))
+                )
+            }
+        return {
+            (subject, watchlist): SubjectListing(subject, row.display_name, row.category, row.notes, reasons.get((subject, watchlist)))
+            for subject, watchlist in pairs if (row := subjects.get(subject)) is not None
+        }
+
     def _check_watchlist_accepts(self, name: str) -> None:
         """Fail before any image work if enrolling into ``name`` cannot succeed."""
         with self.store.transaction() as session:
@@ -491,7 +550,7 @@ class Gallery:
             raise RecordNotFoundError(f"no watchlist named {name!r}")
         return row
 
-    def _add_members(self, session: Session, row: Watchlist, subject_ids: Sequence[str]) -> list[str]:
+    def _add_members(self, session: Session, row: Watchlist, subject_ids: Sequence[str], reason: str | None = None) -> list[str]:
         wanted = list(dict.fromkeys(subject_ids))
         known = set(session.scalars(select(Subject.id).where(Subject.id.in_(wanted))))
         missing = [subject for subject in wanted if subject not in known]
@@ -512,7 +571,8 @@ class Gallery:
             )
         present = set(session.scalars(select(WatchlistMember.subject_id).where(WatchlistMember.watchlist_id == row.id)))
         added = [subject for subject in wanted if subject not in present]
-        session.add_all(WatchlistMember(watchlist_id=row.id, subject_id=subject) for subject in added)
+        reason = reason.strip() if reason and reason.strip() else None
+        session.add_all(WatchlistMember(watchlist_id=row.id, subject_id=subject, reason=reason) for subject in added)
         if added:
             row.revision += 1
         session.flush()

@@ -71,7 +71,8 @@ class VerdictInfo:
 class AlertInfo:
     """An alert without its images (which are fetched, audited, through :meth:`AlertService.media`).
 
-    ``threshold`` is the deployment's: only ``candidates`` at or above it were alert-worthy.
+    ``threshold`` and ``watchlist`` are the deployment's: only ``candidates`` at or above the
+    threshold were alert-worthy.
     ``verdicts`` is the history of verdicts, oldest first; the last is the one in force."""
 
     id: int
@@ -98,6 +99,7 @@ class AlertInfo:
     media_deleted_at: datetime | None
     threshold: float | None = None
     verdicts: tuple[VerdictInfo, ...] = ()
+    watchlist: str | None = None
 
     @property
     def others_above_threshold(self) -> tuple[tuple[str, float], ...]:
@@ -251,8 +253,9 @@ class AlertService:
                 query = query.limit(limit)
             rows = session.scalars(query).all()
             deployments = {
-                found.id: (found.name, found.threshold) for found in session.execute(
-                    select(Deployment.id, Deployment.name, Deployment.threshold).where(Deployment.id.in_({row.deployment_id for row in rows}))
+                found.id: (found.name, found.threshold, found.watchlist) for found in session.execute(
+                    select(Deployment.id, Deployment.name, Deployment.threshold, Deployment.watchlist)
+                    .where(Deployment.id.in_({row.deployment_id for row in rows}))
                 )
             }
             return [_alert_info(session, row, deployments.get(row.deployment_id)) for row in rows]
@@ -313,12 +316,14 @@ def _refresh_if_ended(session: Session, deployment_id: int) -> None:
         refresh_record(session, deployment)
 
 
-def _alert_info(session: Session, row: Alert, deployment: tuple[str, float | None] | None = None) -> AlertInfo:
-    """``deployment``: the alert's deployment name and threshold, when the caller has them already."""
+def _alert_info(session: Session, row: Alert, deployment: tuple[str, float | None, str] | None = None) -> AlertInfo:
+    """``deployment``: the alert's deployment name, threshold and watchlist, when the caller has them already."""
     if deployment is None:
-        found = session.execute(select(Deployment.name, Deployment.threshold).where(Deployment.id == row.deployment_id)).one_or_none()
-        deployment = (found.name, found.threshold) if found else ("", None)
-    name, threshold = deployment
+        found = session.execute(
+            select(Deployment.name, Deployment.threshold, Deployment.watchlist).where(Deployment.id == row.deployment_id)
+        ).one_or_none()
+        deployment = (found.name, found.threshold, found.watchlist) if found else ("", None, "")
+    name, threshold, watchlist = deployment
     verdicts = tuple(
         VerdictInfo(v.status, v.outcome, v.engaged, v.note, v.correction_reason, v.adjudicated_by, v.adjudicated_at)
         for v in row.verdicts
@@ -329,7 +334,7 @@ def _alert_info(session: Session, row: Alert, deployment: tuple[str, float | Non
         row.status, row.adjudicated_by, row.adjudicated_at, row.outcome, row.engaged, row.note,
         row.perceived_ethnicity, row.perceived_sex,
         row.held_by, row.held_at, row.hold_reason, tuple(media.kind for media in row.media), row.media_deleted_at,
-        threshold, verdicts,
+        threshold, verdicts, watchlist or None,
     )
 
 

@@ -77,6 +77,9 @@ class AuditAction(str, enum.Enum):
     token_revoked = "token.revoke"
     audit_viewed = "audit.view"
     audit_verified = "audit.verify"
+    user_updated = "user.update"
+    user_enabled = "user.enable"
+    user_role_changed = "user.role"
 
 
 def current_actor(explicit: str | None = None) -> str:

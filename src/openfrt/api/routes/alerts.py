@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from openfrt.api.alert_cards import alert_cards
 from openfrt.api.context import ServerContext
 from openfrt.api.permissions import Permission
 from openfrt.api.security import Principal, context, require
@@ -30,6 +31,7 @@ class Adjudication(BaseModel):
     outcome: AlertOutcome
     engaged: bool | None = Field(None, description="Default: from the outcome.")
     note: str | None = None
+    reason: str | None = Field(None, description="Why the verdict being corrected was wrong; required with `correcting`.")
     perceived_ethnicity: PerceivedEthnicity | None = Field(None, description="Optional, as the officer perceives it; published only as group totals.")
     perceived_sex: PerceivedSex | None = None
 
@@ -38,7 +40,7 @@ class Hold(BaseModel):
     reason: str = Field(min_length=1, description="The legal reason for keeping the images past retention.")
 
 
-@router.get("/alerts", summary="Alerts in the order raised; page with `after` (an alert id) and `limit`")
+@router.get("/alerts", summary="Alerts in the order raised, each with who the subject is and why they are listed; page with `after` (an alert id) and `limit`")
 def list_alerts(
     deployment: str | None = None,
     status: AlertStatus | None = None,
@@ -47,7 +49,7 @@ def list_alerts(
     _: Principal = Depends(require(Permission.view_alerts)),
     ctx: ServerContext = Depends(context),
 ) -> list[dict[str, Any]]:
-    return [alert.as_dict() for alert in ctx.alerts.list(deployment, status, after_id=after, limit=limit)]
+    return alert_cards(ctx.gallery, ctx.users, ctx.alerts.list(deployment, status, after_id=after, limit=limit))
 
 
 @router.get("/alerts/stream", summary="New alerts (event: alert) and changed verdicts and holds (event: alert_changed) as server-sent events; data: the alert as JSON",
@@ -75,7 +77,8 @@ async def stream(request: Request, _: Principal = Depends(require(Permission.vie
 @router.get("/alerts/{alert_id}", summary="One alert (without its images)")
 def get_alert(alert_id: int, _: Principal = Depends(require(Permission.view_alerts)),
               ctx: ServerContext = Depends(context)) -> dict[str, Any]:
-    return ctx.alerts.get(alert_id).as_dict()
+    (card,) = alert_cards(ctx.gallery, ctx.users, [ctx.alerts.get(alert_id)])
+    return card
 
 
 @router.post("/alerts/{alert_id}/adjudication", summary="Record (or correct) the verdict and outcome, as the logged-in officer")
@@ -83,7 +86,7 @@ def adjudicate(alert_id: int, body: Adjudication, principal: Principal = Depends
                ctx: ServerContext = Depends(context)) -> dict[str, Any]:
     return ctx.feed.publish_change(ctx.alerts.adjudicate(
         alert_id, outcome=body.outcome, by=principal.name, status=body.status, correcting=body.correcting, engaged=body.engaged,
-        note=body.note, perceived_ethnicity=body.perceived_ethnicity, perceived_sex=body.perceived_sex,
+        note=body.note, perceived_ethnicity=body.perceived_ethnicity, perceived_sex=body.perceived_sex, reason=body.reason,
     ))
 
 

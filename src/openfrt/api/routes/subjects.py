@@ -44,6 +44,7 @@ async def enrol(
     notes: str | None = Form(None),
     source: str | None = Form(None, description="Where the images come from, e.g. a custody record."),
     watchlist: str | None = Form(None, description="Also add the subject to this watchlist."),
+    listed_because: str | None = Form(None, description="Why the subject is on that watchlist (shown on their alerts)."),
     images: list[UploadFile] = File(...),
     principal: Principal = Depends(require(Permission.enrol)),
     ctx: ServerContext = Depends(context),
@@ -55,7 +56,8 @@ async def enrol(
         for number, image in enumerate(images, start=1)
     ]
     with ctx.vision_lock:
-        report = ctx.gallery.enrol(SubjectInfo(subject_id, display_name, category, notes), batch, actor=principal.name, watchlist=watchlist)
+        report = ctx.gallery.enrol(SubjectInfo(subject_id, display_name, category, notes), batch, actor=principal.name, watchlist=watchlist,
+                                    listed_because=listed_because)
     return JSONResponse(report.as_dict(), status_code=201 if report.enrolled else 422)
 
 
