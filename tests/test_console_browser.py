@@ -359,19 +359,47 @@ def test_the_first_administrator_is_created_with_the_set_up_code_and_manages_use
 
         create = page.get_by_test_id("new-user")
         create.get_by_label("User name").fill("operator-2")
+        create.get_by_label("Display name (optional)").fill("J. Jones")
+        create.get_by_label("Rank and number (optional)").fill("PC 1234")
         create.get_by_label("Role").select_option("operator")
         create.get_by_label("Initial password").fill(PASSWORD)
         create.get_by_role("button", name="Create user").click()
-        expect(page.locator("tr[data-user=operator-2]")).to_contain_text("operator")
+        row = page.locator("tr[data-user=operator-2]")
+        expect(row).to_contain_text("operator")
+        expect(row.locator("[data-field=public-name]")).to_have_text("PC 1234 J. Jones")
 
+        expect(page.get_by_test_id("no-tokens")).to_be_visible()
         token = page.get_by_test_id("new-token")
         token.locator("select[name=user]").select_option("operator-2")
         token.get_by_label("What it is for").fill("camera gateway 1")
         token.get_by_role("button", name="Create token").click()
         secret = page.get_by_test_id("token-secret")
         expect(secret).to_have_text(re.compile(r"^ofrt_"))
+        expect(page.get_by_test_id("no-tokens")).to_have_count(0)  # the new token is listed at once
+        expect(page.get_by_test_id("tokens").locator("tbody tr")).to_have_count(1)
+        expect(page.get_by_test_id("tokens")).to_contain_text("camera gateway 1")
         answer = httpx.get(f"{base}/api/alerts", headers={"Authorization": f"Bearer {secret.inner_text()}"})
         assert answer.status_code == 200  # the token acts as the operator
+
+        # Promotion, a new role, a forgotten password, a leave of absence and a return.
+        row.get_by_test_id("manage").click()
+        manage = page.get_by_test_id("manage-user")
+        manage.get_by_label("Rank and number").fill("Sgt 45")
+        manage.get_by_role("button", name="Save name and rank").click()
+        expect(row.locator("[data-field=public-name]")).to_have_text("Sgt 45 J. Jones")
+        manage.get_by_label("Role").select_option("engagement_officer")
+        manage.get_by_role("button", name="Change role").click()
+        expect(row.locator("[data-field=role]")).to_have_text("engagement officer")
+        manage.get_by_label("New password").fill("a fresh passphrase for PC")
+        manage.get_by_role("button", name="Reset password").click()
+        expect(manage.get_by_test_id("user-password").locator(".message")).to_have_text("Password reset; their sessions have ended.")
+        manage.get_by_test_id("close-manage").click()
+        page.on("dialog", lambda dialog: dialog.accept())
+        row.get_by_test_id("disable").click()
+        expect(row.locator("[data-field=state]")).to_have_text("disabled")
+        row.get_by_test_id("enable").click()
+        expect(row.locator("[data-field=state]")).to_have_text("active")
+        assert httpx.post(f"{base}/api/session", json={"name": "operator-2", "password": "a fresh passphrase for PC"}).status_code == 200
 
         page.goto("/deployments")  # administrators run retention on demand (nothing is due here)
         page.get_by_test_id("run-retention").click()

@@ -14,9 +14,13 @@ from openfrt.gallery import Gallery
 from openfrt.live.alerts import AlertService
 from openfrt.live.deployments import DeploymentService
 from openfrt.records import InvalidRecordError, RecordStore, database
+from openfrt.records.errors import AuthenticationError
 from openfrt.records.models import AlertOutcome, AlertStatus, AlertVerdict, PerceivedSex
+from openfrt.records.users import Role, UserService
 from test_deployments import START, audit, event, gallery, plan, service  # noqa: F401 - fixtures and helpers
 from test_records import database_url, home, store  # noqa: F401 - the SQLite/PostgreSQL fixtures
+
+PASSWORD = "correct horse battery staple"
 
 
 # -- alert cards ---------------------------------------------------------------------------------
@@ -80,3 +84,41 @@ def test_the_upgrade_gives_adjudicated_alerts_their_verdict_as_the_first_of_thei
         rows = connection.execute(select(AlertVerdict.alert_id, AlertVerdict.status, AlertVerdict.note, AlertVerdict.adjudicated_by)).all()
     assert [tuple(row) for row in rows] == [(2, AlertStatus.false_alert, "a note", "PC 2")]
     engine.dispose()
+
+
+# -- officers' names, and accounts re-enabled and re-roled -----------------------------------------
+
+
+def test_an_officer_is_named_by_rank_and_display_name_and_changes_are_audited(store: RecordStore) -> None:  # noqa: F811
+    users = UserService(store)
+    created = users.create("asmith", Role.authorising_officer, PASSWORD, actor="admin", display_name="A. Smith", rank=" Supt ")
+    assert (created.rank, created.public_name) == ("Supt", "Supt A. Smith")
+    assert users.update("asmith", actor="admin", rank="Ch Supt").public_name == "Ch Supt A. Smith"
+    assert users.update("asmith", actor="admin", rank="").public_name == "A. Smith"  # an empty rank removes it
+    with pytest.raises(InvalidRecordError, match="display name"):
+        users.update("asmith", actor="admin", display_name=" ")
+    with pytest.raises(InvalidRecordError, match="at most 60"):
+        users.update("asmith", actor="admin", rank="x" * 61)
+    changes = [entry.details for entry in audit(store, "user.update")]
+    assert changes == [{"before": {"display_name": "A. Smith", "rank": "Supt"}, "after": {"display_name": "A. Smith", "rank": "Ch Supt"}},
+                       {"before": {"display_name": "A. Smith", "rank": "Ch Supt"}, "after": {"display_name": "A. Smith", "rank": None}}]
+
+
+def test_a_disabled_user_is_enabled_again_and_a_new_role_ends_their_sessions(store: RecordStore) -> None:  # noqa: F811
+    users = UserService(store)
+    admin = users.create("admin-1", Role.admin, PASSWORD, actor="setup")
+    user = users.create("pc1", Role.operator, PASSWORD, actor="admin-1")
+    users.disable("pc1", actor="admin-1")
+    with pytest.raises(AuthenticationError):
+        users.authenticate("pc1", PASSWORD)
+    assert users.enable("pc1", actor="admin-1").disabled is False
+    assert users.authenticate("pc1", PASSWORD).name == "pc1"
+
+    session, _ = users.create_session(user)
+    assert users.set_role("pc1", Role.engagement_officer, actor="admin-1").role is Role.engagement_officer
+    with pytest.raises(AuthenticationError):
+        users.session_user(session)  # the old session had the old role's rights
+    with pytest.raises(InvalidRecordError, match="only enabled administrator"):
+        users.set_role(admin.name, Role.auditor, actor="admin-1")
+    assert [(e.action, e.details) for e in audit(store, "user.enable") + audit(store, "user.role")] == [
+        ("user.enable", {}), ("user.role", {"before": "operator", "after": "engagement_officer", "sessions_ended": 1})]

@@ -40,6 +40,7 @@ def user_create(
     name: NameArgument,
     role: Annotated[Role, typer.Option("--role", help="What the user may do on the server.")],
     display_name: Annotated[str | None, typer.Option("--display-name", help="Name shown in the interface (default: NAME).")] = None,
+    rank: Annotated[str | None, typer.Option("--rank", help="Rank and number as the officer signs, e.g. 'PC 1234' or 'Supt'.")] = None,
     password_stdin: PasswordStdinOption = False,
     home: HomeOption = None,
     operator: OperatorOption = None,
@@ -48,7 +49,7 @@ def user_create(
     """Create a user (audited, without the password)."""
     password = _read_password(password_stdin)
     with store_or_fail(home, json_output, user=name) as store:
-        user = UserService(store).create(name, role, password, actor=current_actor(operator), display_name=display_name)
+        user = UserService(store).create(name, role, password, actor=current_actor(operator), display_name=display_name, rank=rank)
     _print_user(user, json_output)
 
 
@@ -143,6 +144,54 @@ def user_revoke_token(
         console.print(f"token {token_id} revoked")
 
 
+users_app.command("reset-password", help="Reset a user's password (same as `password`); their sessions end (audited).")(user_password)
+
+
+@users_app.command("update")
+def user_update(
+    name: NameArgument,
+    display_name: Annotated[str | None, typer.Option("--display-name", help="Name shown to others.")] = None,
+    rank: Annotated[str | None, typer.Option("--rank", help="Rank and number, e.g. 'PC 1234'; '' removes it.")] = None,
+    home: HomeOption = None,
+    operator: OperatorOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Change how a user is shown to others and in published records (audited)."""
+    from openfrt.records.users import UserService
+
+    with store_or_fail(home, json_output, user=name) as store:
+        user = UserService(store).update(name, actor=current_actor(operator), display_name=display_name, rank=rank)
+    _print_user(user, json_output)
+
+
+@users_app.command("enable")
+def user_enable(name: NameArgument, home: HomeOption = None, operator: OperatorOption = None, json_output: JsonOption = False) -> None:
+    """Let a disabled user sign in again; their old sessions and tokens stay ended (audited)."""
+    from openfrt.records.users import UserService
+
+    with store_or_fail(home, json_output, user=name) as store:
+        user = UserService(store).enable(name, actor=current_actor(operator))
+    _print_user(user, json_output)
+
+
+@users_app.command("role")
+def user_role(
+    name: NameArgument,
+    role: Annotated[str, typer.Argument(metavar="ROLE", help="operator, engagement_officer, authorising_officer, auditor or admin.")],
+    home: HomeOption = None,
+    operator: OperatorOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Give a user another role; their sessions end (audited). The last administrator keeps theirs."""
+    from openfrt.records.users import Role, UserService
+
+    if role not in {member.value for member in Role}:
+        usage_error(f"unknown role {role!r}; choose one of {', '.join(member.value for member in Role)}")
+    with store_or_fail(home, json_output, user=name) as store:
+        user = UserService(store).set_role(name, Role(role), actor=current_actor(operator))
+    _print_user(user, json_output)
+
+
 def _read_password(from_stdin: bool) -> str:
     """The new password: the whole of standard input less its final line break, or typed twice
     at a hidden prompt. Checked for length by the service, before anything is stored."""
@@ -160,4 +209,4 @@ def _print_user(user: UserInfo, json_output: bool) -> None:
         print_json(user.as_dict())
         return
     state = " [red]disabled[/red]" if user.disabled else ""
-    console.print(f"{user.name} ({user.role.value}): {escape(user.display_name)}, created {user.created_at.isoformat()}{state}")
+    console.print(f"{user.name} ({user.role.value}): {escape(user.public_name)}, created {user.created_at.isoformat()}{state}")

@@ -21,6 +21,7 @@ from fastapi.templating import Jinja2Templates
 
 from openfrt import __version__
 from openfrt.api.context import ServerContext
+from openfrt.api.people import People
 from openfrt.api.permissions import Permission
 from openfrt.api.security import Principal, optional_principal
 
@@ -156,8 +157,10 @@ def render(
 ) -> HTMLResponse:
     """A page with the layout's context. Pages with personal data are ``no-store``, so the
     browser keeps no copy after logging out; only the public pages may be cached."""
+    people = People(request.app.state.context.users)
     context = {
         "principal": principal,
+        "person": people.name,
         "role": role_label(principal.user.role) if principal else None,
         "csrf_token": principal.csrf_token if principal else None,
         "nav": navigation(principal),

@@ -107,7 +107,7 @@ function fillRetention(card, alert) {
   const deleted = alert.media_deleted_at !== null;
   const held = alert.held_by !== null;
   setField(card, 'retention', deleted ? `Images deleted by retention at ${utc(alert.media_deleted_at)}.`
-    : held ? `Images held past retention by ${alert.held_by} at ${utc(alert.held_at)}: ${alert.hold_reason}`
+    : held ? `Images held past retention by ${person(alert, alert.held_by)} at ${utc(alert.held_at)}: ${alert.hold_reason}`
       : 'Images are deleted when retention falls due unless held for a recorded legal reason.');
   const hold = card.querySelector('form.hold');
   const release = card.querySelector('form.release');

@@ -1,0 +1,85 @@
+"""The API the console calls for issue 16's pages, over HTTP: accounts managed by administrators,
+officers named by rank in what is published, alert cards that say who was matched, and the
+same account changes from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from test_api import PASSWORD, USERS, client, home, login  # noqa: F401 - the server fixtures
+from test_deployments import make_gallery
+from test_gallery_cli import env, lines  # noqa: F401 - the subprocess environment
+from test_users import openfrt_with_input
+
+from openfrt.live.deployments import DeploymentService
+from openfrt.records import RecordStore
+from openfrt.records.audit import list_events
+from openfrt.records.users import Role, UserService
+from openfrt.vision import FaceEngine
+
+
+def test_an_administrator_renames_re_roles_resets_and_re_enables_accounts(client: TestClient, home: Path) -> None:
+    admin = login(client, Role.admin)
+    created = client.post("/api/users", json={"name": "jjones", "role": "operator", "password": PASSWORD,
+                                              "display_name": "J. Jones", "rank": "PC 1234"}, headers=admin)
+    assert created.status_code == 201 and created.json()["public_name"] == "PC 1234 J. Jones"
+    renamed = client.patch("/api/users/jjones", json={"rank": "Sgt 45"}, headers=admin)
+    assert renamed.json()["public_name"] == "Sgt 45 J. Jones"
+    assert client.put("/api/users/jjones/role", json={"role": "engagement_officer"}, headers=admin).json()["role"] == "engagement_officer"
+    assert client.post("/api/users/jjones/password", json={"password": "short"}, headers=admin).status_code == 422
+    assert client.post("/api/users/jjones/password", json={"password": "a new long passphrase"}, headers=admin).status_code == 200
+    assert client.post("/api/users/jjones/disable", headers=admin).json()["disabled"] is True
+    assert client.post("/api/users/jjones/enable", headers=admin).json()["disabled"] is False
+    last_admin = client.put(f"/api/users/{USERS[Role.admin]}/role", json={"role": "auditor"}, headers=admin)
+    assert last_admin.status_code == 422 and "only enabled administrator" in last_admin.json()["detail"]
+
+    client.cookies.clear()
+    assert client.post("/api/session", json={"name": "jjones", "password": "a new long passphrase"}).status_code == 200
+    operator = login(client, Role.operator)
+    assert client.post("/api/users/jjones/enable", headers=operator).status_code == 403
+    with RecordStore.open(home) as store, store.transaction() as session:
+        actions = [entry.action for entry in list_events(session, target="jjones", limit=20)]
+    assert actions[::-1] == ["user.create", "user.update", "user.role", "user.password", "user.disable", "user.enable", "user.login"]
+
+
+def test_the_published_record_names_the_authorising_officer_by_rank_not_log_in_name(
+    client: TestClient, home: Path, hog_engine: FaceEngine
+) -> None:
+    officer = USERS[Role.authorising_officer]
+    with RecordStore.open(home) as store:
+        UserService(store).update(officer, actor="test", display_name="A. Smith", rank="Supt")
+        service = DeploymentService(store, make_gallery(store, hog_engine))
+        service.create("dep", purpose="p", location="High St", authorised_by=officer, watchlist="op", actor=USERS[Role.operator],
+                       cameras={"gate": "rtsp://10.0.0.5/stream"})
+        service.start("dep", officer).end(officer)
+    (row,) = client.get("/api/records").json()["deployments"]
+    assert row["authorised_by"] == "Supt A. Smith"
+    page = client.get("/transparency").text
+    assert "Supt A. Smith" in page and officer not in page
+    login(client, Role.auditor)
+    assert "Supt A. Smith" in client.get("/deployments").text and "Supt A. Smith" in client.get("/deployments/dep").text
+
+
+def test_users_commands_enable_re_role_rename_and_reset_passwords(env: dict[str, str]) -> None:  # noqa: F811
+    created = openfrt_with_input(env, PASSWORD + "\n", "users", "create", "asmith", "--role", "admin", "--display-name", "A. Smith",
+                                 "--rank", "Supt", "--password-stdin", "--json")
+    assert created.returncode == 0, created.stderr
+    assert lines(created)[0]["public_name"] == "Supt A. Smith"
+    other = openfrt_with_input(env, PASSWORD + "\n", "users", "create", "pc1", "--role", "operator", "--password-stdin", "--json")
+    assert other.returncode == 0, other.stderr
+    renamed = openfrt_with_input(env, "", "users", "update", "pc1", "--display-name", "P. Cole", "--rank", "PC 77", "--json")
+    assert lines(renamed)[0]["public_name"] == "PC 77 P. Cole"
+    assert openfrt_with_input(env, "", "users", "disable", "pc1", "--json").returncode == 0
+    enabled = openfrt_with_input(env, "", "users", "enable", "pc1", "--json")
+    assert enabled.returncode == 0 and lines(enabled)[0]["disabled"] is False
+    roled = openfrt_with_input(env, "", "users", "role", "pc1", "auditor", "--json")
+    assert roled.returncode == 0 and lines(roled)[0]["role"] == "auditor"
+    unknown = openfrt_with_input(env, "", "users", "role", "pc1", "chief")
+    assert unknown.returncode == 2 and "unknown role 'chief'" in unknown.stderr
+    last = openfrt_with_input(env, "", "users", "role", "asmith", "operator", "--json")
+    assert last.returncode == 1 and "only enabled administrator" in lines(last)[0]["error"]
+    reset = openfrt_with_input(env, "another long passphrase\n", "users", "reset-password", "pc1", "--password-stdin", "--json")
+    assert reset.returncode == 0 and lines(reset)[0] == {"user": "pc1", "password_changed": True}
+    with RecordStore.open(env["OPENFRT_HOME"]) as store:
+        assert UserService(store).authenticate("pc1", "another long passphrase").role is Role.auditor
