@@ -4,6 +4,9 @@ same account changes from the command line."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -12,6 +15,7 @@ from test_deployments import make_gallery
 from test_gallery_cli import env, lines  # noqa: F401 - the subprocess environment
 from test_users import openfrt_with_input
 
+from openfrt.api.routes.audit import action_name
 from openfrt.live.deployments import DeploymentService
 from openfrt.records import RecordStore
 from openfrt.records.audit import list_events
@@ -83,3 +87,30 @@ def test_users_commands_enable_re_role_rename_and_reset_passwords(env: dict[str,
     assert reset.returncode == 0 and lines(reset)[0] == {"user": "pc1", "password_changed": True}
     with RecordStore.open(env["OPENFRT_HOME"]) as store:
         assert UserService(store).authenticate("pc1", "another long passphrase").role is Role.auditor
+
+
+def test_the_audit_log_exports_every_matching_entry_as_csv_or_json_and_the_export_is_audited(client: TestClient) -> None:
+    admin = login(client, Role.admin)
+    for number in range(3):
+        client.post("/api/users", json={"name": f"pc{number}", "role": "operator", "password": PASSWORD}, headers=admin)
+    login(client, Role.auditor)
+    exported = client.get("/api/audit/export", params={"action": "user.create", "since": "2000-01-01T00:00"})  # no zone: UTC
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
+    assert 'attachment; filename="openfrt-audit-' in exported.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert [row["target"] for row in rows][-3:] == ["pc0", "pc1", "pc2"]  # oldest first
+    assert len(rows) == len(USERS) + 3 and {row["action_name"] for row in rows} == {"User created"}
+    assert json.loads(rows[-1]["details"]) == {"display_name": "pc2", "rank": None, "role": "operator"}  # whole, not cut short
+    as_json = client.get("/api/audit/export", params={"format": "json", "target": "pc1"}).json()
+    assert [(entry["action"], entry["action_name"], entry["actor"]) for entry in as_json] == [("user.create", "User created", USERS[Role.admin])]
+    (audited, *_) = client.get("/api/audit", params={"action": "audit.export"}).json()
+    assert audited["details"] == {"format": "json", "target": "pc1", "entries": 1}
+    assert client.get("/api/audit", params={"since": "2000-01-01T00:00"}).status_code == 200
+    login(client, Role.operator)
+    assert client.get("/api/audit/export").status_code == 403
+
+
+def test_audit_actions_read_as_words_even_those_this_version_does_not_know() -> None:
+    assert action_name("subject.image_view") == "Reference image viewed"
+    assert action_name("alert.adjudicate") == "Alert adjudicated"
+    assert action_name("webhook.delivery_failed") == "webhook: delivery failed"

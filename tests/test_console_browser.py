@@ -669,11 +669,19 @@ def test_the_auditor_filters_the_audit_log_and_verifies_its_hash_chain(log_in: C
     expect(page.get_by_test_id("audit-entry").first).to_be_visible()
 
     filters = page.get_by_test_id("audit-filters")
-    filters.get_by_label("Action").select_option("user.create")
+    filters.get_by_label("What").select_option(label="User created")
     filters.get_by_role("button", name="Filter").click()
     page.wait_for_url("**/audit?*action=user.create*")
-    actions = page.get_by_test_id("audit-entry").locator("td:nth-child(4)").all_inner_texts()
-    assert len(actions) >= len(USERS) and set(actions) == {"user.create"}
+    actions = page.get_by_test_id("audit-entry").locator("[data-field=action]").all_inner_texts()
+    assert len(actions) >= len(USERS) and set(actions) == {"User created user.create"}
+    details = page.get_by_test_id("audit-details").first
+    details.locator("summary").click()
+    expect(details.locator("dt")).to_have_text(["display name", "rank", "role"])  # every detail, in words
+
+    with page.expect_download() as download:
+        page.get_by_test_id("export-csv").click()
+    exported = list(csv.DictReader(Path(download.value.path()).open(newline="")))
+    assert len(exported) == len(actions) and {row["action_name"] for row in exported} == {"User created"}
 
     page.goto("/audit")
     page.get_by_test_id("verify-chain").click()

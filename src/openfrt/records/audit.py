@@ -80,6 +80,7 @@ class AuditAction(str, enum.Enum):
     user_updated = "user.update"
     user_enabled = "user.enable"
     user_role_changed = "user.role"
+    audit_exported = "audit.export"
 
 
 def current_actor(explicit: str | None = None) -> str:

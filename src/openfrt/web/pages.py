@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from openfrt.api.context import ServerContext
 from openfrt.api.permissions import Permission
-from openfrt.api.routes.audit import read_audit_log
+from openfrt.api.routes.audit import action_name, read_audit_log
 from openfrt.api.routes.deployments import deployment_payload
 from openfrt.api.routes.watchlists import watchlist_payload
 from openfrt.api.security import Principal, optional_principal
@@ -194,8 +194,8 @@ def audit(
     chosen = {key: value for key, value in filters.items() if value}
     older = {**chosen, "before": entries[-1]["seq"]} if len(entries) == PAGE_SIZE else None
     return render(request, "audit.html", principal, active="/audit", title="Audit log", entries=entries,
-                  filters=filters, chosen=chosen, actions=[action.value for action in AuditAction], older=older,
-                  problem=problem, paged=before is not None)
+                  filters=filters, chosen=chosen, actions=[(action.value, action_name(action.value)) for action in AuditAction],
+                  users=[user.name for user in ctx.users.list()], older=older, problem=problem, paged=before is not None)
 
 
 @router.get("/users")

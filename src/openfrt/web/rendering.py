@@ -8,6 +8,7 @@ officer sees why and the refusal is not mistaken for a missing page.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,6 +23,7 @@ from fastapi.templating import Jinja2Templates
 from openfrt import __version__
 from openfrt.api.context import ServerContext
 from openfrt.api.people import People
+from openfrt.api.routes.audit import action_name
 from openfrt.api.permissions import Permission
 from openfrt.api.security import Principal, optional_principal
 
@@ -140,8 +142,18 @@ def label(value: Any) -> str:
     return str(getattr(value, "value", value)).replace("_", " ")
 
 
+def detail(value: Any) -> str:
+    """One value of an audit entry's details for reading: text as it is, lists joined, anything
+    nested as compact JSON (the full entry, never cut short)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(item, (str, int, float)) for item in value):
+        return ", ".join(map(str, value)) or "none"
+    return json.dumps(value, sort_keys=True, separators=(", ", ": "))
+
+
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
-templates.env.filters.update(utc=utc_time, rate=rate, label=label)
+templates.env.filters.update(utc=utc_time, rate=rate, label=label, detail=detail, action_name=action_name)
 templates.env.globals.update(version=__version__)
 
 
