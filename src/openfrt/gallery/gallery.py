@@ -88,6 +88,8 @@ class ImageOutcome:
     face: Face | None = None
     reason: str | None = None
     detail: str | None = None
+    #: The faces to choose from when it was refused for having several, in index order.
+    faces: tuple[Face, ...] = ()
 
     @property
     def accepted(self) -> bool:
@@ -100,6 +102,7 @@ class ImageOutcome:
             "face": self.face.as_dict() if self.face else None,
             "refused": self.reason,
             "error": self.detail,
+            "faces": [{"index": index, **face.as_dict()} for index, face in enumerate(self.faces)],
         }
 
 
@@ -368,7 +371,7 @@ class Gallery:
             try:
                 ready = self._prepare(item)
             except EnrolmentRefused as exc:
-                outcomes.append(ImageOutcome(item.label, reason=exc.reason, detail=exc.detail))
+                outcomes.append(ImageOutcome(item.label, reason=exc.reason, detail=exc.detail, faces=exc.faces))
             except ImageError as exc:
                 outcomes.append(ImageOutcome(item.label, reason="bad_image", detail=exc.problem))
             else:

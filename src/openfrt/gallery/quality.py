@@ -47,7 +47,7 @@ def choose_face(faces: Sequence[Face], choice: FaceChoice, image: str, min_score
     if choice is None:
         if len(faces) > 1:
             raise EnrolmentRefused(
-                image, "several_faces", f"{len(faces)} faces found; say which to enrol (a face index, or largest)"
+                image, "several_faces", f"{len(faces)} faces found; say which to enrol (a face index, or largest)", faces
             )
         return faces[0]
     if not 0 <= choice < len(faces):

@@ -6,7 +6,13 @@ which record or input was at fault and choose the exit code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from openfrt.errors import OpenFRTError
+
+if TYPE_CHECKING:
+    from openfrt.vision.types import Face
 
 
 class RecordNotFoundError(OpenFRTError):
@@ -30,12 +36,17 @@ class WatchlistExpiredError(OpenFRTError):
 
 
 class EnrolmentRefused(OpenFRTError):
-    """A reference image was refused; ``reason`` is a short code, the message explains it."""
+    """A reference image was refused; ``reason`` is a short code, the message explains it.
 
-    def __init__(self, image: str, reason: str, detail: str) -> None:
+    ``faces`` are the faces to choose from when the image has several, in index order, so that
+    the caller can show them (the CLI lists their boxes, the console draws them).
+    """
+
+    def __init__(self, image: str, reason: str, detail: str, faces: Sequence[Face] = ()) -> None:
         self.image = image
         self.reason = reason
         self.detail = detail
+        self.faces = tuple(faces)
         super().__init__(f"{image}: {detail}")
 
 
