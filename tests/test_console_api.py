@@ -114,3 +114,12 @@ def test_audit_actions_read_as_words_even_those_this_version_does_not_know() -> 
     assert action_name("subject.image_view") == "Reference image viewed"
     assert action_name("alert.adjudicate") == "Alert adjudicated"
     assert action_name("webhook.delivery_failed") == "webhook: delivery failed"
+
+
+def test_an_enrolment_refuses_face_choices_that_name_no_face_before_looking_at_any_image(client: TestClient) -> None:
+    officer = login(client, Role.authorising_officer)
+    form = {"subject_id": "S1", "display_name": "S One", "category": "wanted", "legal_basis": "PACE s.64A"}
+    image = [("images", ("a.jpg", b"not looked at", "image/jpeg"))]
+    for faces, problem in ((["left"], "not a face index"), (["0", "1"], "2 face choices for 1 image")):
+        refused = client.post("/api/subjects", data={**form, "faces": faces}, files=image, headers=officer)
+        assert refused.status_code == 422 and problem in refused.json()["detail"]

@@ -32,7 +32,7 @@ from openfrt.live.deployments import DeploymentService, RunningDeployment
 from openfrt.live.events import AlertEvent
 from openfrt.live.walkthrough import FaceSet, Walkthrough, WalkthroughConfig, generate, one_face_screen
 from openfrt.records import RecordStore
-from openfrt.vision import EngineConfig, FaceEngine
+from openfrt.vision import EngineConfig, FaceEngine, compare
 
 CHROMIUM = Path("/usr/bin/chromium")
 FACES = SHARED / "faces"
@@ -407,6 +407,23 @@ def test_the_first_administrator_is_created_with_the_set_up_code_and_manages_use
         page.close()
 
 
+def face_of(person: Path, group: Path) -> list[float]:
+    """The box (x, y, w, h) of ``person``'s face in the photo ``group``, found by the engine."""
+    engine = FaceEngine(EngineConfig.from_env())
+    _, known = engine.largest_face_template(person, person.name)
+    rgb = engine.load(group, group.name)
+    faces = engine.detector.detect(rgb)
+    templates = engine.embedder.embed(rgb, faces)
+    return list(max(zip(faces, templates), key=lambda pair: compare(known, pair[1]))[0].box)
+
+
+def overlap(a: list[float], b: list[float]) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    width = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return width * height / (a[2] * a[3] + b[2] * b[3] - width * height)
+
+
 def test_a_watchlist_is_created_and_a_subject_enrolled_by_upload_with_quality_feedback_per_image(
     log_in: Callable[[str], Page]
 ) -> None:
@@ -424,7 +441,9 @@ def test_a_watchlist_is_created_and_a_subject_enrolled_by_upload_with_quality_fe
     enrol.get_by_label("Subject id").fill("sample-obama")
     enrol.get_by_label("Display name").fill("obama (sample image)")
     enrol.get_by_label("Legal basis for holding the images").fill("test data (face_recognition samples)")
-    enrol.get_by_test_id("enrol-images").set_input_files([str(SAMPLES / "obama.jpg"), str(SAMPLES / "group.jpg")])
+    enrol.get_by_label("Why on high-street").fill("wanted for a test of the console")
+    photos = [str(SAMPLES / "obama.jpg"), str(SAMPLES / "two_people.jpg")]
+    enrol.get_by_test_id("enrol-images").set_input_files(photos)
     enrol.get_by_role("button", name="Enrol into high-street").click()
 
     feedback = page.get_by_test_id("image-feedback")
@@ -435,9 +454,17 @@ def test_a_watchlist_is_created_and_a_subject_enrolled_by_upload_with_quality_fe
     expect(feedback.nth(1)).to_have_attribute("data-accepted", "false")
     expect(feedback.nth(1)).to_contain_text("refused (several faces)")
     expect(page.get_by_test_id("enrol-result")).to_have_attribute("data-enrolled", "false")
-    screenshot(page, "enrolment")
 
-    enrol.get_by_test_id("enrol-images").set_input_files([str(SAMPLES / "obama.jpg"), str(SAMPLES / "obama-720p.jpg")])
+    # The photo with two people is shown with a box per face; the officer picks the subject's.
+    boxes = feedback.nth(1).get_by_test_id("face-box")
+    expect(boxes).to_have_count(2)
+    wanted = face_of(SAMPLES / "obama.jpg", SAMPLES / "two_people.jpg")
+    drawn = [[float(v) for v in (boxes.nth(i).get_attribute("data-box") or "").split(",")] for i in range(2)]
+    pick = max(range(2), key=lambda i: overlap(drawn[i], wanted))
+    boxes.nth(pick).click()
+    expect(boxes.nth(pick)).to_have_attribute("aria-pressed", "true")
+    expect(feedback.nth(1).get_by_test_id("face-choice")).to_contain_text(f"Face {pick + 1} chosen")
+    screenshot(page, "enrolment")
     enrol.get_by_role("button", name="Enrol into high-street").click()
     expect(page.get_by_test_id("enrol-result")).to_have_attribute("data-enrolled", "true")
     expect(feedback).to_have_count(2)

@@ -11,7 +11,7 @@ from openfrt.api.context import ServerContext
 from openfrt.api.permissions import Permission
 from openfrt.api.routes.uploads import read_upload
 from openfrt.api.security import Principal, context, require
-from openfrt.gallery import ImageToEnrol, SubjectInfo
+from openfrt.gallery import FaceChoice, ImageToEnrol, SubjectInfo
 from openfrt.records.models import Category
 
 router = APIRouter(prefix="/api", tags=["subjects"])
@@ -46,19 +46,36 @@ async def enrol(
     watchlist: str | None = Form(None, description="Also add the subject to this watchlist."),
     listed_because: str | None = Form(None, description="Why the subject is on that watchlist (shown on their alerts)."),
     images: list[UploadFile] = File(...),
+    faces: list[str] = Form([], description="Which face of each image to enrol, in the images' order: a face index (as a refusal "
+                                             "for several faces lists them), 'largest', or empty for 'exactly one face'."),
     principal: Principal = Depends(require(Permission.enrol)),
     ctx: ServerContext = Depends(context),
 ) -> JSONResponse:
     if watchlist is not None and not principal.can(Permission.manage_watchlists):
         raise HTTPException(403, f"role {principal.user.role.value} may not change watchlists")
+    choices = face_choices(faces, len(images))
     batch = [
-        ImageToEnrol(await read_upload(image, ctx.settings.max_upload_bytes), image.filename or f"image {number}", legal_basis, source)
-        for number, image in enumerate(images, start=1)
+        ImageToEnrol(await read_upload(image, ctx.settings.max_upload_bytes), image.filename or f"image {number}", legal_basis, source,
+                     face=choice)
+        for number, (image, choice) in enumerate(zip(images, choices), start=1)
     ]
     with ctx.vision_lock:
         report = ctx.gallery.enrol(SubjectInfo(subject_id, display_name, category, notes), batch, actor=principal.name, watchlist=watchlist,
                                     listed_because=listed_because)
     return JSONResponse(report.as_dict(), status_code=201 if report.enrolled else 422)
+
+
+def face_choices(given: list[str], images: int) -> list[FaceChoice]:
+    """One :data:`FaceChoice` per image from the form's ``faces`` values (missing ones: None)."""
+    if len(given) > images:
+        raise HTTPException(422, f"{len(given)} face choices for {images} image(s)")
+    choices: list[FaceChoice] = []
+    for text in given:
+        text = text.strip()
+        if text and text != "largest" and not text.isdigit():
+            raise HTTPException(422, f"face choice {text!r} is not a face index, 'largest' or empty")
+        choices.append(None if not text else "largest" if text == "largest" else int(text))
+    return choices + [None] * (images - len(choices))
 
 
 @router.delete("/subjects/{subject_id:path}", summary="Delete a subject and everything derived from it")
