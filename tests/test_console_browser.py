@@ -775,3 +775,40 @@ def test_on_a_phone_an_engagement_officer_gets_the_alert_card_whole_and_adjudica
     card.get_by_test_id("false-alert").tap()
     expect(card.get_by_test_id("alert-verdict")).to_contain_text("false alert · outcome: engaged · by engagement-1")
     fits(page)
+
+
+def test_a_watchlist_says_what_it_will_find_in_words_and_members_are_picked_from_a_search(
+    log_in: Callable[[str], Page], alerts: AlertMaker
+) -> None:
+    page = log_in("authoriser-1")
+    page.goto("/watchlists")
+    form = page.get_by_test_id("new-watchlist")
+    form.get_by_label("Name", exact=True).fill("station")
+    form.get_by_label("Purpose").fill("people wanted at the station")
+    form.get_by_role("button", name="Create watchlist").click()
+    page.wait_for_url("**/watchlists/station")
+
+    search = page.get_by_test_id("member-search")
+    search.fill("se")  # matches Serena Williams, and nobody else yet on no list
+    hit = page.locator("[data-testid=member-hit][data-subject=Serena_Williams]")
+    hit.get_by_role("checkbox").check()
+    search.fill("Colin")
+    page.locator("[data-testid=member-hit][data-subject=Colin_Powell]").get_by_role("checkbox").check()
+    page.get_by_test_id("add-members").get_by_label("Why they are on this list").fill("wanted on warrant 77/26")
+    page.get_by_role("button", name="Add the chosen subjects").click()
+    members = page.get_by_test_id("members").locator("tbody tr")
+    expect(members).to_have_count(2)
+    expect(page.locator("[data-member=Serena_Williams]")).to_contain_text("wanted on warrant 77/26")
+
+    fitness = page.request.get("/api/watchlists/station").json()["fitness"]
+    said = page.get_by_test_id("fitness")
+    expect(page.get_by_test_id("fitness-finds")).to_contain_text(f"Finds about {round(fitness['tpir'] * 100)} in 100 people on this list")
+    expect(page.get_by_test_id("fitness-false-alerts")).to_contain_text("false alert per")
+    assert "ok" not in (said.get_attribute("class") or "").split()  # never an all-clear
+    if fitness["tpir"] < 0.5:
+        expect(page.get_by_test_id("fitness-warning").first).to_contain_text("will not be found")
+    screenshot(page, "watchlist")
+
+    search.fill("Colin")
+    expect(page.locator("[data-testid=member-hit][data-subject=Colin_Powell]")).to_contain_text("already on the list")
+    expect(page.locator("[data-testid=member-hit][data-subject=Colin_Powell]").get_by_role("checkbox")).to_be_disabled()

@@ -26,6 +26,7 @@ from openfrt.api.people import People
 from openfrt.api.routes.audit import action_name
 from openfrt.api.permissions import Permission
 from openfrt.api.security import Principal, optional_principal
+from openfrt.web.explain import watchlist_fitness
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES_DIR = HERE / "templates"
@@ -153,7 +154,8 @@ def detail(value: Any) -> str:
 
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
-templates.env.filters.update(utc=utc_time, rate=rate, label=label, detail=detail, action_name=action_name)
+templates.env.filters.update(utc=utc_time, rate=rate, label=label, detail=detail, action_name=action_name,
+                             fitness_in_words=watchlist_fitness)
 templates.env.globals.update(version=__version__)
 
 

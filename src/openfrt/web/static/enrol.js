@@ -70,6 +70,11 @@ function report(result, files) {
     if (image.refused) {
       item.appendChild(el('span', ` refused (${label(image.refused)})`, { class: 'bad' }));
       if (image.error) item.appendChild(el('span', `: ${image.error}`));
+    } else if (image.duplicate_of) {
+      // Enrolling the same photo twice (a second click, a re-run) stores nothing new.
+      const match = image.duplicate_of.match ? ` (${label(image.duplicate_of.match)})` : '';
+      item.appendChild(el('span', ` skipped: the subject already has it as reference image #${image.duplicate_of.reference_image}${match}`,
+        { class: 'aside', 'data-testid': 'image-duplicate' }));
     } else {
       const verdict = image.reference_image ? ` stored as reference image #${image.reference_image}` : ' passed the checks';
       item.appendChild(el('span', verdict, { class: 'good' }));
@@ -78,8 +83,10 @@ function report(result, files) {
     if (image.faces && image.faces.length > 1 && files[position]) item.appendChild(picker(files[position], position, image.faces));
     list.appendChild(item);
   });
+  const stored = result.images.filter((image) => image.reference_image).length;
+  const done = result.created ? 'Enrolled new subject' : stored ? `Added ${stored} image(s) to subject` : 'Nothing new stored for subject';
   const summary = result.enrolled
-    ? el('p', `${result.created ? 'Enrolled new subject' : 'Added images to subject'} `, { 'data-testid': 'enrol-result', 'data-enrolled': 'true' })
+    ? el('p', `${done} `, { 'data-testid': 'enrol-result', 'data-enrolled': 'true' })
     : el('p', 'Nothing was stored: every image must pass. Choose a face where there are several, or replace the refused '
       + 'images, and enrol again.', { 'data-testid': 'enrol-result', 'data-enrolled': 'false', class: 'bad' });
   if (result.enrolled) {
