@@ -284,7 +284,7 @@ def prepare(engine: FaceEngine, subjects: int, deployments: int) -> Prepared:
         for index in range(deployments):
             name = DEPLOYMENT if deployments == 1 else f"{DEPLOYMENT}-{index + 1}"
             service.create(name, purpose="load benchmark", location="localhost", authorised_by=None,
-                           watchlist=WATCHLIST, actor=OPERATOR, cameras={CAMERA: "benchmark"})
+                           watchlist=WATCHLIST, actor=OPERATOR, cameras={CAMERA: "rtsp://benchmark.invalid/never-opened"})
             service.authorise(name, officer="Supt Bench", actor="Supt Bench")
             running.append(service.start(name, OPERATOR))
     except BaseException:

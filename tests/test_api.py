@@ -189,7 +189,10 @@ def test_enrol_watch_alert_adjudicate_and_publish_over_http(client: TestClient, 
     refused_start = client.post("/api/deployments/op-gate/start", headers=operator)
     assert refused_start.status_code == 422 and "authoris" in refused_start.json()["detail"]
     officer = login(client, Role.authorising_officer)
-    assert client.post("/api/deployments/op-gate/authorise", headers=officer).json()["authorised_by"] == USERS[Role.authorising_officer]
+    unexplained = client.post("/api/deployments/op-gate/authorise", headers=officer)
+    assert unexplained.status_code == 422  # an authorisation says why
+    justified = client.post("/api/deployments/op-gate/authorise", json={"reason": "wanted offenders seen at the gate"}, headers=officer)
+    assert justified.json()["authorised_by"] == USERS[Role.authorising_officer]
     started = client.post("/api/deployments/op-gate/start", headers=officer)
     assert started.status_code == 200, started.text
 
@@ -273,13 +276,13 @@ def test_a_running_deployment_shows_camera_progress_and_stops_on_request(home: P
         assert client.post("/api/subjects", data=form, files=[("images", upload(reference))], headers=officer).status_code == 201
         plan = {"name": "op-long", "purpose": "p", "location": "Gate St", "watchlist": "wanted", "cameras": {"gate": str(video)}}
         assert client.post("/api/deployments", json=plan, headers=officer).status_code == 201
-        client.post("/api/deployments/op-long/authorise", headers=officer)
+        client.post("/api/deployments/op-long/authorise", json={"reason": "r"}, headers=officer)
         assert client.post("/api/deployments/op-long/start", headers=officer).status_code == 200
         assert client.post("/api/deployments/op-long/start", headers=officer).status_code == 422  # only once
 
         live = wait_for(lambda: (cameras := client.get("/api/deployments/op-long").json()["live"]) and cameras[0]["frames"] > 5 and cameras)
         assert live[0]["camera"] == "gate" and live[0]["fps"] > 0 and not live[0]["finished"]
-        record = client.post("/api/deployments/op-long/stop", headers=officer)
+        record = client.post("/api/deployments/op-long/stop", json={"reason": "operation over"}, headers=officer)
         assert record.status_code == 200, record.text
         assert record.json()["status"] == "ended" and record.json()["alerts"] == 0
         deployment = client.get("/api/deployments/op-long").json()

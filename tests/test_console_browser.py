@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import SAMPLES, SHARED
+from test_live_pipeline import walk_video
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
 
 from openfrt.gallery import Gallery
@@ -495,6 +496,9 @@ def test_a_deployment_on_a_video_raises_an_alert_live_that_is_adjudicated_into_t
     plan.get_by_role("button", name="Plan deployment").click()
     row = authoriser.locator("[data-deployment-row='high-street-1']")
     row.get_by_test_id("authorise").click()
+    authorising = authoriser.get_by_test_id("authorise-dialog")
+    authorising.get_by_test_id("authorise-reason").fill("wanted offenders are expected at the north entrance")
+    authorising.get_by_test_id("confirm-authorise").click()
     expect(row.get_by_role("cell", name="authoriser-1")).to_be_visible()
     row.get_by_test_id("start").click()
     expect(row.locator("[data-field=status]")).to_have_text("running")
@@ -812,3 +816,76 @@ def test_a_watchlist_says_what_it_will_find_in_words_and_members_are_picked_from
     search.fill("Colin")
     expect(page.locator("[data-testid=member-hit][data-subject=Colin_Powell]")).to_contain_text("already on the list")
     expect(page.locator("[data-testid=member-hit][data-subject=Colin_Powell]").get_by_role("checkbox")).to_be_disabled()
+
+
+def test_a_plan_is_checked_changed_and_cancelled_and_authorising_and_stopping_say_why(
+    log_in: Callable[[str], Page], server: str, alerts: AlertMaker, tmp_path: Path
+) -> None:
+    page = log_in("authoriser-1")
+    page.goto("/deployments")
+    plan = page.get_by_test_id("new-deployment")
+    plan.get_by_label("Name", exact=True).fill("market-day")
+    plan.locator("select[name=watchlist]").select_option("listed")
+    plan.get_by_label("Purpose").fill("locate people wanted in the town centre")
+    plan.get_by_label("Location").fill("Market Square")
+    plan.get_by_label("Cameras, one per line").fill(f"gate={tmp_path / 'no-such-file.mp4'}")
+    plan.get_by_role("button", name="Plan deployment").click()
+    expect(plan.locator(".message")).to_contain_text("source not found")  # caught while planning, not at the start
+    frames = walk_video(tmp_path / "gate.avi", [lfw_image("Colin_Powell", 2)], frames=600)  # a minute, played in real time
+    plan.get_by_label("Cameras, one per line").fill(f"gate={frames}")
+    plan.get_by_role("button", name="Plan deployment").click()
+    row = page.locator("[data-deployment-row='market-day']")
+    row.get_by_test_id("authorise").click()
+    dialog = page.get_by_test_id("authorise-dialog")
+    dialog.get_by_role("button", name="Back").click()  # thought better of it: nothing happens
+    expect(dialog).to_be_hidden()
+    row.get_by_test_id("authorise").click()
+    dialog.get_by_test_id("confirm-authorise").click()  # no reason: the browser keeps the dialog open
+    expect(dialog).to_be_visible()
+    dialog.get_by_test_id("authorise-reason").fill("market day: wanted offenders expected")
+    dialog.get_by_test_id("confirm-authorise").click()
+    expect(row.locator("td").nth(4)).to_have_text("authoriser-1")
+
+    # A change to the plan withdraws its authority; then it is cancelled.
+    page.goto("/deployments/market-day")
+    edit = page.get_by_test_id("edit-deployment")
+    edit.get_by_label("Location").fill("Market Square, east side")
+    edit.get_by_role("button", name="Save the changes").click()
+    expect(page.get_by_test_id("authorised-by")).to_have_text("not yet authorised")
+    expect(page.get_by_test_id("edit-deployment").get_by_label("Location")).to_have_value("Market Square, east side")
+    page.get_by_test_id("authorise").click()
+    page.get_by_test_id("authorise-reason").fill("market day, east side")
+    page.get_by_test_id("confirm-authorise").click()
+    expect(page.get_by_test_id("authorised-by")).to_have_text("authoriser-1")
+    page.get_by_test_id("start").click()
+    expect(page.get_by_test_id("deployment-status")).to_have_text("running")
+    page.get_by_test_id("stop").click()
+    page.get_by_test_id("stop-reason").fill("the market closed early")
+    page.get_by_test_id("confirm-stop").click()
+    expect(page.get_by_test_id("deployment-status")).to_have_text("ended", timeout=30_000)
+
+    page.goto("/deployments")
+    plan = page.get_by_test_id("new-deployment")
+    plan.get_by_label("Name", exact=True).fill("called-off")
+    plan.locator("select[name=watchlist]").select_option("listed")
+    plan.get_by_label("Purpose").fill("p")
+    plan.get_by_label("Location").fill("Station")
+    plan.get_by_label("Cameras, one per line").fill(f"gate={frames}")
+    plan.get_by_role("button", name="Plan deployment").click()
+    expect(page.locator("[data-deployment-row='called-off']")).to_be_visible()
+    page.goto("/deployments/called-off")
+    cancel = page.get_by_test_id("cancel-deployment")
+    cancel.get_by_label("Reason (audited)").fill("the event was called off")
+    cancel.get_by_test_id("cancel").click()
+    page.wait_for_url("**/deployments")
+    expect(page.locator("[data-deployment-row='called-off']")).to_have_count(0)
+    public = page.request.get(f"{server}/api/records").json()["deployments"]
+    assert "called-off" not in {record["deployment"] for record in public}
+
+    auditor = log_in("auditor-1")
+    def reason(action: str, target: str) -> str:
+        return auditor.request.get(f"/api/audit?action={action}&target={target}&limit=1").json()[0]["reason"]  # the newest
+
+    assert reason("deployment.authorise", "market-day") == "market day, east side"
+    assert reason("deployment.stop", "market-day") == "the market closed early"
+    assert reason("deployment.cancel", "called-off") == "the event was called off"

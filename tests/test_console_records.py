@@ -6,18 +6,23 @@ failed starts that publish nothing, officers' ranks, and user accounts re-enable
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
 
 from openfrt.gallery import Gallery
 from openfrt.live.alerts import AlertService
+from openfrt.errors import ModelError
 from openfrt.live.deployments import DeploymentService
+from openfrt.live.sources import SourceError
+from openfrt.live.supervisor import LiveSupervisor
 from openfrt.records import InvalidRecordError, RecordStore, database
 from openfrt.records.errors import AuthenticationError
-from openfrt.records.models import AlertOutcome, AlertStatus, AlertVerdict, PerceivedSex
+from openfrt.records.models import AlertOutcome, AlertStatus, AlertVerdict, DeploymentStatus, PerceivedSex
 from openfrt.records.users import Role, UserService
-from test_deployments import START, audit, event, gallery, plan, service  # noqa: F401 - fixtures and helpers
+from openfrt.vision import FaceEngine
+from test_deployments import START, audit, event, gallery, jpeg, plan, service  # noqa: F401 - fixtures and helpers
 from test_records import database_url, home, store  # noqa: F401 - the SQLite/PostgreSQL fixtures
 
 PASSWORD = "correct horse battery staple"
@@ -122,3 +127,76 @@ def test_a_disabled_user_is_enabled_again_and_a_new_role_ends_their_sessions(sto
         users.set_role(admin.name, Role.auditor, actor="admin-1")
     assert [(e.action, e.details) for e in audit(store, "user.enable") + audit(store, "user.role")] == [
         ("user.enable", {}), ("user.role", {"before": "operator", "after": "engagement_officer", "sessions_ended": 1})]
+
+
+# -- planned deployments: checked, changed, cancelled; failed starts publish nothing ---------------
+
+
+def test_planning_refuses_a_camera_file_that_is_not_there(service: DeploymentService, tmp_path: Path) -> None:  # noqa: F811
+    with pytest.raises(SourceError, match="source not found: /nowhere/gate.mp4"):
+        plan(service, cameras={"gate": "/nowhere/gate.mp4"})
+    video = tmp_path / "gate.mp4"
+    video.write_bytes(b"checked only for being there")
+    plan(service, cameras={"gate": str(video), "street": "rtsp://10.0.0.5/stream", "desk": "0"})  # streams are tried at the start
+    with pytest.raises(SourceError, match="source not found"):
+        service.update("dep", {"cameras": {"gate": str(tmp_path / "typo.mp4")}}, actor="PC 1")
+    assert {camera.name: camera.source for camera in service.list()[0].cameras}["gate"] == str(video)
+
+
+def test_a_planned_deployment_is_changed_losing_its_authority_or_cancelled_and_never_published(
+    service: DeploymentService, store: RecordStore  # noqa: F811
+) -> None:
+    plan(service)  # authorised by Supt A as planned
+    assert service.update("dep", {"purpose": "wanted offenders at the match"}, actor="PC 1").authorised_by == "Supt A"  # no change
+    changed = service.update("dep", {"location": "Stadium Way, gate C", "threshold": 0.95,
+                                     "cameras": {"north": "rtsp://officer:s3cret@10.0.0.6/stream"}}, actor="PC 1")
+    assert (changed.location, changed.threshold, changed.authorised_by) == ("Stadium Way, gate C", 0.95, None)
+    assert [camera.source for camera in changed.cameras] == ["rtsp://10.0.0.6/stream"]
+    assert service.camera_sources("dep") == {"north": "rtsp://officer:s3cret@10.0.0.6/stream"}
+    (entry,) = audit(store, "deployment.update")
+    assert entry.details["authority_withdrawn"] == "Supt A" and set(entry.details["changed"]) == {"cameras", "location", "threshold"}
+    assert "s3cret" not in str(entry.details)
+    with pytest.raises(InvalidRecordError, match="cannot be changed"):
+        service.update("dep", {"status": "running"}, actor="PC 1")
+    with pytest.raises(InvalidRecordError, match="authorising officer"):
+        service.start("dep", "PC 1")  # the changed plan needs authority again
+
+    service.cancel("dep", actor="PC 1", reason="the match was postponed")
+    assert service.list() == []
+    (cancelled,) = audit(store, "deployment.cancel")
+    assert cancelled.reason == "the match was postponed" and cancelled.details["location"] == "Stadium Way, gate C"
+    plan(service, "ran")
+    running = service.start("ran", "PC 1")
+    for attempt in (lambda: service.update("ran", {"location": "x"}, actor="PC 1"), lambda: service.cancel("ran", actor="PC 1", reason="r")):
+        with pytest.raises(InvalidRecordError, match="only a planned deployment"):
+            attempt()
+    running.end("PC 1")
+
+
+def test_a_start_that_fails_before_anything_ran_goes_back_to_planned_and_publishes_nothing(
+    service: DeploymentService, store: RecordStore, hog_engine: FaceEngine, tmp_path: Path  # noqa: F811
+) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    (folder / "frame.jpg").write_bytes(jpeg(1))
+    plan(service, cameras={"gate": str(folder)})
+    # dlib's own embedder cannot embed the pipeline's aligned chips: the cameras cannot be set up.
+    with pytest.raises(ModelError, match="chip"):
+        LiveSupervisor(service, lambda: hog_engine, realtime=False).start("dep", "PC 1")
+    failed = service.get("dep")
+    assert (failed.status, failed.started_at, failed.threshold, failed.model_id) == (DeploymentStatus.planned, None, None, None)
+    assert "chip" in (failed.start_failure or "") and failed.start_failed_at is not None
+    assert published_records_of(store) == []
+    assert [e.action for e in audit(store, "deployment.start_failed") + audit(store, "deployment.snapshot_destroy")] == [
+        "deployment.start_failed", "deployment.snapshot_destroy"]
+
+    service.authorise("dep", officer="Supt A", actor="Supt A", reason="the cameras are fixed")
+    # One that ran, even briefly, is published as it ran.
+    running = service.start("dep", "PC 1")
+    running.add_faces_scanned("gate", 1)
+    assert running.abandon("PC 1", "lost the camera") is False
+    assert running.end("PC 1").faces_scanned == 1 and service.get("dep").start_failure is None
+
+
+def published_records_of(store: RecordStore) -> list[str]:  # noqa: F811
+    return [info.name for info in DeploymentService(store).list() if info.status is not DeploymentStatus.planned]

@@ -51,7 +51,7 @@ from test_live_pipeline import wait_for
 from test_records import database_url, home, raw_database_bytes, store  # noqa: F401 - the SQLite/PostgreSQL fixtures
 
 SUBJECTS = ("alpha", "bravo", "charlie")
-CAMERAS = {"north": "rtsp://admin:secret@10.0.0.5/stream", "south": "/dev/video0"}
+CAMERAS = {"north": "rtsp://admin:secret@10.0.0.5/stream", "south": "0"}
 START = datetime(2026, 6, 1, 18, 0, tzinfo=timezone.utc)
 
 
@@ -158,7 +158,7 @@ def test_snapshot_ignores_watchlist_edits_and_is_destroyed_at_the_end(service: D
     assert sorted(running.matcher.subjects) == ["alpha", "bravo"] and running.matcher.rank(probe, 5) == before
     assert all(matrix is not running.matcher for _, matrix in gallery._matrices.values())
     info = service.get("dep")
-    assert info.watchlist_size == 2 and [c.source for c in info.cameras] == ["rtsp://10.0.0.5/stream", "/dev/video0"]
+    assert info.watchlist_size == 2 and [c.source for c in info.cameras] == ["rtsp://10.0.0.5/stream", "0"]
 
     snapshot = running.matcher
     record = running.end("Insp B")
@@ -581,7 +581,7 @@ def test_officer_commands(env: dict[str, str], old_alert: int, tmp_path: Path) -
     assert (info["status"], info["threshold"], info["planned_start"]) == ("planned", None, "2026-07-01T10:00:00+00:00")
 
     unauthorised = openfrt(env, "deployments", "create", "pending-authority", "--watchlist", "op", "--location", "Gate",
-                           "--purpose", "p", "--camera", "gate=/dev/video0", "--json")
+                           "--purpose", "p", "--camera", "gate=0", "--json")
     assert unauthorised.returncode == 0, unauthorised.stderr
     assert json.loads(unauthorised.stdout)["authorised_by"] is None
     authorised = openfrt(env, "deployments", "authorise", "pending-authority", "--officer", "Supt C", "--json")

@@ -86,13 +86,14 @@ def deployment_create(
 def deployment_authorise(
     name: NameArgument,
     officer: Annotated[str, typer.Option("--officer", help="The authorising officer (name, rank, number).")],
+    reason: Annotated[Optional[str], typer.Option("--reason", help="Why it is necessary and proportionate (audited).")] = None,
     home: HomeOption = None,
     operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Authorise a planned deployment (audited); it cannot start without it."""
     with store_or_fail(home, json_output, deployment=name) as store:
-        info = DeploymentService(store).authorise(name, officer=officer, actor=current_actor(operator))
+        info = DeploymentService(store).authorise(name, officer=officer, actor=current_actor(operator), reason=reason)
     _print_deployment(info, json_output)
 
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import IO, Any, TypeVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from tenacity import before_sleep_log, retry, retry_if_exception, stop_after_delay, wait_exponential
@@ -32,7 +32,7 @@ from openfrt.errors import OpenFRTError
 from openfrt.gallery import Gallery, TemplateMatrix
 from openfrt.gallery.gallery import check_identifier
 from openfrt.live.events import AlertEvent
-from openfrt.live.sources import without_credentials
+from openfrt.live.sources import check_source, without_credentials
 from openfrt.records.audit import AuditAction, hold_audit_chain, record_event
 from openfrt.records.database import is_transient
 from openfrt.records.errors import DuplicateRecordError, InvalidRecordError, RecordNotFoundError
@@ -107,6 +107,8 @@ class DeploymentInfo:
     started_at: datetime | None
     ended_at: datetime | None
     cameras: tuple[CameraInfo, ...]
+    start_failure: str | None = None
+    start_failed_at: datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return jsonable(asdict(self))
@@ -176,6 +178,7 @@ class RunningDeployment:
         self.model_id = model_id
         self.matcher = matcher
         self.cameras = [camera.name for camera in info.cameras]
+        self._planned_threshold = info.threshold
         self._lock = threading.Lock()
         self._faces: Counter[str] = Counter()
         self._dropped: Counter[str] = Counter()
@@ -240,6 +243,35 @@ class RunningDeployment:
             self._running = False
             self.matcher = TemplateMatrix(self.model_id, [])
         return record
+
+    def abandon(self, actor: str, failure: str) -> bool:
+        """Undo a start that failed before the deployment ran: it goes back to planned, with the
+        failure noted, and publishes nothing (a deployment that never ran has no record). Only
+        when nothing was seen — no alert, no face scanned, no frame dropped; otherwise False and
+        nothing changes (end it instead). The snapshot is destroyed either way it is undone."""
+        with self._lock:
+            self._check_running()
+            undone = self._write(lambda session: self._store_abandon(session, actor, failure))
+            if undone:
+                self._counts_written()
+                self._running = False
+                self.matcher = TemplateMatrix(self.model_id, [])
+        return undone
+
+    def _store_abandon(self, session: Session, actor: str, failure: str) -> bool:
+        row = session.get_one(Deployment, self.deployment_id)
+        seen = sum(self._faces.values()) + sum(self._dropped.values()) + sum(c.faces_scanned + c.frames_dropped for c in row.cameras)
+        if seen or session.scalar(select(func.count()).select_from(Alert).where(Alert.deployment_id == row.id)):
+            return False
+        session.execute(delete(DeploymentGap).where(DeploymentGap.deployment_id == row.id))
+        row.status, row.started_at, row.threshold = DeploymentStatus.planned, None, self._planned_threshold
+        row.model_id = row.watchlist_size = None
+        row.start_failure, row.start_failed_at = failure, utc_now()
+        record_event(session, AuditAction.deployment_start_failed, actor=actor, target=self.name, reason=failure,
+                     details={"back_to": DeploymentStatus.planned.value})
+        record_event(session, AuditAction.snapshot_destroyed, actor=actor, target=self.name,
+                     details={"watchlist": row.watchlist, "templates": len(self.matcher)})
+        return True
 
     def _store_end(self, session: Session, actor: str) -> DeploymentRecord:
         self._write_counts(session)
@@ -350,9 +382,7 @@ class DeploymentService:
         if authorised_by is not None:
             require_text(authorised_by, "the authorising officer is blank; name them, or leave it out to authorise later")
         cameras = dict(cameras or {})
-        for camera, source in cameras.items():
-            check_identifier(camera, "camera name")
-            require_text(source, f"camera {camera!r} needs a source description")
+        _check_cameras(cameras)
         _check_plan(threshold, latitude, longitude, planned_start, planned_end)
         with self.store.transaction() as session:
             if session.scalar(select(Watchlist.id).where(Watchlist.name == watchlist)) is None:
@@ -389,11 +419,12 @@ class DeploymentService:
                 for camera in row.cameras
             }
 
-    def authorise(self, name: str, *, officer: str, actor: str) -> DeploymentInfo:
+    def authorise(self, name: str, *, officer: str, actor: str, reason: str | None = None) -> DeploymentInfo:
         """Record ``officer``'s authority for a planned deployment, which may then start.
 
         Only a planned deployment can be (re-)authorised: the authority of one that has run is
-        part of its record. ``actor`` is who entered it, usually the officer themself.
+        part of its record. ``actor`` is who entered it, usually the officer themself; ``reason``
+        is their justification (why it is necessary and proportionate), kept in the audit log.
         """
         require_text(officer, "name the authorising officer (name, rank, number)")
         with self.store.transaction() as session:
@@ -408,7 +439,7 @@ class DeploymentService:
             row = deployment_row(session, name)
             info = _deployment_info(row)
             record_event(
-                session, AuditAction.deployment_authorised, actor=actor, target=name,
+                session, AuditAction.deployment_authorised, actor=actor, target=name, reason=reason,
                 details={"authorised_by": officer, "watchlist": info.watchlist, "purpose": info.purpose},
             )
             return info
@@ -435,7 +466,7 @@ class DeploymentService:
                 update(Deployment)
                 .where(Deployment.id == planned.id, Deployment.status == DeploymentStatus.planned)
                 .values(status=DeploymentStatus.running, started_at=utc_now(), threshold=threshold,
-                        model_id=watchlist.model_id, watchlist_size=len(matcher))
+                        model_id=watchlist.model_id, watchlist_size=len(matcher), start_failure=None, start_failed_at=None)
             )
             if started.rowcount != 1:  # another process started it between the check and now
                 raise InvalidRecordError(f"deployment {name!r} was started by someone else")
@@ -479,6 +510,74 @@ class DeploymentService:
             if status is not None:
                 query = query.where(Deployment.status == status)
             return [_deployment_info(row) for row in session.scalars(query)]
+
+
+    # -- changing a plan before it starts ------------------------------------------------------
+
+    def update(self, name: str, changes: Mapping[str, Any], *, actor: str) -> DeploymentInfo:
+        """Change a planned deployment: any of :data:`EDITABLE` (``cameras`` replaces them all).
+        An authorised plan loses its authority when it changes — the officer authorised the plan
+        as it was — and must be authorised again. Audited with what changed."""
+        unknown = set(changes) - set(EDITABLE)
+        if unknown:
+            raise InvalidRecordError(f"{', '.join(sorted(unknown))} cannot be changed; only {', '.join(EDITABLE)}")
+        with self.store.transaction() as session:
+            row = _planned_row(session, name, "changed")
+            for field_name in ("purpose", "location", "watchlist"):
+                if field_name in changes:
+                    require_text(changes[field_name], f"a deployment needs a {field_name}")
+            if "watchlist" in changes and session.scalar(select(Watchlist.id).where(Watchlist.name == changes["watchlist"])) is None:
+                raise RecordNotFoundError(f"no watchlist named {changes['watchlist']!r}")
+            merged = {field_name: changes.get(field_name, getattr(row, field_name))
+                      for field_name in ("threshold", "latitude", "longitude", "planned_start", "planned_end")}
+            _check_plan(**merged)
+            before = _deployment_info(row).as_dict()
+            for field_name, value in changes.items():
+                if field_name == "cameras":
+                    _check_cameras(value)
+                    row.cameras.clear()
+                    session.flush()  # the old rows go before new ones with the same names arrive
+                    row.cameras.extend(self._camera_row(camera, source) for camera, source in value.items())
+                else:
+                    setattr(row, field_name, value)
+            session.flush()
+            after = _deployment_info(row).as_dict()
+            changed = {key: {"before": before[key], "after": after[key]} for key in sorted(changes) if before[key] != after[key]}
+            if changed:
+                withdrawn, row.authorised_by, row.authorised_at = row.authorised_by, None, None
+                record_event(session, AuditAction.deployment_updated, actor=actor, target=name,
+                             details={"changed": changed, "authority_withdrawn": withdrawn})
+            return _deployment_info(row)
+
+    def cancel(self, name: str, *, actor: str, reason: str) -> None:
+        """Withdraw a planned deployment: it never ran, so it has no record to publish; the audit
+        log keeps the plan and why it was cancelled."""
+        require_text(reason, "cancelling a deployment needs a reason")
+        with self.store.transaction() as session:
+            row = _planned_row(session, name, "cancelled")
+            record_event(session, AuditAction.deployment_cancelled, actor=actor, target=name, reason=reason,
+                         details=_deployment_info(row).as_dict())
+            session.delete(row)
+
+    def note_stop(self, name: str, *, actor: str, reason: str) -> None:
+        """Record who asked a running deployment to stop, and why, before it is stopped."""
+        require_text(reason, "stopping a deployment needs a reason")
+        with self.store.transaction() as session:
+            row = deployment_row(session, name)
+            if row.status is not DeploymentStatus.running:
+                raise InvalidRecordError(f"deployment {name!r} is {row.status.value}, not running")
+            record_event(session, AuditAction.deployment_stop_requested, actor=actor, target=name, reason=reason)
+
+
+#: What may change in a planned deployment.
+EDITABLE = ("purpose", "location", "watchlist", "cameras", "threshold", "latitude", "longitude", "planned_start", "planned_end")
+
+
+def _planned_row(session: Session, name: str, what: str) -> Deployment:
+    row = deployment_row(session, name)
+    if row.status is not DeploymentStatus.planned:
+        raise InvalidRecordError(f"deployment {name!r} is {row.status.value}; only a planned deployment can be {what}")
+    return row
 
 
 def deployment_row(session: Session, name: str) -> Deployment:
@@ -527,8 +626,15 @@ def _deployment_info(row: Deployment) -> DeploymentInfo:
     return DeploymentInfo(
         row.id, row.name, row.purpose, row.location, row.latitude, row.longitude, row.planned_start, row.planned_end,
         row.authorised_by, row.authorised_at, row.watchlist, row.threshold, row.model_id, row.watchlist_size, row.status,
-        row.created_at, row.started_at, row.ended_at, cameras,
+        row.created_at, row.started_at, row.ended_at, cameras, row.start_failure, row.start_failed_at,
     )
+
+
+def _check_cameras(cameras: Mapping[str, str]) -> None:
+    for camera, source in cameras.items():
+        check_identifier(camera, "camera name")
+        require_text(source, f"camera {camera!r} needs a source description")
+        check_source(source)
 
 
 def _check_plan(

@@ -239,6 +239,17 @@ class LatestFrameSource(Source):
             self._condition.notify()
 
 
+def check_source(spec: str) -> None:
+    """Refuse, when a deployment is planned, a source that names a file or folder on this machine
+    that is not there, so a typing mistake shows before authorisation rather than at the start.
+    Streams and webcams can only be tried when they are opened."""
+    if "://" in spec or spec.isdigit():
+        return
+    path = Path(spec).expanduser()
+    if not (path.is_dir() or path.is_file()):
+        raise SourceError(f"source not found: {spec} (give a video file, a folder of images, a stream URL or a webcam index)")
+
+
 def open_source(spec: str, realtime: bool = False, folder_fps: float = 1.0) -> Source:
     """The source a command-line ``--source`` names: a URL, a webcam index, a folder or a video file."""
     if "://" in spec:
@@ -246,11 +257,10 @@ def open_source(spec: str, realtime: bool = False, folder_fps: float = 1.0) -> S
         return LatestFrameSource(label, lambda: _capture_frames(spec, label))
     if spec.isdigit():
         return LatestFrameSource(f"webcam {spec}", lambda: _capture_frames(int(spec), f"webcam {spec}"))
+    check_source(spec)
     path = Path(spec).expanduser()
     if path.is_dir():
         return ImageFolderSource(path, folder_fps)
-    if not path.is_file():
-        raise SourceError(f"source not found: {spec} (give a video file, a folder of images, a stream URL or a webcam index)")
     if realtime:
         fps = video_fps(path)
         return LatestFrameSource(str(path), lambda: _paced(_file_frames(path, fps, threading.Event())), reconnect=False)

@@ -97,8 +97,12 @@ class LiveSupervisor:
                 raise
             try:
                 runner = LiveRunner(running, sources, lambda: engine, self._config)
-            except OpenFRTError:
-                running.end(actor)
+            except BaseException as exc:
+                # Its cameras could not be set up (e.g. a model the pipeline cannot use): it never
+                # ran, so it goes back to planned with the failure noted and publishes nothing.
+                running.abandon(actor, str(exc) or type(exc).__name__)
+                for source in sources.values():
+                    source.stop()
                 raise
             thread = threading.Thread(target=self._run, args=(name,), name=f"deployment {name}", daemon=True)
             self._active[name] = _Active(running, runner, thread, started_by=actor)

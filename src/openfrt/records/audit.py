@@ -81,6 +81,10 @@ class AuditAction(str, enum.Enum):
     user_enabled = "user.enable"
     user_role_changed = "user.role"
     audit_exported = "audit.export"
+    deployment_updated = "deployment.update"
+    deployment_cancelled = "deployment.cancel"
+    deployment_stop_requested = "deployment.stop"
+    deployment_start_failed = "deployment.start_failed"
 
 
 def current_actor(explicit: str | None = None) -> str:

@@ -99,8 +99,12 @@ def deployment(name: str, request: Request, principal: Principal = Depends(viewe
     except RecordNotFoundError as exc:
         return not_found(request, principal, str(exc), "/deployments")
     record = None if info.status is DeploymentStatus.planned else ctx.deployments.record(name).as_dict()
+    may_plan = info.status is DeploymentStatus.planned and principal.can(Permission.plan_deployments) and principal.can(Permission.view_watchlists)
+    watchlists = [found.name for found in ctx.gallery.watchlists() if not found.expired] if may_plan else []
+    if may_plan and info.watchlist not in watchlists:
+        watchlists.insert(0, info.watchlist)  # shown as planned, even if it has since expired
     return render(request, "deployment.html", principal, active="/deployments", title=f"Deployment {name}",
-                  deployment=deployment_payload(ctx, info), record=record)
+                  deployment=deployment_payload(ctx, info), record=record, watchlists=watchlists)
 
 
 # -- watchlists and subjects -------------------------------------------------------------------
