@@ -629,11 +629,22 @@ def test_a_retrospective_search_by_upload_lists_ranked_candidates_as_leads(
 
     candidates = page.get_by_test_id("candidate")
     expect(candidates.first).to_be_visible()
-    expect(candidates.first.locator("td").nth(1)).to_have_text(watchlisted)
-    scores = [float(text) for text in candidates.locator("td:nth-child(4)").all_inner_texts()]
+    expect(candidates.first).to_have_attribute("data-subject", watchlisted)
+    scores = [float(text.split()[-1]) for text in candidates.locator("[data-field=similarity]").all_inner_texts()]
     assert scores == sorted(scores, reverse=True)
     expect(page.get_by_test_id("leads-note")).to_contain_text("leads for review, not identifications")
+    # The face searched, beside each candidate's reference image, and what each score means.
+    assert page.get_by_test_id("probe-crop").evaluate("image => image.naturalWidth") > 0
+    expect(candidates.first.locator("img[data-field=reference]")).to_have_js_property("complete", True)
+    assert candidates.first.locator("img[data-field=reference]").evaluate("image => image.naturalWidth") > 0
+    expect(candidates.first.locator("[data-field=meaning]")).to_contain_text("searches for people who are not in the database")
     screenshot(page, "search")
+
+    # A clip: the best view of a face is searched, and shown.
+    form.get_by_test_id("search-image").set_input_files(str(walk.video))
+    form.get_by_role("button", name="Search").click()
+    expect(page.get_by_test_id("probe-caption")).to_contain_text("the best view of a face in the clip")
+    assert page.get_by_test_id("probe-crop").evaluate("image => image.naturalWidth") > 0
 
 
 def test_a_subject_and_a_watchlist_are_deleted_from_their_pages_with_an_audited_reason(server: str, log_in: Callable[[str], Page]) -> None:

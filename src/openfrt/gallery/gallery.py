@@ -688,19 +688,29 @@ class Gallery:
         similarities, ids = index.search(probe.vector[None, :].astype(np.float32), k)
         found = [(int(i), float(s)) for i, s in zip(ids[0], similarities[0]) if i >= 0]
         with self.store.transaction() as session:
-            owners = dict(
-                session.execute(
-                    select(ReferenceTemplate.id, ReferenceImage.subject_id)
+            owners = {
+                row.id: (row.subject_id, row.image_id) for row in session.execute(
+                    select(ReferenceTemplate.id, ReferenceImage.subject_id, ReferenceImage.id.label("image_id"))
                     .join(ReferenceImage)
                     .where(ReferenceTemplate.id.in_([i for i, _ in found]))
-                ).all()
-            )
-        best: dict[str, float] = {}
+                )
+            }
+        best: dict[str, tuple[float, int]] = {}
         for template_id, similarity in sorted(found, key=lambda pair: -pair[1]):
-            subject = owners.get(template_id)
+            subject, image = owners.get(template_id, (None, 0))
             if subject is not None and subject not in best:
-                best[subject] = similarity
-        return [Candidate(subject, similarity, rank) for rank, (subject, similarity) in enumerate(list(best.items())[:top], start=1)]
+                best[subject] = (similarity, image)
+        return [Candidate(subject, similarity, rank, image)
+                for rank, (subject, (similarity, image)) in enumerate(list(best.items())[:top], start=1)]
+
+    def reference_subjects(self, model_id: str) -> int:
+        """How many subjects have a template of ``model_id``: the size of the database a
+        retrospective search with that model searches."""
+        with self.store.transaction() as session:
+            return session.scalar(
+                select(func.count(func.distinct(ReferenceImage.subject_id))).join(ReferenceTemplate)
+                .where(ReferenceTemplate.model_id == model_id)
+            ) or 0
 
 
 def _info(session: Session, row: Watchlist) -> WatchlistInfo:
