@@ -900,3 +900,33 @@ def test_a_plan_is_checked_changed_and_cancelled_and_authorising_and_stopping_sa
     assert reason("deployment.authorise", "market-day") == "market day, east side"
     assert reason("deployment.stop", "market-day") == "the market closed early"
     assert reason("deployment.cancel", "called-off") == "the event was called off"
+
+
+#: The pages each role opens, checked on phones (one of each kind, with data in it).
+PAGES = {"operator-1": ["/alerts", "/deployments", "/deployments/town-centre", "/watchlists", "/watchlists/listed", "/subjects",
+                        "/subjects/Colin_Powell", "/search"],
+         "authoriser-1": ["/watchlists/listed", "/deployments"],
+         "auditor-1": ["/audit", "/deployments", "/transparency"],
+         "admin-1": ["/users", "/deployments"]}
+
+
+@pytest.mark.parametrize("width", PHONES)
+def test_every_page_fits_a_phone_with_log_out_in_reach(
+    phone: Callable[[str, int], Page], browser: Browser, server: str, alerts: AlertMaker, width: int
+) -> None:
+    alerts.raise_alert("Serena_Williams")  # so that the queue, the audit log and the records have rows
+    for user, paths in PAGES.items():
+        page = phone(user, width)
+        for path in paths:
+            assert page.goto(path).status == 200, path  # type: ignore[union-attr]
+            fits(page)
+            within_screen(page, page.get_by_test_id("logout"))
+        page.context.close()
+    public = browser.new_page(base_url=server, viewport={"width": width, "height": 800}, is_mobile=True, has_touch=True)
+    for path in ("/transparency", "/login"):
+        public.goto(path)
+        fits(public)
+    if width == PHONES[-1]:
+        public.goto("/transparency")
+        screenshot(public, "transparency-phone")
+    public.close()
