@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from openfrt.errors import ImageError, ModelMismatchError
@@ -313,6 +313,38 @@ class Gallery:
             session.delete(subject)
         return {"subject": subject_id, **summary}
 
+    def remove_reference_image(self, reference_image_id: int, *, actor: str, reason: str | None = None) -> dict[str, Any]:
+        """Delete one reference image with its templates and index entries. Refused for the
+        subject's last image (remove the subject instead) and for the last image with a
+        template of the model of a watchlist the subject is on (a member it could not search)."""
+        with self.store.transaction() as session:
+            row = session.get(ReferenceImage, reference_image_id)
+            if row is None:
+                raise RecordNotFoundError(f"no reference image {reference_image_id}")
+            subject_id = row.subject_id
+            others = [image for image in row.subject.images if image.id != row.id]
+            if not others:
+                raise InvalidRecordError(
+                    f"reference image {reference_image_id} is the only one of subject {subject_id!r}; remove the subject instead"
+                )
+            left = {template.model_id for image in others for template in image.templates}
+            stranded = session.scalars(
+                select(Watchlist.name).join(WatchlistMember)
+                .where(WatchlistMember.subject_id == subject_id, Watchlist.model_id.not_in(left)).order_by(Watchlist.name)
+            ).all()
+            if stranded:
+                raise InvalidRecordError(
+                    f"subject {subject_id!r} is on watchlist(s) {', '.join(map(repr, stranded))}, and reference image "
+                    f"{reference_image_id} is their only image those watchlists can search with; take them off first"
+                )
+            for template in row.templates:
+                self.indexes.remove(template.model_id, np.array([template.id]))
+            watchlists = self._touch_watchlists(session, [subject_id])
+            summary = {"reference_image": reference_image_id, "templates": len(row.templates), "watchlists": watchlists}
+            record_event(session, AuditAction.reference_image_removed, actor=actor, target=subject_id, reason=reason, details=summary)
+            session.delete(row)
+        return {"subject": subject_id, **summary}
+
     def reference_image(self, reference_image_id: int) -> bytes:
         """The original bytes of a reference image, decrypted in memory (for officers' review)."""
         with self.store.transaction() as session:
@@ -480,6 +512,28 @@ class Gallery:
             added = self._add_members(session, row, subject_ids, reason)
             record_event(session, AuditAction.watchlist_members_added, actor=actor, target=name, reason=reason, details={"added": added})
             return _info(session, row)
+
+    def remove_from_watchlist(self, name: str, subject_ids: Sequence[str], *, actor: str, reason: str | None = None) -> WatchlistInfo:
+        """Take subjects off a watchlist (all or none); they stay in the reference database. A
+        running deployment keeps the snapshot it started with until it ends."""
+        with self.store.transaction() as session:
+            row = self._watchlist_row(session, name)
+            wanted = list(dict.fromkeys(subject_ids))
+            if not wanted:
+                raise InvalidRecordError("no subjects to take off the watchlist were given")
+            present = set(session.scalars(
+                select(WatchlistMember.subject_id).where(WatchlistMember.watchlist_id == row.id, WatchlistMember.subject_id.in_(wanted))
+            ))
+            absent = [subject for subject in wanted if subject not in present]
+            if absent:
+                raise RecordNotFoundError(f"subject(s) {', '.join(map(repr, absent))} are not on watchlist {name!r}; nothing was removed")
+            session.execute(delete(WatchlistMember).where(WatchlistMember.watchlist_id == row.id, WatchlistMember.subject_id.in_(wanted)))
+            row.revision += 1
+            record_event(session, AuditAction.watchlist_members_removed, actor=actor, target=name, reason=reason, details={"removed": wanted})
+            session.flush()
+            info = _info(session, row)
+        self._matrices.pop(info.id, None)
+        return info
 
     def watchlist(self, name: str) -> WatchlistInfo:
         with self.store.transaction() as session:

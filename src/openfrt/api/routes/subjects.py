@@ -85,6 +85,14 @@ def remove_subject(subject_id: str, reason: str = Query(..., min_length=1),
     return ctx.gallery.remove_subject(subject_id, actor=principal.name, reason=reason)
 
 
+@router.delete("/reference-images/{image_id}", summary="Delete one reference image of a subject (audited)",
+               responses={422: {"description": "the subject's last image, or the last its watchlists can search with"}})
+def remove_reference_image(image_id: int, reason: str = Query(..., min_length=1),
+                           principal: Principal = Depends(require(Permission.remove_subjects)),
+                           ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    return ctx.gallery.remove_reference_image(image_id, actor=principal.name, reason=reason)
+
+
 @router.get("/reference-images/{image_id}", summary="A reference image (each viewing is audited)",
             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
 def reference_image(image_id: int, reason: str | None = Query(None, description="Why it is viewed, e.g. 'alert 12'."),

@@ -62,6 +62,14 @@ def add_members(name: str, body: Members, principal: Principal = Depends(require
     return watchlist_payload(ctx, name)
 
 
+@router.delete("/watchlists/{name}/members/{subject_id:path}", summary="Take a subject off a watchlist (audited)")
+def remove_member(name: str, subject_id: str, reason: str = Query(..., min_length=1),
+                  principal: Principal = Depends(require(Permission.manage_watchlists)),
+                  ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    ctx.gallery.remove_from_watchlist(name, [subject_id], actor=principal.name, reason=reason)
+    return watchlist_payload(ctx, name)
+
+
 @router.delete("/watchlists/{name}", summary="Destroy a watchlist (its subjects stay in the reference database)")
 def delete_watchlist(name: str, reason: str = Query(..., min_length=1),
                      principal: Principal = Depends(require(Permission.manage_watchlists)),
