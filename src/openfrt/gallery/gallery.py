@@ -3,8 +3,9 @@
 :class:`Gallery` composes the records store (encrypted, audited persistence), a face engine
 (quality and templates) and the search index, and enforces the rules between them: a reference
 image must pass the quality policy; templates of different models are never mixed; a watchlist
-is searched exactly and only until it expires; a retrospective search needs a case reference
-and a reason and only ever proposes candidates; every change and search is audited; deleting a
+is searched exactly and only until it expires; an image the subject already has is skipped,
+not stored twice; a retrospective search needs a case reference and a reason and only ever
+proposes candidates; every change and search is audited; deleting a
 subject or a watchlist removes everything derived from it, including cached matrices and index
 entries.
 """
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -25,11 +26,12 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from openfrt.errors import ImageError, ModelMismatchError
+from openfrt.gallery.duplicates import Match, Picture
 from openfrt.gallery.fitness import default_threshold, expected_fitness
 from openfrt.gallery.matching import Candidate, Identification, TemplateMatrix
 from openfrt.gallery.quality import FaceChoice, QualityPolicy, check_quality, choose_face
 from openfrt.gallery.reference_index import ReferenceIndexes
-from openfrt.records.audit import AuditAction, record_event
+from openfrt.records.audit import AuditAction, hold_audit_chain, record_event
 from openfrt.records.errors import (
     DuplicateRecordError,
     EnrolmentRefused,
@@ -48,7 +50,10 @@ from openfrt.records.models import (
     utc_now,
 )
 from openfrt.records.store import RecordStore
-from openfrt.vision import Face, FaceEngine, Template
+from openfrt.vision import Face, Template, compare
+
+if TYPE_CHECKING:
+    from openfrt.vision import FaceEngine
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +86,8 @@ class ImageToEnrol:
 
 @dataclass(frozen=True)
 class ImageOutcome:
-    """What happened to one image: stored as ``reference_image_id``, or refused with a reason."""
+    """What happened to one image: stored as ``reference_image_id``, skipped because the subject
+    already has it as ``duplicate_of`` (``match`` saying how), or refused with a reason."""
 
     image: str
     reference_image_id: int | None = None
@@ -90,6 +96,8 @@ class ImageOutcome:
     detail: str | None = None
     #: The faces to choose from when it was refused for having several, in index order.
     faces: tuple[Face, ...] = ()
+    duplicate_of: int | None = None
+    match: Match | None = None
 
     @property
     def accepted(self) -> bool:
@@ -103,12 +111,14 @@ class ImageOutcome:
             "refused": self.reason,
             "error": self.detail,
             "faces": [{"index": index, **face.as_dict()} for index, face in enumerate(self.faces)],
+            "duplicate_of": {"reference_image": self.duplicate_of, "match": self.match} if self.duplicate_of is not None else None,
         }
 
 
 @dataclass(frozen=True)
 class EnrolmentReport:
-    """A subject's batch: ``enrolled`` only if every image passed (nothing is stored otherwise)."""
+    """A subject's batch: ``enrolled`` only if every image passed (nothing is stored otherwise);
+    images the subject already has are skipped, so an enrolled batch may store fewer, or none."""
 
     subject: str
     enrolled: bool
@@ -241,6 +251,30 @@ class _Prepared:
     media_type: str
     face: Face
     template: Template
+    picture: Picture
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """A picture the subject has: a stored reference image, or an earlier image of the batch being
+    enrolled. ``template`` is its template of the engine's model (None if it has none)."""
+
+    picture: Picture
+    template: Template | None
+    reference_image_id: int | None = None
+    earlier: int | None = None
+
+
+@dataclass(frozen=True)
+class _Repeat:
+    """An image of a batch that repeats a picture the subject has, and how."""
+
+    match: Match
+    of: _Seen
+
+    def stored_as(self, stored: dict[int, int]) -> int:
+        """The reference image repeated, given the ids the batch's new images were stored as."""
+        return self.of.reference_image_id if self.of.reference_image_id is not None else stored[self.of.earlier]  # type: ignore[index]
 
 
 class Gallery:
@@ -266,7 +300,8 @@ class Gallery:
     ) -> EnrolmentReport:
         """Enrol ``images`` of ``subject`` (creating it if new), all or nothing, optionally into
         ``watchlist`` (``listed_because`` says why). Refusals are reported per image, not raised;
-        record errors are raised."""
+        record errors are raised. Images the subject already has (:mod:`openfrt.gallery.duplicates`)
+        are skipped and reported with the stored image they repeat; the rest of the batch is stored."""
         check_identifier(subject.id, "subject id")
         if not images:
             raise InvalidRecordError(f"subject {subject.id}: no reference images given")
@@ -276,21 +311,30 @@ class Gallery:
         if any(not outcome.accepted for outcome in outcomes):
             return EnrolmentReport(subject.id, enrolled=False, created=False, images=tuple(outcomes))
         with self.store.transaction() as session:
-            created, rows = self._store_images(session, subject, images, prepared)
-            if watchlist is not None:
-                self._add_members(session, self._watchlist_row(session, watchlist), [subject.id], listed_because)
-            self._touch_watchlists(session, [subject.id])
-            record_event(
-                session, AuditAction.subject_enrolled, actor=actor, target=subject.id,
-                reason=_joined(item.legal_basis for item in images),
-                details={"reference_images": [row.id for row in rows], "model_id": self.model_id,
-                         "created": created, "watchlist": watchlist},
-            )
+            hold_audit_chain(session)  # one enrolment at a time: two clicks cannot both find an image new
+            repeats = self._repeats(session, subject.id, prepared)
+            fresh = [number for number, repeat in enumerate(repeats) if repeat is None]
+            created, rows = self._store_images(session, subject, [images[n] for n in fresh], [prepared[n] for n in fresh])
+            stored = {number: row.id for number, row in zip(fresh, rows)}
+            outcomes = [
+                ImageOutcome(item.label, stored[number], ready.face) if repeat is None
+                else ImageOutcome(item.label, face=ready.face, duplicate_of=repeat.stored_as(stored), match=repeat.match)
+                for number, (item, ready, repeat) in enumerate(zip(images, prepared, repeats))
+            ]
+            added = self._add_members(session, self._watchlist_row(session, watchlist), [subject.id], listed_because) if watchlist else []
+            if rows:
+                self._touch_watchlists(session, [subject.id])
+            if rows or added:
+                record_event(
+                    session, AuditAction.subject_enrolled, actor=actor, target=subject.id,
+                    reason=_joined(images[n].legal_basis for n in fresh),
+                    details={"reference_images": [row.id for row in rows], "model_id": self.model_id,
+                             "created": created, "watchlist": watchlist,
+                             "skipped": [{"duplicate_of": o.duplicate_of, "match": o.match} for o in outcomes if o.duplicate_of is not None]},
+                )
             template_ids = [row.templates[0].id for row in rows]
-        self._index_added(template_ids, [item.template for item in prepared])
-        outcomes = [
-            ImageOutcome(item.label, row.id, ready.face) for item, row, ready in zip(images, rows, prepared)
-        ]
+        if rows:
+            self._index_added(template_ids, [prepared[n].template for n in fresh])
         return EnrolmentReport(subject.id, enrolled=True, created=created, images=tuple(outcomes))
 
     def remove_subject(self, subject_id: str, *, actor: str, reason: str | None = None) -> dict[str, Any]:
@@ -418,7 +462,33 @@ class Gallery:
         face = choose_face(self.engine.detector.detect(rgb), item.face, item.label, self.engine.detector.confident_score)
         check_quality(face, self.policy, item.label)
         template = self.engine.embedder.embed(rgb, [face])[0]
-        return _Prepared(data, _media_type(data), face, template)
+        return _Prepared(data, _media_type(data), face, template, Picture.of(data, rgb))
+
+    def _repeats(self, session: Session, subject_id: str, prepared: Sequence[_Prepared]) -> list[_Repeat | None]:
+        """For each prepared image, the stored image or earlier image of the batch it repeats, if any."""
+        seen = self._stored_pictures(session, subject_id)
+        repeats: list[_Repeat | None] = []
+        for number, ready in enumerate(prepared):
+            repeat = next((_Repeat(match, other) for other in seen if (match := self._match(ready, other))), None)
+            repeats.append(repeat)
+            if repeat is None:
+                seen.append(_Seen(ready.picture, ready.template, earlier=number))
+        return repeats
+
+    def _stored_pictures(self, session: Session, subject_id: str) -> list[_Seen]:
+        """The subject's reference images as duplicate detection compares them."""
+        seen = []
+        for row in session.scalars(select(ReferenceImage).where(ReferenceImage.subject_id == subject_id).order_by(ReferenceImage.id)):
+            data = self.store.cipher.decrypt(row.image)
+            template = next((self.store.open_template(t.vector, t.model_id) for t in row.templates if t.model_id == self.model_id), None)
+            seen.append(_Seen(Picture.of(data, self.engine.load(data, f"reference image {row.id}")), template, reference_image_id=row.id))
+        return seen
+
+    def _match(self, ready: _Prepared, other: _Seen) -> Match | None:
+        """How ``ready`` repeats ``other``: the same file, or the same face in the same picture (a
+        stored image without a template of this model is compared by its picture alone)."""
+        same_face = other.template is None or compare(ready.template, other.template) >= self.engine.threshold
+        return ready.picture.repeats(other.picture, same_face)
 
     def _store_images(
         self, session: Session, info: SubjectInfo, images: Sequence[ImageToEnrol], prepared: Sequence[_Prepared]

@@ -35,7 +35,8 @@ def get_subject(subject_id: str, _: Principal = Depends(require(Permission.view_
 
 
 @router.post("/subjects", summary="Enrol reference images of a subject (all or none; creates the subject if new)",
-             responses={201: {"description": "enrolled"}, 422: {"description": "refused: see each image's reason"}})
+             responses={201: {"description": "enrolled"}, 422: {"description": "refused: see each image's reason"},
+                        200: {"description": "nothing new: every image repeats one the subject has (see duplicate_of)"}})
 async def enrol(
     subject_id: str = Form(..., max_length=128),
     display_name: str = Form(..., max_length=200),
@@ -62,7 +63,8 @@ async def enrol(
     with ctx.vision_lock:
         report = ctx.gallery.enrol(SubjectInfo(subject_id, display_name, category, notes), batch, actor=principal.name, watchlist=watchlist,
                                     listed_because=listed_because)
-    return JSONResponse(report.as_dict(), status_code=201 if report.enrolled else 422)
+    stored = any(image.reference_image_id is not None for image in report.images)
+    return JSONResponse(report.as_dict(), status_code=(201 if stored else 200) if report.enrolled else 422)
 
 
 def face_choices(given: list[str], images: int) -> list[FaceChoice]:
