@@ -471,9 +471,23 @@ def test_a_watchlist_is_created_and_a_subject_enrolled_by_upload_with_quality_fe
     expect(feedback).to_have_count(2)
     expect(feedback.nth(1)).to_contain_text("stored as reference image #")
 
+    # Sending the same photographs again (a second click) stores nothing twice, and says so.
+    enrol.get_by_role("button", name="Enrol into high-street").click()
+    expect(page.get_by_test_id("enrol-result")).to_contain_text("Nothing new stored for subject")
+    expect(feedback.get_by_test_id("image-duplicate")).to_have_count(2)
+    expect(feedback.get_by_test_id("image-duplicate").first).to_contain_text("the subject already has it as reference image #")
+
     page.reload()
     expect(page.get_by_test_id("watchlist-size")).to_have_text("1")
     expect(page.get_by_test_id("members")).to_contain_text("sample-obama")
+    expect(page.get_by_test_id("members")).to_contain_text("wanted for a test of the console")
+    page.goto("/subjects/sample-obama")  # one image is removed, for an audited reason
+    figures = page.locator("figure[data-image]")
+    expect(figures).to_have_count(2)
+    figures.first.get_by_test_id("remove-image").click()
+    page.get_by_test_id("remove-image-dialog").get_by_label("Reason (audited)").fill("a better photograph replaces it")
+    page.get_by_test_id("confirm-remove-image").click()
+    expect(figures).to_have_count(1)
 
 
 def test_a_deployment_on_a_video_raises_an_alert_live_that_is_adjudicated_into_the_published_record(
@@ -827,6 +841,14 @@ def test_a_watchlist_says_what_it_will_find_in_words_and_members_are_picked_from
     search.fill("Colin")
     expect(page.locator("[data-testid=member-hit][data-subject=Colin_Powell]")).to_contain_text("already on the list")
     expect(page.locator("[data-testid=member-hit][data-subject=Colin_Powell]").get_by_role("checkbox")).to_be_disabled()
+
+    page.locator("[data-member=Serena_Williams]").get_by_test_id("remove-member").click()
+    dialog = page.get_by_test_id("remove-member-dialog")
+    expect(dialog).to_contain_text("Remove Serena_Williams from station")
+    dialog.get_by_label("Reason (audited)").fill("found safe")
+    dialog.get_by_test_id("confirm-remove-member").click()
+    expect(page.locator("[data-member=Serena_Williams]")).to_have_count(0)
+    expect(members).to_have_count(1)
 
 
 def test_a_plan_is_checked_changed_and_cancelled_and_authorising_and_stopping_say_why(

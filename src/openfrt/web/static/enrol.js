@@ -110,7 +110,6 @@ if (form) {
     // 422 is also the answer to a refused image; then the body is the per-image report.
     const result = await api('POST', '/api/subjects', data, [422]);
     if (!result.images) throw new ApiError(422, result.detail, result);
-    if (result.enrolled) chosen.clear();
     report(result, files);
   });
 }
