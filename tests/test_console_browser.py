@@ -23,17 +23,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from conftest import SAMPLES, SHARED
 from test_live_pipeline import walk_video
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
+from sqlalchemy import select, update
 
 from openfrt.gallery import Gallery
 from openfrt.live.deployments import DeploymentService, RunningDeployment
 from openfrt.live.events import AlertEvent
 from openfrt.live.walkthrough import FaceSet, Walkthrough, WalkthroughConfig, generate, one_face_screen
-from openfrt.records import RecordStore
-from openfrt.vision import EngineConfig, FaceEngine, compare
+from openfrt.records import Category, RecordStore, ReferenceImage, ReferenceTemplate, Subject, Watchlist
+from openfrt.records.models import WatchlistMember
+from openfrt.vision import EngineConfig, FaceEngine, Template, compare
 
 CHROMIUM = Path("/usr/bin/chromium")
 FACES = SHARED / "faces"
@@ -916,6 +919,18 @@ def test_a_plan_is_checked_changed_and_cancelled_and_authorising_and_stopping_sa
     assert "called-off" not in {record["deployment"] for record in public}
 
     auditor = log_in("auditor-1")
+    # The published record names the authorising officer by rank and name, never the log-in name.
+    with api_session(server, "admin-1") as admin:
+        admin.patch("/api/users/authoriser-1", json={"display_name": "A. Smith", "rank": "Insp 12"}).raise_for_status()
+        try:
+            public_page = page.context.browser.new_page(base_url=server)  # type: ignore[union-attr]
+            public_page.goto("/transparency")
+            expect(public_page.locator("[data-testid=record-row][data-deployment='market-day']")).to_contain_text("Insp 12 A. Smith")
+            expect(public_page.get_by_test_id("records")).not_to_contain_text("authoriser-1")
+            public_page.close()
+        finally:
+            admin.patch("/api/users/authoriser-1", json={"display_name": "authoriser-1", "rank": ""}).raise_for_status()
+
     def reason(action: str, target: str) -> str:
         return auditor.request.get(f"/api/audit?action={action}&target={target}&limit=1").json()[0]["reason"]  # the newest
 
@@ -952,3 +967,46 @@ def test_every_page_fits_a_phone_with_log_out_in_reach(
         public.goto("/transparency")
         screenshot(public, "transparency-phone")
     public.close()
+
+
+def test_a_start_that_fails_leaves_the_deployment_planned_with_the_failure_shown_and_unpublished(
+    log_in: Callable[[str], Page], server: str, server_home: Path, tmp_path: Path
+) -> None:
+    # A watchlist of another model's templates, as one enrolled before the server's model changed.
+    with RecordStore.open(server_home) as store:
+        gallery = Gallery(store, FaceEngine(EngineConfig.from_env()))
+        gallery.create_watchlist("old-model", purpose="enrolled with a retired model", authorised_by="authoriser-1",
+                                 actor="authoriser-1", threshold=0.9)
+        with store.transaction() as session:
+            session.execute(update(Watchlist).where(Watchlist.name == "old-model").values(model_id="retired-model@1"))
+            template = Template(np.random.default_rng(5).normal(size=128), "retired-model", "1")
+            reference = ReferenceImage(image=store.cipher.encrypt(b"jpeg"), media_type="image/jpeg", face_box=[0, 0, 1, 1],
+                                       templates=[ReferenceTemplate(model_id="retired-model@1", vector=store.seal_template(template))])
+            session.add(Subject(id="retired-1", display_name="Retired One", category=Category.wanted, images=[reference]))
+            session.flush()
+            watchlist_id = session.scalar(select(Watchlist.id).where(Watchlist.name == "old-model"))
+            session.add(WatchlistMember(watchlist_id=watchlist_id, subject_id="retired-1", reason="test"))
+    video = walk_video(tmp_path / "gate.avi", [lfw_image("Colin_Powell", 3)], frames=20)
+    page = log_in("authoriser-1")
+    page.goto("/deployments")
+    plan = page.get_by_test_id("new-deployment")
+    plan.get_by_label("Name", exact=True).fill("wrong-model")
+    plan.locator("select[name=watchlist]").select_option("old-model")
+    plan.get_by_label("Purpose").fill("p")
+    plan.get_by_label("Location").fill("Station")
+    plan.get_by_label("Cameras, one per line").fill(f"gate={video}")
+    plan.get_by_role("button", name="Plan deployment").click()
+    expect(page.locator("[data-deployment-row='wrong-model']")).to_be_visible()
+    page.goto("/deployments/wrong-model")
+    page.get_by_test_id("authorise").click()
+    page.get_by_test_id("authorise-reason").fill("a test of a failing start")
+    page.get_by_test_id("confirm-authorise").click()
+    expect(page.get_by_test_id("start")).to_be_visible()
+    page.get_by_test_id("start").click()
+    expect(page.locator("#deployments-message")).to_contain_text("retired-model@1")
+    page.reload()
+    expect(page.get_by_test_id("deployment-status")).to_have_text("planned")
+    expect(page.get_by_test_id("start-failure")).to_contain_text("retired-model@1")
+    expect(page.get_by_test_id("start-failure")).to_contain_text("nothing was published")
+    public = page.request.get(f"{server}/api/records").json()["deployments"]
+    assert "wrong-model" not in {record["deployment"] for record in public}
