@@ -76,11 +76,15 @@ def lfw_image(identity: str, number: int) -> Path:
     return sorted((FACES / "lfw" / identity).glob("*.jpg"))[number]
 
 
-def screenshot(page: Page, name: str, full_page: bool = False) -> None:
-    """Save a README screenshot when ``OPENFRT_SCREENSHOTS=1``."""
+def screenshot(page: Page, name: str, at: Locator | None = None) -> None:
+    """Save a README screenshot when ``OPENFRT_SCREENSHOTS=1``, scrolled to ``at`` (else the top)."""
     if os.environ.get("OPENFRT_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
+        if at is None:
+            page.evaluate("window.scrollTo(0, 0)")
+        else:
+            at.evaluate("element => element.scrollIntoView({block: 'start'})")
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
 
 
 def fits(page: Page) -> None:
@@ -468,7 +472,7 @@ def test_a_watchlist_is_created_and_a_subject_enrolled_by_upload_with_quality_fe
     boxes.nth(pick).click()
     expect(boxes.nth(pick)).to_have_attribute("aria-pressed", "true")
     expect(feedback.nth(1).get_by_test_id("face-choice")).to_contain_text(f"Face {pick + 1} chosen")
-    screenshot(page, "enrolment")
+    screenshot(page, "enrolment", at=page.get_by_test_id("enrol-feedback"))
     enrol.get_by_role("button", name="Enrol into high-street").click()
     expect(page.get_by_test_id("enrol-result")).to_have_attribute("data-enrolled", "true")
     expect(feedback).to_have_count(2)
@@ -655,7 +659,7 @@ def test_a_retrospective_search_by_upload_lists_ranked_candidates_as_leads(
     expect(candidates.first.locator("img[data-field=reference]")).to_have_js_property("complete", True)
     assert candidates.first.locator("img[data-field=reference]").evaluate("image => image.naturalWidth") > 0
     expect(candidates.first.locator("[data-field=meaning]")).to_contain_text("searches for people who are not in the database")
-    screenshot(page, "search")
+    screenshot(page, "search", at=page.get_by_test_id("search-results"))
 
     # A clip: the best view of a face is searched, and shown.
     form.get_by_test_id("search-image").set_input_files(str(walk.video))
@@ -797,9 +801,7 @@ def test_on_a_phone_an_engagement_officer_gets_the_alert_card_whole_and_adjudica
     box = card.bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
     if width == PHONES[-1]:
-        card.scroll_into_view_if_needed()
-        page.evaluate("window.scrollBy(0, -60)")
-        screenshot(page, "alerts-phone")
+        screenshot(page, "alerts-phone", at=card)
 
     within_screen(page, card.get_by_test_id("outcome"))
     card.get_by_test_id("outcome").select_option("engaged")
@@ -963,9 +965,6 @@ def test_every_page_fits_a_phone_with_log_out_in_reach(
     for path in ("/transparency", "/login"):
         public.goto(path)
         fits(public)
-    if width == PHONES[-1]:
-        public.goto("/transparency")
-        screenshot(public, "transparency-phone")
     public.close()
 
 
