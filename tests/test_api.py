@@ -200,7 +200,9 @@ def test_enrol_watch_alert_adjudicate_and_publish_over_http(client: TestClient, 
     alert = wait_for(lambda: client.get("/api/alerts?deployment=op-gate").json())[0]
     assert alert["subject"] == "S1" and alert["status"] == "pending" and alert["camera"] == "gate"
     assert client.get(f"/api/alerts/{alert['id']}/media/probe_crop").headers["content-type"] == "image/jpeg"
-    assert client.get(f"/api/alerts/{alert['id']}/reference").content == reference.read_bytes()
+    assert client.get(f"/api/alerts/{alert['id']}/reference", params={"face": "false"}).content == reference.read_bytes()
+    face = Image.open(io.BytesIO(client.get(f"/api/alerts/{alert['id']}/reference").content))  # the enrolled face, to compare
+    assert face.format == "JPEG" and face.size[0] < Image.open(reference).size[0]
     verdict = {"status": "confirmed_match", "outcome": "engaged", "note": "spoke to him", "perceived_ethnicity": "black", "perceived_sex": "male"}
     assert client.post(f"/api/alerts/{alert['id']}/adjudication", json=verdict, headers=operator).json()["adjudicated_by"] == USERS[Role.operator]
     stale = client.post(f"/api/alerts/{alert['id']}/adjudication", json={**verdict, "status": "false_alert"}, headers=operator)

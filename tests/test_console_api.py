@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+from PIL import Image
 from test_api import PASSWORD, USERS, client, home, login  # noqa: F401 - the server fixtures
 from test_deployments import make_gallery
 from test_gallery_cli import env, lines  # noqa: F401 - the subprocess environment
@@ -123,3 +124,16 @@ def test_an_enrolment_refuses_face_choices_that_name_no_face_before_looking_at_a
     for faces, problem in ((["left"], "not a face index"), (["0", "1"], "2 face choices for 1 image")):
         refused = client.post("/api/subjects", data={**form, "faces": faces}, files=image, headers=officer)
         assert refused.status_code == 422 and problem in refused.json()["detail"]
+
+
+def test_a_reference_image_is_shown_cut_to_the_face_enrolled_from_it(client: TestClient, samples: Path) -> None:
+    officer = login(client, Role.authorising_officer)
+    form = {"subject_id": "S1", "display_name": "S One", "category": "wanted", "legal_basis": "PACE s.64A", "faces": ["1"]}
+    photo = samples / "two_people.jpg"
+    enrolled = client.post("/api/subjects", data=form, files=[("images", (photo.name, photo.read_bytes(), "image/jpeg"))], headers=officer)
+    assert enrolled.status_code == 201, enrolled.text
+    (image,) = enrolled.json()["images"]
+    whole = Image.open(io.BytesIO(client.get(f"/api/reference-images/{image['reference_image']}").content))
+    face = Image.open(io.BytesIO(client.get(f"/api/reference-images/{image['reference_image']}", params={"face": "true"}).content))
+    _, _, w, h = image["face"]["box"]
+    assert whole.size == Image.open(photo).size and max(face.size) < 2.5 * max(w, h) < whole.size[0]  # one face, with a margin

@@ -176,11 +176,26 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def log_in(browser: Browser, server: str) -> Iterator[Callable[[str], Page]]:
-    """Open a fresh browser session and log in through the form as the user named."""
+    """Open a fresh browser session on a desktop screen and log in through the form as the user named."""
+    with browser_sessions(browser, server) as open_as:
+        yield lambda name: open_as(name, viewport={"width": 1280, "height": 800})
+
+
+@pytest.fixture
+def phone(browser: Browser, server: str) -> Iterator[Callable[[str, int], Page]]:
+    """Log in through the form on a phone of the width given (touch, mobile layout)."""
+    with browser_sessions(browser, server) as open_as:
+        yield lambda name, width: open_as(name, viewport={"width": width, "height": 800}, is_mobile=True, has_touch=True,
+                                          device_scale_factor=2)
+
+
+@contextmanager
+def browser_sessions(browser: Browser, server: str) -> Iterator[Callable[..., Page]]:
+    """Log in as a user in a fresh browser context made with the options given; closes them all."""
     contexts: list[BrowserContext] = []
 
-    def open_as(name: str) -> Page:
-        context = browser.new_context(base_url=server, viewport={"width": 1280, "height": 800})
+    def open_as(name: str, **options: object) -> Page:
+        context = browser.new_context(base_url=server, **options)  # type: ignore[arg-type]
         context.set_default_timeout(15_000)
         contexts.append(context)
         page = context.new_page()
@@ -191,32 +206,11 @@ def log_in(browser: Browser, server: str) -> Iterator[Callable[[str], Page]]:
         page.wait_for_url(lambda url: "/login" not in url)
         return page
 
-    yield open_as
-    for context in contexts:
-        context.close()
-
-
-@pytest.fixture
-def phone(browser: Browser, server: str) -> Iterator[Callable[[str, int], Page]]:
-    """Log in through the form on a phone of the width given (touch, mobile layout)."""
-    contexts: list[BrowserContext] = []
-
-    def open_as(name: str, width: int) -> Page:
-        context = browser.new_context(base_url=server, viewport={"width": width, "height": 800}, is_mobile=True, has_touch=True,
-                                      device_scale_factor=2)
-        context.set_default_timeout(15_000)
-        contexts.append(context)
-        page = context.new_page()
-        page.goto("/login")
-        page.get_by_label("User name").fill(name)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Log in").tap()
-        page.wait_for_url(lambda url: "/login" not in url)
-        return page
-
-    yield open_as
-    for context in contexts:
-        context.close()
+    try:
+        yield open_as
+    finally:
+        for context in contexts:
+            context.close()
 
 
 @contextmanager
@@ -227,6 +221,29 @@ def api_session(server: str, name: str) -> Iterator[httpx.Client]:
         answer.raise_for_status()
         client.headers["X-CSRF-Token"] = answer.json()["csrf_token"]
         yield client
+
+
+def create_watchlist_in_console(page: Page, name: str, purpose: str) -> None:
+    """Create a watchlist with the watchlists page's form and wait for its page."""
+    page.goto("/watchlists")
+    form = page.get_by_test_id("new-watchlist")
+    form.get_by_label("Name", exact=True).fill(name)
+    form.get_by_label("Purpose").fill(purpose)
+    form.get_by_role("button", name="Create watchlist").click()
+    page.wait_for_url(f"**/watchlists/{name}")
+
+
+def plan_in_console(page: Page, name: str, watchlist: str, cameras: str, purpose: str = "locate people wanted in the town centre",
+                    location: str = "Market Square") -> Locator:
+    """Fill in and send the deployments page's planning form; returns the form."""
+    plan = page.get_by_test_id("new-deployment")
+    plan.get_by_label("Name", exact=True).fill(name)
+    plan.locator("select[name=watchlist]").select_option(watchlist)
+    plan.get_by_label("Purpose").fill(purpose)
+    plan.get_by_label("Location").fill(location)
+    plan.get_by_label("Cameras, one per line").fill(cameras)
+    plan.get_by_role("button", name="Plan deployment").click()
+    return plan
 
 
 # -- test data -----------------------------------------------------------------------------------
@@ -436,12 +453,7 @@ def test_a_watchlist_is_created_and_a_subject_enrolled_by_upload_with_quality_fe
     log_in: Callable[[str], Page]
 ) -> None:
     page = log_in("authoriser-1")
-    page.goto("/watchlists")
-    form = page.get_by_test_id("new-watchlist")
-    form.get_by_label("Name", exact=True).fill("high-street")
-    form.get_by_label("Purpose").fill("people wanted for violent offences")
-    form.get_by_role("button", name="Create watchlist").click()
-    page.wait_for_url("**/watchlists/high-street")
+    create_watchlist_in_console(page, "high-street", "people wanted for violent offences")
     expect(page.get_by_test_id("fitness")).to_contain_text("TPIR")
     expect(page.get_by_test_id("watchlist-size")).to_have_text("0")
 
@@ -508,13 +520,8 @@ def test_a_deployment_on_a_video_raises_an_alert_live_that_is_adjudicated_into_t
 
     authoriser = log_in("authoriser-1")
     authoriser.goto("/deployments")
-    plan = authoriser.get_by_test_id("new-deployment")
-    plan.get_by_label("Name", exact=True).fill("high-street-1")
-    plan.locator("select[name=watchlist]").select_option("walkthrough")
-    plan.get_by_label("Purpose").fill("locate people wanted on warrant")
-    plan.get_by_label("Location").fill("Test Street, north entrance")
-    plan.get_by_label("Cameras, one per line").fill(f"gate={walk.video}")
-    plan.get_by_role("button", name="Plan deployment").click()
+    plan_in_console(authoriser, "high-street-1", "walkthrough", f"gate={walk.video}",
+                    purpose="locate people wanted on warrant", location="Test Street, north entrance")
     row = authoriser.locator("[data-deployment-row='high-street-1']")
     row.get_by_test_id("authorise").click()
     authorising = authoriser.get_by_test_id("authorise-dialog")
@@ -815,12 +822,7 @@ def test_a_watchlist_says_what_it_will_find_in_words_and_members_are_picked_from
     log_in: Callable[[str], Page], alerts: AlertMaker
 ) -> None:
     page = log_in("authoriser-1")
-    page.goto("/watchlists")
-    form = page.get_by_test_id("new-watchlist")
-    form.get_by_label("Name", exact=True).fill("station")
-    form.get_by_label("Purpose").fill("people wanted at the station")
-    form.get_by_role("button", name="Create watchlist").click()
-    page.wait_for_url("**/watchlists/station")
+    create_watchlist_in_console(page, "station", "people wanted at the station")
 
     search = page.get_by_test_id("member-search")
     search.fill("se")  # matches Serena Williams, and nobody else yet on no list
@@ -861,13 +863,7 @@ def test_a_plan_is_checked_changed_and_cancelled_and_authorising_and_stopping_sa
 ) -> None:
     page = log_in("authoriser-1")
     page.goto("/deployments")
-    plan = page.get_by_test_id("new-deployment")
-    plan.get_by_label("Name", exact=True).fill("market-day")
-    plan.locator("select[name=watchlist]").select_option("listed")
-    plan.get_by_label("Purpose").fill("locate people wanted in the town centre")
-    plan.get_by_label("Location").fill("Market Square")
-    plan.get_by_label("Cameras, one per line").fill(f"gate={tmp_path / 'no-such-file.mp4'}")
-    plan.get_by_role("button", name="Plan deployment").click()
+    plan = plan_in_console(page, "market-day", "listed", f"gate={tmp_path / 'no-such-file.mp4'}")
     expect(plan.locator(".message")).to_contain_text("source not found")  # caught while planning, not at the start
     frames = walk_video(tmp_path / "gate.avi", [lfw_image("Colin_Powell", 2)], frames=600)  # a minute, played in real time
     plan.get_by_label("Cameras, one per line").fill(f"gate={frames}")
@@ -903,13 +899,7 @@ def test_a_plan_is_checked_changed_and_cancelled_and_authorising_and_stopping_sa
     expect(page.get_by_test_id("deployment-status")).to_have_text("ended", timeout=30_000)
 
     page.goto("/deployments")
-    plan = page.get_by_test_id("new-deployment")
-    plan.get_by_label("Name", exact=True).fill("called-off")
-    plan.locator("select[name=watchlist]").select_option("listed")
-    plan.get_by_label("Purpose").fill("p")
-    plan.get_by_label("Location").fill("Station")
-    plan.get_by_label("Cameras, one per line").fill(f"gate={frames}")
-    plan.get_by_role("button", name="Plan deployment").click()
+    plan_in_console(page, "called-off", "listed", f"gate={frames}")
     expect(page.locator("[data-deployment-row='called-off']")).to_be_visible()
     page.goto("/deployments/called-off")
     cancel = page.get_by_test_id("cancel-deployment")
@@ -988,13 +978,7 @@ def test_a_start_that_fails_leaves_the_deployment_planned_with_the_failure_shown
     video = walk_video(tmp_path / "gate.avi", [lfw_image("Colin_Powell", 3)], frames=20)
     page = log_in("authoriser-1")
     page.goto("/deployments")
-    plan = page.get_by_test_id("new-deployment")
-    plan.get_by_label("Name", exact=True).fill("wrong-model")
-    plan.locator("select[name=watchlist]").select_option("old-model")
-    plan.get_by_label("Purpose").fill("p")
-    plan.get_by_label("Location").fill("Station")
-    plan.get_by_label("Cameras, one per line").fill(f"gate={video}")
-    plan.get_by_role("button", name="Plan deployment").click()
+    plan_in_console(page, "wrong-model", "old-model", f"gate={video}")
     expect(page.locator("[data-deployment-row='wrong-model']")).to_be_visible()
     page.goto("/deployments/wrong-model")
     page.get_by_test_id("authorise").click()

@@ -410,6 +410,14 @@ class Gallery:
             )
             return self.store.cipher.decrypt(row.image), row.media_type
 
+    def reference_image_info(self, reference_image_id: int) -> ReferenceImageInfo:
+        """What is known about one reference image (its face box among it), without its pixels."""
+        with self.store.transaction() as session:
+            row = session.get(ReferenceImage, reference_image_id)
+            if row is None:
+                raise RecordNotFoundError(f"no reference image {reference_image_id}")
+            return _image_info(row)
+
     def subjects(self, *, search: str | None = None, limit: int = 200, offset: int = 0) -> list[SubjectSummary]:
         """Subjects by id, optionally those whose id or name contains ``search``, with image counts."""
         query = (
@@ -435,10 +443,7 @@ class Gallery:
             watchlists = session.scalars(
                 select(Watchlist.name).join(WatchlistMember).where(WatchlistMember.subject_id == subject_id).order_by(Watchlist.name)
             ).all()
-            images = tuple(
-                ReferenceImageInfo(row.id, row.media_type, tuple(row.face_box), row.legal_basis, row.source, row.captured_at, row.enrolled_at)
-                for row in subject.images
-            )
+            images = tuple(_image_info(row) for row in subject.images)
             return SubjectDetail(SubjectSummary.of(subject, len(images)), images, tuple(watchlists))
 
     def _prepare_all(self, images: Sequence[ImageToEnrol]) -> tuple[list[_Prepared], list[ImageOutcome]]:
@@ -835,6 +840,10 @@ class Gallery:
                 select(func.count(func.distinct(ReferenceImage.subject_id))).join(ReferenceTemplate)
                 .where(ReferenceTemplate.model_id == model_id)
             ) or 0
+
+
+def _image_info(row: ReferenceImage) -> ReferenceImageInfo:
+    return ReferenceImageInfo(row.id, row.media_type, tuple(row.face_box), row.legal_basis, row.source, row.captured_at, row.enrolled_at)
 
 
 def _info(session: Session, row: Watchlist) -> WatchlistInfo:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from openfrt.api.alert_cards import alert_cards
 from openfrt.api.context import ServerContext
 from openfrt.api.permissions import Permission
+from openfrt.api.routes.subjects import reference_response
 from openfrt.api.security import Principal, context, require
 from openfrt.records.models import AlertOutcome, AlertStatus, MediaKind, PerceivedEthnicity, PerceivedSex
 
@@ -112,10 +113,10 @@ def release(alert_id: int, reason: str | None = None, principal: Principal = Dep
 
 @router.get("/alerts/{alert_id}/reference", summary="The matched subject's first reference image, to compare with the probe (audited)",
             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
-def reference(alert_id: int, principal: Principal = Depends(require(Permission.view_reference_images)),
+def reference(alert_id: int, face: bool = Query(True, description="Only the enrolled face (default), or the whole photograph."),
+              principal: Principal = Depends(require(Permission.view_reference_images)),
               ctx: ServerContext = Depends(context)) -> Response:
     subject = ctx.gallery.subject(ctx.alerts.get(alert_id).subject)
     if not subject.images:
         raise HTTPException(404, f"subject {subject.subject.id!r} has no reference image")
-    data, media_type = ctx.gallery.view_reference_image(subject.images[0].id, actor=principal.name, reason=f"alert {alert_id}")
-    return Response(data, media_type=media_type, headers={"Cache-Control": "no-store"})
+    return reference_response(ctx, subject.images[0].id, actor=principal.name, reason=f"alert {alert_id}", face=face)

@@ -12,6 +12,7 @@ from openfrt.api.permissions import Permission
 from openfrt.api.routes.uploads import read_upload
 from openfrt.api.security import Principal, context, require
 from openfrt.gallery import FaceChoice, ImageToEnrol, SubjectInfo
+from openfrt.live.privacy import crop, encode_jpeg
 from openfrt.records.models import Category
 
 router = APIRouter(prefix="/api", tags=["subjects"])
@@ -95,10 +96,21 @@ def remove_reference_image(image_id: int, reason: str = Query(..., min_length=1)
     return ctx.gallery.remove_reference_image(image_id, actor=principal.name, reason=reason)
 
 
-@router.get("/reference-images/{image_id}", summary="A reference image (each viewing is audited)",
+@router.get("/reference-images/{image_id}", summary="A reference image, or with `face` just its enrolled face (each viewing is audited)",
             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
 def reference_image(image_id: int, reason: str | None = Query(None, description="Why it is viewed, e.g. 'alert 12'."),
+                    face: bool = Query(False, description="Only the enrolled face, with a margin: what to compare with a probe."),
                     principal: Principal = Depends(require(Permission.view_reference_images)),
                     ctx: ServerContext = Depends(context)) -> Response:
-    data, media_type = ctx.gallery.view_reference_image(image_id, actor=principal.name, reason=reason)
+    return reference_response(ctx, image_id, actor=principal.name, reason=reason, face=face)
+
+
+def reference_response(ctx: ServerContext, image_id: int, *, actor: str, reason: str | None, face: bool) -> Response:
+    """A reference image as viewed (audited); with ``face``, cut to its enrolled face — a group
+    photograph shows the person enrolled from it, not everyone in it."""
+    data, media_type = ctx.gallery.view_reference_image(image_id, actor=actor, reason=reason)
+    if face:
+        with ctx.vision_lock:
+            data, media_type = encode_jpeg(crop(ctx.engine.load(data, f"reference image {image_id}"),
+                                                ctx.gallery.reference_image_info(image_id).face_box)), "image/jpeg"
     return Response(data, media_type=media_type, headers={"Cache-Control": "no-store"})

@@ -29,7 +29,7 @@ function candidateCard(candidate, answer, probe) {
   const reference = el('figure');
   const image = el('img', null, { alt: `Reference image of ${candidate.display_name}`, 'data-field': 'reference' });
   if (candidate.reference_image) {
-    const reason = new URLSearchParams({ reason: `search ${answer.case_ref}: candidate review` });
+    const reason = new URLSearchParams({ reason: `search ${answer.case_ref}: candidate review`, face: 'true' });
     image.src = `/api/reference-images/${candidate.reference_image}?${reason}`;
   }
   reference.append(image, el('figcaption', `Reference image #${candidate.reference_image}`));

@@ -15,7 +15,7 @@ if (form) {
   });
 }
 
-const removal = document.getElementById('remove-image');
+const removal = document.getElementById('remove-image-dialog');
 if (removal) {
   askReason(removal, 'data-remove-image', async (image, reason) => {
     await api('DELETE', `/api/reference-images/${image}?${new URLSearchParams({ reason })}`);

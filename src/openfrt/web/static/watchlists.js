@@ -60,7 +60,7 @@ if (members) {
 
 // -- removing a member ---------------------------------------------------------------------------
 
-const removal = document.getElementById('remove-member');
+const removal = document.getElementById('remove-member-dialog');
 if (removal) {
   askReason(removal, 'data-remove-member', async (subject, reason) => {
     const watchlist = encodeURIComponent(removal.dataset.watchlist);
