@@ -20,6 +20,8 @@ from openfrt.records.users import UserService
 def alert_cards(gallery: Gallery, users: UserService, alerts: Sequence[AlertInfo]) -> list[dict[str, Any]]:
     """``alerts`` as JSON with ``subject_info`` (None if the subject was since removed), the other
     candidates above the threshold with their names, and ``names`` of the officers involved."""
+    if not alerts:
+        return []  # a console polling for new alerts mostly finds none: no lookups then
     wanted = {(subject, alert.watchlist) for alert in alerts for subject in _shown_subjects(alert)}
     listings = gallery.listings(wanted)
     people = People(users)
