@@ -651,18 +651,23 @@ class Gallery:
         """Who each ``(subject id, watchlist name)`` is and why they are on that list, for alert
         cards; a subject since removed is left out, a watchlist since destroyed gives no reason."""
         pairs = set(wanted)
-        subject_ids = {subject for subject, _ in pairs}
-        with self.store.transaction() as session:
-            subjects = {row.id: row for row in session.scalars(select(Subject).where(Subject.id.in_(subject_ids)))}
-            reasons = {
-                (found.subject_id, found.name): found.reason for found in session.execute(
-                    select(WatchlistMember.subject_id, Watchlist.name, WatchlistMember.reason).join(Watchlist)
-                    .where(WatchlistMember.subject_id.in_(subject_ids), Watchlist.name.in_({name for _, name in pairs if name}))
-                )
-            }
+        if not pairs:
+            return {}
+        listed = (
+            select(WatchlistMember.subject_id, Watchlist.name, WatchlistMember.reason).join(Watchlist)
+            .where(Watchlist.name.in_({name for _, name in pairs if name})).subquery()
+        )
+        with self.store.transaction() as session:  # one query: subjects, and their memberships of those lists
+            rows = session.execute(
+                select(Subject.id, Subject.display_name, Subject.category, Subject.notes, listed.c.name, listed.c.reason)
+                .outerjoin(listed, listed.c.subject_id == Subject.id)
+                .where(Subject.id.in_({subject for subject, _ in pairs}))
+            ).all()
+        people = {row.id: row for row in rows}
+        reasons = {(row.id, row.name): row.reason for row in rows if row.name is not None}
         return {
             (subject, watchlist): SubjectListing(subject, row.display_name, row.category, row.notes, reasons.get((subject, watchlist)))
-            for subject, watchlist in pairs if (row := subjects.get(subject)) is not None
+            for subject, watchlist in pairs if (row := people.get(subject)) is not None
         }
 
     def _check_watchlist_accepts(self, name: str) -> None:
