@@ -22,22 +22,17 @@ def alert_cards(gallery: Gallery, users: UserService, alerts: Sequence[AlertInfo
     candidates above the threshold with their names, and ``names`` of the officers involved."""
     if not alerts:
         return []  # a console polling for new alerts mostly finds none: no lookups then
-    wanted = {(subject, alert.watchlist) for alert in alerts for subject in _shown_subjects(alert)}
-    listings = gallery.listings(wanted)
+    cards = [alert.as_dict() for alert in alerts]
+    listings = gallery.listings({(subject, card["watchlist"]) for card in cards
+                                 for subject in (card["subject"], *(other for other, _ in card["others_above_threshold"]))})
     people = People(users)
-    cards = []
-    for alert in alerts:
+    for alert, card in zip(alerts, cards):
         main = listings.get((alert.subject, alert.watchlist))
-        others = [
+        card["subject_info"] = main.as_dict() if main else None
+        card["others_above_threshold"] = [
             {"subject": subject, "similarity": score,
              "display_name": other.display_name if (other := listings.get((subject, alert.watchlist))) else None}
-            for subject, score in alert.others_above_threshold
+            for subject, score in card["others_above_threshold"]
         ]
-        officers = [alert.adjudicated_by, alert.held_by, *(verdict.adjudicated_by for verdict in alert.verdicts)]
-        cards.append({**alert.as_dict(), "subject_info": main.as_dict() if main else None, "others_above_threshold": others,
-                      "names": people.names(officers)})
+        card["names"] = people.names([alert.adjudicated_by, alert.held_by, *(verdict.adjudicated_by for verdict in alert.verdicts)])
     return cards
-
-
-def _shown_subjects(alert: AlertInfo) -> list[str]:
-    return [alert.subject, *(subject for subject, _ in alert.others_above_threshold)]

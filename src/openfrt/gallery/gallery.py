@@ -240,7 +240,8 @@ class SubjectListing:
     listed_because: str | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "category": self.category.value}
+        return {"subject": self.subject, "display_name": self.display_name, "category": self.category.value,
+                "notes": self.notes, "listed_because": self.listed_because}
 
 
 @dataclass(frozen=True)
