@@ -861,16 +861,22 @@ def test_a_watchlist_says_what_it_will_find_in_words_and_members_are_picked_from
 def test_a_plan_is_checked_changed_and_cancelled_and_authorising_and_stopping_say_why(
     log_in: Callable[[str], Page], server: str, alerts: AlertMaker, tmp_path: Path
 ) -> None:
-    page = log_in("authoriser-1")
-    page.goto("/deployments")
-    plan = plan_in_console(page, "market-day", "listed", f"gate={tmp_path / 'no-such-file.mp4'}")
+    with api_session(server, "authoriser-1") as client:  # its own list: one that ends may be destroyed with its deployment
+        client.post("/api/watchlists", json={"name": "market", "purpose": "people wanted at the market"}).raise_for_status()
+        client.post("/api/watchlists/market/members", json={"subjects": ["Colin_Powell"], "reason": "wanted on warrant"}).raise_for_status()
+    planner, officer = log_in("operator-1"), log_in("authoriser-1")
+    planner.goto("/deployments")
+    plan = plan_in_console(planner, "market-day", "market", f"gate={tmp_path / 'no-such-file.mp4'}")
     expect(plan.locator(".message")).to_contain_text("source not found")  # caught while planning, not at the start
     frames = walk_video(tmp_path / "gate.avi", [lfw_image("Colin_Powell", 2)], frames=600)  # a minute, played in real time
     plan.get_by_label("Cameras, one per line").fill(f"gate={frames}")
     plan.get_by_role("button", name="Plan deployment").click()
-    row = page.locator("[data-deployment-row='market-day']")
+    expect(planner.locator("[data-deployment-row='market-day']")).to_be_visible()
+
+    officer.goto("/deployments")
+    row = officer.locator("[data-deployment-row='market-day']")
     row.get_by_test_id("authorise").click()
-    dialog = page.get_by_test_id("authorise-dialog")
+    dialog = officer.get_by_test_id("authorise-dialog")
     dialog.get_by_role("button", name="Back").click()  # thought better of it: nothing happens
     expect(dialog).to_be_hidden()
     row.get_by_test_id("authorise").click()
@@ -880,17 +886,20 @@ def test_a_plan_is_checked_changed_and_cancelled_and_authorising_and_stopping_sa
     dialog.get_by_test_id("confirm-authorise").click()
     expect(row.locator("td").nth(4)).to_have_text("authoriser-1")
 
-    # A change to the plan withdraws its authority; then it is cancelled.
+    # A change to the plan withdraws its authority, which is then given again.
+    page = planner
     page.goto("/deployments/market-day")
     edit = page.get_by_test_id("edit-deployment")
     edit.get_by_label("Location").fill("Market Square, east side")
     edit.get_by_role("button", name="Save the changes").click()
     expect(page.get_by_test_id("authorised-by")).to_have_text("not yet authorised")
     expect(page.get_by_test_id("edit-deployment").get_by_label("Location")).to_have_value("Market Square, east side")
-    page.get_by_test_id("authorise").click()
-    page.get_by_test_id("authorise-reason").fill("market day, east side")
-    page.get_by_test_id("confirm-authorise").click()
-    expect(page.get_by_test_id("authorised-by")).to_have_text("authoriser-1")
+    officer.goto("/deployments/market-day")
+    officer.get_by_test_id("authorise").click()
+    officer.get_by_test_id("authorise-reason").fill("market day, east side")
+    officer.get_by_test_id("confirm-authorise").click()
+    expect(officer.get_by_test_id("authorised-by")).to_have_text("authoriser-1")
+    page.reload()
     page.get_by_test_id("start").click()
     expect(page.get_by_test_id("deployment-status")).to_have_text("running")
     page.get_by_test_id("stop").click()
@@ -899,7 +908,7 @@ def test_a_plan_is_checked_changed_and_cancelled_and_authorising_and_stopping_sa
     expect(page.get_by_test_id("deployment-status")).to_have_text("ended", timeout=30_000)
 
     page.goto("/deployments")
-    plan_in_console(page, "called-off", "listed", f"gate={frames}")
+    plan_in_console(page, "called-off", "market", f"gate={frames}")
     expect(page.locator("[data-deployment-row='called-off']")).to_be_visible()
     page.goto("/deployments/called-off")
     cancel = page.get_by_test_id("cancel-deployment")
@@ -910,7 +919,6 @@ def test_a_plan_is_checked_changed_and_cancelled_and_authorising_and_stopping_sa
     public = page.request.get(f"{server}/api/records").json()["deployments"]
     assert "called-off" not in {record["deployment"] for record in public}
 
-    auditor = log_in("auditor-1")
     # The published record names the authorising officer by rank and name, never the log-in name.
     with api_session(server, "admin-1") as admin:
         admin.patch("/api/users/authoriser-1", json={"display_name": "A. Smith", "rank": "Insp 12"}).raise_for_status()
@@ -922,6 +930,8 @@ def test_a_plan_is_checked_changed_and_cancelled_and_authorising_and_stopping_sa
             public_page.close()
         finally:
             admin.patch("/api/users/authoriser-1", json={"display_name": "authoriser-1", "rank": ""}).raise_for_status()
+
+    auditor = log_in("auditor-1")
 
     def reason(action: str, target: str) -> str:
         return auditor.request.get(f"/api/audit?action={action}&target={target}&limit=1").json()[0]["reason"]  # the newest
@@ -976,14 +986,16 @@ def test_a_start_that_fails_leaves_the_deployment_planned_with_the_failure_shown
             watchlist_id = session.scalar(select(Watchlist.id).where(Watchlist.name == "old-model"))
             session.add(WatchlistMember(watchlist_id=watchlist_id, subject_id="retired-1", reason="test"))
     video = walk_video(tmp_path / "gate.avi", [lfw_image("Colin_Powell", 3)], frames=20)
-    page = log_in("authoriser-1")
+    page, officer = log_in("operator-1"), log_in("authoriser-1")
     page.goto("/deployments")
     plan_in_console(page, "wrong-model", "old-model", f"gate={video}")
     expect(page.locator("[data-deployment-row='wrong-model']")).to_be_visible()
+    officer.goto("/deployments/wrong-model")
+    officer.get_by_test_id("authorise").click()
+    officer.get_by_test_id("authorise-reason").fill("a test of a failing start")
+    officer.get_by_test_id("confirm-authorise").click()
+    expect(officer.get_by_test_id("authorised-by")).to_have_text("authoriser-1")
     page.goto("/deployments/wrong-model")
-    page.get_by_test_id("authorise").click()
-    page.get_by_test_id("authorise-reason").fill("a test of a failing start")
-    page.get_by_test_id("confirm-authorise").click()
     expect(page.get_by_test_id("start")).to_be_visible()
     page.get_by_test_id("start").click()
     expect(page.locator("#deployments-message")).to_contain_text("retired-model@1")
