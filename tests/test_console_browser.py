@@ -274,7 +274,8 @@ def watchlisted(server: str, walk: Walkthrough) -> str:
         enrolled = client.post(
             "/api/subjects",
             data={"subject_id": passer.identity, "display_name": passer.identity.replace("_", " "), "category": "wanted",
-                  "legal_basis": "test data (LFW)", "watchlist": "walkthrough"},
+                  "legal_basis": "test data (LFW)", "watchlist": "walkthrough",
+                  "listed_because": "wanted on warrant 0042/26 for burglary"},
             files=[("images", ("reference.jpg", Path(passer.reference_image or "").read_bytes(), "image/jpeg"))],
         )
         assert enrolled.status_code == 201, enrolled.text
