@@ -264,9 +264,10 @@ def prepare(engine: FaceEngine, subjects: int, deployments: int) -> Prepared:
     try:
         users = UserService(store)
         users.create(OPERATOR, Role.operator, uuid.uuid4().hex, actor="benchmark")
-        _, token = users.create_token(OPERATOR, "load benchmark", actor="benchmark")
+        _, token = users.create_token(OPERATOR, "load benchmark", actor=OPERATOR)
         gallery = Gallery(store, engine)
-        gallery.create_watchlist(WATCHLIST, purpose="load benchmark", authorised_by="Supt Bench", actor=OPERATOR)
+        gallery.create_watchlist(WATCHLIST, purpose="load benchmark", authorised_by="Supt Bench", actor=OPERATOR,
+                                 standing_reason="searched by every deployment of the benchmark")
         model, version = gallery.model_id.split("@")
         rng = np.random.default_rng(0)
         names = [f"subject-{index:03d}" for index in range(subjects)]
@@ -283,9 +284,9 @@ def prepare(engine: FaceEngine, subjects: int, deployments: int) -> Prepared:
         running = []
         for index in range(deployments):
             name = DEPLOYMENT if deployments == 1 else f"{DEPLOYMENT}-{index + 1}"
-            service.create(name, purpose="load benchmark", location="localhost", authorised_by=None,
+            service.create(name, purpose="load benchmark", location="localhost",
                            watchlist=WATCHLIST, actor=OPERATOR, cameras={CAMERA: "rtsp://benchmark.invalid/never-opened"})
-            service.authorise(name, officer="Supt Bench", actor="Supt Bench")
+            service.authorise(name, actor="Supt Bench")
             running.append(service.start(name, OPERATOR))
     except BaseException:
         store.close()

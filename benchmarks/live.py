@@ -27,6 +27,11 @@ Alerts carry no box, so an alert is attributed by subject and time: it is a hit 
 subject's passer is in view then. Models: the bundled one (mtcnn + dlib-onnx) and, when its
 file exists, Intel face-reidentification-retail-0095 (registered as ``intel`` in the temporary
 data directory).
+
+The commands run as openfrt users, as they must: an authorising officer creates the watchlist,
+an operator searches, plans one deployment per run (at the threshold measured) and runs it
+after the officer authorised it — and, for a threshold below the floor, after a second
+authorising officer approved it.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from openfrt.live.walkthrough import (
     one_face_screen,
     read_exclusions,
 )
+from openfrt.records import RecordStore, Role, UserService, local_actor
 from openfrt.vision import EngineConfig, FaceEngine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +75,27 @@ OPENFRT = [sys.executable, "-m", "openfrt"]
 #: face is detected, so this only absorbs the detector still finding the pasted head's soft edge
 #: a frame or two after the ground truth ends.
 SLACK = 0.2
+
+
+@dataclass(frozen=True)
+class Officers:
+    """The environments to run ``openfrt`` as each benchmark user, in one data directory."""
+
+    operator: dict[str, str]
+    authoriser: dict[str, str]
+    approver: dict[str, str]
+
+    @classmethod
+    def in_home(cls, home: Path) -> Officers:
+        env = {**os.environ, "OPENFRT_HOME": str(home)}
+        roles = {"bench-operator": Role.operator, "bench-officer": Role.authorising_officer, "bench-approver": Role.authorising_officer}
+        tokens = {}
+        with RecordStore.open(home) as store:
+            users = UserService(store)
+            for name, role in roles.items():
+                users.create(name, role, f"benchmark password {os.urandom(8).hex()}", actor=local_actor())
+                tokens[name] = users.create_token(name, "benchmark", actor=name)[1]
+        return cls(*({**env, "OPENFRT_TOKEN": tokens[name]} for name in roles))
 
 
 @dataclass(frozen=True)
@@ -193,19 +220,18 @@ def _benchmark_model(model: Model, truths: list[Walkthrough], frames: dict[int, 
     rows: list[Pooled] = []
     for truth in truths:
         home = work / f"home-{model.embedder or 'bundled'}-{truth.seed}"
-        env = {**os.environ, "OPENFRT_HOME": str(home), "OPENFRT_USER": "benchmark"}
+        officers = Officers.in_home(home)
         embedder = ["--embedder", model.embedder] if model.embedder else []
         if model.embedder == "intel":
-            _run([*OPENFRT, "models", "add", "intel", str(INTEL), "--licence", "Apache-2.0"], env)
-        thresholds = args.threshold or [None, model.operating]
-        names = [f"walk{i}" for i in range(len(thresholds))]
-        values = [_create_watchlist(name, threshold, embedder, env) for name, threshold in zip(names, thresholds)]
-        enrolled = _enrol(truth, names, embedder, env, home.with_name(f"references-{home.name}"))
+            _run([*OPENFRT, "models", "add", "intel", str(INTEL), "--licence", "Apache-2.0"], officers.operator)
+        calibrated = _create_watchlist("walk", embedder, officers.authoriser)
+        thresholds = args.threshold or [calibrated, model.operating]
+        enrolled = _enrol(truth, "walk", embedder, officers.authoriser, home.with_name(f"references-{home.name}"))
         photos = {p.index: p.video_image for p in truth.passers}
-        stills = _identify(names[0], list(photos.values()), embedder, env)
-        single = _identify(names[0], list(frames[truth.seed].values()), embedder, env)
-        for index, (name, threshold) in enumerate(zip(names, values)):
-            events, record, wall = _live(name, truth.video, embedder, env, realtime=False)
+        stills = _identify("walk", list(photos.values()), embedder, officers.operator)
+        single = _identify("walk", list(frames[truth.seed].values()), embedder, officers.operator)
+        for index, threshold in enumerate(thresholds):
+            events, record, wall = _live("walk", truth.video, embedder, officers, realtime=False, threshold=threshold)
             live_score = _score_alerts(truth, enrolled, [(event["subject"], event["time"]) for event in events])
             still_score = _score_stills(truth, enrolled, photos, stills, threshold)
             frame_score = _score_stills(truth, enrolled, frames[truth.seed], single, threshold)
@@ -224,12 +250,12 @@ def _benchmark_model(model: Model, truths: list[Walkthrough], frames: dict[int, 
 def _speed(repeat: int, work: Path) -> Table:
     """The default pipeline (bundled model) on walking_1080p.mp4: fps over ``repeat`` full runs
     and the frames dropped when played in real time, with the load average before each run."""
-    home = work / "home-speed"
-    env = {**os.environ, "OPENFRT_HOME": str(home), "OPENFRT_USER": "benchmark"}
-    _create_watchlist("speed", None, [], env)
+    officers = Officers.in_home(work / "home-speed")
+    _create_watchlist("speed", [], officers.authoriser)
     reference = SHARED / "faces" / "samples" / "biden.jpg"  # someone who is not in the video
-    _run([*OPENFRT, "subject", "add", "reference", str(reference), "--name", "Reference", "--category", "wanted", "--json"], env)
-    _run([*OPENFRT, "watchlist", "add", "speed", "reference", "--json"], env)
+    _run([*OPENFRT, "subject", "add", "reference", str(reference), "--name", "Reference", "--category", "wanted", "--json"],
+         officers.authoriser)
+    _run([*OPENFRT, "watchlist", "add", "speed", "reference", "--json"], officers.authoriser)
     frames = _frame_count(BACKGROUND)
     table = Table(title=f"speed on {BACKGROUND.name} ({frames} frames, 1080p25), default settings, {os.cpu_count()} cores")
     for column in ("mode", "load average (1 min) before", "fps", "people counted", "frames dropped"):
@@ -237,13 +263,13 @@ def _speed(repeat: int, work: Path) -> Table:
     runs = []
     for _ in range(repeat):
         load = os.getloadavg()[0]
-        _, record, _ = _live("speed", BACKGROUND, [], env, realtime=False)
+        _, record, _ = _live("speed", BACKGROUND, [], officers, realtime=False)
         runs.append((frames / _seconds(record), load, record))
     fps = [run[0] for run in runs]
     table.add_row(f"all frames, median of {repeat}", ", ".join(f"{run[1]:.2f}" for run in runs),
                   f"{np.median(fps):.1f} ({', '.join(f'{value:.1f}' for value in fps)})", str(runs[0][2]["faces_scanned"]), "-")
     load = os.getloadavg()[0]
-    _, record, _ = _live("speed", BACKGROUND, [], env, realtime=True)
+    _, record, _ = _live("speed", BACKGROUND, [], officers, realtime=True)
     table.add_row("real time (--realtime)", f"{load:.2f}", "-", str(record["faces_scanned"]), str(record["frames_dropped"]))
     return table
 
@@ -294,28 +320,27 @@ def _run(command: list[str], env: dict[str, str]) -> str:
     return result.stdout
 
 
-def _create_watchlist(name: str, threshold: float | None, embedder: list[str], env: dict[str, str]) -> float:
-    extra = ["--threshold", str(threshold)] if threshold is not None else []
-    out = _run([*OPENFRT, "watchlist", "create", name, "--purpose", "benchmark", "--authorised-by", "benchmark",
-                "--json", *extra, *embedder], env)
+def _create_watchlist(name: str, embedder: list[str], authoriser: dict[str, str]) -> float:
+    """A standing watchlist (one deployment per threshold and run searches it) at the model's
+    calibrated threshold, which it returns."""
+    out = _run([*OPENFRT, "watchlist", "create", name, "--purpose", "benchmark", "--standing", "searched by every run of the benchmark",
+                "--json", *embedder], authoriser)
     return float(json.loads(out.splitlines()[-1])["threshold"])
 
 
-def _enrol(truth: Walkthrough, watchlists: list[str], embedder: list[str], env: dict[str, str], folder: Path) -> set[str]:
-    """Enrol each watchlisted passer's reference image into the first watchlist (one
-    ``enrol-folder``, so the model loads once) and add them to the others; the identities enrolled."""
+def _enrol(truth: Walkthrough, watchlist: str, embedder: list[str], env: dict[str, str], folder: Path) -> set[str]:
+    """Enrol each watchlisted passer's reference image into the watchlist (one ``enrol-folder``,
+    so the model loads once); the identities enrolled."""
     for passer in truth.passers:
         if passer.on_watchlist and passer.reference_image:
             (folder / passer.identity).mkdir(parents=True, exist_ok=True)
             shutil.copy(passer.reference_image, folder / passer.identity)
-    out = _run([*OPENFRT, "enrol-folder", watchlists[0], str(folder), "--category", "wanted", "--face", "largest", "--json", *embedder], env)
+    out = _run([*OPENFRT, "enrol-folder", watchlist, str(folder), "--category", "wanted", "--face", "largest", "--json", *embedder], env)
     reports = [json.loads(line) for line in out.splitlines()]
     for report in reports:
         if not report["enrolled"]:
             print(f"not enrolled: {report['subject']}: {[image.get('error') for image in report['images']]}", file=sys.stderr)
     enrolled = {report["subject"] for report in reports if report["enrolled"]}
-    for name in watchlists[1:]:
-        _run([*OPENFRT, "watchlist", "add", name, *sorted(enrolled), "--json"], env)
     print(f"enrolled {len(enrolled)} of {sum(p.on_watchlist for p in truth.passers)} watchlisted passers", file=sys.stderr)
     return enrolled
 
@@ -331,12 +356,22 @@ def _identify(watchlist: str, images: list[str], embedder: list[str], env: dict[
     return best
 
 
-def _live(watchlist: str, video: str | Path, embedder: list[str], env: dict[str, str], realtime: bool) -> tuple[list[dict], dict, float]:
-    """Alert events, the deployment record and the wall time of one ``openfrt live`` run."""
-    command = [*OPENFRT, "live", "--watchlist", watchlist, "--source", f"walk={video}", "--location", "benchmark",
-               "--authorised-by", "benchmark", "--events-json", *embedder, *(["--realtime"] if realtime else [])]
+def _live(watchlist: str, video: str | Path, embedder: list[str], officers: Officers, realtime: bool,
+          threshold: float | None = None) -> tuple[list[dict], dict, float]:
+    """Alert events, the deployment record and the wall time of one ``openfrt live`` run: a new
+    deployment on ``watchlist`` (at ``threshold``, default the watchlist's), planned by the
+    operator, authorised by the officer, run by the operator."""
+    name = f"run-{time.time_ns()}"
+    extra = ["--threshold", str(threshold)] if threshold is not None else []
+    _run([*OPENFRT, "deployments", "create", name, "--watchlist", watchlist, "--location", "benchmark", "--purpose", "benchmark",
+          "--camera", f"walk={video}", "--json", *extra], officers.operator)
+    if threshold is not None:  # refused (exit 1) when the threshold is not below the floor and needs no approval
+        _run([*OPENFRT, "deployments", "approve-threshold", name, "--justification", "benchmark below the floor", "--json"],
+             officers.approver)
+    _run([*OPENFRT, "deployments", "authorise", name, "--json"], officers.authoriser)
+    command = [*OPENFRT, "live", "--deployment", name, "--events-json", *embedder, *(["--realtime"] if realtime else [])]
     started = time.perf_counter()
-    lines = [json.loads(line) for line in _run(command, env).splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in _run(command, officers.operator).splitlines() if line.startswith("{")]
     wall = time.perf_counter() - started
     return [line for line in lines if line["event"] == "alert"], lines[-1], wall
 

@@ -9,6 +9,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,11 @@ USERS = {role: f"{role.value}-1" for role in Role}
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    home = tmp_path / "home"
+    return with_users(tmp_path / "home")
+
+
+def with_users(home: Path) -> Path:
+    """A data directory with one user per role (``USERS``), all with ``PASSWORD``."""
     with RecordStore.open(home) as store:
         users = UserService(store)
         for role, name in USERS.items():
@@ -39,6 +44,12 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def client(home: Path) -> Iterator[TestClient]:
+    with serving(home) as client:
+        yield client
+
+
+@contextmanager
+def serving(home: Path) -> Iterator[TestClient]:
     with TestClient(create_app(ServerSettings(home=home, realtime_files=False))) as client:
         yield client
 
@@ -121,7 +132,7 @@ def test_a_wrong_password_and_an_unknown_user_get_the_same_answer(client: TestCl
 
 
 def test_a_machine_token_acts_with_its_users_role_until_revoked(client: TestClient) -> None:
-    headers = login(client, Role.admin)
+    headers = login(client, Role.operator)  # a token is created by the user it acts as
     created = client.post(f"/api/users/{USERS[Role.operator]}/tokens", json={"label": "gateway"}, headers=headers)
     assert created.status_code == 201
     bearer = {"Authorization": f"Bearer {created.json()['token']}"}
@@ -211,6 +222,7 @@ def test_enrol_watch_alert_adjudicate_and_publish_over_http(client: TestClient, 
 
     record = wait_for(lambda: (r := client.get("/api/deployments/op-gate/record").json())["status"] == "ended" and r)
     assert record["alerts"] == record["true_alerts"] == record["engagements"] == 1 and record["faces_scanned"] == 2
+    assert client.get("/api/watchlists/wanted").status_code == 404  # made for this deployment, destroyed with it
     published = client.get("/api/records").json()
     assert published["deployments"][0]["deployment"] == "op-gate" and published["months"][0]["alerts"] == 1
     assert {(g["dimension"], g["group"], g["true_alerts"], g["false_alerts"]) for g in published["groups"]} == {("ethnicity", "black", 1, 0), ("sex", "male", 1, 0)}
@@ -277,8 +289,10 @@ def test_a_running_deployment_shows_camera_progress_and_stops_on_request(home: P
         reference = LFW / "Colin_Powell" / "Colin_Powell_0001.jpg"
         assert client.post("/api/subjects", data=form, files=[("images", upload(reference))], headers=officer).status_code == 201
         plan = {"name": "op-long", "purpose": "p", "location": "Gate St", "watchlist": "wanted", "cameras": {"gate": str(video)}}
-        assert client.post("/api/deployments", json=plan, headers=officer).status_code == 201
-        client.post("/api/deployments/op-long/authorise", json={"reason": "r"}, headers=officer)
+        operator = login(client, Role.operator)
+        assert client.post("/api/deployments", json=plan, headers=operator).status_code == 201
+        officer = login(client, Role.authorising_officer)
+        assert client.post("/api/deployments/op-long/authorise", json={"reason": "r"}, headers=officer).status_code == 200
         assert client.post("/api/deployments/op-long/start", headers=officer).status_code == 200
         assert client.post("/api/deployments/op-long/start", headers=officer).status_code == 422  # only once
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 from PIL import Image
+from cli_users import as_user
 from test_api import PASSWORD, USERS, client, home, login  # noqa: F401 - the server fixtures
 from test_deployments import make_gallery
 from test_gallery_cli import env, lines  # noqa: F401 - the subprocess environment
@@ -24,7 +25,7 @@ from openfrt.records.users import Role, UserService
 from openfrt.vision import FaceEngine
 
 
-def test_an_administrator_renames_re_roles_resets_and_re_enables_accounts(client: TestClient, home: Path) -> None:
+def test_an_administrator_renames_re_roles_resets_and_re_enables_accounts(client: TestClient, home: Path) -> None:  # noqa: F811
     admin = login(client, Role.admin)
     created = client.post("/api/users", json={"name": "jjones", "role": "operator", "password": PASSWORD,
                                               "display_name": "J. Jones", "rank": "PC 1234"}, headers=admin)
@@ -49,14 +50,15 @@ def test_an_administrator_renames_re_roles_resets_and_re_enables_accounts(client
 
 
 def test_the_published_record_names_the_authorising_officer_by_rank_not_log_in_name(
-    client: TestClient, home: Path, hog_engine: FaceEngine
+    client: TestClient, home: Path, hog_engine: FaceEngine  # noqa: F811
 ) -> None:
     officer = USERS[Role.authorising_officer]
     with RecordStore.open(home) as store:
         UserService(store).update(officer, actor="test", display_name="A. Smith", rank="Supt")
         service = DeploymentService(store, make_gallery(store, hog_engine))
-        service.create("dep", purpose="p", location="High St", authorised_by=officer, watchlist="op", actor=USERS[Role.operator],
+        service.create("dep", purpose="p", location="High St", watchlist="op", actor=USERS[Role.operator],
                        cameras={"gate": "rtsp://10.0.0.5/stream"})
+        service.authorise("dep", actor=officer, reason="wanted offenders expected on the high street")
         service.start("dep", officer).end(officer)
     (row,) = client.get("/api/records").json()["deployments"]
     assert row["authorised_by"] == "Supt A. Smith"
@@ -72,9 +74,10 @@ def test_users_commands_enable_re_role_rename_and_reset_passwords(env: dict[str,
         users.create("pc1", Role.operator, PASSWORD, actor="test")
         users.disable("pc1", actor="test")
     created = openfrt_with_input(env, PASSWORD + "\n", "users", "create", "asmith", "--role", "admin", "--display-name", "A. Smith",
-                                 "--rank", "Supt", "--password-stdin", "--json")
+                                 "--rank", "Supt", "--password-stdin", "--json")  # the first administrator: local administration
     assert created.returncode == 0, created.stderr
     assert lines(created)[0]["public_name"] == "Supt A. Smith"
+    env = as_user(env, Role.admin)  # the rest as an administrator, with their own token
     renamed = openfrt_with_input(env, "", "users", "update", "pc1", "--display-name", "P. Cole", "--rank", "PC 77", "--json")
     assert lines(renamed)[0]["public_name"] == "PC 77 P. Cole"
     enabled = openfrt_with_input(env, "", "users", "enable", "pc1", "--json")
@@ -87,7 +90,7 @@ def test_users_commands_enable_re_role_rename_and_reset_passwords(env: dict[str,
         assert UserService(store).authenticate("pc1", "another long passphrase").role is Role.auditor
 
 
-def test_the_audit_log_exports_every_matching_entry_as_csv_or_json_and_the_export_is_audited(client: TestClient) -> None:
+def test_the_audit_log_exports_every_matching_entry_as_csv_or_json_and_the_export_is_audited(client: TestClient) -> None:  # noqa: F811
     admin = login(client, Role.admin)
     for number in range(3):
         client.post("/api/users", json={"name": f"pc{number}", "role": "operator", "password": PASSWORD}, headers=admin)
@@ -114,7 +117,7 @@ def test_audit_actions_read_as_words_even_those_this_version_does_not_know() -> 
     assert action_name("webhook.delivery_failed") == "webhook: delivery failed"
 
 
-def test_an_enrolment_refuses_face_choices_that_name_no_face_before_looking_at_any_image(client: TestClient) -> None:
+def test_an_enrolment_refuses_face_choices_that_name_no_face_before_looking_at_any_image(client: TestClient) -> None:  # noqa: F811
     officer = login(client, Role.authorising_officer)
     form = {"subject_id": "S1", "display_name": "S One", "category": "wanted", "legal_basis": "PACE s.64A"}
     image = [("images", ("a.jpg", b"not looked at", "image/jpeg"))]
@@ -123,7 +126,7 @@ def test_an_enrolment_refuses_face_choices_that_name_no_face_before_looking_at_a
         assert refused.status_code == 422 and problem in refused.json()["detail"]
 
 
-def test_a_reference_image_is_shown_cut_to_the_face_enrolled_from_it(client: TestClient, samples: Path) -> None:
+def test_a_reference_image_is_shown_cut_to_the_face_enrolled_from_it(client: TestClient, samples: Path) -> None:  # noqa: F811
     officer = login(client, Role.authorising_officer)
     form = {"subject_id": "S1", "display_name": "S One", "category": "wanted", "legal_basis": "PACE s.64A", "faces": ["1"]}
     photo = samples / "two_people.jpg"
@@ -136,7 +139,7 @@ def test_a_reference_image_is_shown_cut_to_the_face_enrolled_from_it(client: Tes
     assert whole.size == Image.open(photo).size and max(face.size) < 2.5 * max(w, h) < whole.size[0]  # one face, with a margin
 
 
-def test_the_console_installs_as_a_web_app_with_its_own_icons(client: TestClient) -> None:
+def test_the_console_installs_as_a_web_app_with_its_own_icons(client: TestClient) -> None:  # noqa: F811
     manifest = client.get("/static/manifest.webmanifest")
     assert manifest.status_code == 200 and manifest.headers["content-type"].startswith("application/manifest+json")
     assert manifest.json()["start_url"] == "/alerts" and manifest.json()["display"] == "standalone"

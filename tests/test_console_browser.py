@@ -11,6 +11,7 @@ With ``OPENFRT_SCREENSHOTS=1`` the tests also save the README's screenshots to
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import socket
@@ -50,10 +51,11 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-q
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 PASSWORD = "correct horse battery staple"
 USERS = {"admin-1": "admin", "operator-1": "operator", "operator-2": "operator", "authoriser-1": "authorising_officer",
-         "engagement-1": "engagement_officer", "auditor-1": "auditor"}
+         "authoriser-2": "authorising_officer", "engagement-1": "engagement_officer", "auditor-1": "auditor"}
 
 #: Below the bundled model's calibrated watchlist threshold, so that the one watchlisted passer
-#: is recognised from a different photograph (see test_walkthrough.py's LENIENT).
+#: is recognised from a different photograph (see test_walkthrough.py's LENIENT). It is below the
+#: floor too, so the deployment using it needs a second authorising officer's approval.
 LENIENT = 0.95
 
 #: Four LFW passers, one of them watchlisted with another image of them enrolled, the others
@@ -150,20 +152,31 @@ def server_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(server_home: Path) -> Iterator[str]:
-    """A server on a fresh data directory with one user per role, made with the CLI."""
+    """A server on a fresh data directory with one user per role, made with the CLI: the first
+    administrator locally, the others with that administrator's own token."""
     home = server_home
-    env = {**os.environ, "OPENFRT_HOME": str(home), "OPENFRT_USER": "installer"}
-    commands = [[sys.executable, "-m", "openfrt", "users", "create", name, "--role", role, "--password-stdin"]
-                for name, role in USERS.items()]
-    # The first creates the data directory and its key; the others can then run side by side.
-    subprocess.run(commands[0], input=PASSWORD, text=True, env=env, check=True, capture_output=True, timeout=120)
-    others = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-              for command in commands[1:]]
-    for process in others:
+    env = {**os.environ, "OPENFRT_HOME": str(home)}
+    env.pop("OPENFRT_TOKEN", None)
+    openfrt = [sys.executable, "-m", "openfrt"]
+    (admin, _), *others = USERS.items()
+    subprocess.run([*openfrt, "users", "create", admin, "--role", "admin", "--password-stdin"], input=PASSWORD, text=True,
+                   env=env, check=True, capture_output=True, timeout=120)
+    env["OPENFRT_TOKEN"] = cli_token(env, admin)
+    creating = [subprocess.Popen([*openfrt, "users", "create", name, "--role", role, "--password-stdin"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                for name, role in others]
+    for process in creating:
         output, _ = process.communicate(PASSWORD, timeout=120)
         assert process.returncode == 0, output
     with serving(home) as base:
         yield base
+
+
+def cli_token(env: dict[str, str], name: str) -> str:
+    """``openfrt login NAME``: the user's own API token, for the CLI (``OPENFRT_TOKEN``)."""
+    login = subprocess.run([sys.executable, "-m", "openfrt", "login", name, "--password-stdin", "--json"], input=PASSWORD,
+                           text=True, env=env, check=True, capture_output=True, timeout=120)
+    return json.loads(login.stdout)["token"]
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +247,7 @@ def create_watchlist_in_console(page: Page, name: str, purpose: str) -> None:
 
 
 def plan_in_console(page: Page, name: str, watchlist: str, cameras: str, purpose: str = "locate people wanted in the town centre",
-                    location: str = "Market Square") -> Locator:
+                    location: str = "Market Square", threshold: float | None = None) -> Locator:
     """Fill in and send the deployments page's planning form; returns the form."""
     plan = page.get_by_test_id("new-deployment")
     plan.get_by_label("Name", exact=True).fill(name)
@@ -242,6 +255,8 @@ def plan_in_console(page: Page, name: str, watchlist: str, cameras: str, purpose
     plan.get_by_label("Purpose").fill(purpose)
     plan.get_by_label("Location").fill(location)
     plan.get_by_label("Cameras, one per line").fill(cameras)
+    if threshold is not None:
+        plan.get_by_label("Threshold (optional; default: the watchlist's)").fill(str(threshold))
     plan.get_by_role("button", name="Plan deployment").click()
     return plan
 
@@ -269,8 +284,7 @@ def watchlisted(server: str, walk: Walkthrough) -> str:
     returns the passer's identity, which is their subject id."""
     passer = next(p for p in walk.passers if p.on_watchlist)
     with api_session(server, "authoriser-1") as client:
-        client.post("/api/watchlists", json={"name": "walkthrough", "purpose": "people wanted on warrant",
-                                             "threshold": LENIENT}).raise_for_status()
+        client.post("/api/watchlists", json={"name": "walkthrough", "purpose": "people wanted on warrant"}).raise_for_status()
         enrolled = client.post(
             "/api/subjects",
             data={"subject_id": passer.identity, "display_name": passer.identity.replace("_", " "), "category": "wanted",
@@ -320,7 +334,8 @@ def alerts(server: str, server_home: Path, tmp_path_factory: pytest.TempPathFact
     with RecordStore.open(server_home) as store:
         service = DeploymentService(store, Gallery(store, FaceEngine(EngineConfig.from_env())))
         service.create("town-centre", purpose="locate people wanted in the town centre", location="Market Square",
-                       authorised_by="authoriser-1", watchlist="listed", actor="operator-1", cameras={"gate": str(camera)})
+                       watchlist="listed", actor="operator-1", cameras={"gate": str(camera)})
+        service.authorise("town-centre", actor="authoriser-1", reason="people wanted in the town centre are expected there")
         running = service.start("town-centre", "operator-1")
         yield AlertMaker(store, running)
         running.end("operator-1")
@@ -396,16 +411,19 @@ def test_the_first_administrator_is_created_with_the_set_up_code_and_manages_use
 
         expect(page.get_by_test_id("no-tokens")).to_be_visible()
         token = page.get_by_test_id("new-token")
-        token.locator("select[name=user]").select_option("operator-2")
-        token.get_by_label("What it is for").fill("camera gateway 1")
-        token.get_by_role("button", name="Create token").click()
+        token.get_by_label("What your own token is for").fill("nightly retention job")
+        token.get_by_role("button", name="Create my token").click()
         secret = page.get_by_test_id("token-secret")
         expect(secret).to_have_text(re.compile(r"^ofrt_"))
         expect(page.get_by_test_id("no-tokens")).to_have_count(0)  # the new token is listed at once
         expect(page.get_by_test_id("tokens").locator("tbody tr")).to_have_count(1)
-        expect(page.get_by_test_id("tokens")).to_contain_text("camera gateway 1")
-        answer = httpx.get(f"{base}/api/alerts", headers={"Authorization": f"Bearer {secret.inner_text()}"})
-        assert answer.status_code == 200  # the token acts as the operator
+        expect(page.get_by_test_id("tokens")).to_contain_text("nightly retention job")
+        answer = httpx.get(f"{base}/api/users", headers={"Authorization": f"Bearer {secret.inner_text()}"})
+        assert answer.status_code == 200  # the token acts as the administrator who made it...
+        csrf = page.locator("meta[name=csrf-token]").get_attribute("content") or ""
+        for_someone_else = page.request.post("/api/users/operator-2/tokens", data={"label": "as the operator"},
+                                             headers={"X-CSRF-Token": csrf})
+        assert for_someone_else.status == 403  # ...and nobody else
 
         # Promotion, a new role, a forgotten password, a leave of absence and a return.
         row.get_by_test_id("manage").click()
@@ -519,10 +537,25 @@ def test_a_deployment_on_a_video_raises_an_alert_live_that_is_adjudicated_into_t
     expect(operator.get_by_test_id("queue-empty")).to_be_visible()
     operator.evaluate("window.sameDocument = true")
 
+    # One officer plans; another, an authorising officer, authorises and starts.
+    operator.goto("/deployments")
+    plan_in_console(operator, "high-street-1", "walkthrough", f"gate={walk.video}", purpose="locate people wanted on warrant",
+                    location="Test Street, north entrance", threshold=LENIENT)
+    expect(operator.locator("[data-deployment-row='high-street-1']")).to_be_visible()
+    # Below the floor: a second authorising officer approves it, with a justification, before it can be authorised.
+    second = log_in("authoriser-2")
+    second.goto("/deployments/high-street-1")
+    floor = second.get_by_test_id("threshold-floor")
+    expect(floor).to_contain_text("below the floor")
+    floor.get_by_label("Justification").fill("one known subject, recognised from a different photograph")
+    floor.get_by_test_id("approve-threshold").click()
+    expect(second.get_by_test_id("threshold-floor")).to_have_attribute("data-approved", "true")
+    operator.goto("/alerts")
+    expect(operator.get_by_test_id("live-status")).to_have_attribute("data-state", "live")
+    operator.evaluate("window.sameDocument = true")
+
     authoriser = log_in("authoriser-1")
     authoriser.goto("/deployments")
-    plan_in_console(authoriser, "high-street-1", "walkthrough", f"gate={walk.video}",
-                    purpose="locate people wanted on warrant", location="Test Street, north entrance")
     row = authoriser.locator("[data-deployment-row='high-street-1']")
     row.get_by_test_id("authorise").click()
     authorising = authoriser.get_by_test_id("authorise-dialog")
@@ -589,16 +622,17 @@ def test_a_deployment_on_a_video_raises_an_alert_live_that_is_adjudicated_into_t
     seen.get_by_test_id("correct").click()
     seen.get_by_test_id("correction-reason").fill("the person was not stopped")
     alert_id = seen.get_attribute("data-alert-id")
+    officer = {**os.environ, "OPENFRT_HOME": str(server_home)}
+    officer["OPENFRT_TOKEN"] = cli_token(officer, "engagement-1")
     cli = subprocess.run([sys.executable, "-m", "openfrt", "alerts", "adjudicate", str(alert_id), "--correcting", "confirmed_match",
-                          "--status", "no_further_action", "--outcome", "no_action", "--by", "Sgt C",
-                          "--reason", "no engagement took place"],
-                         env={**os.environ, "OPENFRT_HOME": str(server_home)}, capture_output=True, text=True, timeout=120)
+                          "--status", "no_further_action", "--outcome", "no_action", "--reason", "no engagement took place"],
+                         env=officer, capture_output=True, text=True, timeout=120)
     assert cli.returncode == 0, cli.stderr
     seen.get_by_test_id("false-alert").click()
-    expect(seen.get_by_test_id("alert-message")).to_contain_text("already no_further_action (no_action), decided by Sgt C")
-    expect(seen.get_by_test_id("alert-verdict")).to_contain_text("no further action · outcome: no action · by Sgt C")
+    expect(seen.get_by_test_id("alert-message")).to_contain_text("already no_further_action (no_action), decided by engagement-1")
+    expect(seen.get_by_test_id("alert-verdict")).to_contain_text("no further action · outcome: no action · by engagement-1")
     expect(seen.get_by_test_id("adjudication-form")).to_be_hidden()
-    seen.get_by_test_id("correct").click()  # now knowingly replacing Sgt C's verdict
+    seen.get_by_test_id("correct").click()  # now knowingly replacing engagement-1's verdict
     seen.get_by_test_id("correction-reason").fill("body-worn video shows the engagement")
     seen.get_by_test_id("outcome").select_option("engaged")
     seen.get_by_test_id("perceived-sex").select_option(sex)
@@ -613,6 +647,7 @@ def test_a_deployment_on_a_video_raises_an_alert_live_that_is_adjudicated_into_t
     expect(authoriser.get_by_test_id("record-true-alerts")).to_have_text("1")
     expect(authoriser.get_by_test_id("record-engagements")).to_have_text("1")
     expect(authoriser.get_by_test_id("record-pending")).to_have_text("0")
+    assert authoriser.request.get("/api/watchlists/walkthrough").status == 404  # made for it: destroyed at its end
 
     # The authorising officer keeps the images past retention for a recorded reason, then lifts the hold.
     authoriser.goto("/alerts")
@@ -711,9 +746,9 @@ def test_a_subject_and_a_watchlist_are_deleted_from_their_pages_with_an_audited_
     assert page.request.get("/api/watchlists/to-destroy").status == 404
 
     auditor = log_in("auditor-1")
-    reasons = {entry["action"]: entry["reason"] for entry in auditor.request.get("/api/audit?limit=200").json()}
-    assert reasons["subject.remove"] == "no longer wanted: warrant withdrawn"
-    assert reasons["watchlist.delete"] == "operation finished"
+    reasons = {(entry["action"], entry["target"]): entry["reason"] for entry in auditor.request.get("/api/audit?limit=200").json()}
+    assert reasons["subject.remove", "erase-me"] == "no longer wanted: warrant withdrawn"
+    assert reasons["watchlist.delete", "to-destroy"] == "operation finished"
 
 
 def test_a_role_without_the_permission_gets_the_403_page_and_the_api_refuses_it_too(log_in: Callable[[str], Page]) -> None:
@@ -865,6 +900,7 @@ def test_a_plan_is_checked_changed_and_cancelled_and_authorising_and_stopping_sa
     with api_session(server, "authoriser-1") as client:  # its own list: one that ends may be destroyed with its deployment
         client.post("/api/watchlists", json={"name": "market", "purpose": "people wanted at the market"}).raise_for_status()
         client.post("/api/watchlists/market/members", json={"subjects": ["Colin_Powell"], "reason": "wanted on warrant"}).raise_for_status()
+        client.post("/api/watchlists", json={"name": "fair", "purpose": "people wanted at the fair"}).raise_for_status()
     planner, officer = log_in("operator-1"), log_in("authoriser-1")
     planner.goto("/deployments")
     plan = plan_in_console(planner, "market-day", "market", f"gate={tmp_path / 'no-such-file.mp4'}")
@@ -885,7 +921,8 @@ def test_a_plan_is_checked_changed_and_cancelled_and_authorising_and_stopping_sa
     expect(dialog).to_be_visible()
     dialog.get_by_test_id("authorise-reason").fill("market day: wanted offenders expected")
     dialog.get_by_test_id("confirm-authorise").click()
-    expect(row.locator("td").nth(4)).to_have_text("authoriser-1")
+    expect(row.locator("td").nth(4)).to_have_text("operator-1")  # planned by
+    expect(row.locator("td").nth(5)).to_have_text("authoriser-1")  # authorised by
 
     # A change to the plan withdraws its authority, which is then given again.
     page = planner
@@ -909,7 +946,7 @@ def test_a_plan_is_checked_changed_and_cancelled_and_authorising_and_stopping_sa
     expect(page.get_by_test_id("deployment-status")).to_have_text("ended", timeout=30_000)
 
     page.goto("/deployments")
-    plan_in_console(page, "called-off", "market", f"gate={frames}")
+    plan_in_console(page, "called-off", "fair", f"gate={frames}")  # "market" was destroyed with market-day
     expect(page.locator("[data-deployment-row='called-off']")).to_be_visible()
     page.goto("/deployments/called-off")
     cancel = page.get_by_test_id("cancel-deployment")
@@ -991,6 +1028,11 @@ def test_a_start_that_fails_leaves_the_deployment_planned_with_the_failure_shown
     page.goto("/deployments")
     plan_in_console(page, "wrong-model", "old-model", f"gate={video}")
     expect(page.locator("[data-deployment-row='wrong-model']")).to_be_visible()
+    second = log_in("authoriser-2")  # a model without a calibration needs a second authorising officer's approval
+    second.goto("/deployments/wrong-model")
+    second.get_by_test_id("threshold-floor").get_by_label("Justification").fill("a test of a failing start")
+    second.get_by_test_id("approve-threshold").click()
+    expect(second.get_by_test_id("threshold-floor")).to_have_attribute("data-approved", "true")
     officer.goto("/deployments/wrong-model")
     officer.get_by_test_id("authorise").click()
     officer.get_by_test_id("authorise-reason").fill("a test of a failing start")

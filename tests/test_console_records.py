@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from openfrt.gallery import Gallery
 from openfrt.live.alerts import AlertService
 from openfrt.errors import ModelError
 from openfrt.live.deployments import DeploymentService
@@ -190,7 +189,7 @@ def test_a_start_that_fails_before_anything_ran_goes_back_to_planned_and_publish
     assert [e.action for e in audit(store, "deployment.start_failed") + audit(store, "deployment.snapshot_destroy")] == [
         "deployment.start_failed", "deployment.snapshot_destroy"]
 
-    service.authorise("dep", officer="Supt A", actor="Supt A", reason="the cameras are fixed")
+    service.authorise("dep", actor="Supt A", reason="the cameras are fixed")
     # One that ran, even briefly, is published as it ran.
     running = service.start("dep", "PC 1")
     running.add_faces_scanned("gate", 1)

@@ -39,6 +39,7 @@ from openfrt.records import (
     RecordStore,
     ReferenceImage,
     ReferenceTemplate,
+    Role,
     Subject,
     Watchlist,
     WatchlistExpiredError,
@@ -46,6 +47,7 @@ from openfrt.records import (
 )
 from openfrt.records.models import AlertOutcome, AlertStatus, Deployment, DeploymentCamera, DeploymentStatus, MediaKind, utc_now
 from openfrt.vision import EngineConfig, FaceEngine, Template
+from cli_users import as_user, user_name
 from test_gallery_cli import env, openfrt  # noqa: F401 - the subprocess runner and its environment
 from test_live_pipeline import wait_for
 from test_records import database_url, home, raw_database_bytes, store  # noqa: F401 - the SQLite/PostgreSQL fixtures
@@ -64,7 +66,8 @@ def make_gallery(store: RecordStore, engine: FaceEngine) -> Gallery:  # noqa: F8
     """Watchlist ``op`` with alpha and bravo; charlie enrolled but not on it. Templates are random
     (the records side never looks at faces), so no image work is needed."""
     gallery = Gallery(store, engine)
-    gallery.create_watchlist("op", purpose="find wanted people", authorised_by="Supt A", actor="PC 1", threshold=0.9)
+    gallery.create_watchlist("op", purpose="find wanted people", authorised_by="Supt A", actor="PC 1",
+                             standing_reason="searched by the tests' many deployments")
     rng = np.random.default_rng(3)
     with store.transaction() as session:
         for subject in SUBJECTS:
@@ -83,13 +86,16 @@ def service(store: RecordStore, gallery: Gallery) -> DeploymentService:  # noqa:
     return DeploymentService(store, gallery)
 
 
-def plan(service: DeploymentService, name: str = "dep", **overrides: object) -> None:
+def plan(service: DeploymentService, name: str = "dep", authorised_by: str | None = "Supt A", **overrides: object) -> None:
+    """PC 1 plans ``name``; ``authorised_by`` (another user) authorises it, unless None."""
     arguments: dict[str, object] = {
-        "purpose": "wanted offenders at the match", "location": "Stadium Way", "authorised_by": "Supt A",
+        "purpose": "wanted offenders at the match", "location": "Stadium Way",
         "watchlist": "op", "actor": "PC 1", "cameras": CAMERAS, "latitude": 51.5, "longitude": -0.1,
         **overrides,
     }
     service.create(name, **arguments)  # type: ignore[arg-type]
+    if authorised_by is not None:
+        service.authorise(name, actor=authorised_by)
 
 
 def jpeg(seed: int) -> bytes:
@@ -116,7 +122,7 @@ def audit(store: RecordStore, action: str) -> list[AuditEvent]:  # noqa: F811
 
 
 def test_a_deployment_needs_authority_and_a_usable_watchlist(service: DeploymentService, store: RecordStore, gallery: Gallery) -> None:  # noqa: F811
-    for missing in ({"authorised_by": " "}, {"watchlist": ""}, {"purpose": ""}, {"location": ""}, {"latitude": None}):
+    for missing in ({"watchlist": ""}, {"purpose": ""}, {"location": ""}, {"latitude": None}):
         with pytest.raises(InvalidRecordError):
             plan(service, **missing)
     with pytest.raises(RecordNotFoundError, match="no watchlist"):
@@ -147,7 +153,7 @@ def test_a_deployment_needs_authority_and_a_usable_watchlist(service: Deployment
 def test_snapshot_ignores_watchlist_edits_and_is_destroyed_at_the_end(service: DeploymentService, store: RecordStore, gallery: Gallery) -> None:  # noqa: F811
     plan(service)
     running = service.start("dep", "PC 1")
-    assert (running.threshold, running.model_id, running.cameras) == (0.9, gallery.model_id, ["north", "south"])
+    assert (running.threshold, running.model_id, running.cameras) == (gallery.watchlist("op").threshold, gallery.model_id, ["north", "south"])
     probe = gallery.store.open_template(_sealed(store, "alpha"), gallery.model_id)
     before = running.matcher.rank(probe, 5)
     with pytest.raises(InvalidRecordError, match="starts only once"):
@@ -508,6 +514,7 @@ def test_record_and_csv_publish_the_counts(service: DeploymentService, store: Re
         "deployment": "dep", "date": service.get("dep").started_at.date().isoformat(),  # type: ignore[union-attr]
         "location": "Stadium Way", "purpose": "wanted offenders at the match", "watchlist_size": "2",
         "faces_scanned": "500", "alerts": "2", "true_alerts": "1", "false_alerts": "1", "engagements": "1", "arrests": "0",
+        "audit_anchor": service.record("dep").audit_anchor,
     }
 
 
@@ -533,59 +540,58 @@ def old_alert(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, hog_engine: 
 
 def test_officer_commands(env: dict[str, str], old_alert: int, tmp_path: Path) -> None:  # noqa: F811
     old = old_alert
-    listed = openfrt(env, "alerts", "list", "--deployment", "dep", "--status", "pending", "--json")
+    operator, second = as_user(env, Role.operator), as_user(env, Role.engagement_officer)
+    admin, officer = as_user(env, Role.admin), as_user(env, Role.authorising_officer)
+    listed = openfrt(operator, "alerts", "list", "--deployment", "dep", "--status", "pending", "--json")
     assert listed.returncode == 0, listed.stderr
     alerts = [json.loads(line) for line in listed.stdout.splitlines()]
     assert [a["id"] for a in alerts] == [old, old + 1] and alerts[0]["media"] == ["frame", "probe_crop"]
 
-    refused = openfrt(env, "alerts", "adjudicate", str(old), "--outcome", "arrested", "--by", "PC 2", "--json")
+    refused = openfrt(operator, "alerts", "adjudicate", str(old), "--outcome", "arrested", "--json")
     assert refused.returncode == 1 and "verdict" in json.loads(refused.stdout)["error"]
-    done = openfrt(env, "alerts", "adjudicate", str(old), "--status", "confirmed_match", "--outcome", "arrested", "--by", "PC 2", "--json")
+    done = openfrt(operator, "alerts", "adjudicate", str(old), "--status", "confirmed_match", "--outcome", "arrested", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "confirmed_match"
-    stale = openfrt(env, "alerts", "adjudicate", str(old), "--status", "false_alert", "--outcome", "no_action", "--by", "PC 3", "--json")
-    assert stale.returncode == 1 and "already confirmed_match (arrested), decided by PC 2" in json.loads(stale.stdout)["error"]
-    unexplained = openfrt(env, "alerts", "adjudicate", str(old), "--correcting", "confirmed_match", "--outcome", "arrested",
-                          "--by", "PC 3", "--json")
+    stale = openfrt(second, "alerts", "adjudicate", str(old), "--status", "false_alert", "--outcome", "no_action", "--json")
+    assert stale.returncode == 1
+    assert f"already confirmed_match (arrested), decided by {user_name(Role.operator)}" in json.loads(stale.stdout)["error"]
+    unexplained = openfrt(second, "alerts", "adjudicate", str(old), "--correcting", "confirmed_match", "--outcome", "arrested", "--json")
     assert unexplained.returncode == 1 and "a correction needs its reason" in json.loads(unexplained.stdout)["error"]
-    corrected = openfrt(env, "alerts", "adjudicate", str(old), "--correcting", "confirmed_match", "--outcome", "arrested",
-                        "--note", "warrant executed", "--reason", "the outcome was recorded before the arrest", "--by", "PC 3", "--json")
+    corrected = openfrt(second, "alerts", "adjudicate", str(old), "--correcting", "confirmed_match", "--outcome", "arrested",
+                        "--note", "warrant executed", "--reason", "the outcome was recorded before the arrest", "--json")
     assert corrected.returncode == 0, corrected.stderr
     assert {key: json.loads(corrected.stdout)[key] for key in ("status", "note", "adjudicated_by")} == {
-        "status": "confirmed_match", "note": "warrant executed", "adjudicated_by": "PC 3"}
+        "status": "confirmed_match", "note": "warrant executed", "adjudicated_by": user_name(Role.engagement_officer)}
 
-    swept = openfrt(env, "retention", "run", "--now", (START + timedelta(days=40)).isoformat(), "--days", "31", "--json")
+    swept = openfrt(admin, "retention", "run", "--now", (START + timedelta(days=40)).isoformat(), "--days", "31", "--json")
     assert swept.returncode == 0, swept.stderr
     assert json.loads(swept.stdout)["deleted"] == [{"alert": old, "kind": "frame"}, {"alert": old, "kind": "probe_crop"}]
 
-    viewed = openfrt(env, "alerts", "media", str(old + 1), "--kind", "frame", "-o", str(tmp_path / "frame.jpg"), "--json")
+    viewed = openfrt(operator, "alerts", "media", str(old + 1), "--kind", "frame", "-o", str(tmp_path / "frame.jpg"), "--json")
     assert viewed.returncode == 0, viewed.stderr
     assert (tmp_path / "frame.jpg").read_bytes() == jpeg(1005) and stat.S_IMODE((tmp_path / "frame.jpg").stat().st_mode) == 0o600
-    record = openfrt(env, "deployments", "record", "dep", "--json")
+    record = openfrt(operator, "deployments", "record", "dep", "--json")
     assert record.returncode == 0, record.stderr
     published = json.loads(record.stdout)
     assert (published["alerts"], published["true_alerts"], published["arrests"], published["faces_scanned"]) == (2, 1, 1, 7)
-    exported = openfrt(env, "deployments", "export-csv", str(tmp_path / "records.csv"))
+    exported = openfrt(operator, "deployments", "export-csv", str(tmp_path / "records.csv"))
     assert exported.returncode == 0, exported.stderr
     (row,) = csv.DictReader((tmp_path / "records.csv").open())
     assert (row["deployment"], row["alerts"], row["arrests"]) == ("dep", "2", "1")
 
     created = openfrt(
-        env, "deployments", "create", "later", "--watchlist", "op", "--location", "High St", "--purpose", "p",
-        "--authorised-by", "Supt A", "--camera", "gate=rtsp://10.0.0.9/s", "--lat", "51.5", "--lon", "-0.1",
-        "--planned-start", "2026-07-01T10:00+00:00", "--json",
+        operator, "deployments", "create", "later", "--watchlist", "op", "--location", "High St", "--purpose", "p",
+        "--camera", "gate=rtsp://10.0.0.9/s", "--lat", "51.5", "--lon", "-0.1", "--planned-start", "2026-07-01T10:00+00:00", "--json",
     )
     assert created.returncode == 0, created.stderr
     info = json.loads(created.stdout)
     assert info["cameras"] == [{"name": "gate", "source": "rtsp://10.0.0.9/s", "faces_scanned": 0, "frames_dropped": 0}]
     assert (info["status"], info["threshold"], info["planned_start"]) == ("planned", None, "2026-07-01T10:00:00+00:00")
+    assert (info["planned_by"], info["authorised_by"]) == (user_name(Role.operator), None)
 
-    unauthorised = openfrt(env, "deployments", "create", "pending-authority", "--watchlist", "op", "--location", "Gate",
-                           "--purpose", "p", "--camera", "gate=0", "--json")
-    assert unauthorised.returncode == 0, unauthorised.stderr
-    assert json.loads(unauthorised.stdout)["authorised_by"] is None
-    authorised = openfrt(env, "deployments", "authorise", "pending-authority", "--officer", "Supt C", "--json")
+    authorised = openfrt(officer, "deployments", "authorise", "later", "--json")
     assert authorised.returncode == 0, authorised.stderr
-    assert json.loads(authorised.stdout)["authorised_by"] == "Supt C" and json.loads(authorised.stdout)["authorised_at"]
-    again = openfrt(env, "deployments", "authorise", "later", "--officer", "Supt C", "--json")
-    assert again.returncode == 0  # a planned deployment authorised at creation may be re-authorised before it starts
+    assert json.loads(authorised.stdout)["authorised_by"] == user_name(Role.authorising_officer)
+    assert json.loads(authorised.stdout)["authorised_at"]
+    again = openfrt(officer, "deployments", "authorise", "later", "--json")
+    assert again.returncode == 0  # a planned deployment may be re-authorised before it starts

@@ -21,6 +21,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
+from cli_users import as_user, authorised_deployment
 
 from openfrt.gallery import Gallery, ImageToEnrol, SubjectInfo
 from openfrt.gallery.matching import TemplateMatrix
@@ -36,7 +37,7 @@ from openfrt.live.sources import (
     open_source,
 )
 from openfrt.live.tracking import Track, Tracker, View
-from openfrt.records import Category, RecordStore
+from openfrt.records import Category, RecordStore, Role
 from openfrt.vision import EngineConfig, FaceEngine
 from openfrt.vision.embedders.chip import ChipEmbedder, ChipSpec, InferenceBackend
 from openfrt.vision.quality import make_face
@@ -517,12 +518,13 @@ def deployment_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str,
         gallery.create_watchlist("wanted", purpose="test", authorised_by="Supt A", actor="PC 1")
         reference = ImageToEnrol(LFW / "Colin_Powell" / "Colin_Powell_0001.jpg", "ref")
         assert gallery.enrol(SubjectInfo("S1", "Colin Powell", Category.wanted), [reference], actor="PC 1", watchlist="wanted").enrolled
-    return {**os.environ, "OPENFRT_HOME": str(home), "TMPDIR": str(temp), "OPENFRT_USER": "PC 1"}
+    return as_user({**os.environ, "OPENFRT_HOME": str(home), "TMPDIR": str(temp)}, Role.operator)
 
 
-def live(env: dict[str, str], video: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    command = [*LIVE_COMMAND, "--watchlist", "wanted", "--source", f"gate={video}", "--location", "Test St",
-               "--authorised-by", "Supt A", "--events-json", *extra]
+def live(env: dict[str, str], video: Path, name: str) -> subprocess.CompletedProcess[str]:
+    """``openfrt live`` (as the operator) on deployment ``name``, planned and authorised on camera gate=``video``."""
+    authorised_deployment(env, name, "wanted", {"gate": str(video)})
+    command = [*LIVE_COMMAND, "--deployment", name, "--events-json"]
     return subprocess.run(command, check=False, capture_output=True, text=True, timeout=600, cwd=video.parent, env=env)
 
 
@@ -532,7 +534,7 @@ def test_people_not_on_the_watchlist_leave_no_trace(deployment_env: dict[str, st
     video = walk_video(tmp_path / "work" / "passers-by.avi", sorted(UTK.glob("*.jpg"))[:2])
     before = all_files(home)
 
-    result = live(deployment_env, video, "--name", "op-privacy")
+    result = live(deployment_env, video, "op-privacy")
 
     assert result.returncode == 0, result.stderr
     (record,) = [json.loads(line) for line in result.stdout.splitlines()]
@@ -561,7 +563,7 @@ def test_a_watchlisted_person_alerts_once_and_the_record_counts_everyone(deploym
     # watchlist threshold, 0.988 for dlib, other photos of the same person often miss).
     video = walk_video(tmp_path / "walk.avi", [LFW / "Colin_Powell" / "Colin_Powell_0001.jpg", min(UTK.glob("*.jpg"))])
 
-    result = live(deployment_env, video, "--name", "op-hit")
+    result = live(deployment_env, video, "op-hit")
 
     assert result.returncode == 0, result.stderr
     alert, record = [json.loads(line) for line in result.stdout.splitlines()]
@@ -574,8 +576,8 @@ def test_a_watchlisted_person_alerts_once_and_the_record_counts_everyone(deploym
 
 def test_ctrl_c_ends_the_deployment_and_prints_its_record(deployment_env: dict[str, str], tmp_path: Path) -> None:
     video = walk_video(tmp_path / "long.avi", sorted(UTK.glob("*.jpg"))[:1], frames=600)  # a minute in real time
-    command = [*LIVE_COMMAND, "--watchlist", "wanted", "--source", str(video), "--location", "Test St",
-               "--authorised-by", "Supt A", "--events-json", "--realtime", "--name", "op-interrupted"]
+    authorised_deployment(deployment_env, "op-interrupted", "wanted", {"camera1": str(video)})
+    command = [*LIVE_COMMAND, "--deployment", "op-interrupted", "--events-json", "--realtime"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=deployment_env)
     wait_until_running(Path(deployment_env["OPENFRT_HOME"]) / "openfrt.db", "op-interrupted")
     time.sleep(2)  # some frames

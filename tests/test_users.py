@@ -4,6 +4,7 @@ and deployments that wait for an authorising officer — on SQLite and PostgreSQ
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import subprocess
@@ -220,7 +221,7 @@ def test_session_use_is_written_at_most_once_a_minute(users: UserService, store:
 def test_api_tokens_are_shown_once_and_revocable(users: UserService, store: RecordStore) -> None:  # noqa: F811
     users.create("alice", Role.admin, PASSWORD, actor="setup")
     bob = users.create("bob", Role.operator, PASSWORD, actor="alice")
-    info, secret = users.create_token("bob", "nightly export", actor="alice")
+    info, secret = users.create_token("bob", "nightly export", actor="bob")
     assert secret.startswith("ofrt_") and len(secret) > 40
     assert (info.user, info.label, info.last_used_at, info.revoked_at) == ("bob", "nightly export", None, None)
     stored = everything_stored(store)
@@ -248,17 +249,17 @@ def test_api_tokens_are_shown_once_and_revocable(users: UserService, store: Reco
 def test_disabling_a_user_revokes_their_tokens(users: UserService, store: RecordStore) -> None:  # noqa: F811
     users.create("bob", Role.operator, PASSWORD, actor="setup")
     users.create("carol", Role.operator, PASSWORD, actor="setup")
-    _, bobs = users.create_token("bob", "script", actor="setup")
-    _, carols = users.create_token("carol", "script", actor="setup")
+    _, bobs = users.create_token("bob", "script", actor="bob")
+    _, carols = users.create_token("carol", "script", actor="carol")
     users.disable("bob", actor="admin")
     with pytest.raises(AuthenticationError):
         users.token_user(bobs)
     assert users.token_user(carols).name == "carol"
     assert [token.revoked_at is not None for token in users.list_tokens()] == [True, False]
     with pytest.raises(InvalidRecordError, match="disabled"):
-        users.create_token("bob", "another", actor="setup")
+        users.create_token("bob", "another", actor="bob")
     with pytest.raises(InvalidRecordError, match="label"):
-        users.create_token("carol", "  ", actor="setup")
+        users.create_token("carol", "  ", actor="carol")
     with pytest.raises(RecordNotFoundError):
         users.list_tokens("nobody")
     # a token whose user was disabled behind the service's back is refused as well
@@ -283,27 +284,34 @@ def test_users_commands_never_show_the_password(env: dict[str, str]) -> None:  #
     created = openfrt_with_input(env, PASSWORD + "\n", "users", "create", "alice", "--role", "admin", "--password-stdin", "--json")
     assert created.returncode == 0, created.stderr
     assert lines(created)[0] == {**lines(created)[0], "name": "alice", "role": "admin", "disabled": False}
-    short = openfrt_with_input(env, "too short\n", "users", "create", "bob", "--role", "operator", "--password-stdin")
+    login = openfrt_with_input(env, PASSWORD + "\n", "login", "alice", "--password-stdin", "--label", "monitoring", "--json")
+    assert login.returncode == 0, login.stderr
+    secret = lines(login)[0]["token"]
+    assert isinstance(secret, str) and secret.startswith("ofrt_")
+    admin = {**env, "OPENFRT_TOKEN": secret}
+    short = openfrt_with_input(admin, "too short\n", "users", "create", "bob", "--role", "operator", "--password-stdin")
     assert short.returncode == 1 and "12 characters" in short.stderr
+    wrong = openfrt_with_input(env, "not the password\n", "login", "alice", "--password-stdin")
+    assert wrong.returncode == 1 and "sign-in refused" in wrong.stderr and wrong.stdout == ""
 
-    token = openfrt_with_input(env, "", "users", "token", "alice", "--label", "monitoring")
-    assert token.returncode == 0, token.stderr
-    secret = next(line for line in token.stdout.splitlines() if line.startswith("ofrt_"))
-    assert "will not be shown again" in token.stdout
-    listed = openfrt_with_input(env, "", "users", "tokens", "--json")
+    listed = openfrt_with_input(admin, "", "users", "tokens", "--json")
     assert secret not in listed.stdout and lines(listed)[0]["label"] == "monitoring"
-    revoked = openfrt_with_input(env, "", "users", "revoke-token", str(lines(listed)[0]["id"]))
+    revoked = openfrt_with_input(admin, "", "users", "revoke-token", str(lines(listed)[0]["id"]))
     assert revoked.returncode == 0, revoked.stderr
-    disabled = openfrt_with_input(env, "", "users", "disable", "alice", "--json")
-    assert disabled.returncode == 0 and lines(disabled)[0]["disabled"] is True
-    audit = openfrt_with_input(env, "", "audit", "list", "--json")
-    assert [entry["action"] for entry in lines(audit)] == ["user.disable", "token.revoke", "token.create", "user.create"]
-    assert {entry["actor"] for entry in lines(audit)} == {"PC 1234"}
-
-    outputs = [result.stdout + result.stderr for result in (created, short, token, listed, revoked, disabled, audit)]
-    assert not any(PASSWORD in output or "too short" in output for output in outputs)
+    after = openfrt_with_input(admin, "", "users", "disable", "alice", "--json")
+    assert after.returncode == 2 and "was refused" in after.stderr  # the token revoked itself
+    audit = openfrt_with_input(env, "", "audit", "verify", "--json")  # local administration needs no token
+    assert audit.returncode == 0, audit.stderr
     with RecordStore.open(env["OPENFRT_HOME"]) as opened:
+        entries = [(row.action, row.actor, row.credential) for row in audit_rows(opened)]
         stored = everything_stored(opened)
+    local = f"local:{getpass.getuser()}"
+    assert entries[:3] == [("user.create", local, "local"), ("user.login", "alice", "password"), ("token.create", "alice", "password")]
+    token = f"token:{lines(listed)[0]['id']}"
+    assert entries[3:] == [("user.login_failed", "alice", None), ("token.revoke", "alice", token), ("audit.verify", local, "local")]
+
+    outputs = [result.stdout + result.stderr for result in (created, login, short, wrong, listed, revoked, after, audit)]
+    assert not any(PASSWORD in output or "too short" in output or "not the password" in output for output in outputs)
     assert PASSWORD not in stored and secret not in stored
 
 
@@ -315,26 +323,23 @@ def test_a_deployment_cannot_start_before_it_is_authorised(store: RecordStore, h
     service = DeploymentService(store, gallery)
     plan(service, "later", authorised_by=None)
     planned = service.get("later")
-    assert planned.authorised_by is None and planned.authorised_at is None
+    assert planned.authorised_by is None and planned.authorised_at is None and planned.planned_by == "PC 1"
     with pytest.raises(InvalidRecordError, match="authorising officer"):
         service.start("later", "PC 1")
     with pytest.raises(InvalidRecordError, match="authorising officer"):
-        service.authorise("later", officer=" ", actor="Supt B")
+        service.authorise("later", actor=" ")
 
-    authorised = service.authorise("later", officer="Supt B", actor="Supt B")
+    authorised = service.authorise("later", actor="Supt B")
     assert authorised.authorised_by == "Supt B" and authorised.authorised_at is not None
     assert service.get("later") == authorised
     running = service.start("later", "PC 1")
     with pytest.raises(InvalidRecordError, match="running"):
-        service.authorise("later", officer="Supt C", actor="Supt C")
+        service.authorise("later", actor="Supt C")
     record = running.end("PC 1")
     assert record.authorised_by == "Supt B" and record.status is DeploymentStatus.ended
     with pytest.raises(RecordNotFoundError):
-        service.authorise("nope", officer="Supt B", actor="Supt B")
-
-    plan(service, "at-once")  # authorised as it is created (as `openfrt live` does)
-    at_once = service.get("at-once")
-    assert at_once.authorised_by == "Supt A" and at_once.authorised_at is not None
+        service.authorise("nope", actor="Supt B")
     with store.transaction() as session:
         entries = session.scalars(select(AuditEvent).where(AuditEvent.action == "deployment.authorise")).all()
-    assert [(entry.actor, entry.target, entry.details["authorised_by"]) for entry in entries] == [("Supt B", "later", "Supt B")]
+    assert [(entry.actor, entry.target, entry.details["authorised_by"], entry.details["planned_by"]) for entry in entries] == [
+        ("Supt B", "later", "Supt B", "PC 1")]

@@ -12,10 +12,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from cli_users import as_user, authorised_deployment
 
 from openfrt.gallery import Gallery, ImageToEnrol, SubjectInfo
 from openfrt.live.walkthrough import FaceSet, Walkthrough, WalkthroughConfig, generate, one_face_screen
-from openfrt.records import Category, RecordStore
+from openfrt.records import Category, RecordStore, Role
 from openfrt.vision import EngineConfig, FaceEngine
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -114,20 +115,22 @@ def e2e(faces: FaceSet, tmp_path_factory: pytest.TempPathFactory) -> tuple[Walkt
         with RecordStore.open(home) as store:
             gallery = Gallery(store, engine)
             gallery.create_watchlist("strict", purpose="test", authorised_by="Supt A", actor="PC 1")
-            gallery.create_watchlist("lenient", purpose="test", authorised_by="Supt A", actor="PC 1", threshold=LENIENT)
+            gallery.create_watchlist("lenient", purpose="test", authorised_by="Supt A", actor="PC 1")
             listed = [p for p in truth.passers if p.on_watchlist]
             for passer in listed:
                 image = ImageToEnrol(Path(passer.reference_image or ""), "ref", face="largest")
                 subject = SubjectInfo(passer.identity, passer.identity, Category.wanted)
                 assert gallery.enrol(subject, [image], actor="PC 1", watchlist="strict").enrolled
             gallery.add_to_watchlist("lenient", [p.identity for p in listed], actor="PC 1")
-    return truth, {**os.environ, "OPENFRT_HOME": str(home), "OPENFRT_USER": "PC 1"}
+    return truth, as_user({**os.environ, "OPENFRT_HOME": str(home)}, Role.operator)
 
 
-def run_live(truth: Walkthrough, env: dict[str, str], watchlist: str) -> tuple[list[dict], dict]:
-    """The alerts and the record of ``openfrt live --events-json`` on the walk-through."""
-    command = [sys.executable, "-m", "openfrt", "live", "--watchlist", watchlist, "--source", f"gate={truth.video}",
-               "--location", "Test St", "--authorised-by", "Supt A", "--events-json"]
+def run_live(truth: Walkthrough, env: dict[str, str], watchlist: str, threshold: float | None = None) -> tuple[list[dict], dict]:
+    """The alerts and the record of ``openfrt live --events-json`` on the walk-through, as a
+    deployment on ``watchlist`` planned and authorised for it (below the floor, approved)."""
+    approval = "recognition from a different photograph, on a test video" if threshold is not None else None
+    authorised_deployment(env, f"walk-{watchlist}", watchlist, {"gate": str(truth.video)}, approval, threshold=threshold)
+    command = [sys.executable, "-m", "openfrt", "live", "--deployment", f"walk-{watchlist}", "--events-json"]
     result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr
     *alerts, record = [json.loads(line) for line in result.stdout.splitlines()]
@@ -154,6 +157,6 @@ def test_a_walkthrough_counts_the_passers_and_alerts_no_stranger_at_the_calibrat
 def test_a_watchlisted_passer_is_recognised_at_a_lenient_threshold(e2e: tuple[Walkthrough, dict[str, str]]) -> None:
     truth, env = e2e
 
-    alerts, _ = run_live(truth, env, "lenient")
+    alerts, _ = run_live(truth, env, "lenient", LENIENT)
 
     assert any(in_view(truth, alert) for alert in alerts)

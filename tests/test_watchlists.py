@@ -161,7 +161,7 @@ def test_retrospective_search_needs_case_and_reason_and_is_audited(setup: Setup)
 def test_show_warns_when_expected_accuracy_misses_the_target(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
     unfit = {"tpir": 0.4, "fpir": 0.01, "target_fpir": 1 / 6000, "meets_target": False, "message": "FPIR ABOVE target"}
     monkeypatch.setattr(Gallery, "fitness", staticmethod(lambda info: unfit))
-    monkeypatch.setattr(gallery_commands, "open_gallery", lambda *args, **kwargs: nullcontext(setup.gallery))
+    monkeypatch.setattr(gallery_commands, "open_gallery", lambda *args, **kwargs: nullcontext((setup.gallery, "PC 1")))
     app = typer.Typer()
     app.command()(gallery_commands.watchlist_show)
     result = CliRunner().invoke(app, [setup.watchlist, "--json"])

@@ -14,12 +14,14 @@ from openfrt.records.errors import (
     DuplicateRecordError,
     EnrolmentRefused,
     InvalidRecordError,
+    NotPermittedError,
     RecordNotFoundError,
     WatchlistExpiredError,
 )
 
 STATUS_FOR: tuple[tuple[type[OpenFRTError], int], ...] = (
     (AuthenticationError, 401),
+    (NotPermittedError, 403),
     (RecordNotFoundError, 404),
     (DuplicateRecordError, 409),
     (DeploymentNotRunningError, 409),

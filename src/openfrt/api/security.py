@@ -5,6 +5,8 @@
   ``X-CSRF-Token`` header; the console's pages hold it, another site cannot read it.
 * Machines send ``Authorization: Bearer ofrt_…``; a token acts as the user it belongs to, with
   that user's role. Headers are not sent by browsers on their own, so no CSRF check is needed.
+* Every audit entry a request causes names the session or token it came with
+  (:attr:`Principal.name` carries it to the services).
 * Every endpoint depends on :func:`require` with one :class:`Permission`: no credentials is
   401, the wrong role is 403.
 """
@@ -19,6 +21,7 @@ from fastapi import Depends, HTTPException, Request
 
 from openfrt.api.context import ServerContext
 from openfrt.api.permissions import Permission, can
+from openfrt.records.audit import Actor
 from openfrt.records.errors import AuthenticationError
 from openfrt.records.users import UserInfo
 
@@ -34,10 +37,14 @@ class Principal:
     user: UserInfo
     via: str  # "session" or "token"
     csrf_token: str | None = None
+    #: ``session:<id>`` or ``token:<id>``, recorded with every audit entry the request causes.
+    credential: str | None = None
 
     @property
-    def name(self) -> str:
-        return self.user.name
+    def name(self) -> Actor:
+        """The user's name, as the actor of the audit entries this request causes: it carries
+        the credential along, so every service call that audits records it."""
+        return Actor(self.user.name, self.credential)
 
     def can(self, permission: Permission) -> bool:
         return can(self.user.role, permission)
@@ -57,10 +64,11 @@ def optional_principal(request: Request) -> Principal | None:
     scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
     try:
         if scheme.lower() == "bearer" and secret:
-            principal = Principal(users.token_user(secret.strip()), "token")
+            token = users.token_credential(secret.strip())
+            principal = Principal(token.user, "token", credential=token.label)
         elif (cookie := request.cookies.get(SESSION_COOKIE)) is not None:
-            user, csrf = users.session_user(cookie)
-            principal = Principal(user, "session", csrf)
+            session = users.session_credential(cookie)
+            principal = Principal(session.user, "session", session.csrf_token, session.label)
     except AuthenticationError:
         principal = None
     request.state.principal = principal

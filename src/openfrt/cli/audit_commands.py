@@ -3,8 +3,11 @@
 ``verify`` walks the whole hash chain (see :mod:`openfrt.records.audit`) and exits 1 if any
 entry was edited or removed, so it can run from cron or a monitoring check; its output's head
 hash, kept somewhere else, lets a later run show that the log was not rewritten wholesale.
-Reading and verifying the log are themselves audited. Exit codes: 0 intact (or listed),
-1 damage found or a bad filter (reported), 2 usage or configuration.
+``list`` acts as an auditor's or administrator's token (``OPENFRT_TOKEN``). ``verify`` does too
+when a token is given; without one it is local administration (a monitoring job with the data
+directory, which could read every hash anyway; it shows no entry's content), audited as
+``local:<os user>``. Reading and verifying the log are themselves audited. Exit codes:
+0 intact (or listed), 1 damage found or a bad filter (reported), 2 usage or configuration.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from openfrt.cli.common import (
     EXIT_INPUT_FAILED,
     HomeOption,
     JsonOption,
-    OperatorOption,
     console,
     err_console,
     fail,
@@ -27,6 +29,7 @@ from openfrt.cli.common import (
     parse_time,
     print_json,
 )
+from openfrt.cli.identity import has_token, signed_in
 from openfrt.errors import OpenFRTError
 from openfrt.records import (
     AuditAction,
@@ -35,8 +38,8 @@ from openfrt.records import (
     ChainAnchor,
     InvalidRecordError,
     RecordStore,
-    current_actor,
     list_events,
+    local_actor,
     record_event,
     verify_chain,
 )
@@ -56,23 +59,26 @@ def audit_verify(
     anchor: Annotated[list[str] | None, typer.Option(
         "--anchor", help="SEQ:HASH printed by an earlier verification and kept elsewhere: prove the log up to it was not rewritten. Repeatable.")] = None,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Check every entry's hash and link, and that none is missing; exit 1 listing any damage."""
+    """Check every entry's hash and link, and that none is missing; exit 1 listing any damage.
+    As OPENFRT_TOKEN's auditor or administrator, or without a token as local administration."""
     anchors = _anchors(anchor)
     with open_store(home) as store:
+        actor = signed_in(store, "view_audit") if has_token() else local_actor()
         with store.transaction() as session:
             report = verify_chain(session, anchors)
         _record(
-            store, AuditAction.audit_verified, current_actor(operator),
+            store, AuditAction.audit_verified, actor,
             {"entries": report.entries, "ok": report.ok, "problems": len(report.problems), "head_hash": report.head_hash,
-             "anchors": [str(given) for given in anchors]},
+             "anchors": [str(given) for given in anchors], "published_anchors": report.published_anchors},
         )
     if json_output:
         print_json(report.as_dict())
     elif report.ok:
         console.print(f"audit log intact: {report.entries} entries, head {report.head_hash}")
+        if report.published_anchors:
+            console.print(f"all {report.published_anchors} anchors published with deployment records are in place")
         if report.anchor:
             console.print(f"anchor {report.anchor}: keep it outside this system; "
                           f"`openfrt audit verify --anchor {report.anchor}` later proves nothing up to it was rewritten")
@@ -89,27 +95,30 @@ def audit_list(
     action: Annotated[str | None, typer.Option("--action", help="Only this action (e.g. search.retrospective).")] = None,
     actor: Annotated[str | None, typer.Option("--actor", help="Only entries by this actor.")] = None,
     target: Annotated[str | None, typer.Option("--target", help="Only entries about this record (e.g. a subject id).")] = None,
+    credential: Annotated[str | None, typer.Option("--credential", help="Only entries made with this session or token (e.g. token:7).")] = None,
     since: Annotated[str | None, typer.Option("--since", help="From this ISO 8601 time (local unless a zone is given).")] = None,
     until: Annotated[str | None, typer.Option("--until", help="Before this ISO 8601 time.")] = None,
     before_seq: Annotated[int | None, typer.Option("--before-seq", help="Only entries older than this seq (next page).")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many entries.")] = 100,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """List audit entries, newest first (this listing is itself audited)."""
-    filters: dict[str, Any] = {"action": action, "actor": actor, "target": target, "since": since, "until": until, "before_seq": before_seq}
+    filters: dict[str, Any] = {"action": action, "actor": actor, "target": target, "credential": credential, "since": since,
+                               "until": until, "before_seq": before_seq}
     start, end = parse_time(since, "--since"), parse_time(until, "--until")
     with open_store(home) as store:
+        reader = signed_in(store, "view_audit")
         try:
             with store.transaction() as session:
                 entries = list_events(
-                    session, actor=actor, action=action, target=target, since=start, until=end, before_seq=before_seq, limit=limit
+                    session, actor=actor, action=action, target=target, credential=credential, since=start, until=end,
+                    before_seq=before_seq, limit=limit,
                 )
         except OpenFRTError as exc:
             fail(exc, json_output)
         shown = {name: value for name, value in filters.items() if value is not None}
-        _record(store, AuditAction.audit_viewed, current_actor(operator), {"filters": shown, "limit": limit, "entries": len(entries)})
+        _record(store, AuditAction.audit_viewed, reader, {"filters": shown, "limit": limit, "entries": len(entries)})
     for entry in entries:
         _print_entry(entry, json_output)
 
@@ -128,7 +137,8 @@ def _print_entry(entry: AuditEntry, json_output: bool) -> None:
     if json_output:
         print_json(entry.as_dict())
         return
-    parts = [f"#{entry.seq} {entry.at.isoformat()} {escape(entry.actor)} [bold]{entry.action}[/bold]"]
+    by = f"{escape(entry.actor)} ({escape(entry.credential)})" if entry.credential else escape(entry.actor)
+    parts = [f"#{entry.seq} {entry.at.isoformat()} {by} [bold]{entry.action}[/bold]"]
     if entry.target:
         parts.append(f"on {escape(entry.target)}")
     if entry.case_ref:

@@ -39,9 +39,6 @@ HomeOption = Annotated[
     Optional[Path],
     typer.Option("--home", envvar="OPENFRT_HOME", help="Data directory (default: the per-user data directory)."),
 ]
-OperatorOption = Annotated[
-    Optional[str], typer.Option("--operator", help="Who is acting, for the audit log (default: OPENFRT_USER or the login name).")
-]
 ReasonOption = Annotated[Optional[str], typer.Option("--reason", help="Why, for the audit log.")]
 ThreadsOption = Annotated[
     Optional[int], typer.Option("--threads", min=0, help="Inference threads (0: runtime default; see README).")

@@ -1,7 +1,8 @@
 """``openfrt subject``, ``watchlist``, ``enrol-folder``, ``identify`` and ``search``.
 
 Thin wrappers over :class:`openfrt.gallery.Gallery`: parse options, open the store in the data
-directory (``--home`` or ``OPENFRT_HOME``), print one JSON object per line with ``--json``.
+directory (``--home`` or ``OPENFRT_HOME``), act as the user whose API token is in
+``OPENFRT_TOKEN`` (:mod:`openfrt.cli.identity`), print one JSON object per line with ``--json``.
 Exit codes as everywhere: 0 done, 1 an input (image, subject, record) failed and was reported,
 2 usage or configuration (missing case reference, unknown watchlist, unreadable key).
 """
@@ -20,7 +21,6 @@ from openfrt.cli.common import (
     EXIT_INPUT_FAILED,
     DetectorModelOption,
     HomeOption,
-    OperatorOption,
     ReasonOption,
     fail,
     open_store,
@@ -46,8 +46,9 @@ from openfrt.gallery import (
     SubjectInfo,
     WatchlistInfo,
 )
+from openfrt.cli.identity import signed_in
 from openfrt.gallery.matching import Candidate
-from openfrt.records import Category, current_actor
+from openfrt.records import Actor, Category
 
 subject_app = typer.Typer(help="Subjects of the reference database and their reference images.", no_args_is_help=True)
 watchlist_app = typer.Typer(help="Watchlists: subjects compiled for one purpose, authorised and expiring.", no_args_is_help=True)
@@ -76,16 +77,20 @@ DEFAULT_POLICY = QualityPolicy()
 @contextmanager
 def open_gallery(
     home: Path | None,
+    *permissions: str,
     detector: str | None = None,
     detector_model: Path | None = None,
     embedder: str | None = None,
     max_pixels: int | None = None,
     policy: QualityPolicy | None = None,
-) -> Iterator[Gallery]:
-    """The gallery in ``home``; a store that cannot be opened is a configuration (usage) error."""
-    engine = build_engine(detector, detector_model, embedder, max_pixels)
+) -> Iterator[tuple[Gallery, Actor]]:
+    """The gallery in ``home`` and the signed-in user acting on it, who must have
+    ``permissions`` (checked before the face engine loads). A store that cannot be opened, a
+    missing or refused token and a bad engine option are usage errors."""
     with open_store(home) as store:
-        yield Gallery(store, engine, policy)
+        actor = signed_in(store, *permissions)
+        engine = build_engine(detector, detector_model, embedder, max_pixels)
+        yield Gallery(store, engine, policy), actor
 
 
 # -- subject ---------------------------------------------------------------------------------
@@ -104,7 +109,6 @@ def subject_add(
     min_face_height: MinHeightOption = DEFAULT_POLICY.min_face_height_px,
     min_sharpness: MinSharpnessOption = DEFAULT_POLICY.min_sharpness,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
     detector: DetectorOption = None,
     detector_model: DetectorModelOption = None,
@@ -116,9 +120,10 @@ def subject_add(
     subject = SubjectInfo(subject_id, name, category, notes)
     batch = [ImageToEnrol(image, str(image), legal_basis, source, face=choice) for image in images]
     policy = QualityPolicy(min_face_height, min_sharpness)
-    with open_gallery(home, detector, detector_model, embedder, max_pixels, policy) as gallery:
+    engine = {"detector": detector, "detector_model": detector_model, "embedder": embedder, "max_pixels": max_pixels}
+    with open_gallery(home, "enrol", **engine, policy=policy) as (gallery, actor):
         try:
-            report = gallery.enrol(subject, batch, actor=current_actor(operator))
+            report = gallery.enrol(subject, batch, actor=actor)
         except OpenFRTError as exc:
             fail(exc, json_output, subject=subject_id)
     _print_report(report, json_output)
@@ -131,13 +136,12 @@ def subject_remove(
     subject_id: Annotated[str, typer.Argument(metavar="ID", help="Subject id.")],
     reason: ReasonOption = None,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Delete a subject with its reference images, templates, memberships and index entries."""
-    with open_gallery(home) as gallery:
+    with open_gallery(home, "remove_subjects") as (gallery, actor):
         try:
-            removed = gallery.remove_subject(subject_id, actor=current_actor(operator), reason=reason)
+            removed = gallery.remove_subject(subject_id, actor=actor, reason=reason)
         except OpenFRTError as exc:
             fail(exc, json_output, subject=subject_id)
     if json_output:
@@ -156,7 +160,6 @@ def subject_remove(
 def watchlist_create(
     name: Annotated[str, typer.Argument(help="Unique watchlist name.")],
     purpose: Annotated[str, typer.Option("--purpose", help="The one purpose this watchlist is for.")],
-    authorised_by: Annotated[str, typer.Option("--authorised-by", help="Authorising officer (name, rank, number).")],
     criteria: Annotated[Optional[str], typer.Option("--criteria", help="Criteria used to choose its subjects.")] = None,
     expires: Annotated[
         Optional[str], typer.Option("--expires", help="Expiry time, ISO 8601 (local time unless a zone is given).")
@@ -164,18 +167,21 @@ def watchlist_create(
     threshold: Annotated[
         Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="Alert threshold (default: the model's calibrated one).")
     ] = None,
+    standing: Annotated[Optional[str], typer.Option(
+        "--standing", metavar="REASON",
+        help="Keep it beyond one deployment, for this reason (recorded). Without it, it is destroyed when its deployment ends.")] = None,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
     embedder: EmbedderOption = None,
 ) -> None:
-    """Create an empty watchlist for the current model, and show its expected accuracy."""
+    """Create an empty watchlist for the current model, with you (an authorising officer) as
+    its authorising officer, and show its expected accuracy."""
     expires_at = parse_time(expires, "--expires")
-    with open_gallery(home, embedder=embedder) as gallery:
+    with open_gallery(home, "manage_watchlists", embedder=embedder) as (gallery, actor):
         try:
             info = gallery.create_watchlist(
-                name, purpose=purpose, authorised_by=authorised_by, actor=current_actor(operator),
-                criteria=criteria, expires_at=expires_at, threshold=threshold,
+                name, purpose=purpose, authorised_by=actor, actor=actor,
+                criteria=criteria, expires_at=expires_at, threshold=threshold, standing_reason=standing,
             )
         except OpenFRTError as exc:
             fail(exc, json_output, watchlist=name)
@@ -187,14 +193,13 @@ def watchlist_add(
     name: Annotated[str, typer.Argument(help="Watchlist name.")],
     subject_ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Subject ids to add.", show_default=False)],
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Add enrolled subjects to a watchlist (all or none)."""
-    with open_gallery(home) as gallery:
+    with open_gallery(home, "manage_watchlists") as (gallery, actor):
         try:
             before = set(gallery.watchlist(name).subjects)
-            info = gallery.add_to_watchlist(name, subject_ids, actor=current_actor(operator))
+            info = gallery.add_to_watchlist(name, subject_ids, actor=actor)
         except OpenFRTError as exc:
             fail(exc, json_output, watchlist=name)
     added = [subject for subject in info.subjects if subject not in before]
@@ -211,7 +216,7 @@ def watchlist_show(
     json_output: JsonOption = False,
 ) -> None:
     """Show a watchlist: purpose, authority, expiry, threshold, subjects and expected accuracy."""
-    with open_gallery(home) as gallery:
+    with open_gallery(home, "view_watchlists") as (gallery, _):
         try:
             info = gallery.watchlist(name)
         except OpenFRTError as exc:
@@ -224,13 +229,12 @@ def watchlist_delete(
     name: Annotated[str, typer.Argument(help="Watchlist name.")],
     reason: ReasonOption = None,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Destroy a watchlist (its subjects stay in the reference database)."""
-    with open_gallery(home) as gallery:
+    with open_gallery(home, "manage_watchlists") as (gallery, actor):
         try:
-            info = gallery.delete_watchlist(name, actor=current_actor(operator), reason=reason)
+            info = gallery.delete_watchlist(name, actor=actor, reason=reason)
         except OpenFRTError as exc:
             fail(exc, json_output, watchlist=name)
     if json_output:
@@ -252,7 +256,6 @@ def enrol_folder(
     min_face_height: MinHeightOption = DEFAULT_POLICY.min_face_height_px,
     min_sharpness: MinSharpnessOption = DEFAULT_POLICY.min_sharpness,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
     detector: DetectorOption = None,
     detector_model: DetectorModelOption = None,
@@ -268,12 +271,13 @@ def enrol_folder(
     subjects = sorted(path for path in folder.iterdir() if path.is_dir() and not path.name.startswith("."))
     policy = QualityPolicy(min_face_height, min_sharpness)
     failed = False
-    with open_gallery(home, detector, detector_model, embedder, max_pixels, policy) as gallery:
+    engine = {"detector": detector, "detector_model": detector_model, "embedder": embedder, "max_pixels": max_pixels}
+    with open_gallery(home, "enrol", "manage_watchlists", **engine, policy=policy) as (gallery, actor):
         _require_watchlist(gallery, watchlist)
         with Progress(console=err_console, transient=True) as progress:
             task = progress.add_task(f"enrolling into {watchlist}", total=len(subjects))
             for subject_dir in subjects:
-                report = _enrol_subject_dir(gallery, subject_dir, watchlist, category, legal_basis, source, choice, operator)
+                report = _enrol_subject_dir(gallery, subject_dir, watchlist, category, legal_basis, source, choice, actor)
                 failed |= not report.enrolled
                 if json_output:
                     print_json(report.as_dict())
@@ -298,7 +302,8 @@ def identify(
     """Search a watchlist with the largest face of each image: ranked candidates, and an alert
     when the best reaches the watchlist's threshold."""
     failed = False
-    with open_gallery(home, detector, detector_model, embedder, max_pixels) as gallery:
+    engine = {"detector": detector, "detector_model": detector_model, "embedder": embedder, "max_pixels": max_pixels}
+    with open_gallery(home, "search", **engine) as (gallery, _):
         info = _require_watchlist(gallery, watchlist)
         for image in images:
             try:
@@ -318,7 +323,6 @@ def search(
     reason: Annotated[Optional[str], typer.Option("--reason", help="Why this search is necessary (required).")] = None,
     top: TopOption = 10,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
     detector: DetectorOption = None,
     detector_model: DetectorModelOption = None,
@@ -330,13 +334,12 @@ def search(
     if not (case and case.strip() and reason and reason.strip()):
         usage_error("a retrospective search needs --case (a case reference) and --reason")
     failed = False
-    with open_gallery(home, detector, detector_model, embedder, max_pixels) as gallery:
+    engine = {"detector": detector, "detector_model": detector_model, "embedder": embedder, "max_pixels": max_pixels}
+    with open_gallery(home, "search", **engine) as (gallery, actor):
         for image in images:
             try:
                 _, probe = gallery.engine.largest_face_template(image, str(image))
-                candidates = gallery.search(
-                    probe, case_ref=case, reason=reason, actor=current_actor(operator), top=top, image=str(image)
-                )
+                candidates = gallery.search(probe, case_ref=case, reason=reason, actor=actor, top=top, image=str(image))
                 error = None
             except OpenFRTError as exc:
                 candidates, error, failed = [], str(exc), True
@@ -356,13 +359,13 @@ def _enrol_subject_dir(
     legal_basis: str | None,
     source: str | None,
     choice: FaceChoice,
-    operator: str | None,
+    actor: Actor,
 ) -> EnrolmentReport:
     images = sorted(path for path in subject_dir.iterdir() if path.is_file() and not path.name.startswith("."))
     subject = SubjectInfo(subject_dir.name, subject_dir.name.replace("_", " "), category)
     batch = [ImageToEnrol(image, str(image), legal_basis, source, face=choice) for image in images]
     try:
-        return gallery.enrol(subject, batch, actor=current_actor(operator), watchlist=watchlist)
+        return gallery.enrol(subject, batch, actor=actor, watchlist=watchlist)
     except OpenFRTError as exc:
         return EnrolmentReport(subject.id, False, False, (ImageOutcome(str(subject_dir), reason="refused", detail=str(exc)),))
 
@@ -405,9 +408,10 @@ def _print_watchlist(info: WatchlistInfo, fitness: dict[str, Any] | None, json_o
         print_json({**info.as_dict(), "size": len(info.subjects), "fitness": fitness})
     else:
         expiry = info.expires_at.isoformat() if info.expires_at else "never (set one)"
+        kept = f"standing: {info.standing_reason}" if info.standing_reason else "destroyed when its deployment ends"
         console.print(
             f"watchlist [bold]{info.name}[/bold]: {info.purpose}\n"
-            f"  authorised by {info.authorised_by}; criteria: {info.criteria or 'not recorded'}\n"
+            f"  authorised by {info.authorised_by}; criteria: {info.criteria or 'not recorded'}; {kept}\n"
             f"  created {info.created_at.isoformat()}; expires {expiry}{' [red](expired)[/red]' if info.expired else ''}\n"
             f"  threshold {info.threshold:.4f} ({info.model_id}); {len(info.subjects)} subject(s)"
         )

@@ -1,10 +1,11 @@
-"""``openfrt live``: run a live facial-recognition deployment on cameras, files or image folders.
+"""``openfrt live``: run a planned, authorised deployment on its cameras, files or image folders.
 
-Creates the deployment (purpose, place, authorising officer, watchlist, one camera per
-``--source``), starts it (which snapshots the watchlist), runs one pipeline thread per camera,
-and ends it when every source has ended or on Ctrl-C / SIGTERM — always, so the watchlist
-snapshot is destroyed and the record published even after a failure. With ``--events-json``
-each alert is one JSON line and the record is the last; otherwise a live table shows progress.
+Only a deployment another user planned and an authorising officer authorised can run: this
+command plans nothing. As the user in ``OPENFRT_TOKEN`` it opens the deployment's cameras,
+starts it (which snapshots the watchlist), runs one pipeline thread per camera, and ends it
+when every source has ended or on Ctrl-C / SIGTERM — always, so the watchlist snapshot is
+destroyed and the record published even after a failure. With ``--events-json`` each alert is
+one JSON line and the record is the last; otherwise a live table shows progress.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -25,13 +25,13 @@ from openfrt.cli.common import (
     DetectorOption,
     EmbedderOption,
     HomeOption,
-    OperatorOption,
     console,
     err_console,
     open_store,
     print_json,
     usage_error,
 )
+from openfrt.cli.identity import signed_in
 from openfrt.errors import OpenFRTError
 from openfrt.gallery import Gallery
 from openfrt.gallery.fitness import expected_fitness
@@ -44,23 +44,13 @@ from openfrt.live.pipeline import (
     PipelineConfig,
     live_engine_config,
 )
-from openfrt.live.sources import Source, open_source
-from openfrt.records import current_actor
+from openfrt.live.sources import Source, open_sources
 from openfrt.vision import EngineConfig, FaceEngine
-
-SourceListOption = Annotated[
-    list[str],
-    typer.Option("--source", help="[NAME=]SOURCE: a video file, a folder of images, an rtsp:// or http:// URL, or a webcam index. Repeat for more cameras."),
-]
 
 
 def live(
-    watchlist: Annotated[str, typer.Option("--watchlist", help="Watchlist to search (snapshotted at start).")],
-    source: SourceListOption,
-    location: Annotated[str, typer.Option("--location", help="Where the cameras are (published).")],
-    authorised_by: Annotated[str, typer.Option("--authorised-by", help="The officer who authorised the deployment.")],
-    purpose: Annotated[str, typer.Option("--purpose", help="Why the deployment runs (published).")] = "live facial recognition",
-    name: Annotated[str | None, typer.Option("--name", help="Deployment name (default: live-<UTC time>).")] = None,
+    deployment: Annotated[str, typer.Option(
+        "--deployment", help="The planned, authorised deployment to run (`openfrt deployments create` and `authorise`).")],
     events_json: Annotated[bool, typer.Option("--events-json", help="Print each alert, then the record, as JSON lines.")] = False,
     detector: DetectorOption = None,
     detector_model: DetectorModelOption = None,
@@ -71,39 +61,26 @@ def live(
     cadence: Annotated[int, typer.Option("--cadence", min=1, help="Detect on every Nth frame.")] = DEFAULT_CADENCE,
     realtime: Annotated[bool, typer.Option("--realtime", help="Play video files at their frame rate, dropping frames when behind.")] = False,
     home: HomeOption = None,
-    operator: OperatorOption = None,
 ) -> None:
-    """Run a live deployment: every face is searched against the watchlist; only matches are kept."""
-    actor = current_actor(operator)
-    cameras = _open_sources(source, realtime)
-    engine = _live_engine(detector, detector_model, embedder, detect_width)
+    """Run a planned, authorised deployment: every face is searched against the watchlist; only
+    matches are kept."""
     with open_store(home) as store:
+        actor = signed_in(store, "run_deployments")
+        engine = _live_engine(detector, detector_model, embedder, detect_width)
         service = DeploymentService(store, Gallery(store, engine))
-        deployment_name = name or datetime.now(UTC).strftime("live-%Y%m%d-%H%M%S")
         try:
-            service.create(
-                deployment_name, purpose=purpose, location=location, authorised_by=authorised_by, watchlist=watchlist,
-                actor=actor, cameras={camera: src.name for camera, src in cameras.items()},
-            )
-            running = service.start(deployment_name, actor)
+            service.ready_to_start(deployment)  # before any camera is opened
+            cameras = open_sources(service.camera_sources(deployment), realtime)
         except OpenFRTError as exc:
+            usage_error(str(exc))
+        try:
+            running = service.start(deployment, actor)
+        except OpenFRTError as exc:
+            for source in cameras.values():
+                source.stop()
             usage_error(str(exc))
         _report_fitness(running)
         _run(running, cameras, engine, PipelineConfig(cadence=cadence), events_json, actor)
-
-
-def _open_sources(specs: list[str], realtime: bool) -> dict[str, Source]:
-    """Camera name -> source, from ``[NAME=]SOURCE`` options; unnamed cameras are camera1, camera2, …"""
-    cameras: dict[str, Source] = {}
-    for number, spec in enumerate(specs, start=1):
-        camera, _, target = spec.partition("=") if _is_named(spec) else (f"camera{number}", "", spec)
-        if camera in cameras:
-            usage_error(f"two sources are named {camera!r}")
-        try:
-            cameras[camera] = open_source(target, realtime=realtime)
-        except OpenFRTError as exc:
-            usage_error(str(exc))
-    return cameras
 
 
 def _report_fitness(running: RunningDeployment) -> None:
@@ -118,12 +95,6 @@ def _report_fitness(running: RunningDeployment) -> None:
         err_console.print(f"[yellow]warning:[/yellow] {fitness['message']}")
     else:
         err_console.print(fitness["message"])
-
-
-def _is_named(spec: str) -> bool:
-    """True for ``NAME=SOURCE`` (a ``=`` before any ``://``, so URL query strings are not names)."""
-    name, equals, _ = spec.partition("=")
-    return bool(equals) and "://" not in name and "/" not in name
 
 
 def _live_engine(detector: str | None, detector_model: Path | None, embedder: str | None, detect_width: int | None) -> FaceEngine:

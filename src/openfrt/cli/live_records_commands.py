@@ -2,7 +2,9 @@
 
 Thin wrappers over :mod:`openfrt.live.deployments`, :mod:`openfrt.live.alerts` and
 :mod:`openfrt.live.retention`. They need only the records store (no face engine), so they are
-quick enough for an adjudicating officer's terminal or a nightly retention job. ``--json``
+quick enough for an adjudicating officer's terminal or a nightly retention job. Each acts as
+the user whose API token is in ``OPENFRT_TOKEN`` (:mod:`openfrt.cli.identity`): the officer
+who plans, authorises, adjudicates or holds is that user, never a name typed in. ``--json``
 prints one JSON object per line. Exit codes: 0 done, 1 a record was refused or not found
 (reported), 2 usage or configuration (bad option, store that cannot be opened).
 """
@@ -14,11 +16,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from openfrt.cli.common import (
     HomeOption,
     JsonOption,
-    OperatorOption,
     ReasonOption,
     console,
     fail,
@@ -28,11 +30,11 @@ from openfrt.cli.common import (
     print_json,
     usage_error,
 )
+from openfrt.cli.identity import signed_in
 from openfrt.errors import OpenFRTError
 from openfrt.live.alerts import AlertInfo, AlertService
 from openfrt.live.deployments import DeploymentInfo, DeploymentRecord, DeploymentService
 from openfrt.live.retention import run_retention
-from openfrt.records import current_actor
 from openfrt.records.models import AlertOutcome, AlertStatus, DeploymentStatus, MediaKind, PerceivedEthnicity, PerceivedSex
 
 deployments_app = typer.Typer(help="Live deployments: planned, running, ended, and their published records.", no_args_is_help=True)
@@ -41,7 +43,6 @@ retention_app = typer.Typer(help="Deletion of alert images past their retention 
 
 NameArgument = Annotated[str, typer.Argument(help="Deployment name.")]
 AlertIdArgument = Annotated[int, typer.Argument(metavar="ID", help="Alert id (as `openfrt alerts list` shows).")]
-ByOption = Annotated[str, typer.Option("--by", help="The officer acting (name, rank, number).")]
 
 
 # -- deployments -----------------------------------------------------------------------------
@@ -53,9 +54,6 @@ def deployment_create(
     watchlist: Annotated[str, typer.Option("--watchlist", help="Watchlist to search (snapshotted at start).")],
     location: Annotated[str, typer.Option("--location", help="Where the cameras are (published).")],
     purpose: Annotated[str, typer.Option("--purpose", help="Why this deployment is necessary (published).")],
-    authorised_by: Annotated[
-        Optional[str], typer.Option("--authorised-by", help="Authorising officer (name, rank, number); or authorise later.")
-    ] = None,
     camera: Annotated[
         Optional[list[str]], typer.Option("--camera", metavar="NAME=SOURCE", help="A camera and its source (URL, device, file); repeat.")
     ] = None,
@@ -67,17 +65,17 @@ def deployment_create(
     planned_start: Annotated[Optional[str], typer.Option("--planned-start", help="ISO 8601 (local time unless a zone is given).")] = None,
     planned_end: Annotated[Optional[str], typer.Option("--planned-end", help="ISO 8601 (local time unless a zone is given).")] = None,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Plan a deployment; it starts with `openfrt live` and only with its authority and watchlist."""
+    """Plan a deployment (as you); another user, an authorising officer, must authorise it
+    before `openfrt live --deployment NAME` can start it."""
     cameras = dict(_camera(text) for text in camera or [])
     start, end = (parse_time(text, option) for text, option in ((planned_start, "--planned-start"), (planned_end, "--planned-end")))
     with store_or_fail(home, json_output, deployment=name) as store:
+        actor = signed_in(store, "plan_deployments")
         info = DeploymentService(store).create(
-            name, purpose=purpose, location=location, authorised_by=authorised_by, watchlist=watchlist,
-            actor=current_actor(operator), cameras=cameras, threshold=threshold, latitude=lat, longitude=lon,
-            planned_start=start, planned_end=end,
+            name, purpose=purpose, location=location, watchlist=watchlist, actor=actor, cameras=cameras,
+            threshold=threshold, latitude=lat, longitude=lon, planned_start=start, planned_end=end,
         )
     _print_deployment(info, json_output)
 
@@ -85,15 +83,31 @@ def deployment_create(
 @deployments_app.command("authorise")
 def deployment_authorise(
     name: NameArgument,
-    officer: Annotated[str, typer.Option("--officer", help="The authorising officer (name, rank, number).")],
     reason: Annotated[Optional[str], typer.Option("--reason", help="Why it is necessary and proportionate (audited).")] = None,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Authorise a planned deployment (audited); it cannot start without it."""
+    """Authorise a planned deployment as its authorising officer (audited; not your own plan);
+    it cannot start without it."""
     with store_or_fail(home, json_output, deployment=name) as store:
-        info = DeploymentService(store).authorise(name, officer=officer, actor=current_actor(operator), reason=reason)
+        actor = signed_in(store, "authorise_deployments")
+        info = DeploymentService(store).authorise(name, actor=actor, reason=reason)
+    _print_deployment(info, json_output)
+
+
+@deployments_app.command("approve-threshold")
+def deployment_approve_threshold(
+    name: NameArgument,
+    justification: Annotated[str, typer.Option("--justification", help="Why a threshold below the floor is necessary here.")],
+    home: HomeOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Approve a planned deployment's threshold below the floor (more than 1 false alert in
+    1,000 searches at its watchlist's size), as a second authorising officer: not its planner,
+    nor the officer who authorises it (audited with the justification)."""
+    with store_or_fail(home, json_output, deployment=name) as store:
+        actor = signed_in(store, "authorise_deployments")
+        info = DeploymentService(store).approve_threshold(name, justification=justification, actor=actor)
     _print_deployment(info, json_output)
 
 
@@ -105,6 +119,7 @@ def deployment_list(
 ) -> None:
     """List deployments, oldest first."""
     with open_store(home) as store:
+        signed_in(store, "view_deployments")
         deployments = DeploymentService(store).list(status)
     for info in deployments:
         _print_deployment(info, json_output)
@@ -114,6 +129,7 @@ def deployment_list(
 def deployment_show(name: NameArgument, home: HomeOption = None, json_output: JsonOption = False) -> None:
     """Show a deployment: plan, authority, watchlist, cameras and their counts."""
     with store_or_fail(home, json_output, deployment=name) as store:
+        signed_in(store, "view_deployments")
         info = DeploymentService(store).get(name)
     _print_deployment(info, json_output)
 
@@ -122,6 +138,7 @@ def deployment_show(name: NameArgument, home: HomeOption = None, json_output: Js
 def deployment_record(name: NameArgument, home: HomeOption = None, json_output: JsonOption = False) -> None:
     """The deployment's published record (provisional while it runs)."""
     with store_or_fail(home, json_output, deployment=name) as store:
+        signed_in(store, "view_deployments")
         record = DeploymentService(store).record(name)
     _print_record(record, json_output)
 
@@ -133,6 +150,7 @@ def deployment_export_csv(
 ) -> None:
     """Every ended deployment's published columns as CSV, oldest first."""
     with open_store(home) as store:
+        signed_in(store, "view_deployments")
         service = DeploymentService(store)
         if file is None:
             service.export_csv(sys.stdout)
@@ -154,6 +172,7 @@ def alert_list(
 ) -> None:
     """List alerts, oldest first (without their images)."""
     with store_or_fail(home, json_output, deployment=deployment) as store:
+        signed_in(store, "view_alerts")
         alerts = AlertService(store).list(deployment, status)
     for alert in alerts:
         _print_alert(alert, json_output)
@@ -163,7 +182,6 @@ def alert_list(
 def alert_adjudicate(
     alert_id: AlertIdArgument,
     outcome: Annotated[AlertOutcome, typer.Option("--outcome", help="What happened.")],
-    by: ByOption,
     status: Annotated[
         Optional[AlertStatus], typer.Option("--status", help="The verdict (required unless correcting only the outcome).")
     ] = None,
@@ -185,11 +203,12 @@ def alert_adjudicate(
     home: HomeOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Record an officer's verdict on a pending alert, or correct one with --correcting and
-    --reason (audited; never back to pending; a verdict is never replaced unseen)."""
+    """Record your verdict on a pending alert, or correct one with --correcting and --reason
+    (audited; never back to pending; a verdict is never replaced unseen)."""
     with store_or_fail(home, json_output, alert=alert_id) as store:
+        actor = signed_in(store, "adjudicate")
         alert = AlertService(store).adjudicate(
-            alert_id, outcome=outcome, by=by, status=status, correcting=correcting, engaged=engaged, note=note,
+            alert_id, outcome=outcome, by=actor, status=status, correcting=correcting, engaged=engaged, note=note,
             perceived_ethnicity=perceived_ethnicity, perceived_sex=perceived_sex, reason=reason,
         )
     _print_alert(alert, json_output)
@@ -199,13 +218,13 @@ def alert_adjudicate(
 def alert_hold(
     alert_id: AlertIdArgument,
     reason: Annotated[str, typer.Option("--reason", help="Why the images must outlive retention.")],
-    by: ByOption,
     home: HomeOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Keep an alert's images past the retention period until released."""
     with store_or_fail(home, json_output, alert=alert_id) as store:
-        alert = AlertService(store).hold(alert_id, reason=reason, by=by)
+        actor = signed_in(store, "hold_alert_media")
+        alert = AlertService(store).hold(alert_id, reason=reason, by=actor)
     _print_alert(alert, json_output)
 
 
@@ -214,12 +233,12 @@ def alert_release(
     alert_id: AlertIdArgument,
     reason: ReasonOption = None,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Release a hold: the images are deleted at the next retention run if due."""
     with store_or_fail(home, json_output, alert=alert_id) as store:
-        alert = AlertService(store).release(alert_id, by=current_actor(operator), reason=reason)
+        actor = signed_in(store, "hold_alert_media")
+        alert = AlertService(store).release(alert_id, by=actor, reason=reason)
     _print_alert(alert, json_output)
 
 
@@ -230,12 +249,12 @@ def alert_media(
     kind: Annotated[MediaKind, typer.Option("--kind", help="The matched face, or the frame with others pixelated.")] = MediaKind.probe_crop,
     reason: ReasonOption = None,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Write an alert image to a file for review (every viewing is audited)."""
     with store_or_fail(home, json_output, alert=alert_id) as store:
-        data = AlertService(store).media(alert_id, kind, actor=current_actor(operator), reason=reason)
+        actor = signed_in(store, "view_alerts")
+        data = AlertService(store).media(alert_id, kind, actor=actor, reason=reason)
     output.touch(mode=0o600)
     output.write_bytes(data)
     if json_output:
@@ -254,14 +273,14 @@ def retention_run(
     ] = None,
     now: Annotated[Optional[str], typer.Option("--now", help="Act as if it were this ISO 8601 time (for testing).")] = None,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Delete alert images past the retention period, except those on hold; each deletion is audited."""
     moment = parse_time(now, "--now")
     with open_store(home) as store:
+        actor = signed_in(store, "run_retention")
         try:
-            report = run_retention(store, actor=current_actor(operator), days=days, now=moment)
+            report = run_retention(store, actor=actor, days=days, now=moment)
         except OpenFRTError as exc:
             fail(exc, json_output)
     if json_output:
@@ -290,9 +309,11 @@ def _print_deployment(info: DeploymentInfo, json_output: bool) -> None:
     threshold = f"{info.threshold:.4f}" if info.threshold is not None else "the watchlist's"
     cameras = ", ".join(f"{camera.name} ({camera.source})" for camera in info.cameras) or "none"
     authority = f"authorised by {info.authorised_by}" if info.authorised_by else "[yellow]not yet authorised[/yellow]"
+    approval = info.threshold_approval
+    approved = f" (below the floor, approved by {approval['by']}: {escape(approval['justification'])})" if approval else ""
     console.print(
         f"deployment [bold]{info.name}[/bold] ({info.status.value}) at {info.location}: {info.purpose}\n"
-        f"  {authority}; watchlist {info.watchlist}; threshold {threshold}\n"
+        f"  planned by {info.planned_by or 'unrecorded'}; {authority}; watchlist {info.watchlist}; threshold {threshold}{approved}\n"
         f"  cameras: {cameras}"
     )
 
@@ -310,6 +331,7 @@ def _print_record(record: DeploymentRecord, json_output: bool) -> None:
         f"no further action {record.no_further_action}, pending {record.pending_alerts})\n"
         f"  engagements {record.engagements}; arrests {record.arrests}; "
         f"frames dropped {record.frames_dropped}; gaps {record.gaps} ({record.gap_seconds:.0f} s)"
+        + (f"\n  audit anchor when it ended: {record.audit_anchor}" if record.audit_anchor else "")
     )
 
 

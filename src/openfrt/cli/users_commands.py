@@ -1,14 +1,18 @@
-"""``openfrt users``: the server's accounts and API tokens, managed from the server's own shell.
+"""``openfrt login`` and ``openfrt users``: a user's own API token, and accounts and tokens.
 
-Thin wrappers over :class:`openfrt.records.users.UserService`; whoever can run them can open
-the records store, so they need no sign-in (the first administrator is created here). A
-password is read from a hidden prompt, or from standard input with ``--password-stdin`` for
-scripts; it is never echoed, printed or logged. Exit codes: 0 done, 1 a record was refused or
-not found (reported), 2 usage or configuration.
+Thin wrappers over :class:`openfrt.records.users.UserService`. ``login`` checks a user's
+password and prints a new API token of their own, which every other command then acts with
+(``OPENFRT_TOKEN``). The ``users`` commands act as an administrator's token — except creating
+an administrator while there is no enabled one (the first, or after all were disabled), which
+is local administration with the data directory, audited as ``local:<os user>``. A password is
+read from a hidden prompt, or from standard input with ``--password-stdin`` for scripts; it is
+never echoed, printed or logged. Exit codes: 0 done, 1 a record or sign-in was refused or not
+found (reported), 2 usage or configuration.
 """
 
 from __future__ import annotations
 
+import socket
 import sys
 from typing import Annotated
 
@@ -18,14 +22,16 @@ from rich.markup import escape
 from openfrt.cli.common import (
     HomeOption,
     JsonOption,
-    OperatorOption,
     console,
+    err_console,
+    fail,
     open_store,
     store_or_fail,
     print_json,
     usage_error,
 )
-from openfrt.records import Role, UserInfo, UserService, current_actor
+from openfrt.cli.identity import TOKEN_VARIABLE, has_token, signed_in
+from openfrt.records import Actor, AuthenticationError, RecordStore, Role, UserInfo, UserService, local_actor
 
 users_app = typer.Typer(help="Server accounts: create, list, disable, passwords and API tokens.", no_args_is_help=True)
 
@@ -43,13 +49,14 @@ def user_create(
     rank: Annotated[str | None, typer.Option("--rank", help="Rank and number as the officer signs, e.g. 'PC 1234' or 'Supt'.")] = None,
     password_stdin: PasswordStdinOption = False,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Create a user (audited, without the password)."""
-    password = _read_password(password_stdin)
+    """Create a user (audited, without the password). Without OPENFRT_TOKEN only an
+    administrator, and only while there is no enabled one: the first, set up locally."""
     with store_or_fail(home, json_output, user=name) as store:
-        user = UserService(store).create(name, role, password, actor=current_actor(operator), display_name=display_name, rank=rank)
+        actor = _administrator(store, role)
+        password = _read_password(password_stdin)
+        user = UserService(store).create(name, role, password, actor=actor, display_name=display_name, rank=rank)
     _print_user(user, json_output)
 
 
@@ -57,17 +64,19 @@ def user_create(
 def user_list(home: HomeOption = None, json_output: JsonOption = False) -> None:
     """List users by name."""
     with open_store(home) as store:
+        signed_in(store, "manage_users")
         users = UserService(store).list()
     for user in users:
         _print_user(user, json_output)
 
 
 @users_app.command("disable")
-def user_disable(name: NameArgument, home: HomeOption = None, operator: OperatorOption = None, json_output: JsonOption = False) -> None:
+def user_disable(name: NameArgument, home: HomeOption = None, json_output: JsonOption = False) -> None:
     """Disable a user: their sessions end and their API tokens are revoked (audited)."""
     with store_or_fail(home, json_output, user=name) as store:
+        actor = signed_in(store, "manage_users")
         service = UserService(store)
-        service.disable(name, actor=current_actor(operator))
+        service.disable(name, actor=actor)
         user = service.get(name)
     _print_user(user, json_output)
 
@@ -77,37 +86,41 @@ def user_password(
     name: NameArgument,
     password_stdin: PasswordStdinOption = False,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Set a user's password (e.g. a forgotten one); their sessions end (audited, without it)."""
-    password = _read_password(password_stdin)
     with store_or_fail(home, json_output, user=name) as store:
-        UserService(store).set_password(name, password, actor=current_actor(operator))
+        actor = signed_in(store, "manage_users")
+        password = _read_password(password_stdin)
+        UserService(store).set_password(name, password, actor=actor)
     if json_output:
         print_json({"user": name, "password_changed": True})
     else:
         console.print(f"password of {name} changed; their sessions have ended")
 
 
-@users_app.command("token")
-def user_token(
+def login(
     name: NameArgument,
-    label: Annotated[str, typer.Option("--label", help="What the token is for (e.g. the system that uses it).")],
+    label: Annotated[str | None, typer.Option("--label", help="What the token is for (default: this command line and host).")] = None,
+    password_stdin: PasswordStdinOption = False,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Create an API token acting as the user; its secret is printed once and never again."""
-    with store_or_fail(home, json_output, user=name) as store:
-        token, secret = UserService(store).create_token(name, label, actor=current_actor(operator))
+    """Check your password and print a new API token of your own (audited as a log-in); every
+    other command acts as you with it in OPENFRT_TOKEN. It is printed once and never again."""
+    password = _read_password(password_stdin, confirm=False)
+    with open_store(home) as store:
+        try:
+            token, secret = UserService(store).log_in_for_token(name, password, label or f"command line on {socket.gethostname()}")
+        except AuthenticationError as exc:
+            fail(exc, json_output, user=name)
     if json_output:
-        print_json({**token.as_dict(), "secret": secret})
+        print_json({"token": secret})
         return
-    console.print(f"API token {token.id} for {token.user} ({escape(token.label)}):")
     typer.echo(secret)
-    console.print("[yellow]Store it now: it will not be shown again.[/yellow] Revoke it with `openfrt users revoke-token "
-                  f"{token.id}`.")
+    err_console.print(f"API token {token.id} for {token.user} ({escape(token.label)}); it will not be shown again. "
+                      f"Use it with `export {TOKEN_VARIABLE}=…`; an administrator revokes it with "
+                      f"`openfrt users revoke-token {token.id}`.")
 
 
 @users_app.command("tokens")
@@ -118,6 +131,7 @@ def user_tokens(
 ) -> None:
     """List API tokens (without their secrets), revoked ones included."""
     with store_or_fail(home, json_output, user=name) as store:
+        signed_in(store, "manage_users")
         tokens = UserService(store).list_tokens(name)
     for token in tokens:
         if json_output:
@@ -132,12 +146,12 @@ def user_tokens(
 def user_revoke_token(
     token_id: Annotated[int, typer.Argument(metavar="ID", help="Token id (as `openfrt users tokens` shows).")],
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Revoke an API token at once (audited)."""
     with store_or_fail(home, json_output, token=token_id) as store:
-        UserService(store).revoke_token(token_id, actor=current_actor(operator))
+        actor = signed_in(store, "manage_users")
+        UserService(store).revoke_token(token_id, actor=actor)
     if json_output:
         print_json({"token": token_id, "revoked": True})
     else:
@@ -153,24 +167,21 @@ def user_update(
     display_name: Annotated[str | None, typer.Option("--display-name", help="Name shown to others.")] = None,
     rank: Annotated[str | None, typer.Option("--rank", help="Rank and number, e.g. 'PC 1234'; '' removes it.")] = None,
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Change how a user is shown to others and in published records (audited)."""
-    from openfrt.records.users import UserService
-
     with store_or_fail(home, json_output, user=name) as store:
-        user = UserService(store).update(name, actor=current_actor(operator), display_name=display_name, rank=rank)
+        actor = signed_in(store, "manage_users")
+        user = UserService(store).update(name, actor=actor, display_name=display_name, rank=rank)
     _print_user(user, json_output)
 
 
 @users_app.command("enable")
-def user_enable(name: NameArgument, home: HomeOption = None, operator: OperatorOption = None, json_output: JsonOption = False) -> None:
+def user_enable(name: NameArgument, home: HomeOption = None, json_output: JsonOption = False) -> None:
     """Let a disabled user sign in again; their old sessions and tokens stay ended (audited)."""
-    from openfrt.records.users import UserService
-
     with store_or_fail(home, json_output, user=name) as store:
-        user = UserService(store).enable(name, actor=current_actor(operator))
+        actor = signed_in(store, "manage_users")
+        user = UserService(store).enable(name, actor=actor)
     _print_user(user, json_output)
 
 
@@ -179,28 +190,40 @@ def user_role(
     name: NameArgument,
     role: Annotated[str, typer.Argument(metavar="ROLE", help="operator, engagement_officer, authorising_officer, auditor or admin.")],
     home: HomeOption = None,
-    operator: OperatorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Give a user another role; their sessions end (audited). The last administrator keeps theirs."""
-    from openfrt.records.users import Role, UserService
-
     if role not in {member.value for member in Role}:
         usage_error(f"unknown role {role!r}; choose one of {', '.join(member.value for member in Role)}")
     with store_or_fail(home, json_output, user=name) as store:
-        user = UserService(store).set_role(name, Role(role), actor=current_actor(operator))
+        actor = signed_in(store, "manage_users")
+        user = UserService(store).set_role(name, Role(role), actor=actor)
     _print_user(user, json_output)
 
 
-def _read_password(from_stdin: bool) -> str:
-    """The new password: the whole of standard input less its final line break, or typed twice
-    at a hidden prompt. Checked for length by the service, before anything is stored."""
+def _administrator(store: RecordStore, role: Role) -> Actor:
+    """Who creates a user: an administrator's token — or, while no enabled administrator exists
+    (the first one, or after every one was disabled), local administration creating one, so an
+    installation can always get an administrator while the shell never stands in for one."""
+    if has_token():
+        return signed_in(store, "manage_users")
+    if any(user.role is Role.admin and not user.disabled for user in UserService(store).list()):
+        usage_error(f"only an administrator creates users: set {TOKEN_VARIABLE} to an administrator's token (`openfrt login NAME`)")
+    if role is not Role.admin:
+        usage_error("there is no administrator yet: create one first (--role admin), then log in as them to create the others")
+    return local_actor()
+
+
+def _read_password(from_stdin: bool, confirm: bool = True) -> str:
+    """The password: the whole of standard input less its final line break, or typed at a
+    hidden prompt (twice for a new one). A new one is checked by the service before it is stored."""
     if from_stdin:
         password = sys.stdin.read().rstrip("\r\n")
         if not password:
             usage_error("--password-stdin: standard input held no password")
         return password
-    typed: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    # On stderr, so that `export OPENFRT_TOKEN=$(openfrt login NAME)` captures only the token.
+    typed: str = typer.prompt("Password", hide_input=True, confirmation_prompt=confirm, err=True)
     return typed
 
 

@@ -33,6 +33,12 @@ from typing import Any
 DEFAULT_TARGET_FPIR = 1 / 6000
 DEFAULT_WATCHLIST_SIZE = 1000
 
+#: The most false alerts a live deployment may be set to risk on one officer's authority: one in
+#: 1,000 searches of people not on the watchlist, at the watchlist's own size. A threshold with
+#: more (a lower one) needs a second authorising officer's recorded approval
+#: (:meth:`openfrt.live.deployments.DeploymentService.approve_threshold`).
+FLOOR_FPIR = 1 / 1000
+
 #: Package-data folder (beside this module) holding one ``<model>.json`` per calibrated model.
 CALIBRATION_DIR = "calibration"
 
@@ -101,6 +107,39 @@ class Calibration:
         w = (log_n - math.log(low.watchlist_size)) / (math.log(high.watchlist_size) - math.log(low.watchlist_size))
         tpir = low.at(threshold)[0] + w * (high.at(threshold)[0] - low.at(threshold)[0])
         return tpir, fpir
+
+
+    def lowest_threshold_for(self, fpir: float, watchlist_size: int) -> float:
+        """The lowest threshold at which the calibration shows at most ``fpir`` false alerts per
+        search of a ``watchlist_size`` watchlist — never below what was measured.
+
+        Between measured rows it is found by bisection on :meth:`expected` (FPIR falls as the
+        threshold rises). Below the lowest measured row nothing is known, so that row is the
+        floor — unless the calibrated default threshold lies lower and its own measured rate
+        (:attr:`target_fpir` at :data:`DEFAULT_WATCHLIST_SIZE` subjects), scaled to this size
+        as in :meth:`expected`, already meets ``fpir``. When even the highest measured row
+        does not, that row is the floor: nothing lower can be justified.
+        """
+        measured = sorted({threshold for table in self.tables for threshold in table.thresholds})
+
+        def meets(threshold: float) -> bool:
+            return self.expected(threshold, watchlist_size)[1] <= fpir
+
+        first = next((i for i, threshold in enumerate(measured) if meets(threshold)), None)
+        if first is None:
+            floor = measured[-1]
+        elif first == 0:
+            floor = measured[0]
+        else:
+            low, high = measured[first - 1], measured[first]
+            for _ in range(40):
+                middle = (low + high) / 2
+                low, high = (low, middle) if meets(middle) else (middle, high)
+            floor = high
+        per_comparison = 1.0 - (1.0 - self.target_fpir) ** (1.0 / DEFAULT_WATCHLIST_SIZE)
+        if 1.0 - (1.0 - per_comparison) ** max(1, watchlist_size) <= fpir:
+            floor = min(floor, self.default_threshold)
+        return floor
 
 
 def _log_interpolate(a: float, b: float, w: float) -> float:
@@ -190,6 +229,14 @@ def default_watchlist_threshold(model_id: str, reference_images: int = 1) -> flo
     """
     calibration = calibration_for(model_id, reference_images)
     return calibration.default_threshold if calibration else None
+
+
+def floor_threshold(model_id: str, watchlist_size: int, reference_images: int = 1, fpir: float = FLOOR_FPIR) -> float | None:
+    """The lowest threshold a deployment of a ``watchlist_size`` watchlist may use on one
+    authorising officer's authority (:data:`FLOOR_FPIR`); None when ``model_id`` is
+    uncalibrated, whose false-alert rate nobody knows."""
+    calibration = calibration_for(model_id, reference_images)
+    return calibration.lowest_threshold_for(fpir, max(1, watchlist_size)) if calibration else None
 
 
 def expected_performance(

@@ -26,6 +26,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from openfrt.errors import ImageError, ModelMismatchError
+from openfrt.evaluation.calibration import floor_threshold
 from openfrt.gallery.duplicates import Match, Picture
 from openfrt.gallery.fitness import default_threshold, expected_fitness
 from openfrt.gallery.matching import Candidate, Identification, TemplateMatrix
@@ -149,6 +150,8 @@ class WatchlistInfo:
     model_id: str
     revision: int
     subjects: tuple[str, ...] = field(default=())
+    #: Why it is kept beyond one deployment; None: it is destroyed when its deployment ends.
+    standing_reason: str | None = None
 
     @property
     def expired(self) -> bool:
@@ -166,6 +169,7 @@ class WatchlistInfo:
             "threshold": self.threshold,
             "model_id": self.model_id,
             "subjects": list(self.subjects),
+            "standing_reason": self.standing_reason,
         }
 
 
@@ -551,31 +555,49 @@ class Gallery:
         criteria: str | None = None,
         expires_at: datetime | None = None,
         threshold: float | None = None,
+        standing_reason: str | None = None,
     ) -> WatchlistInfo:
-        """A new, empty watchlist for the engine's model; threshold defaults to the calibrated one."""
+        """A new, empty watchlist for the engine's model; threshold defaults to the calibrated one.
+        A threshold below the model's floor even for one subject is refused: it can only be
+        set on a deployment, where a second authorising officer must approve it.
+
+        Without ``standing_reason`` the watchlist is made for one deployment, and destroyed when
+        that deployment ends; with one (why it must outlive a deployment) it stands until
+        deleted or expired."""
         check_identifier(name, "watchlist name")
         for value, what in ((purpose, "purpose"), (authorised_by, "authorising officer")):
             if not value or not value.strip():
                 raise InvalidRecordError(f"a watchlist needs a {what}")
+        if standing_reason is not None and not standing_reason.strip():
+            raise InvalidRecordError("a standing watchlist needs the reason it outlives a deployment")
         if expires_at is not None and expires_at <= utc_now():
             raise InvalidRecordError(f"expiry time {expires_at.isoformat()} is already past")
         if threshold is None:
             threshold = default_threshold(self.model_id, self.engine.embedder.default_threshold)
         if not 0.0 <= threshold <= 1.0:
             raise InvalidRecordError(f"threshold {threshold} is outside 0..1")
+        # Uncalibrated: the 1:1 threshold, whose false-match rate (0.1%) is the floor for one subject.
+        floor = floor_threshold(self.model_id, 1) or self.engine.embedder.default_threshold
+        if threshold < floor:
+            raise InvalidRecordError(
+                f"threshold {threshold} is below {floor:.4f}, the floor of {self.model_id} even for one subject "
+                "(more than 1 false alert in 1,000 searches of people not on it); a lower threshold is set on a "
+                "deployment, where a second authorising officer must approve it"
+            )
         with self.store.transaction() as session:
             if session.scalar(select(Watchlist.id).where(Watchlist.name == name)) is not None:
                 raise DuplicateRecordError(f"a watchlist named {name!r} already exists")
             row = Watchlist(
                 name=name, purpose=purpose, criteria=criteria, authorised_by=authorised_by,
-                expires_at=expires_at, threshold=threshold, model_id=self.model_id, revision=0,
+                expires_at=expires_at, threshold=threshold, model_id=self.model_id, revision=0, standing_reason=standing_reason,
             )
             session.add(row)
             session.flush()
             record_event(
                 session, AuditAction.watchlist_created, actor=actor, target=name, reason=purpose,
-                details={"authorised_by": authorised_by, "criteria": criteria, "threshold": threshold,
-                         "model_id": self.model_id, "expires_at": expires_at.isoformat() if expires_at else None},
+                details={"authorised_by": str(authorised_by), "criteria": criteria, "threshold": threshold,
+                         "model_id": self.model_id, "expires_at": expires_at.isoformat() if expires_at else None,
+                         "standing_reason": standing_reason},
             )
             return _info(session, row)
 
@@ -623,15 +645,13 @@ class Gallery:
         """Destroy a watchlist: its row, memberships and cached matrix. Subjects stay in the
         reference database, where they came from."""
         with self.store.transaction() as session:
-            row = self._watchlist_row(session, name)
-            info = _info(session, row)
-            record_event(
-                session, AuditAction.watchlist_deleted, actor=actor, target=name, reason=reason,
-                details={"subjects": len(info.subjects), "purpose": info.purpose},
-            )
-            session.delete(row)
-        self._matrices.pop(info.id, None)
+            info = destroy_watchlist(session, self._watchlist_row(session, name), actor=actor, reason=reason)
+        self.forget_watchlist(info.id)
         return info
+
+    def forget_watchlist(self, watchlist_id: int) -> None:
+        """Drop the cached matrix of a watchlist destroyed elsewhere (e.g. when its deployment ended)."""
+        self._matrices.pop(watchlist_id, None)
 
     def fitness(self, info: WatchlistInfo) -> dict[str, Any] | None:
         """Expected TPIR/FPIR of the watchlist at its threshold, size and reference images per
@@ -788,6 +808,11 @@ class Gallery:
         """The watchlist's templates as a matrix, decrypted once and cached until it changes."""
         cached = self._matrices.get(info.id)
         with self.store.transaction() as session:
+            # Watchlists destroyed by another process leave no decrypted templates behind here.
+            cached_ids = list(self._matrices)
+            existing = set(session.scalars(select(Watchlist.id).where(Watchlist.id.in_(cached_ids))))
+            for gone in set(cached_ids) - existing:
+                self._matrices.pop(gone, None)
             revision = session.scalar(select(Watchlist.revision).where(Watchlist.id == info.id))
             if revision is None:
                 raise RecordNotFoundError(f"watchlist {info.name!r} no longer exists")
@@ -852,13 +877,27 @@ def _image_info(row: ReferenceImage) -> ReferenceImageInfo:
     return ReferenceImageInfo(row.id, row.media_type, tuple(row.face_box), row.legal_basis, row.source, row.captured_at, row.enrolled_at)
 
 
+def destroy_watchlist(
+    session: Session, row: Watchlist, *, actor: str, reason: str | None, details: dict[str, Any] | None = None
+) -> WatchlistInfo:
+    """Delete a watchlist and its memberships in the caller's transaction, audited with ``reason``
+    and ``details`` (never its templates); the caller drops any cached matrix of it."""
+    info = _info(session, row)
+    record_event(
+        session, AuditAction.watchlist_deleted, actor=actor, target=row.name, reason=reason,
+        details={"subjects": len(info.subjects), "purpose": info.purpose, **(details or {})},
+    )
+    session.delete(row)
+    return info
+
+
 def _info(session: Session, row: Watchlist) -> WatchlistInfo:
     subjects = session.scalars(
         select(WatchlistMember.subject_id).where(WatchlistMember.watchlist_id == row.id).order_by(WatchlistMember.subject_id)
     ).all()
     return WatchlistInfo(
         row.id, row.name, row.purpose, row.criteria, row.authorised_by, row.created_at, row.expires_at,
-        row.threshold, row.model_id, row.revision, tuple(subjects),
+        row.threshold, row.model_id, row.revision, tuple(subjects), row.standing_reason,
     )
 
 

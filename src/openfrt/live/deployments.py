@@ -1,11 +1,12 @@
 """Deployments: one authorised use of live facial recognition, from plan to published record.
 
-A deployment is created with its purpose, place, watchlist and cameras, authorised by a named
-officer (when created, or later by :meth:`DeploymentService.authorise`), then started once:
+A deployment is planned by one user with its purpose, place, watchlist and cameras, authorised
+by another, an authorising officer (:meth:`DeploymentService.authorise`), then started once:
 starting takes a snapshot of the watchlist's templates in memory (so edits to the watchlist
 during the deployment change nothing) and hands the pipeline a :class:`RunningDeployment`.
 Ending destroys the snapshot and stores the deployment's record (faces scanned, alerts and
-their outcomes), which is refreshed when adjudications change later.
+their outcomes), which is refreshed when adjudications change later; a watchlist made for the
+deployment (not a standing one) is destroyed with it.
 
 About people who did not match, only a count is kept.
 """
@@ -19,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from typing import IO, Any, TypeVar
 
@@ -30,17 +31,20 @@ from tenacity import before_sleep_log, retry, retry_if_exception, stop_after_del
 
 from openfrt.errors import OpenFRTError
 from openfrt.gallery import Gallery, TemplateMatrix
-from openfrt.gallery.gallery import check_identifier
+from openfrt.gallery.fitness import ThresholdCheck
+from openfrt.gallery.gallery import check_identifier, destroy_watchlist
 from openfrt.live.events import AlertEvent
 from openfrt.live.sources import check_source, without_credentials
-from openfrt.records.audit import AuditAction, hold_audit_chain, record_event
+from openfrt.live.thresholds import approval_covers, approval_needed, planned_threshold_check
+from openfrt.records.audit import AuditAction, ChainAnchor, hold_audit_chain, record_event
 from openfrt.records.database import is_transient
-from openfrt.records.errors import DuplicateRecordError, InvalidRecordError, RecordNotFoundError
+from openfrt.records.errors import DuplicateRecordError, InvalidRecordError, NotPermittedError, RecordNotFoundError
 from openfrt.records.models import (
     Alert,
     AlertMedia,
     AlertOutcome,
     AlertStatus,
+    AuditEvent,
     Deployment,
     DeploymentCamera,
     DeploymentGap,
@@ -67,7 +71,7 @@ FLUSH_INTERVAL_SECONDS = 5.0
 #: The columns forces publish for each deployment, in order (``export-csv``).
 CSV_COLUMNS = (
     "deployment", "date", "location", "purpose", "watchlist_size", "faces_scanned",
-    "alerts", "true_alerts", "false_alerts", "engagements", "arrests",
+    "alerts", "true_alerts", "false_alerts", "engagements", "arrests", "audit_anchor",
 )
 
 
@@ -109,6 +113,8 @@ class DeploymentInfo:
     cameras: tuple[CameraInfo, ...]
     start_failure: str | None = None
     start_failed_at: datetime | None = None
+    planned_by: str | None = None
+    threshold_approval: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return jsonable(asdict(self))
@@ -143,13 +149,17 @@ class DeploymentRecord:
     frames_dropped: int
     gaps: int
     gap_seconds: float
+    #: The audit log's anchor (SEQ:HASH) when the deployment ended, published with the record so
+    #: that anyone can later show the log was not cut back or rewritten before it (None while it
+    #: runs, and for records published before anchors were).
+    audit_anchor: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return jsonable(asdict(self))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DeploymentRecord:
-        values = {field.name: data[field.name] for field in fields(cls)}
+        values = {field.name: data[field.name] for field in fields(cls) if field.name in data}
         values["status"] = DeploymentStatus(values["status"])
         for name in ("started_at", "ended_at"):
             values[name] = datetime.fromisoformat(values[name]) if values[name] else None
@@ -169,9 +179,18 @@ class RunningDeployment:
     """
 
     def __init__(
-        self, store: RecordStore, info: DeploymentInfo, threshold: float, model_id: str, matcher: TemplateMatrix
+        self,
+        store: RecordStore,
+        info: DeploymentInfo,
+        threshold: float,
+        model_id: str,
+        matcher: TemplateMatrix,
+        on_watchlist_destroyed: Callable[[int], None] | None = None,
     ) -> None:
+        """``on_watchlist_destroyed`` is told the id of a bespoke watchlist destroyed at the end
+        (so a gallery drops its cached templates)."""
         self.store = store
+        self._on_watchlist_destroyed = on_watchlist_destroyed
         self.deployment_id = info.id
         self.name = info.name
         self.threshold = threshold
@@ -238,10 +257,12 @@ class RunningDeployment:
         reported afterwards is refused."""
         with self._lock:
             self._check_running()
-            record = self._write(lambda session: self._store_end(session, actor))
+            record, destroyed = self._write(lambda session: self._store_end(session, actor))
             self._counts_written()
             self._running = False
             self.matcher = TemplateMatrix(self.model_id, [])
+        if destroyed is not None and self._on_watchlist_destroyed is not None:
+            self._on_watchlist_destroyed(destroyed)
         return record
 
     def abandon(self, actor: str, failure: str) -> bool:
@@ -273,19 +294,34 @@ class RunningDeployment:
                      details={"watchlist": row.watchlist, "templates": len(self.matcher)})
         return True
 
-    def _store_end(self, session: Session, actor: str) -> DeploymentRecord:
+    def _store_end(self, session: Session, actor: str) -> tuple[DeploymentRecord, int | None]:
+        """The end in one transaction: counts, record, the snapshot's destruction and, for a
+        watchlist made for this deployment, the watchlist's (its id is returned)."""
         self._write_counts(session)
         row = session.get_one(Deployment, self.deployment_id)
         row.status, row.ended_at = DeploymentStatus.ended, utc_now()
         for camera in row.cameras:
             camera.sealed_source = None  # its credentials are not needed again
-        record = refresh_record(session, row)
-        record_event(session, AuditAction.deployment_ended, actor=actor, target=self.name, details=record.as_dict())
-        record_event(
+        record = compute_record(session, row)
+        ended = {name: value for name, value in record.as_dict().items() if name != "audit_anchor"}
+        record_event(session, AuditAction.deployment_ended, actor=actor, target=self.name, details=ended)
+        last = record_event(
             session, AuditAction.snapshot_destroyed, actor=actor, target=self.name,
             details={"watchlist": row.watchlist, "templates": len(self.matcher)},
         )
-        return record
+        watchlist = session.scalar(select(Watchlist).where(Watchlist.name == row.watchlist))
+        destroyed = None
+        if watchlist is not None and watchlist.standing_reason is None:
+            destroy_watchlist(
+                session, watchlist, actor=actor, details={"deployment": self.name},
+                reason=f"deployment {self.name} ended: a watchlist made for a deployment is destroyed with it",
+            )
+            destroyed = watchlist.id
+            last = session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)).one()
+        # Published with the record: the anchor of this ending's last entry (verify checks it).
+        record = replace(record, audit_anchor=str(ChainAnchor.of(last)))
+        row.record = record.as_dict()
+        return record, destroyed
 
     @retry(
         retry=retry_if_exception(is_transient),
@@ -361,7 +397,6 @@ class DeploymentService:
         *,
         purpose: str,
         location: str,
-        authorised_by: str | None,
         watchlist: str,
         actor: str,
         cameras: Mapping[str, str] | None = None,
@@ -371,28 +406,26 @@ class DeploymentService:
         planned_start: datetime | None = None,
         planned_end: datetime | None = None,
     ) -> DeploymentInfo:
-        """Plan a deployment; ``cameras`` maps camera names to source descriptions (URL, device).
-
-        With ``authorised_by`` it is authorised as it is created (an officer planning their own,
-        or ``openfrt live``); without, it waits for :meth:`authorise` before it can start.
+        """Plan a deployment as ``actor``; ``cameras`` maps camera names to source descriptions
+        (URL, device). It waits for another user's :meth:`authorise` before it can start.
         """
         check_identifier(name, "deployment name")
         for value, what in ((purpose, "purpose"), (location, "location"), (watchlist, "watchlist")):
             require_text(value, f"a deployment needs a {what}")
-        if authorised_by is not None:
-            require_text(authorised_by, "the authorising officer is blank; name them, or leave it out to authorise later")
         cameras = dict(cameras or {})
         _check_cameras(cameras)
         _check_plan(threshold, latitude, longitude, planned_start, planned_end)
         with self.store.transaction() as session:
-            if session.scalar(select(Watchlist.id).where(Watchlist.name == watchlist)) is None:
+            list_row = session.scalar(select(Watchlist).where(Watchlist.name == watchlist))
+            if list_row is None:
                 raise RecordNotFoundError(f"no watchlist named {watchlist!r}")
             if session.scalar(select(Deployment.id).where(Deployment.name == name)) is not None:
                 raise DuplicateRecordError(f"a deployment named {name!r} already exists")
+            if list_row.standing_reason is None:
+                _check_unclaimed(session, watchlist)
             row = Deployment(
                 name=name, purpose=purpose, location=location, latitude=latitude, longitude=longitude,
-                planned_start=planned_start, planned_end=planned_end, authorised_by=authorised_by,
-                authorised_at=utc_now() if authorised_by is not None else None,
+                planned_start=planned_start, planned_end=planned_end, planned_by=str(actor),
                 watchlist=watchlist, threshold=threshold, status=DeploymentStatus.planned,
                 cameras=[self._camera_row(camera, source) for camera, source in cameras.items()],
             )
@@ -419,48 +452,94 @@ class DeploymentService:
                 for camera in row.cameras
             }
 
-    def authorise(self, name: str, *, officer: str, actor: str, reason: str | None = None) -> DeploymentInfo:
-        """Record ``officer``'s authority for a planned deployment, which may then start.
+    def authorise(self, name: str, *, actor: str, reason: str | None = None) -> DeploymentInfo:
+        """Record ``actor``'s authority, as authorising officer, for a planned deployment, which
+        may then start. They may not authorise a deployment they planned themselves: planning
+        and authorising are two people's decisions.
+
+        A threshold below the floor for the watchlist's size (or of an uncalibrated model) needs
+        a second authorising officer's approval first (:meth:`approve_threshold`); the audit
+        entry records the threshold, watchlist size, model and floor either way.
 
         Only a planned deployment can be (re-)authorised: the authority of one that has run is
-        part of its record. ``actor`` is who entered it, usually the officer themself; ``reason``
-        is their justification (why it is necessary and proportionate), kept in the audit log.
+        part of its record. ``reason`` is the officer's justification (why it is necessary and
+        proportionate), kept in the audit log.
         """
-        require_text(officer, "name the authorising officer (name, rank, number)")
+        require_text(actor, "name the authorising officer")
         with self.store.transaction() as session:
+            planned = deployment_row(session, name)  # RecordNotFoundError if there is none
+            if planned.planned_by is not None and planned.planned_by == actor:
+                raise NotPermittedError(
+                    f"deployment {name!r} was planned by {actor}; another authorising officer must authorise it"
+                )
+            approval = planned.threshold_approval
+            if approval is not None and approval["by"] == actor:
+                raise NotPermittedError(
+                    f"{actor} approved deployment {name!r}'s threshold; another authorising officer must authorise it, "
+                    "so that a second authorising officer has approved it"
+                )
+            check = planned_threshold_check(session, planned)
+            if check.needs_approval and not approval_covers(approval, check):
+                raise NotPermittedError(approval_needed(name, check))
             authorised = session.execute(
                 update(Deployment)
                 .where(Deployment.name == name, Deployment.status == DeploymentStatus.planned)
-                .values(authorised_by=officer, authorised_at=utc_now())
+                .values(authorised_by=str(actor), authorised_at=utc_now())
             )
             if authorised.rowcount != 1:
-                status = deployment_row(session, name).status.value  # RecordNotFoundError if there is none
-                raise InvalidRecordError(f"deployment {name!r} is {status}; only a planned deployment can be authorised")
-            row = deployment_row(session, name)
-            info = _deployment_info(row)
+                raise InvalidRecordError(f"deployment {name!r} is {planned.status.value}; only a planned deployment can be authorised")
+            session.refresh(planned)
+            info = _deployment_info(planned)
             record_event(
                 session, AuditAction.deployment_authorised, actor=actor, target=name, reason=reason,
-                details={"authorised_by": officer, "watchlist": info.watchlist, "purpose": info.purpose},
+                details={"authorised_by": str(actor), "planned_by": info.planned_by, "watchlist": info.watchlist,
+                         "purpose": info.purpose, "threshold": check.threshold, "watchlist_size": check.watchlist_size,
+                         "model_id": check.model_id, "threshold_floor": check.floor, "threshold_approval": approval},
             )
             return info
+
+    def approve_threshold(self, name: str, *, justification: str, actor: str) -> DeploymentInfo:
+        """Record ``actor``'s approval, as a second authorising officer, of a planned deployment's
+        threshold below the floor (or of an uncalibrated model), with why. Neither its planner nor
+        its authorising officer may give it, and it covers the threshold, model and watchlist
+        size as they are now (:mod:`openfrt.live.thresholds`)."""
+        require_text(justification, "approving a threshold below the floor needs a justification")
+        with self.store.transaction() as session:
+            row = deployment_row(session, name)
+            if row.status is not DeploymentStatus.planned:
+                raise InvalidRecordError(f"deployment {name!r} is {row.status.value}; only a planned deployment's threshold can be approved")
+            if actor in (row.planned_by, row.authorised_by):
+                raise NotPermittedError(
+                    f"{actor} planned or authorised deployment {name!r}: a threshold below the floor needs a second "
+                    "authorising officer's approval"
+                )
+            check = planned_threshold_check(session, row)
+            if not check.needs_approval:
+                raise InvalidRecordError(f"deployment {name!r}: {check.describe()}; it needs no approval")
+            row.threshold_approval = {"by": str(actor), "at": utc_now().isoformat(), "justification": justification,
+                                      **check.as_dict()}
+            record_event(session, AuditAction.threshold_approved, actor=actor, target=name, reason=justification,
+                         details=check.as_dict())
+            session.flush()
+            return _deployment_info(row)
+
+    def threshold_check(self, name: str) -> ThresholdCheck:
+        """A planned deployment's threshold against the floor for its watchlist as it now is."""
+        with self.store.transaction() as session:
+            return planned_threshold_check(session, deployment_row(session, name))
 
     def start(self, name: str, actor: str) -> RunningDeployment:
         """Start a planned deployment: check its authority, snapshot its watchlist, mark it running."""
         if self.gallery is None:
             raise InvalidRecordError("starting a deployment needs the gallery (for its watchlist)")
-        planned = self.get(name)
-        if planned.status is not DeploymentStatus.planned:
-            raise InvalidRecordError(f"deployment {name!r} is {planned.status.value}; a deployment starts only once")
-        require_text(
-            planned.authorised_by, f"deployment {name!r} has no authorising officer; it cannot start until it is authorised"
-        )
-        require_text(planned.watchlist, f"deployment {name!r} has no watchlist; it cannot start")
-        if not planned.cameras:
-            raise InvalidRecordError(f"deployment {name!r} has no cameras; add one with --camera NAME=SOURCE")
+        planned = self.ready_to_start(name)
         watchlist, matcher = self.gallery.watchlist_snapshot(planned.watchlist)
         if len(matcher) == 0:
             raise InvalidRecordError(f"watchlist {planned.watchlist!r} is empty; there is nothing to look for")
         threshold = planned.threshold if planned.threshold is not None else watchlist.threshold
+        check = ThresholdCheck.of(watchlist.model_id, threshold, len(matcher), matcher.max_references)
+        if check.needs_approval and not approval_covers(planned.threshold_approval, check):
+            raise NotPermittedError(approval_needed(name, check))
         with self.store.transaction() as session:
             started = session.execute(
                 update(Deployment)
@@ -473,9 +552,24 @@ class DeploymentService:
             record_event(
                 session, AuditAction.deployment_started, actor=actor, target=name,
                 details={"watchlist": watchlist.name, "watchlist_size": len(matcher), "threshold": threshold,
-                         "model_id": watchlist.model_id, "cameras": [camera.name for camera in planned.cameras]},
+                         "model_id": watchlist.model_id, "cameras": [camera.name for camera in planned.cameras],
+                         "threshold_floor": check.floor},
             )
-        return RunningDeployment(self.store, planned, threshold, watchlist.model_id, matcher)
+        return RunningDeployment(self.store, planned, threshold, watchlist.model_id, matcher, self.gallery.forget_watchlist)
+
+    def ready_to_start(self, name: str) -> DeploymentInfo:
+        """The deployment, if its plan lets it start: planned (not yet run), authorised, with a
+        watchlist and cameras; raises saying what is missing. Checked before any camera opens."""
+        planned = self.get(name)
+        if planned.status is not DeploymentStatus.planned:
+            raise InvalidRecordError(f"deployment {name!r} is {planned.status.value}; a deployment starts only once")
+        require_text(
+            planned.authorised_by, f"deployment {name!r} has no authorising officer; it cannot start until it is authorised"
+        )
+        require_text(planned.watchlist, f"deployment {name!r} has no watchlist; it cannot start")
+        if not planned.cameras:
+            raise InvalidRecordError(f"deployment {name!r} has no cameras; add one with --camera NAME=SOURCE")
+        return planned
 
     def get(self, name: str) -> DeploymentInfo:
         with self.store.transaction() as session:
@@ -516,8 +610,9 @@ class DeploymentService:
 
     def update(self, name: str, changes: Mapping[str, Any], *, actor: str) -> DeploymentInfo:
         """Change a planned deployment: any of :data:`EDITABLE` (``cameras`` replaces them all).
-        An authorised plan loses its authority when it changes — the officer authorised the plan
-        as it was — and must be authorised again. Audited with what changed."""
+        An authorised plan loses its authority (and any threshold approval) when it changes — the
+        officers approved the plan as it was — and must be authorised again, by someone other
+        than ``actor``, who is now its planner. Audited with what changed."""
         unknown = set(changes) - set(EDITABLE)
         if unknown:
             raise InvalidRecordError(f"{', '.join(sorted(unknown))} cannot be changed; only {', '.join(EDITABLE)}")
@@ -526,8 +621,12 @@ class DeploymentService:
             for field_name in ("purpose", "location", "watchlist"):
                 if field_name in changes:
                     require_text(changes[field_name], f"a deployment needs a {field_name}")
-            if "watchlist" in changes and session.scalar(select(Watchlist.id).where(Watchlist.name == changes["watchlist"])) is None:
-                raise RecordNotFoundError(f"no watchlist named {changes['watchlist']!r}")
+            if "watchlist" in changes and changes["watchlist"] != row.watchlist:
+                list_row = session.scalar(select(Watchlist).where(Watchlist.name == changes["watchlist"]))
+                if list_row is None:
+                    raise RecordNotFoundError(f"no watchlist named {changes['watchlist']!r}")
+                if list_row.standing_reason is None:
+                    _check_unclaimed(session, changes["watchlist"])
             merged = {field_name: changes.get(field_name, getattr(row, field_name))
                       for field_name in ("threshold", "latitude", "longitude", "planned_start", "planned_end")}
             _check_plan(**merged)
@@ -544,9 +643,14 @@ class DeploymentService:
             after = _deployment_info(row).as_dict()
             changed = {key: {"before": before[key], "after": after[key]} for key in sorted(changes) if before[key] != after[key]}
             if changed:
+                # Whoever changes a plan has planned it, so may not authorise it; the authority and
+                # any threshold approval were given for the plan as it was.
                 withdrawn, row.authorised_by, row.authorised_at = row.authorised_by, None, None
+                approval, row.threshold_approval = row.threshold_approval, None
+                planner, row.planned_by = row.planned_by, str(actor)
                 record_event(session, AuditAction.deployment_updated, actor=actor, target=name,
-                             details={"changed": changed, "authority_withdrawn": withdrawn})
+                             details={"changed": changed, "authority_withdrawn": withdrawn,
+                                      "threshold_approval_withdrawn": approval, "planned_by": {"before": planner, "after": str(actor)}})
             return _deployment_info(row)
 
     def cancel(self, name: str, *, actor: str, reason: str) -> None:
@@ -588,7 +692,8 @@ def deployment_row(session: Session, name: str) -> Deployment:
 
 
 def refresh_record(session: Session, row: Deployment) -> DeploymentRecord:
-    """Recompute and store an ended deployment's record (at the end, and after re-adjudication)."""
+    """Recompute and store an ended deployment's record after a re-adjudication (its published
+    audit anchor stays the one taken at the end)."""
     record = compute_record(session, row)
     row.record = record.as_dict()
     return record
@@ -602,6 +707,7 @@ def compute_record(session: Session, row: Deployment) -> DeploymentRecord:
         .where(DeploymentCamera.deployment_id == row.id)
     ).one()
     gaps = session.execute(select(DeploymentGap.started_at, DeploymentGap.ended_at).where(DeploymentGap.deployment_id == row.id)).all()
+    published_anchor = (row.record or {}).get("audit_anchor")
     alerts = session.execute(select(Alert.status, Alert.outcome, Alert.engaged).where(Alert.deployment_id == row.id)).all()
     statuses = Counter(alert.status for alert in alerts)
     assert row.started_at is not None and row.threshold is not None and row.model_id is not None and row.watchlist_size is not None
@@ -618,6 +724,7 @@ def compute_record(session: Session, row: Deployment) -> DeploymentRecord:
         arrests=sum(1 for alert in alerts if alert.outcome is AlertOutcome.arrested),
         frames_dropped=int(cameras[2]), gaps=len(gaps),
         gap_seconds=round(sum((gap.ended_at - gap.started_at).total_seconds() for gap in gaps), 3),
+        audit_anchor=published_anchor,
     )
 
 
@@ -626,7 +733,8 @@ def _deployment_info(row: Deployment) -> DeploymentInfo:
     return DeploymentInfo(
         row.id, row.name, row.purpose, row.location, row.latitude, row.longitude, row.planned_start, row.planned_end,
         row.authorised_by, row.authorised_at, row.watchlist, row.threshold, row.model_id, row.watchlist_size, row.status,
-        row.created_at, row.started_at, row.ended_at, cameras, row.start_failure, row.start_failed_at,
+        row.created_at, row.started_at, row.ended_at, cameras, row.start_failure, row.start_failed_at, row.planned_by,
+        row.threshold_approval,
     )
 
 
@@ -635,6 +743,18 @@ def _check_cameras(cameras: Mapping[str, str]) -> None:
         check_identifier(camera, "camera name")
         require_text(source, f"camera {camera!r} needs a source description")
         check_source(source)
+
+
+def _check_unclaimed(session: Session, watchlist: str) -> None:
+    """A watchlist made for a deployment serves that one only: it is destroyed when it ends."""
+    other = session.scalar(
+        select(Deployment.name).where(Deployment.watchlist == watchlist, Deployment.status != DeploymentStatus.ended).limit(1)
+    )
+    if other is not None:
+        raise InvalidRecordError(
+            f"watchlist {watchlist!r} was made for deployment {other!r} and is destroyed when it ends; "
+            "to use one list for several deployments, create a standing watchlist with the reason (--standing REASON)"
+        )
 
 
 def _check_plan(

@@ -267,6 +267,20 @@ def open_source(spec: str, realtime: bool = False, folder_fps: float = 1.0) -> S
     return VideoFileSource(path)
 
 
+def open_sources(cameras: dict[str, str], realtime: bool = False) -> dict[str, Source]:
+    """A deployment's cameras (name -> source description) opened, all or none: if one fails,
+    those already open are stopped and the error raised."""
+    sources: dict[str, Source] = {}
+    try:
+        for camera, spec in cameras.items():
+            sources[camera] = open_source(spec, realtime=realtime)
+    except OpenFRTError:
+        for source in sources.values():
+            source.stop()
+        raise
+    return sources
+
+
 def video_fps(path: Path) -> float:
     """Frames per second of a video file; raises :class:`SourceError` if it cannot be opened."""
     capture = cv2.VideoCapture(str(path))

@@ -21,7 +21,7 @@ from openfrt.live.deployments import (
     RunningDeployment,
 )
 from openfrt.live.pipeline import CameraStats, LiveRunner, PipelineConfig
-from openfrt.live.sources import Source, open_source
+from openfrt.live.sources import open_sources
 from openfrt.records.errors import InvalidRecordError
 from openfrt.vision import FaceEngine
 
@@ -87,7 +87,7 @@ class LiveSupervisor:
             planned = self.service.get(name)
             if not planned.cameras:
                 raise InvalidRecordError(f"deployment {name!r} has no cameras")
-            sources = self._open_sources(self.service.camera_sources(name))
+            sources = open_sources(self.service.camera_sources(name), realtime=self._realtime)
             try:
                 engine = self._engine()
                 running = self.service.start(name, actor)
@@ -137,17 +137,6 @@ class LiveSupervisor:
                 self.stop(name, actor, timeout)
             except OpenFRTError as exc:
                 log.error("deployment %s did not end cleanly at shutdown: %s", name, exc)
-
-    def _open_sources(self, cameras: dict[str, str]) -> dict[str, Source]:
-        sources: dict[str, Source] = {}
-        try:
-            for camera, spec in cameras.items():
-                sources[camera] = open_source(spec, realtime=self._realtime)
-        except OpenFRTError:
-            for source in sources.values():
-                source.stop()
-            raise
-        return sources
 
     def _run(self, name: str) -> None:
         """Run the cameras to their end (or a stop), then end the deployment — always."""

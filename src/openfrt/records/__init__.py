@@ -6,12 +6,13 @@ decrypted only in memory; the schema is managed by Alembic migrations shipped in
 """
 
 from openfrt.records.audit import (
+    Actor,
     AuditAction,
     AuditEntry,
     ChainAnchor,
     ChainReport,
-    current_actor,
     list_events,
+    local_actor,
     record_event,
     verify_chain,
 )
@@ -24,6 +25,7 @@ from openfrt.records.errors import (
     EnrolmentRefused,
     InvalidRecordError,
     KeyFileError,
+    NotPermittedError,
     RecordNotFoundError,
     WatchlistExpiredError,
 )
@@ -40,6 +42,7 @@ from openfrt.records.store import RecordStore
 from openfrt.records.users import Role, TokenInfo, UserInfo, UserService
 
 __all__ = [
+    "Actor",
     "AuditAction",
     "AuditChainError",
     "AuditEntry",
@@ -53,6 +56,7 @@ __all__ = [
     "EnrolmentRefused",
     "InvalidRecordError",
     "KeyFileError",
+    "NotPermittedError",
     "RecordNotFoundError",
     "RecordStore",
     "ReferenceImage",
@@ -65,9 +69,9 @@ __all__ = [
     "Watchlist",
     "WatchlistExpiredError",
     "WatchlistMember",
-    "current_actor",
     "list_events",
     "load_cipher",
+    "local_actor",
     "open_database",
     "record_event",
     "upgrade",

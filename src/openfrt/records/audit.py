@@ -9,7 +9,13 @@ them. For that each entry carries a sequence number and a SHA-256 hash over its 
 its predecessor's hash, and the one-row ``audit_chain_head`` table records the newest entry, so
 :func:`verify_chain` can show an edited entry, a removed one (from the middle or the end) or a
 reordering. Someone able to rewrite every later entry and the head can still forge a
-consistent chain; comparing a published head hash with a later one exposes that.
+consistent chain, or cut the newest entries off and point the head back; anchors kept outside
+the database expose that — those given to a verification, and those published with every
+deployment record (:func:`published_anchors`), which every verification checks.
+
+Each entry also names the credential its actor proved who they are with (``session:12``,
+``token:7``, ``password``, ``local``), so an action is traced to the login or token that did
+it, not only to a name (see :class:`Actor`).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
 from openfrt.records.errors import AuditChainError, InvalidRecordError
-from openfrt.records.models import AuditChainHead, AuditEvent, utc_now
+from openfrt.records.models import AuditChainHead, AuditEvent, Deployment, utc_now
 
 #: ``prev_hash`` of the first entry, and the head's hash while the log is empty.
 GENESIS_HASH = "0" * 64
@@ -39,6 +45,13 @@ HEAD_ID = 1
 
 #: The columns an entry's hash covers: everything but its row id and the hash itself.
 HASHED_FIELDS = ("seq", "at", "actor", "action", "target", "case_ref", "reason", "details", "prev_hash")
+
+#: Columns added later, covered by the hash whenever they hold a value: entries written before
+#: they existed hold None and hash exactly as they did, so an upgraded log still verifies.
+OPTIONAL_HASHED_FIELDS = ("credential",)
+
+#: The credential of local administration: someone with the data directory, not a signed-in user.
+LOCAL_CREDENTIAL = "local"
 
 #: Rows read per query by :func:`verify_chain`, so memory stays flat however long the log is.
 VERIFY_BATCH = 1000
@@ -87,11 +100,34 @@ class AuditAction(str, enum.Enum):
     deployment_cancelled = "deployment.cancel"
     deployment_stop_requested = "deployment.stop"
     deployment_start_failed = "deployment.start_failed"
+    threshold_approved = "deployment.threshold_approve"
 
 
-def current_actor(explicit: str | None = None) -> str:
-    """Who is acting: the name given, else ``OPENFRT_USER``, else the operating-system user."""
-    return explicit or os.environ.get("OPENFRT_USER") or getpass.getuser()
+class Actor(str):
+    """Who acts, as the audit log's ``actor`` column shows them (a user name, ``local:<os user>``,
+    ``deployment:<name>``), carrying the credential they proved it with into :func:`record_event`.
+
+    It is a ``str`` so that every service keeps taking ``actor: str`` and storing it where it
+    did (verdicts, holds, authorities), while the credential travels with the name — even into
+    the thread that later ends a deployment — without each call in between handing it on.
+    """
+
+    credential: str | None
+
+    def __new__(cls, name: str, credential: str | None = None) -> Actor:
+        actor = super().__new__(cls, name)
+        actor.credential = credential
+        return actor
+
+
+def local_actor() -> Actor:
+    """Local administration (the first administrator, a check from cron): whoever runs openfrt
+    with the data directory, audited as ``local:<os user>``, never as one of the users."""
+    try:
+        account = getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+        account = f"uid-{os.getuid()}"
+    return Actor(f"local:{account}", LOCAL_CREDENTIAL)
 
 
 def record_event(
@@ -105,6 +141,7 @@ def record_event(
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one event in the caller's transaction, so it is kept exactly when the change is.
+    An :class:`Actor` adds the credential it acted by; a plain name records none (the system).
 
     The head row is updated first: that UPDATE waits for any other transaction appending to
     the log (a row lock on PostgreSQL, the write lock on SQLite), so this entry's predecessor
@@ -121,8 +158,9 @@ def record_event(
         raise AuditChainError("the audit chain head is missing, so no event can be appended; run `openfrt audit verify`")
     seq, prev_hash = head
     fields = {
-        "seq": seq, "at": utc_now(), "actor": actor, "action": action.value, "target": target, "case_ref": case_ref,
+        "seq": seq, "at": utc_now(), "actor": str(actor), "action": action.value, "target": target, "case_ref": case_ref,
         "reason": reason, "details": _as_stored(details or {}), "prev_hash": prev_hash,
+        "credential": getattr(actor, "credential", None),
     }
     event = AuditEvent(**fields, entry_hash=entry_hash(fields))
     session.add(event)
@@ -159,9 +197,11 @@ def entry_hash(entry: Mapping[str, Any]) -> str:
     ``entry`` maps the column names to values (other keys are ignored). Canonical means sorted
     keys, fixed separators, ASCII only and ``at`` in UTC with microseconds, so an entry hashes
     the same whether it was just built or read back from SQLite or PostgreSQL. This format is
-    permanent: changing it would invalidate every existing log.
+    permanent: changing it would invalidate every existing log; :data:`OPTIONAL_HASHED_FIELDS`
+    only extend it, for entries that hold them.
     """
     canonical = {name: entry[name] for name in HASHED_FIELDS}
+    canonical.update({name: entry[name] for name in OPTIONAL_HASHED_FIELDS if entry.get(name) is not None})
     canonical["at"] = entry["at"].astimezone(UTC).isoformat(timespec="microseconds")
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(text.encode("ascii")).hexdigest()
@@ -186,16 +226,26 @@ class ChainAnchor:
 
     seq: int
     entry_hash: str
+    #: Where it was published (e.g. "deployment X's record"), for the problems it reveals.
+    published: str | None = field(default=None, compare=False)
 
     @classmethod
-    def parse(cls, text: str) -> ChainAnchor:
+    def parse(cls, text: str, published: str | None = None) -> ChainAnchor:
         seq, _, digest = text.strip().partition(":")
         if not seq.isdigit() or int(seq) < 1 or not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise InvalidRecordError(f"anchor {text!r} is not SEQ:HASH (an entry's number and its 64-hex-digit SHA-256, as a verification prints)")
-        return cls(int(seq), digest)
+        return cls(int(seq), digest, published)
+
+    @classmethod
+    def of(cls, event: AuditEvent) -> ChainAnchor:
+        """The anchor of an entry just appended (e.g. the last of a deployment's ending)."""
+        return cls(event.seq, event.entry_hash)
 
     def __str__(self) -> str:
         return f"{self.seq}:{self.entry_hash}"
+
+    def described(self) -> str:
+        return f"{self} (published with {self.published})" if self.published else str(self)
 
 
 @dataclass(frozen=True)
@@ -212,25 +262,51 @@ class ChainReport:
     head_hash: str | None
     problems: list[str] = field(default_factory=list)
     anchor: ChainAnchor | None = None
+    #: How many anchors published with deployment records were checked.
+    published_anchors: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"entries": self.entries, "ok": self.ok, "head_hash": self.head_hash, "problems": list(self.problems),
-                "anchor": str(self.anchor) if self.anchor else None}
+                "anchor": str(self.anchor) if self.anchor else None, "published_anchors": self.published_anchors}
+
+
+def published_anchors(session: Session, problems: list[str]) -> list[ChainAnchor]:
+    """The anchors published with deployment records (each taken as the deployment ended), to
+    be checked by every verification; a published anchor that no longer reads as one is added
+    to ``problems`` (its record was edited)."""
+    anchors = []
+    rows = session.execute(select(Deployment.name, Deployment.record).where(Deployment.record.is_not(None)).order_by(Deployment.id))
+    for name, record in rows:
+        text = (record or {}).get("audit_anchor")
+        if text is None:
+            continue  # ended before anchors were published
+        try:
+            anchors.append(ChainAnchor.parse(str(text), f"deployment {name}'s record"))
+        except InvalidRecordError:
+            problems.append(f"the audit anchor published with deployment {name}'s record, {text!r}, is not SEQ:HASH: the record was edited")
+    return anchors
 
 
 def verify_chain(session: Session, anchors: Sequence[ChainAnchor] = ()) -> ChainReport:
     """Check every entry's hash, that each links to the one before, that ``seq`` has no gaps,
     that the log ends where the head says, and that each of ``anchors`` (taken earlier, kept
-    elsewhere) is still in it. Reads the log in seq order, in batches."""
+    elsewhere) and of the anchors published with deployment records is still in it. Reads the
+    log in seq order, in batches."""
     problems = _Problems()
+    unreadable: list[str] = []
+    published = published_anchors(session, unreadable)
+    for problem in unreadable:
+        problems.add(problem)
     entries = 0
     last_seq, last_hash = 0, GENESIS_HASH
-    anchored = {anchor.seq: anchor for anchor in anchors}
+    anchored: dict[int, list[ChainAnchor]] = {}
+    for given in (*anchors, *published):
+        anchored.setdefault(given.seq, []).append(given)
     for row in _rows_in_seq_order(session):
         entries += 1
-        anchor = anchored.pop(row.seq, None)
-        if anchor is not None and anchor.entry_hash != row.entry_hash:
-            problems.add(f"entry seq {row.seq} is not the entry anchored as {anchor}: the log was rewritten from there on")
+        for anchor in anchored.pop(row.seq, []):
+            if anchor.entry_hash != row.entry_hash:
+                problems.add(f"entry seq {row.seq} is not the entry anchored as {anchor.described()}: the log was rewritten from there on")
         if entry_hash(row._mapping) != row.entry_hash:
             problems.add(f"entry seq {row.seq} was edited")
         if row.seq <= last_seq:
@@ -256,12 +332,13 @@ def verify_chain(session: Session, anchors: Sequence[ChainAnchor] = ()) -> Chain
             problems.add(f"entries after seq {head.seq} are not in the chain head (head says seq {head.seq}, {ends})")
         elif head.entry_hash != last_hash:
             problems.add(f"the chain head's hash does not match entry seq {last_seq}")
-    for anchor in anchored.values():
-        problems.add(f"entry seq {anchor.seq}, anchored as {anchor}, is gone: the log was cut back or rewritten")
+    for missing in anchored.values():
+        for anchor in missing:
+            problems.add(f"entry seq {anchor.seq}, anchored as {anchor.described()}, is gone: the log was cut back or rewritten")
     listed = problems.listed()
     return ChainReport(
         entries=entries, ok=not listed, head_hash=head.entry_hash if head else None, problems=listed,
-        anchor=ChainAnchor(last_seq, last_hash) if entries and not listed else None,
+        anchor=ChainAnchor(last_seq, last_hash) if entries and not listed else None, published_anchors=len(published),
     )
 
 
@@ -270,6 +347,7 @@ def _rows_in_seq_order(session: Session) -> Iterator[Row[Any]]:
     columns = (
         AuditEvent.seq, AuditEvent.at, AuditEvent.actor, AuditEvent.action, AuditEvent.target,
         AuditEvent.case_ref, AuditEvent.reason, AuditEvent.details, AuditEvent.prev_hash, AuditEvent.entry_hash,
+        AuditEvent.credential,
     )
     after: int | None = None
     while True:
@@ -329,12 +407,13 @@ class AuditEntry:
     reason: str | None
     details: dict[str, Any]
     entry_hash: str
+    credential: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "seq": self.seq, "at": self.at.isoformat(), "actor": self.actor, "action": self.action,
             "target": self.target, "case_ref": self.case_ref, "reason": self.reason, "details": self.details,
-            "entry_hash": self.entry_hash,
+            "entry_hash": self.entry_hash, "credential": self.credential,
         }
 
 
@@ -344,6 +423,7 @@ def list_events(
     actor: str | None = None,
     action: AuditAction | str | None = None,
     target: str | None = None,
+    credential: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     before_seq: int | None = None,
@@ -363,6 +443,8 @@ def list_events(
         query = query.where(AuditEvent.action == (action.value if isinstance(action, AuditAction) else action))
     if target is not None:
         query = query.where(AuditEvent.target == target)
+    if credential is not None:
+        query = query.where(AuditEvent.credential == credential)
     if since is not None:
         query = query.where(AuditEvent.at >= since)
     if until is not None:
@@ -370,6 +452,7 @@ def list_events(
     if before_seq is not None:
         query = query.where(AuditEvent.seq < before_seq)
     return [
-        AuditEntry(row.seq, row.at, row.actor, row.action, row.target, row.case_ref, row.reason, row.details, row.entry_hash)
+        AuditEntry(row.seq, row.at, row.actor, row.action, row.target, row.case_ref, row.reason, row.details, row.entry_hash,
+                   row.credential)
         for row in session.scalars(query)
     ]

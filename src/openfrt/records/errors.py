@@ -58,5 +58,10 @@ class AuthenticationError(OpenFRTError):
     """
 
 
+class NotPermittedError(OpenFRTError):
+    """The acting user may not do this whatever their role: act for someone else, authorise
+    their own plan, or approve what they authorised."""
+
+
 class AuditChainError(OpenFRTError):
     """The audit log's hash chain cannot be extended (its head row is missing)."""

@@ -144,6 +144,9 @@ class Watchlist(Base):
     model_id: Mapped[str] = mapped_column(String(100))
     #: Bumped whenever the templates behind the watchlist change, so cached matrices go stale.
     revision: Mapped[int] = mapped_column(Integer, default=0)
+    #: Why it is kept beyond one deployment. None: it was made for one deployment, and is
+    #: destroyed when that deployment ends.
+    standing_reason: Mapped[str | None] = mapped_column(Text)
 
     members: Mapped[list[WatchlistMember]] = relationship(
         back_populates="watchlist", cascade="all, delete-orphan", passive_deletes=True
@@ -164,6 +167,9 @@ class WatchlistMember(Base):
 
 #: Length of a SHA-256 digest in hex: audit chain hashes and the stored hashes of secrets.
 SHA256_HEX_LENGTH = 64
+
+#: Longest credential label in the audit log (``session:<id>``, ``token:<id>``, ...).
+CREDENTIAL_LENGTH = 80
 
 
 class AuditEvent(Base):
@@ -190,6 +196,9 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(SHA256_HEX_LENGTH))
     entry_hash: Mapped[str] = mapped_column(String(SHA256_HEX_LENGTH))
+    #: How the actor proved who they are (``session:12``, ``token:7``, ``password``, ``local``);
+    #: None for the system's own entries and for entries written before it was recorded.
+    credential: Mapped[str | None] = mapped_column(String(CREDENTIAL_LENGTH))
 
 
 class AuditChainHead(Base):
@@ -277,8 +286,8 @@ class MediaKind(str, enum.Enum):
 class Deployment(Base):
     """One authorised use of live facial recognition at a place, against one watchlist.
 
-    An operator may plan it; an authorising officer authorises it (``authorised_by``,
-    ``authorised_at``) before it can start.
+    A user plans it (``planned_by``); another user, an authorising officer, authorises it
+    (``authorised_by``, ``authorised_at``) before it can start.
 
     The watchlist is referenced by name, not foreign key: the watchlist is destroyed after use,
     the deployment's record must outlive it. ``threshold`` is None until start when the
@@ -317,6 +326,12 @@ class Deployment(Base):
     cameras: Mapped[list[DeploymentCamera]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, order_by="DeploymentCamera.name"
     )
+    #: The user who planned it, who may not also authorise it; None for deployments planned
+    #: before this was recorded.
+    planned_by: Mapped[str | None] = mapped_column(String(200))
+    #: A second authorising officer's approval of a threshold below the floor: who, when, why,
+    #: and the threshold, model and watchlist size it covers (:mod:`openfrt.live.thresholds`).
+    threshold_approval: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class DeploymentCamera(Base):

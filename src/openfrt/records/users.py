@@ -6,6 +6,11 @@ cannot be replayed). Sign-in fails with one message whatever the cause, and an u
 costs the same password check as a known one, so neither the message nor the time tells an
 attacker which names exist. Every change to an account, and every sign-in attempt, is audited
 — by name, never with the password or a token.
+
+An API token is created only by the user it acts as, after proving it with their password (a
+console session or ``openfrt login``), never by an administrator for someone else nor by
+another token; each request's :class:`Credential` (``session:<id>`` or ``token:<id>``) goes
+into the audit entries it causes, so who really acted is never lost.
 """
 
 from __future__ import annotations
@@ -24,17 +29,18 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from openfrt.records.audit import AuditAction, record_event
+from openfrt.records.audit import Actor, AuditAction, record_event
 from openfrt.records.errors import (
     AuthenticationError,
     DuplicateRecordError,
     InvalidRecordError,
+    NotPermittedError,
     RecordNotFoundError,
 )
 from openfrt.records.models import ID_LENGTH, ApiToken, Role, User, UserSession, utc_now
 from openfrt.records.store import RecordStore
 
-__all__ = ["Role", "TokenInfo", "UserInfo", "UserService"]
+__all__ = ["Credential", "Role", "TokenInfo", "UserInfo", "UserService"]
 
 #: Shortest password accepted: length is what makes a password hard to guess.
 MIN_PASSWORD_LENGTH = 12
@@ -47,6 +53,9 @@ TOKEN_PREFIX = "ofrt_"
 
 #: User names appear in audit entries, URLs and log lines: no spaces or look-alike punctuation.
 USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]*")
+
+#: The credential of a sign-in itself (audited as such): the password was checked just now.
+PASSWORD_CREDENTIAL = "password"
 
 #: The one message for every refused sign-in (unknown name, wrong password, disabled account).
 SIGN_IN_REFUSED = "sign-in refused: unknown user name, wrong password or disabled account"
@@ -98,6 +107,25 @@ class TokenInfo:
             "id": self.id, "user": self.user, "label": self.label, "created_at": self.created_at.isoformat(),
             "last_used_at": _iso(self.last_used_at), "revoked_at": _iso(self.revoked_at),
         }
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A user as proved by one session or API token; ``label`` names it in the audit log."""
+
+    user: UserInfo
+    kind: str  # "session" or "token"
+    id: int
+    csrf_token: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+    @property
+    def actor(self) -> Actor:
+        """The user's name as the actor of the audit entries this credential causes."""
+        return Actor(self.user.name, self.label)
 
 
 class UserService:
@@ -236,7 +264,7 @@ class UserService:
                 row = session.get_one(User, user_id)
                 if HASHER.check_needs_rehash(row.password_hash):
                     row.password_hash = HASHER.hash(password)
-                record_event(session, AuditAction.login, actor=name, target=name)
+                record_event(session, AuditAction.login, actor=Actor(name, PASSWORD_CREDENTIAL), target=name)
                 return _user_info(row)
         raise AuthenticationError(SIGN_IN_REFUSED)
 
@@ -263,6 +291,11 @@ class UserService:
 
     def session_user(self, session_token: str) -> tuple[UserInfo, str]:
         """The signed-in user and the session's CSRF token; an expired session is removed."""
+        credential = self.session_credential(session_token)
+        return credential.user, credential.csrf_token or ""
+
+    def session_credential(self, session_token: str) -> Credential:
+        """The signed-in user, with the session's id and CSRF token; an expired session is removed."""
         now = utc_now()
         with self.store.transaction() as session:
             found = session.execute(
@@ -276,7 +309,7 @@ class UserService:
             elif not user.disabled:
                 if now - row.last_seen_at >= TOUCH_INTERVAL:
                     row.last_seen_at = now
-                return _user_info(user), row.csrf_token
+                return Credential(_user_info(user), "session", row.id, row.csrf_token)
         raise AuthenticationError(SESSION_REFUSED)
 
     def end_session(self, session_token: str) -> None:
@@ -285,7 +318,18 @@ class UserService:
             session.execute(delete(UserSession).where(UserSession.token_hash == _sha256(session_token)))
 
     def create_token(self, user_name: str, label: str, *, actor: str) -> tuple[TokenInfo, str]:
-        """A new API token for the user and its secret, which exists only in this return value."""
+        """A new API token for the user and its secret, which exists only in this return value.
+
+        Only the user themself may create it, and not with another token: a token minted by an
+        administrator would let them act, audited, as any officer; one minted by a token would
+        outlive that token's revocation."""
+        if actor != user_name:
+            raise NotPermittedError(
+                f"an API token is created only by the user it acts as: {user_name} must create it themself "
+                f"(`openfrt login {user_name}`, or their console)"
+            )
+        if (getattr(actor, "credential", None) or "").startswith("token:"):
+            raise NotPermittedError("an API token cannot create another: log in with your password (`openfrt login`)")
         label = label.strip()
         if not label or len(label) > 200:
             raise InvalidRecordError("an API token needs a label of 1 to 200 characters (what it is for)")
@@ -302,6 +346,10 @@ class UserService:
 
     def token_user(self, secret: str) -> UserInfo:
         """The user an API token acts as; refused if it is unknown, revoked, or its user disabled."""
+        return self.token_credential(secret).user
+
+    def token_credential(self, secret: str) -> Credential:
+        """The user an API token acts as, with the token's id; refused as :meth:`token_user` is."""
         if not secret.startswith(TOKEN_PREFIX):
             raise AuthenticationError(TOKEN_REFUSED)
         now = utc_now()
@@ -314,7 +362,13 @@ class UserService:
                 raise AuthenticationError(TOKEN_REFUSED)
             if row.last_used_at is None or now - row.last_used_at >= TOUCH_INTERVAL:
                 row.last_used_at = now
-            return _user_info(user)
+            return Credential(_user_info(user), "token", row.id)
+
+    def log_in_for_token(self, name: str, password: str, label: str) -> tuple[TokenInfo, str]:
+        """Sign in (audited as a log-in, refused as any sign-in is) and create the user's own
+        API token, e.g. for the command line (``openfrt login``)."""
+        user = self.authenticate(name, password)
+        return self.create_token(user.name, label, actor=Actor(user.name, PASSWORD_CREDENTIAL))
 
     def list_tokens(self, user_name: str | None = None) -> builtins.list[TokenInfo]:
         """Tokens (revoked ones too, for the record), oldest first; only ``user_name``'s if given."""

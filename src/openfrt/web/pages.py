@@ -178,13 +178,15 @@ def audit(
     actor: str | None = None,
     action: str | None = None,
     target: str | None = None,
+    credential: str | None = None,
     since: str | None = None,
     until: str | None = None,
     before: int | None = Query(None, ge=1),
     principal: Principal = Depends(viewer(Permission.view_audit)),
     ctx: ServerContext = Depends(server),
 ) -> HTMLResponse:
-    filters = {"actor": actor or "", "action": action or "", "target": target or "", "since": since or "", "until": until or ""}
+    filters = {"actor": actor or "", "action": action or "", "target": target or "", "credential": credential or "",
+               "since": since or "", "until": until or ""}
     entries: list[dict[str, Any]] = []
     problem = None
     try:
@@ -193,7 +195,7 @@ def audit(
         problem = "Give times as YYYY-MM-DDTHH:MM (UTC)."
     else:
         found = read_audit_log(ctx, principal, actor=actor or None, action=action or None, target=target or None,
-                               since=window[0], until=window[1], before=before, limit=PAGE_SIZE)
+                               credential=credential or None, since=window[0], until=window[1], before=before, limit=PAGE_SIZE)
         entries = [entry.as_dict() for entry in found]
     chosen = {key: value for key, value in filters.items() if value}
     older = {**chosen, "before": entries[-1]["seq"]} if len(entries) == PAGE_SIZE else None

@@ -35,6 +35,7 @@ def audit_log(
     actor: str | None = None,
     action: str | None = None,
     target: str | None = None,
+    credential: str | None = Query(None, description="Only entries made with this session or token, e.g. token:7."),
     since: datetime | None = None,
     until: datetime | None = None,
     before: int | None = Query(None, ge=1),
@@ -42,13 +43,13 @@ def audit_log(
     principal: Principal = Depends(auditor),
     ctx: ServerContext = Depends(context),
 ) -> list[dict[str, Any]]:
-    entries = read_audit_log(ctx, principal, actor=actor, action=action, target=target, since=in_utc(since), until=in_utc(until),
-                             before=before, limit=limit)
+    entries = read_audit_log(ctx, principal, actor=actor, action=action, target=target, credential=credential,
+                             since=in_utc(since), until=in_utc(until), before=before, limit=limit)
     return [jsonable(entry.as_dict()) for entry in entries]
 
 
 def read_audit_log(ctx: ServerContext, principal: Principal, *, limit: int, **filters: Any) -> list[AuditEntry]:
-    """Entries matching ``filters`` (actor, action, target, since, until, before), newest first.
+    """Entries matching ``filters`` (actor, action, target, credential, since, until, before), newest first.
 
     Reading the log is itself logged, with the filters used — after the read, so that a page
     does not show its own viewing. The API and the console both read through here."""
@@ -65,7 +66,8 @@ class ExportFormat(str, enum.Enum):
 
 
 #: Columns of an exported entry, in order; ``details`` is JSON text in a CSV.
-EXPORT_COLUMNS = ("seq", "at", "actor", "action", "action_name", "target", "case_ref", "reason", "details", "entry_hash")
+EXPORT_COLUMNS = ("seq", "at", "actor", "action", "action_name", "target", "case_ref", "reason", "details", "credential",
+                  "entry_hash")
 
 #: Entries read per query while exporting (newest first, then put in order).
 EXPORT_BATCH = 1000
@@ -78,6 +80,7 @@ def export(
     actor: str | None = None,
     action: str | None = None,
     target: str | None = None,
+    credential: str | None = Query(None, description="Only entries made with this session or token, e.g. token:7."),
     since: datetime | None = None,
     until: datetime | None = None,
     principal: Principal = Depends(auditor),
@@ -85,8 +88,8 @@ def export(
 ) -> StreamingResponse:
     """The whole selection is read in one transaction (a consistent snapshot) and audited, with
     the filters and the count, before the download starts."""
-    given = {name: value for name, value in {"actor": actor, "action": action, "target": target, "since": in_utc(since),
-                                             "until": in_utc(until)}.items() if value is not None}
+    given = {name: value for name, value in {"actor": actor, "action": action, "target": target, "credential": credential,
+                                             "since": in_utc(since), "until": in_utc(until)}.items() if value is not None}
     with ctx.store.transaction() as session:
         entries: list[AuditEntry] = []
         while batch := list_events(session, limit=EXPORT_BATCH, before_seq=entries[-1].seq if entries else None, **given):
@@ -130,7 +133,8 @@ def action_name(code: str) -> str:
     return member.name.replace("_", " ").capitalize()
 
 
-@router.get("/audit/verify", summary="Check the hash chain: any edited or removed entry is reported")
+@router.get("/audit/verify", summary="Check the hash chain and every anchor published with a deployment record: "
+            "any edited or removed entry, or a log cut back, is reported")
 def verify(
     anchor: list[str] = Query([], description="SEQ:HASH from an earlier verification, kept elsewhere: the entry must still be there, unchanged."),
     principal: Principal = Depends(auditor),
@@ -142,5 +146,5 @@ def verify(
     with ctx.store.transaction() as session:
         record_event(session, AuditAction.audit_verified, actor=principal.name,
                      details={"entries": report.entries, "ok": report.ok, "problems": len(report.problems),
-                              "anchors": [str(given) for given in anchors]})
+                              "anchors": [str(given) for given in anchors], "published_anchors": report.published_anchors})
     return report.as_dict()

@@ -1,4 +1,4 @@
-"""Deployments: planned by an operator, authorised by an authorising officer, run by this server.
+"""Deployments: planned by one user, authorised by another (an authorising officer), run by this server.
 
 While a deployment runs here, its cameras' progress (fps, faces scanned, alerts, dropped
 frames) is part of its answer, for the console's live status.
@@ -16,6 +16,9 @@ from openfrt.api.context import ServerContext
 from openfrt.api.permissions import Permission
 from openfrt.api.security import Principal, context, require
 from openfrt.live.deployments import DeploymentInfo
+from openfrt.live.thresholds import approval_covers
+from openfrt.records.errors import RecordNotFoundError
+from openfrt.records.models import DeploymentStatus
 
 router = APIRouter(prefix="/api", tags=["deployments"])
 
@@ -53,10 +56,24 @@ class Justification(BaseModel):
     reason: str = Field(min_length=1, max_length=2000, description="Why, in the officer's words; kept in the audit log.")
 
 
+class ThresholdApproval(BaseModel):
+    justification: str = Field(min_length=1, max_length=2000, description="Why a threshold below the floor is necessary here.")
+
+
 def deployment_payload(ctx: ServerContext, info: DeploymentInfo) -> dict[str, Any]:
+    """A deployment with its cameras' progress while it runs and, while planned, its threshold
+    against the floor (whether a second authorising officer must approve it)."""
     status = ctx.supervisor.status(info.name)
     live = None if status is None else [camera.__dict__ for camera in status]
-    return {**info.as_dict(), "live": live}
+    check = None
+    if info.status is DeploymentStatus.planned:
+        try:
+            planned = ctx.deployments.threshold_check(info.name)
+        except RecordNotFoundError:  # its watchlist is gone: it cannot start, and the page says why when tried
+            pass
+        else:
+            check = {**planned.as_dict(), "approved": approval_covers(info.threshold_approval, planned), "text": planned.describe()}
+    return {**info.as_dict(), "live": live, "threshold_check": check}
 
 
 @router.get("/deployments", summary="All deployments, oldest first")
@@ -75,8 +92,7 @@ def get_deployment(name: str, _: Principal = Depends(require(Permission.view_dep
 def create_deployment(body: NewDeployment, principal: Principal = Depends(require(Permission.plan_deployments)),
                       ctx: ServerContext = Depends(context)) -> dict[str, Any]:
     info = ctx.deployments.create(
-        body.name, purpose=body.purpose, location=body.location, authorised_by=None, watchlist=body.watchlist,
-        actor=principal.name, cameras=body.cameras, threshold=body.threshold, latitude=body.latitude,
+        body.name, purpose=body.purpose, location=body.location, watchlist=body.watchlist, actor=principal.name, cameras=body.cameras, threshold=body.threshold, latitude=body.latitude,
         longitude=body.longitude, planned_start=body.planned_start, planned_end=body.planned_end,
     )
     return deployment_payload(ctx, info)
@@ -95,10 +111,18 @@ def cancel_deployment(name: str, reason: str = Query(..., min_length=1), princip
     return {"status": "cancelled"}
 
 
-@router.post("/deployments/{name}/authorise", summary="Authorise a planned deployment (as the logged-in officer), saying why")
+@router.post("/deployments/{name}/authorise",
+             summary="Authorise a planned deployment (as the logged-in officer, not its planner), saying why")
 def authorise(name: str, body: Justification, principal: Principal = Depends(require(Permission.authorise_deployments)),
               ctx: ServerContext = Depends(context)) -> dict[str, Any]:
-    return deployment_payload(ctx, ctx.deployments.authorise(name, officer=principal.name, actor=principal.name, reason=body.reason))
+    return deployment_payload(ctx, ctx.deployments.authorise(name, actor=principal.name, reason=body.reason))
+
+
+@router.post("/deployments/{name}/approve-threshold",
+             summary="Approve a threshold below the floor, as a second authorising officer (not its planner or authoriser)")
+def approve_threshold(name: str, body: ThresholdApproval, principal: Principal = Depends(require(Permission.authorise_deployments)),
+                      ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    return deployment_payload(ctx, ctx.deployments.approve_threshold(name, justification=body.justification, actor=principal.name))
 
 
 @router.post("/deployments/{name}/start", summary="Start: snapshot the watchlist and run the cameras in this server")

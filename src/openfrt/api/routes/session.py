@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from openfrt.api.context import ServerContext
 from openfrt.api.permissions import ROLE_PERMISSIONS
 from openfrt.api.security import SESSION_COOKIE, Principal, authenticated, context
+from openfrt.records.audit import Actor
 from openfrt.records.users import Role
 
 router = APIRouter(prefix="/api", tags=["session"])
@@ -78,7 +79,7 @@ def setup(body: FirstAdmin, response: Response, ctx: ServerContext = Depends(con
         raise HTTPException(409, "set-up is done: log in, or ask an administrator for an account")
     if not hmac.compare_digest(body.code.strip(), path.read_text().strip()):
         raise HTTPException(403, "wrong set-up code (see the setup-code file in the data directory)")
-    user = ctx.users.create(body.name, Role.admin, body.password, actor="setup", display_name=body.display_name)
+    user = ctx.users.create(body.name, Role.admin, body.password, actor=Actor("setup", "setup-code"), display_name=body.display_name)
     path.unlink(missing_ok=True)
     token, csrf = ctx.users.create_session(user, timedelta(hours=ctx.settings.session_hours))
     set_session_cookie(response, token, ctx)

@@ -1,4 +1,5 @@
-"""User accounts and machine tokens (administrators only)."""
+"""User accounts (administrators) and API tokens: each user creates their own; administrators
+list and revoke them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from openfrt.api.context import ServerContext
 from openfrt.api.permissions import Permission
-from openfrt.api.security import Principal, context, require
+from openfrt.api.security import Principal, authenticated, context, require
 from openfrt.records.users import Role
 
 router = APIRouter(prefix="/api", tags=["users"])
@@ -80,8 +81,10 @@ def reset_password(name: str, body: PasswordReset, principal: Principal = Depend
     return ctx.users.get(name).as_dict()
 
 
-@router.post("/users/{name}/tokens", status_code=201, summary="Create an API token acting as this user (shown once)")
-def create_token(name: str, body: NewToken, principal: Principal = Depends(admin), ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+@router.post("/users/{name}/tokens", status_code=201,
+             summary="Create your own API token (shown once): only as that user, signed in with a password")
+def create_token(name: str, body: NewToken, principal: Principal = Depends(authenticated),
+                 ctx: ServerContext = Depends(context)) -> dict[str, Any]:
     info, secret = ctx.users.create_token(name, body.label, actor=principal.name)
     return {**info.as_dict(), "token": secret}
 

@@ -21,6 +21,9 @@ class NewWatchlist(BaseModel):
     criteria: str | None = Field(None, description="Who qualifies for the list, e.g. 'wanted for violent offences'.")
     expires_at: datetime | None = None
     threshold: float | None = Field(None, ge=0, le=1, description="Default: the model's calibrated threshold.")
+    standing_reason: str | None = Field(
+        None, min_length=1, max_length=2000,
+        description="Why the list must outlive one deployment. Without it, it is made for one deployment and destroyed when that ends.")
 
 
 class Members(BaseModel):
@@ -50,7 +53,7 @@ def create_watchlist(body: NewWatchlist, principal: Principal = Depends(require(
                      ctx: ServerContext = Depends(context)) -> dict[str, Any]:
     ctx.gallery.create_watchlist(
         body.name, purpose=body.purpose, authorised_by=principal.name, actor=principal.name, criteria=body.criteria,
-        expires_at=body.expires_at, threshold=body.threshold,
+        expires_at=body.expires_at, threshold=body.threshold, standing_reason=body.standing_reason,
     )
     return watchlist_payload(ctx, body.name)
 

@@ -19,6 +19,10 @@ button.addEventListener('click', async () => {
     box.replaceChildren(el('p', report.ok
       ? `Chain intact: ${report.entries} entries, none edited or removed${given ? ', the anchor still in place' : ''}.`
       : `The chain is BROKEN: ${report.problems.length} problem(s) in ${report.entries} entries.`));
+    if (report.published_anchors) {
+      box.appendChild(el('p', `Checked the ${report.published_anchors} anchor(s) published with deployment records.`,
+        { 'data-testid': 'published-anchors' }));
+    }
     if (report.anchor) {
       box.appendChild(el('p', `Anchor to keep elsewhere: ${report.anchor}`, { 'data-testid': 'new-anchor' }));
     }

@@ -72,6 +72,15 @@ for (const [dialog, attribute, action] of [['authorise-dialog', 'data-authorise'
   });
 }
 
+// A threshold below the floor: a second authorising officer approves it, with a justification.
+document.querySelectorAll('[data-approve-threshold]').forEach((approval) => {
+  onSubmit(approval, async () => {
+    const { justification } = Object.fromEntries(new FormData(approval).entries());
+    await api('POST', `/api/deployments/${encodeURIComponent(approval.dataset.approveThreshold)}/approve-threshold`, { justification });
+    window.location.reload();
+  });
+});
+
 const retention = document.getElementById('run-retention');
 if (retention) {
   onSubmit(retention, async () => {

@@ -1,5 +1,5 @@
-// Accounts and machine tokens (administrators): create, rename, re-role, reset a password,
-// disable and enable again, issue a token (its secret shown once), revoke.
+// Accounts and API tokens (administrators): create, rename, re-role, reset a password, disable
+// and enable again, revoke any token; and one's own token (its secret shown once).
 
 import { api, el, fields, label, onSubmit, say, utc } from './console.js';
 
@@ -68,10 +68,10 @@ function listToken(token) {
 
 const tokenForm = document.getElementById('new-token');
 onSubmit(tokenForm, async () => {
-  const { user, label: purpose } = fields(tokenForm);
-  const token = await api('POST', `/api/users/${encodeURIComponent(user)}/tokens`, { label: purpose });
+  const { label: purpose } = fields(tokenForm);
+  const token = await api('POST', `/api/users/${encodeURIComponent(tokenForm.dataset.user)}/tokens`, { label: purpose });
   listToken(token);
-  // Shown once, in the page only.
+  // Shown once, in the page only: reloading would lose it, which is the point.
   const box = document.getElementById('token-secret');
   box.querySelector('[data-testid="token-secret"]').textContent = token.token;
   box.hidden = false;

@@ -5,7 +5,7 @@ failed (it went back to planned, unpublished).
 Adjudicated alerts get their verdict in force as the first entry of their history.
 
 Revision ID: 0009
-Revises: 0005
+Revises: 0012
 Create Date: 2026-12-02
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0005"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
