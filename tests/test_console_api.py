@@ -68,6 +68,27 @@ def test_the_published_record_names_the_authorising_officer_by_rank_not_log_in_n
     assert "Supt A. Smith" in client.get("/deployments").text and "Supt A. Smith" in client.get("/deployments/dep").text
 
 
+def test_a_deployment_page_names_planner_and_authoriser_and_offers_authority_only_to_another_officer(
+    client: TestClient, home: Path  # noqa: F811
+) -> None:
+    with RecordStore.open(home) as store:
+        UserService(store).create("supt-b", Role.authorising_officer, PASSWORD, actor="test", display_name="B. Brown", rank="Supt")
+    officer = login(client, Role.authorising_officer)
+    assert client.post("/api/watchlists", json={"name": "wanted", "purpose": "warrants"}, headers=officer).status_code == 201
+    plan = {"name": "own", "purpose": "p", "location": "Gate St", "watchlist": "wanted", "cameras": {"gate": "0"}}
+    assert client.post("/api/deployments", json=plan, headers=officer).status_code == 201
+    for path in ("/deployments", "/deployments/own"):
+        page = client.get(path).text
+        assert 'data-testid="authorise"' not in page and "other than you, its planner" in page  # not their own plan
+    client.cookies.clear()
+    client.post("/api/session", json={"name": "supt-b", "password": PASSWORD}).raise_for_status()
+    page = client.get("/deployments/own").text
+    assert 'data-testid="authorise"' in page and "other than you" not in page
+    assert 'data-testid="planned-by">' + USERS[Role.authorising_officer] in page
+    listing = client.get("/deployments").text
+    assert listing.count("<th scope=\"col\">Planned by</th>") == 1 and USERS[Role.authorising_officer] in listing
+
+
 def test_users_commands_enable_re_role_rename_and_reset_passwords(env: dict[str, str]) -> None:  # noqa: F811
     with RecordStore.open(env["OPENFRT_HOME"]) as store:
         users = UserService(store)

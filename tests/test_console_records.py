@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
+from openfrt.gallery import Gallery
 from openfrt.live.alerts import AlertService
 from openfrt.errors import ModelError
 from openfrt.live.deployments import DeploymentService
 from openfrt.live.sources import SourceError
 from openfrt.live.supervisor import LiveSupervisor
-from openfrt.records import InvalidRecordError, RecordStore, database
+from openfrt.records import InvalidRecordError, NotPermittedError, RecordStore, database
 from openfrt.records.errors import AuthenticationError
 from openfrt.records.models import AlertOutcome, AlertStatus, AlertVerdict, DeploymentStatus, PerceivedSex
 from openfrt.records.users import Role, UserService
@@ -170,6 +171,36 @@ def test_a_planned_deployment_is_changed_losing_its_authority_or_cancelled_and_n
         with pytest.raises(InvalidRecordError, match="only a planned deployment"):
             attempt()
     running.end("PC 1")
+
+
+def test_whoever_changes_a_plan_becomes_its_planner_and_the_approvals_given_for_it_lapse(
+    service: DeploymentService, store: RecordStore  # noqa: F811
+) -> None:
+    plan(service, authorised_by=None, threshold=0.0)  # below any floor: it needs a second officer's approval
+    service.approve_threshold("dep", justification="a test of the floor", actor="Supt B")
+    service.authorise("dep", actor="Supt A", reason="as planned")
+    changed = service.update("dep", {"location": "Stadium Way, gate D"}, actor="Supt A")  # an authorising officer changes it
+    assert (changed.planned_by, changed.authorised_by, changed.threshold_approval) == ("Supt A", None, None)
+    with pytest.raises(NotPermittedError, match="planned by Supt A"):
+        service.authorise("dep", actor="Supt A", reason="my own change")  # one person may not both shape and authorise it
+    with pytest.raises(NotPermittedError, match="below the floor"):
+        service.authorise("dep", actor="Supt C", reason="as changed")  # the approval was for the plan as it was
+    service.approve_threshold("dep", justification="still needed at gate D", actor="Supt B")
+    assert service.authorise("dep", actor="Supt C", reason="as changed").authorised_by == "Supt C"
+    (entry,) = audit(store, "deployment.update")
+    assert entry.details["planned_by"] == {"before": "PC 1", "after": "Supt A"} and entry.details["authority_withdrawn"] == "Supt A"
+    assert entry.details["threshold_approval_withdrawn"]["by"] == "Supt B"
+
+
+def test_a_plan_cannot_be_changed_onto_a_watchlist_made_for_another_deployment(
+    service: DeploymentService, gallery: Gallery  # noqa: F811
+) -> None:
+    gallery.create_watchlist("tonight", purpose="tonight's operation", authorised_by="Supt A", actor="Supt A")  # not standing
+    plan(service, "first", watchlist="tonight", authorised_by=None)
+    plan(service, "second", authorised_by=None)
+    with pytest.raises(InvalidRecordError, match="made for deployment 'first'"):
+        service.update("second", {"watchlist": "tonight"}, actor="PC 1")
+    assert service.get("second").watchlist == "op"
 
 
 def test_a_start_that_fails_before_anything_ran_goes_back_to_planned_and_publishes_nothing(
