@@ -1013,7 +1013,7 @@ def test_a_start_that_fails_leaves_the_deployment_planned_with_the_failure_shown
     with RecordStore.open(server_home) as store:
         gallery = Gallery(store, FaceEngine(EngineConfig.from_env()))
         gallery.create_watchlist("old-model", purpose="enrolled with a retired model", authorised_by="authoriser-1",
-                                 actor="authoriser-1", threshold=0.9)
+                                 actor="authoriser-1")
         with store.transaction() as session:
             session.execute(update(Watchlist).where(Watchlist.name == "old-model").values(model_id="retired-model@1"))
             template = Template(np.random.default_rng(5).normal(size=128), "retired-model", "1")
