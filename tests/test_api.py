@@ -201,7 +201,10 @@ def test_enrol_watch_alert_adjudicate_and_publish_over_http(client: TestClient, 
     refused_start = client.post("/api/deployments/op-gate/start", headers=operator)
     assert refused_start.status_code == 422 and "authoris" in refused_start.json()["detail"]
     officer = login(client, Role.authorising_officer)
-    assert client.post("/api/deployments/op-gate/authorise", headers=officer).json()["authorised_by"] == USERS[Role.authorising_officer]
+    unexplained = client.post("/api/deployments/op-gate/authorise", headers=officer)
+    assert unexplained.status_code == 422  # an authorisation says why
+    justified = client.post("/api/deployments/op-gate/authorise", json={"reason": "wanted offenders seen at the gate"}, headers=officer)
+    assert justified.json()["authorised_by"] == USERS[Role.authorising_officer]
     started = client.post("/api/deployments/op-gate/start", headers=officer)
     assert started.status_code == 200, started.text
 
@@ -209,7 +212,9 @@ def test_enrol_watch_alert_adjudicate_and_publish_over_http(client: TestClient, 
     alert = wait_for(lambda: client.get("/api/alerts?deployment=op-gate").json())[0]
     assert alert["subject"] == "S1" and alert["status"] == "pending" and alert["camera"] == "gate"
     assert client.get(f"/api/alerts/{alert['id']}/media/probe_crop").headers["content-type"] == "image/jpeg"
-    assert client.get(f"/api/alerts/{alert['id']}/reference").content == reference.read_bytes()
+    assert client.get(f"/api/alerts/{alert['id']}/reference", params={"face": "false"}).content == reference.read_bytes()
+    face = Image.open(io.BytesIO(client.get(f"/api/alerts/{alert['id']}/reference").content))  # the enrolled face, to compare
+    assert face.format == "JPEG" and face.size[0] < Image.open(reference).size[0]
     verdict = {"status": "confirmed_match", "outcome": "engaged", "note": "spoke to him", "perceived_ethnicity": "black", "perceived_sex": "male"}
     assert client.post(f"/api/alerts/{alert['id']}/adjudication", json=verdict, headers=operator).json()["adjudicated_by"] == USERS[Role.operator]
     stale = client.post(f"/api/alerts/{alert['id']}/adjudication", json={**verdict, "status": "false_alert"}, headers=operator)
@@ -321,13 +326,13 @@ def test_a_running_deployment_shows_camera_progress_and_stops_on_request(home: P
         operator = login(client, Role.operator)
         assert client.post("/api/deployments", json=plan, headers=operator).status_code == 201
         officer = login(client, Role.authorising_officer)
-        assert client.post("/api/deployments/op-long/authorise", headers=officer).status_code == 200
+        assert client.post("/api/deployments/op-long/authorise", json={"reason": "r"}, headers=officer).status_code == 200
         assert client.post("/api/deployments/op-long/start", headers=officer).status_code == 200
         assert client.post("/api/deployments/op-long/start", headers=officer).status_code == 422  # only once
 
         live = wait_for(lambda: (cameras := client.get("/api/deployments/op-long").json()["live"]) and cameras[0]["frames"] > 5 and cameras)
         assert live[0]["camera"] == "gate" and live[0]["fps"] > 0 and not live[0]["finished"]
-        record = client.post("/api/deployments/op-long/stop", headers=officer)
+        record = client.post("/api/deployments/op-long/stop", json={"reason": "operation over"}, headers=officer)
         assert record.status_code == 200, record.text
         assert record.json()["status"] == "ended" and record.json()["alerts"] == 0
         deployment = client.get("/api/deployments/op-long").json()

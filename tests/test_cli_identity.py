@@ -104,9 +104,9 @@ def openfrt_input(env: dict[str, str], password: str, *args: str):  # noqa: F811
 def test_a_planner_cannot_authorise_their_own_deployment(client: TestClient) -> None:  # noqa: F811
     officer = login(client, Role.authorising_officer)
     assert client.post("/api/watchlists", json={"name": "wanted", "purpose": "warrants"}, headers=officer).status_code == 201
-    plan = {"name": "own", "purpose": "p", "location": "Gate St", "watchlist": "wanted", "cameras": {"gate": "/dev/video0"}}
+    plan = {"name": "own", "purpose": "p", "location": "Gate St", "watchlist": "wanted", "cameras": {"gate": "0"}}
     assert client.post("/api/deployments", json=plan, headers=officer).status_code == 201
-    own = client.post("/api/deployments/own/authorise", headers=officer)
+    own = client.post("/api/deployments/own/authorise", json={"reason": "my own plan"}, headers=officer)
     assert own.status_code == 403 and "another authorising officer must authorise it" in own.json()["detail"]
     assert client.get("/api/deployments/own").json()["authorised_by"] is None
     assert client.get("/api/deployments/own").json()["planned_by"] == USERS[Role.authorising_officer]

@@ -54,7 +54,7 @@ from test_live_pipeline import wait_for
 from test_records import database_url, home, raw_database_bytes, store  # noqa: F401 - the SQLite/PostgreSQL fixtures
 
 SUBJECTS = ("alpha", "bravo", "charlie")
-CAMERAS = {"north": "rtsp://admin:secret@10.0.0.5/stream", "south": "/dev/video0"}
+CAMERAS = {"north": "rtsp://admin:secret@10.0.0.5/stream", "south": "0"}
 START = datetime(2026, 6, 1, 18, 0, tzinfo=timezone.utc)
 
 
@@ -172,7 +172,7 @@ def test_snapshot_ignores_watchlist_edits_and_is_destroyed_at_the_end(service: D
     assert sorted(running.matcher.subjects) == ["alpha", "bravo"] and running.matcher.rank(probe, 5) == before
     assert all(matrix is not running.matcher for _, matrix in gallery._matrices.values())
     info = service.get("dep")
-    assert info.watchlist_size == 2 and [c.source for c in info.cameras] == ["rtsp://10.0.0.5/stream", "/dev/video0"]
+    assert info.watchlist_size == 2 and [c.source for c in info.cameras] == ["rtsp://10.0.0.5/stream", "0"]
 
     snapshot = running.matcher
     record = running.end("Insp B")
@@ -458,8 +458,10 @@ def test_adjudication_moves_forward_only_and_corrections_are_audited(service: De
     alerts.adjudicate(second, status=AlertStatus.false_alert, outcome=AlertOutcome.no_action, by="PC 3", engaged=True)
     assert running.end("Insp B").engagements == 2
 
+    with pytest.raises(InvalidRecordError, match="a correction needs its reason"):
+        alerts.adjudicate(first, correcting=AlertStatus.confirmed_match, outcome=AlertOutcome.arrested, by="Sgt C")
     arrested = alerts.adjudicate(first, correcting=AlertStatus.confirmed_match, outcome=AlertOutcome.arrested, by="Sgt C",
-                                 note="warrant executed")
+                                 note="warrant executed", reason="the arrest came after the first verdict")
     assert arrested.status is AlertStatus.confirmed_match and arrested.outcome is AlertOutcome.arrested
     record = service.record("dep")  # the published record follows the correction
     assert (record.true_alerts, record.false_alerts, record.arrests, record.engagements) == (1, 1, 1, 2)
@@ -579,8 +581,10 @@ def test_officer_commands(env: dict[str, str], old_alert: int, tmp_path: Path) -
     stale = openfrt(second, "alerts", "adjudicate", str(old), "--status", "false_alert", "--outcome", "no_action", "--json")
     assert stale.returncode == 1
     assert f"already confirmed_match (arrested), decided by {user_name(Role.operator)}" in json.loads(stale.stdout)["error"]
+    unexplained = openfrt(second, "alerts", "adjudicate", str(old), "--correcting", "confirmed_match", "--outcome", "arrested", "--json")
+    assert unexplained.returncode == 1 and "a correction needs its reason" in json.loads(unexplained.stdout)["error"]
     corrected = openfrt(second, "alerts", "adjudicate", str(old), "--correcting", "confirmed_match", "--outcome", "arrested",
-                        "--note", "warrant executed", "--json")
+                        "--note", "warrant executed", "--reason", "the outcome was recorded before the arrest", "--json")
     assert corrected.returncode == 0, corrected.stderr
     assert {key: json.loads(corrected.stdout)[key] for key in ("status", "note", "adjudicated_by")} == {
         "status": "confirmed_match", "note": "warrant executed", "adjudicated_by": user_name(Role.engagement_officer)}

@@ -118,15 +118,15 @@ def test_a_zero_threshold_is_refused_over_http_until_approved(client: TestClient
     assert client.post("/api/watchlists", json={"name": "w0", "purpose": "p", "threshold": 0.0}, headers=officer).status_code == 422
     assert client.post("/api/watchlists", json={"name": "w", "purpose": "p"}, headers=officer).status_code == 201
     operator = login(client, Role.operator)
-    plan = {"name": "d0", "purpose": "p", "location": "l", "watchlist": "w", "cameras": {"gate": "/dev/video0"}, "threshold": 0.0}
+    plan = {"name": "d0", "purpose": "p", "location": "l", "watchlist": "w", "cameras": {"gate": "0"}, "threshold": 0.0}
     planned = client.post("/api/deployments", json=plan, headers=operator)
     assert planned.status_code == 201 and planned.json()["threshold_check"]["needs_approval"] is True
     officer = login(client, Role.authorising_officer)
-    refused = client.post("/api/deployments/d0/authorise", headers=officer)
+    refused = client.post("/api/deployments/d0/authorise", json={"reason": "every face alerts"}, headers=officer)
     assert refused.status_code == 403 and "below the floor" in refused.json()["detail"]
     own = client.post("/api/deployments/d0/approve-threshold", json={"justification": "j"}, headers=officer)
     assert own.status_code == 200  # approving is allowed to any authorising officer but the planner...
-    again = client.post("/api/deployments/d0/authorise", headers=officer)
+    again = client.post("/api/deployments/d0/authorise", json={"reason": "every face alerts"}, headers=officer)
     assert again.status_code == 403 and "second authorising officer" in again.json()["detail"]  # ...who then cannot authorise
 
 

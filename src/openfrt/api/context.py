@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from openfrt.api.alert_cards import alert_cards
 from openfrt.api.downloads import AnonymousDownloads
 from openfrt.api.feed import AlertFeed
 from openfrt.api.model_migration import MigrationRunner
@@ -56,7 +57,8 @@ class ServerContext:
                 self.deployments, lambda: FaceEngine(live_engine_config(self.engine_config)), realtime=settings.realtime_files,
                 cluster=self._cluster_cameras(self.engine_config), server=server_id(self.store.home),
             )
-            self.feed = AlertFeed(self.alerts, settings.alert_poll_seconds)
+            self.feed = AlertFeed(self.alerts, settings.alert_poll_seconds,
+                                  present=lambda found: alert_cards(self.gallery, self.users, found))
             self.destinations = DestinationService(self.store)
             self.dispatcher = EventDispatcher(self.store, public_url=settings.public_url)
             self.readiness = ReadinessCheck(self.store, self.engine_config)

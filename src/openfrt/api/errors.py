@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from openfrt.errors import ImageError, ModelMismatchError, OpenFRTError
 from openfrt.live.alerts import AdjudicationConflictError
 from openfrt.live.deployments import DeploymentNotRunningError
+from openfrt.live.sources import SourceError
 from openfrt.records.errors import (
     AuthenticationError,
     DuplicateRecordError,
@@ -41,6 +42,7 @@ STATUS_FOR: tuple[tuple[type[OpenFRTError], int], ...] = (
     (EnrolmentRefused, 422),
     (ImageError, 422),
     (InvalidRecordError, 422),
+    (SourceError, 422),
 )
 
 

@@ -16,12 +16,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from openfrt.live.alerts import AlertInfo, AlertService
 
 log = logging.getLogger(__name__)
+
+#: Turns alerts into what consoles are sent (by default, each alert's own JSON).
+Presenter = Callable[[Sequence[AlertInfo]], list[dict[str, Any]]]
 
 #: Events a subscriber may fall behind by before it is told to resynchronise.
 QUEUE_LIMIT = 500
@@ -41,9 +45,10 @@ class Subscriber:
 
 
 class AlertFeed:
-    def __init__(self, alerts: AlertService, poll_seconds: float) -> None:
+    def __init__(self, alerts: AlertService, poll_seconds: float, present: Presenter | None = None) -> None:
         self.alerts = alerts
         self.poll_seconds = poll_seconds
+        self.present: Presenter = present or (lambda found: [alert.as_dict() for alert in found])
         self._subscribers: set[Subscriber] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -69,7 +74,7 @@ class AlertFeed:
 
     def publish_change(self, alert: AlertInfo) -> dict[str, Any]:
         """Push an alert whose verdict or hold just changed; returns it as JSON for the response."""
-        data = alert.as_dict()
+        (data,) = self.present([alert])
         self._offer([{"event": "alert_changed", **data}])
         return data
 
@@ -85,7 +90,7 @@ class AlertFeed:
         if not new:
             return
         self._last_id = new[-1].id
-        self._offer([{"event": "alert", **alert.as_dict()} for alert in new])
+        self._offer([{"event": "alert", **data} for data in self.present(new)])
 
     def _offer(self, events: list[dict[str, Any]]) -> None:
         """Hand events to every subscriber, on its own event loop (callable from any thread)."""

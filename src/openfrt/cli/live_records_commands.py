@@ -84,14 +84,19 @@ def deployment_create(
 
 
 @deployments_app.command("authorise")
-def deployment_authorise(name: NameArgument, home: HomeOption = None, json_output: JsonOption = False) -> None:
+def deployment_authorise(
+    name: NameArgument,
+    reason: Annotated[Optional[str], typer.Option("--reason", help="Why it is necessary and proportionate (audited).")] = None,
+    home: HomeOption = None,
+    json_output: JsonOption = False,
+) -> None:
     """Authorise a planned deployment as its authorising officer (audited; not your own plan);
     it cannot start without it."""
     from openfrt.live.deployments import DeploymentService
 
     with store_or_fail(home, json_output, deployment=name) as store:
         actor = signed_in(store, "authorise_deployments")
-        info = DeploymentService(store).authorise(name, actor=actor)
+        info = DeploymentService(store).authorise(name, actor=actor, reason=reason)
     _print_deployment(info, json_output)
 
 
@@ -209,10 +214,13 @@ def alert_adjudicate(
         Optional[PerceivedEthnicity], typer.Option("--perceived-ethnicity", help="Optional; published only as group totals.")
     ] = None,
     perceived_sex: Annotated[Optional[PerceivedSex], typer.Option("--perceived-sex", help="Optional; published only as group totals.")] = None,
+    reason: Annotated[
+        Optional[str], typer.Option("--reason", help="Why the verdict you are correcting was wrong (required with --correcting).")
+    ] = None,
     home: HomeOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Record your verdict on a pending alert, or correct one with --correcting
+    """Record your verdict on a pending alert, or correct one with --correcting and --reason
     (audited; never back to pending; a verdict is never replaced unseen)."""
     from openfrt.live.alerts import AlertService
 
@@ -220,7 +228,7 @@ def alert_adjudicate(
         actor = signed_in(store, "adjudicate")
         alert = AlertService(store).adjudicate(
             alert_id, outcome=outcome, by=actor, status=status, correcting=correcting, engaged=engaged, note=note,
-            perceived_ethnicity=perceived_ethnicity, perceived_sex=perceived_sex,
+            perceived_ethnicity=perceived_ethnicity, perceived_sex=perceived_sex, reason=reason,
         )
     _print_alert(alert, json_output)
 

@@ -51,6 +51,7 @@ def user_create(
     name: NameArgument,
     role: Annotated[Role, typer.Option("--role", help="What the user may do on the server.")],
     display_name: Annotated[str | None, typer.Option("--display-name", help="Name shown in the interface (default: NAME).")] = None,
+    rank: Annotated[str | None, typer.Option("--rank", help="Rank and number as the officer signs, e.g. 'PC 1234' or 'Supt'.")] = None,
     password_stdin: PasswordStdinOption = False,
     home: HomeOption = None,
     json_output: JsonOption = False,
@@ -64,7 +65,7 @@ def user_create(
     with store_or_fail(home, json_output, user=name) as store:
         actor = _administrator(store, role)
         password = _read_password(password_stdin, (name, display_name or name))
-        user = UserService(store).create(name, role, password, actor=actor, display_name=display_name)
+        user = UserService(store).create(name, role, password, actor=actor, display_name=display_name, rank=rank)
     _print_user(user, json_output)
 
 
@@ -178,6 +179,55 @@ def user_revoke_token(
         console.print(f"token {token_id} revoked")
 
 
+users_app.command("reset-password", help="Reset a user's password (same as `password`); their sessions end (audited).")(user_password)
+
+
+@users_app.command("update")
+def user_update(
+    name: NameArgument,
+    display_name: Annotated[str | None, typer.Option("--display-name", help="Name shown to others.")] = None,
+    rank: Annotated[str | None, typer.Option("--rank", help="Rank and number, e.g. 'PC 1234'; '' removes it.")] = None,
+    home: HomeOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Change how a user is shown to others and in published records (audited)."""
+    from openfrt.records import UserService
+
+    with store_or_fail(home, json_output, user=name) as store:
+        actor = signed_in(store, "manage_users")
+        user = UserService(store).update(name, actor=actor, display_name=display_name, rank=rank)
+    _print_user(user, json_output)
+
+
+@users_app.command("enable")
+def user_enable(name: NameArgument, home: HomeOption = None, json_output: JsonOption = False) -> None:
+    """Let a disabled user sign in again; their old sessions and tokens stay ended (audited)."""
+    from openfrt.records import UserService
+
+    with store_or_fail(home, json_output, user=name) as store:
+        actor = signed_in(store, "manage_users")
+        user = UserService(store).enable(name, actor=actor)
+    _print_user(user, json_output)
+
+
+@users_app.command("role")
+def user_role(
+    name: NameArgument,
+    role: Annotated[str, typer.Argument(metavar="ROLE", help="operator, engagement_officer, authorising_officer, auditor or admin.")],
+    home: HomeOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Give a user another role; their sessions end (audited). The last administrator keeps theirs."""
+    if role not in {member.value for member in Role}:
+        usage_error(f"unknown role {role!r}; choose one of {', '.join(member.value for member in Role)}")
+    from openfrt.records import UserService
+
+    with store_or_fail(home, json_output, user=name) as store:
+        actor = signed_in(store, "manage_users")
+        user = UserService(store).set_role(name, Role(role), actor=actor)
+    _print_user(user, json_output)
+
+
 def _administrator(store: RecordStore, role: Role) -> Actor:
     """Who creates a user: an administrator's token — or, while no enabled administrator exists
     (the first one, or after every one was disabled), local administration creating one, so an
@@ -237,4 +287,4 @@ def _print_user(user: UserInfo, json_output: bool) -> None:
         print_json(user.as_dict())
         return
     state = (" [red]disabled[/red]" if user.disabled else "") + (" [red]locked out[/red]" if user.locked else "")
-    console.print(f"{user.name} ({user.role.value}): {escape(user.display_name)}, created {user.created_at.isoformat()}{state}")
+    console.print(f"{user.name} ({user.role.value}): {escape(user.public_name)}, created {user.created_at.isoformat()}{state}")

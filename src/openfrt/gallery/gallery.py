@@ -221,6 +221,36 @@ class SubjectDetail:
 
 
 @dataclass(frozen=True)
+class MemberInfo:
+    """A watchlist member as its page lists it: who, and why they are on the list."""
+
+    subject: str
+    display_name: str
+    category: Category
+    reason: str | None
+    added_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "category": self.category.value, "added_at": self.added_at.isoformat()}
+
+
+@dataclass(frozen=True)
+class SubjectListing:
+    """Who an alerted subject is, for the officer deciding whether to engage: name, category,
+    their notes and why they are on the deployment's watchlist (None if not recorded)."""
+
+    subject: str
+    display_name: str
+    category: Category
+    notes: str | None
+    listed_because: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"subject": self.subject, "display_name": self.display_name, "category": self.category.value,
+                "notes": self.notes, "listed_because": self.listed_because}
+
+
+@dataclass(frozen=True)
 class _Prepared:
     """An image that passed every check, ready to store."""
 
@@ -275,15 +305,17 @@ class Gallery:
     # -- subjects ------------------------------------------------------------------------------
 
     def enrol(
-        self, subject: SubjectInfo, images: Sequence[ImageToEnrol], *, actor: str, watchlist: str | None = None
+        self, subject: SubjectInfo, images: Sequence[ImageToEnrol], *, actor: str, watchlist: str | None = None,
+        listed_because: str | None = None,
     ) -> EnrolmentReport:
         """Enrol ``images`` of ``subject`` (creating it if new), all or nothing, optionally into
-        ``watchlist``. Refusals are reported per image, not raised; record errors are raised.
-        Images the subject already has (:mod:`openfrt.gallery.duplicates`) are skipped and
-        reported with the stored image they repeat; the rest of the batch is stored."""
+        ``watchlist`` (``listed_because`` says why). Refusals are reported per image, not raised;
+        record errors are raised. Images the subject already has (:mod:`openfrt.gallery.duplicates`)
+        are skipped and reported with the stored image they repeat; the rest of the batch is stored."""
         check_identifier(subject.id, "subject id", path=True)
         check_text(subject.display_name, "subject's display name", limit=SHORT_TEXT)
         check_text(subject.notes, "subject's notes", required=False)
+        check_text(listed_because, "reason for listing", required=False)
         for item in images:
             check_text(item.legal_basis, f"legal basis of {item.label}", required=False)
             check_text(item.source_ref, f"source of {item.label}", required=False)
@@ -305,7 +337,7 @@ class Gallery:
                 else ImageOutcome(item.label, face=ready.face, duplicate_of=repeat.stored_as(stored), match=repeat.match)
                 for number, (item, ready, repeat) in enumerate(zip(images, prepared, repeats))
             ]
-            added = self._add_members(session, self._watchlist_row(session, watchlist), [subject.id]) if watchlist else []
+            added = self._add_members(session, self._watchlist_row(session, watchlist), [subject.id], listed_because) if watchlist else []
             if rows:
                 self._touch_watchlists(session, [subject.id])
             if rows or added:
@@ -397,6 +429,14 @@ class Gallery:
             )
             return self.store.cipher.decrypt(row.image), row.media_type
 
+    def reference_image_info(self, reference_image_id: int) -> ReferenceImageInfo:
+        """What is known about one reference image (its face box among it), without its pixels."""
+        with self.store.transaction() as session:
+            row = session.get(ReferenceImage, reference_image_id)
+            if row is None:
+                raise RecordNotFoundError(f"no reference image {reference_image_id}")
+            return _image_info(row)
+
     def subjects(self, *, search: str | None = None, limit: int = 200, offset: int = 0) -> list[SubjectSummary]:
         """Subjects by id, optionally those whose id or name contains ``search``, with image counts."""
         query = (
@@ -422,11 +462,7 @@ class Gallery:
             watchlists = session.scalars(
                 select(Watchlist.name).join(WatchlistMember).where(WatchlistMember.subject_id == subject_id).order_by(Watchlist.name)
             ).all()
-            images = tuple(
-                ReferenceImageInfo(row.id, row.media_type, tuple(row.face_box), row.legal_basis, row.source, row.captured_at, row.enrolled_at,
-                                   tuple(sorted(template.model_id for template in row.templates)))
-                for row in subject.images
-            )
+            images = tuple(_image_info(row) for row in subject.images)
             return SubjectDetail(SubjectSummary.of(subject, len(images)), images, tuple(watchlists))
 
     def _prepare_all(self, images: Sequence[ImageToEnrol]) -> tuple[list[_Prepared], list[ImageOutcome]]:
@@ -580,13 +616,14 @@ class Gallery:
             )
             return _info(session, row)
 
-    def add_to_watchlist(self, name: str, subject_ids: Sequence[str], *, actor: str) -> WatchlistInfo:
-        """Add existing subjects (all or none); each needs a template of the watchlist's model."""
+    def add_to_watchlist(self, name: str, subject_ids: Sequence[str], *, actor: str, reason: str | None = None) -> WatchlistInfo:
+        """Add existing subjects (all or none); each needs a template of the watchlist's model.
+        ``reason`` says why they are on this list; their alerts show it to the officers."""
         with self.store.transaction() as session:
             row = self._watchlist_row(session, name)
             _check_not_expired(row)
-            added = self._add_members(session, row, subject_ids)
-            record_event(session, AuditAction.watchlist_members_added, actor=actor, target=name, details={"added": added})
+            added = self._add_members(session, row, subject_ids, reason)
+            record_event(session, AuditAction.watchlist_members_added, actor=actor, target=name, reason=reason, details={"added": added})
             return _info(session, row)
 
     def remove_from_watchlist(self, name: str, subject_ids: Sequence[str], *, actor: str, reason: str | None = None) -> WatchlistInfo:
@@ -650,6 +687,38 @@ class Gallery:
             )
         return info
 
+    def members(self, name: str) -> list[MemberInfo]:
+        """A watchlist's subjects with who they are and why they are on it, by subject id."""
+        with self.store.transaction() as session:
+            row = self._watchlist_row(session, name)
+            found = session.execute(
+                select(Subject, WatchlistMember).join(WatchlistMember).where(WatchlistMember.watchlist_id == row.id).order_by(Subject.id)
+            ).all()
+            return [MemberInfo(s.id, s.display_name, s.category, m.reason, m.added_at) for s, m in found]
+
+    def listings(self, wanted: Iterable[tuple[str, str | None]]) -> dict[tuple[str, str | None], SubjectListing]:
+        """Who each ``(subject id, watchlist name)`` is and why they are on that list, for alert
+        cards; a subject since removed is left out, a watchlist since destroyed gives no reason."""
+        pairs = set(wanted)
+        if not pairs:
+            return {}
+        listed = (
+            select(WatchlistMember.subject_id, Watchlist.name, WatchlistMember.reason).join(Watchlist)
+            .where(Watchlist.name.in_({name for _, name in pairs if name})).subquery()
+        )
+        with self.store.transaction() as session:  # one query: subjects, and their memberships of those lists
+            rows = session.execute(
+                select(Subject.id, Subject.display_name, Subject.category, Subject.notes, listed.c.name, listed.c.reason)
+                .outerjoin(listed, listed.c.subject_id == Subject.id)
+                .where(Subject.id.in_({subject for subject, _ in pairs}))
+            ).all()
+        people = {row.id: row for row in rows}
+        reasons = {(row.id, row.name): row.reason for row in rows if row.name is not None}
+        return {
+            (subject, watchlist): SubjectListing(subject, row.display_name, row.category, row.notes, reasons.get((subject, watchlist)))
+            for subject, watchlist in pairs if (row := people.get(subject)) is not None
+        }
+
     def _check_watchlist_accepts(self, name: str) -> None:
         """Fail before any image work if enrolling into ``name`` cannot succeed."""
         with self.store.transaction() as session:
@@ -667,7 +736,7 @@ class Gallery:
             raise RecordNotFoundError(f"no watchlist named {name!r}")
         return row
 
-    def _add_members(self, session: Session, row: Watchlist, subject_ids: Sequence[str]) -> list[str]:
+    def _add_members(self, session: Session, row: Watchlist, subject_ids: Sequence[str], reason: str | None = None) -> list[str]:
         wanted = list(dict.fromkeys(subject_ids))
         known = set(session.scalars(select(Subject.id).where(Subject.id.in_(wanted))))
         missing = [subject for subject in wanted if subject not in known]
@@ -688,7 +757,9 @@ class Gallery:
             )
         present = set(session.scalars(select(WatchlistMember.subject_id).where(WatchlistMember.watchlist_id == row.id)))
         added = [subject for subject in wanted if subject not in present]
-        session.add_all(WatchlistMember(watchlist_id=row.id, subject_id=subject) for subject in added)
+        check_text(reason, "reason for listing", required=False)
+        reason = reason.strip() if reason and reason.strip() else None
+        session.add_all(WatchlistMember(watchlist_id=row.id, subject_id=subject, reason=reason) for subject in added)
         if added:
             row.revision += 1
         session.flush()
@@ -808,19 +879,34 @@ class Gallery:
         similarities, ids = index.search(probe.vector[None, :].astype(np.float32), k)
         found = [(int(i), float(s)) for i, s in zip(ids[0], similarities[0]) if i >= 0]
         with self.store.transaction() as session:
-            owners = dict(
-                session.execute(
-                    select(ReferenceTemplate.id, ReferenceImage.subject_id)
+            owners = {
+                row.id: (row.subject_id, row.image_id) for row in session.execute(
+                    select(ReferenceTemplate.id, ReferenceImage.subject_id, ReferenceImage.id.label("image_id"))
                     .join(ReferenceImage)
                     .where(ReferenceTemplate.id.in_([i for i, _ in found]))
-                ).all()
-            )
-        best: dict[str, float] = {}
+                )
+            }
+        best: dict[str, tuple[float, int]] = {}
         for template_id, similarity in sorted(found, key=lambda pair: -pair[1]):
-            subject = owners.get(template_id)
+            subject, image = owners.get(template_id, (None, 0))
             if subject is not None and subject not in best:
-                best[subject] = similarity
-        return [Candidate(subject, similarity, rank) for rank, (subject, similarity) in enumerate(list(best.items())[:top], start=1)]
+                best[subject] = (similarity, image)
+        return [Candidate(subject, similarity, rank, image)
+                for rank, (subject, (similarity, image)) in enumerate(list(best.items())[:top], start=1)]
+
+    def reference_subjects(self, model_id: str) -> int:
+        """How many subjects have a template of ``model_id``: the size of the database a
+        retrospective search with that model searches."""
+        with self.store.transaction() as session:
+            return session.scalar(
+                select(func.count(func.distinct(ReferenceImage.subject_id))).join(ReferenceTemplate)
+                .where(ReferenceTemplate.model_id == model_id)
+            ) or 0
+
+
+def _image_info(row: ReferenceImage) -> ReferenceImageInfo:
+    return ReferenceImageInfo(row.id, row.media_type, tuple(row.face_box), row.legal_basis, row.source, row.captured_at, row.enrolled_at,
+                              tuple(sorted(template.model_id for template in row.templates)))
 
 
 def destroy_watchlist(

@@ -23,11 +23,13 @@ from openfrt.vision.types import cosine_to_similarity
 
 @dataclass(frozen=True)
 class Candidate:
-    """A subject proposed for a probe: similarity on openfrt's 0..1 scale, rank from 1."""
+    """A subject proposed for a probe: similarity on openfrt's 0..1 scale, rank from 1, and (from
+    a retrospective search) the reference image whose template scored it."""
 
     subject: str
     similarity: float
     rank: int
+    reference_image: int | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {"subject": self.subject, "similarity": round(self.similarity, 6), "rank": self.rank}

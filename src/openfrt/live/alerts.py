@@ -2,8 +2,10 @@
 
 An officer adjudicates each alert: ``pending`` becomes ``confirmed_match``, ``false_alert`` or
 ``no_further_action`` with an outcome (and whether the person was engaged). An adjudication can
-be corrected later — audited with what it replaced — but an alert never returns to pending.
-When the deployment has already ended, its published record is recomputed.
+be corrected later, for a stated reason and from a blank form — a correction is a new verdict,
+not an edit of the old one, so nothing of the earlier note carries over into it; every verdict
+is kept in the alert's history and the audit log — but an alert never returns to pending. When
+the deployment has already ended, its published record is recomputed.
 
 Several officers watch the same alerts, so a verdict is only ever replaced knowingly: an officer
 adjudicates an alert they saw pending, or corrects a verdict they name. If another officer got
@@ -35,6 +37,7 @@ from openfrt.records.models import (
     AlertMedia,
     AlertOutcome,
     AlertStatus,
+    AlertVerdict,
     Deployment,
     DeploymentStatus,
     MediaKind,
@@ -55,8 +58,25 @@ class AdjudicationConflictError(OpenFRTError):
 
 
 @dataclass(frozen=True)
+class VerdictInfo:
+    """One verdict of an alert's history; ``correction_reason`` is None for the first."""
+
+    status: AlertStatus
+    outcome: AlertOutcome
+    engaged: bool
+    note: str | None
+    correction_reason: str | None
+    adjudicated_by: str
+    adjudicated_at: datetime
+
+
+@dataclass(frozen=True)
 class AlertInfo:
-    """An alert without its images (which are fetched, audited, through :meth:`AlertService.media`)."""
+    """An alert without its images (which are fetched, audited, through :meth:`AlertService.media`).
+
+    ``threshold`` and ``watchlist`` are the deployment's: only ``candidates`` at or above the
+    threshold were alert-worthy.
+    ``verdicts`` is the history of verdicts, oldest first; the last is the one in force."""
 
     id: int
     deployment: str
@@ -80,9 +100,19 @@ class AlertInfo:
     hold_reason: str | None
     media: tuple[MediaKind, ...]
     media_deleted_at: datetime | None
+    threshold: float | None = None
+    verdicts: tuple[VerdictInfo, ...] = ()
+    watchlist: str | None = None
+
+    @property
+    def others_above_threshold(self) -> tuple[tuple[str, float], ...]:
+        """Candidates other than the alerted subject that also reached the deployment's threshold."""
+        if self.threshold is None:
+            return ()
+        return tuple((subject, score) for subject, score in self.candidates if subject != self.subject and score >= self.threshold)
 
     def as_dict(self) -> dict[str, Any]:
-        return jsonable(asdict(self))
+        return {**jsonable(asdict(self)), "others_above_threshold": [list(pair) for pair in self.others_above_threshold]}
 
 
 @dataclass(frozen=True)
@@ -121,17 +151,20 @@ class AlertService:
         note: str | None = None,
         perceived_ethnicity: PerceivedEthnicity | None = None,
         perceived_sex: PerceivedSex | None = None,
+        reason: str | None = None,
     ) -> AlertInfo:
         """Record (or correct) an officer's verdict. ``correcting`` is the verdict the officer
         saw and means to replace (None: they saw the alert pending); if the alert no longer
         stands as they saw it, :class:`AdjudicationConflictError` and nothing changes.
         ``status`` may be left out only when correcting, to change just the outcome; ``engaged``
-        defaults from the outcome; a correction without a note keeps the earlier one (the audit
-        keeps what was replaced). The perceived ethnic group and sex are optional and, like the
-        note, kept unless given."""
+        defaults from the outcome. A correction needs ``reason`` (why the verdict it replaces was
+        wrong) and replaces the note and the perceived ethnic group and sex with what is given,
+        so one officer's words are never shown under another's verdict; the history and the
+        audit keep what was replaced."""
         require_text(by, "an adjudication needs the adjudicating officer")
         check_text(by, "adjudicating officer", limit=SHORT_TEXT)
         check_text(note, "note", required=False)
+        check_text(reason, "reason for the correction", required=False)
         if status is AlertStatus.pending or (status is None and correcting in (None, AlertStatus.pending)):
             raise InvalidRecordError(
                 f"alert {alert_id}: give the verdict (confirmed_match, false_alert or no_further_action); "
@@ -143,6 +176,10 @@ class AlertService:
             hold_audit_chain(session)
             row = alert_row(session, alert_id)
             _require_seen_verdict(row, correcting)
+            correction = row.status is not AlertStatus.pending
+            if correction:
+                require_text(reason, f"alert {alert_id}: a correction needs its reason (why the verdict "
+                                     f"{row.status.value} was wrong)")
             new_status = status or row.status
             if outcome is AlertOutcome.arrested and new_status is not AlertStatus.confirmed_match:
                 raise InvalidRecordError(
@@ -151,16 +188,19 @@ class AlertService:
                 )
             previous = {"status": row.status.value, "outcome": row.outcome.value if row.outcome else None,
                         "engaged": row.engaged, "by": row.adjudicated_by, "note": row.note}
-            row.status, row.outcome, row.note = new_status, outcome, note if note is not None else row.note
-            row.perceived_ethnicity = perceived_ethnicity or row.perceived_ethnicity
-            row.perceived_sex = perceived_sex or row.perceived_sex
+            row.status, row.outcome, row.note = new_status, outcome, note
+            row.perceived_ethnicity, row.perceived_sex = perceived_ethnicity, perceived_sex
             row.engaged = outcome in ENGAGING_OUTCOMES if engaged is None else engaged
             row.adjudicated_by, row.adjudicated_at = by, utc_now()
+            row.verdicts.append(AlertVerdict(
+                status=new_status, outcome=outcome, engaged=row.engaged, note=note,
+                correction_reason=reason if correction else None, adjudicated_by=by, adjudicated_at=row.adjudicated_at,
+            ))
             record_event(
-                session, AuditAction.alert_adjudicated, actor=by, target=f"alert:{alert_id}", reason=note,
-                details={"status": new_status.value, "outcome": outcome.value, "engaged": row.engaged,
+                session, AuditAction.alert_adjudicated, actor=by, target=f"alert:{alert_id}", reason=reason if correction else note,
+                details={"status": new_status.value, "outcome": outcome.value, "engaged": row.engaged, "note": note,
                          "perceived_ethnicity": _value(row.perceived_ethnicity), "perceived_sex": _value(row.perceived_sex),
-                         "re_adjudication": previous["status"] != AlertStatus.pending.value, "previous": previous},
+                         "re_adjudication": correction, "previous": previous},
             )
             emit(session, events.alert_adjudicated(session, row, previous["status"]))
             _refresh_if_ended(session, row.deployment_id)
@@ -218,7 +258,7 @@ class AlertService:
         """Alerts in the order they were raised; ``after_id`` and ``limit`` page through them, so
         a console polling for new alerts reads only those it has not seen."""
         with self.store.transaction() as session:
-            query = select(Alert).options(selectinload(Alert.media)).order_by(Alert.id)
+            query = select(Alert).options(selectinload(Alert.media), selectinload(Alert.verdicts)).order_by(Alert.id)
             if deployment is not None:
                 query = query.where(Alert.deployment_id == deployment_row(session, deployment).id)
             if status is not None:
@@ -228,8 +268,13 @@ class AlertService:
             if limit is not None:
                 query = query.limit(limit)
             rows = session.scalars(query).all()
-            names = dict(session.execute(select(Deployment.id, Deployment.name).where(Deployment.id.in_({row.deployment_id for row in rows}))).all())
-            return [_alert_info(session, row, names.get(row.deployment_id)) for row in rows]
+            deployments = {
+                found.id: (found.name, found.threshold, found.watchlist) for found in session.execute(
+                    select(Deployment.id, Deployment.name, Deployment.threshold, Deployment.watchlist)
+                    .where(Deployment.id.in_({row.deployment_id for row in rows}))
+                )
+            }
+            return [_alert_info(session, row, deployments.get(row.deployment_id)) for row in rows]
 
     def outcomes_by_perceived_group(self) -> list[GroupOutcomes]:
         """Adjudicated alerts per perceived ethnic group and per perceived sex, where the
@@ -287,15 +332,25 @@ def _refresh_if_ended(session: Session, deployment_id: int) -> None:
         refresh_record(session, deployment)
 
 
-def _alert_info(session: Session, row: Alert, deployment: str | None = None) -> AlertInfo:
+def _alert_info(session: Session, row: Alert, deployment: tuple[str, float | None, str] | None = None) -> AlertInfo:
+    """``deployment``: the alert's deployment name, threshold and watchlist, when the caller has them already."""
     if deployment is None:
-        deployment = session.scalar(select(Deployment.name).where(Deployment.id == row.deployment_id))
+        found = session.execute(
+            select(Deployment.name, Deployment.threshold, Deployment.watchlist).where(Deployment.id == row.deployment_id)
+        ).one_or_none()
+        deployment = (found.name, found.threshold, found.watchlist) if found else ("", None, "")
+    name, threshold, watchlist = deployment
+    verdicts = tuple(
+        VerdictInfo(v.status, v.outcome, v.engaged, v.note, v.correction_reason, v.adjudicated_by, v.adjudicated_at)
+        for v in row.verdicts
+    )
     return AlertInfo(
-        row.id, deployment or "", row.camera, row.track_id, row.subject, row.similarity,
+        row.id, name, row.camera, row.track_id, row.subject, row.similarity,
         tuple((subject, similarity) for subject, similarity in row.candidates), row.source_time, row.wall_time,
         row.status, row.adjudicated_by, row.adjudicated_at, row.outcome, row.engaged, row.note,
         row.perceived_ethnicity, row.perceived_sex,
         row.held_by, row.held_at, row.hold_reason, tuple(media.kind for media in row.media), row.media_deleted_at,
+        threshold, verdicts, watchlist or None,
     )
 
 

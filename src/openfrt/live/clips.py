@@ -40,9 +40,9 @@ def is_clip(data: bytes) -> bool:
     return data[4:8] == b"ftyp" or data[:4] == b"\x1a\x45\xdf\xa3" or (data[:4] == b"RIFF" and data[8:12] == b"AVI ")
 
 
-def best_face_in_clip(engine: FaceEngine, data: bytes, label: str, lock: threading.Lock) -> tuple[Face, Template, float]:
-    """The best view of any face in the clip, its template, and its time in seconds; ``lock``
-    guards the engine."""
+def best_face_in_clip(engine: FaceEngine, data: bytes, label: str, lock: threading.Lock) -> tuple[Face, Template, float, np.ndarray]:
+    """The best view of any face in the clip, its template, its time in seconds and its frame
+    (to show the searcher which face was searched); ``lock`` guards the engine."""
     best: tuple[float, Face, np.ndarray, float] | None = None
     for rgb, seconds in _sampled_frames(data, label, engine.config.max_pixels):
         with lock:
@@ -55,7 +55,7 @@ def best_face_in_clip(engine: FaceEngine, data: bytes, label: str, lock: threadi
         raise NoFaceError(label, f"no face found in the clip (detector {engine.detector.name})")
     _, face, rgb, seconds = best
     with lock:
-        return face, engine.embedder.embed(rgb, [face])[0], seconds
+        return face, engine.embedder.embed(rgb, [face])[0], seconds, rgb
 
 
 def _sampled_frames(data: bytes, label: str, max_pixels: int) -> Iterator[tuple[np.ndarray, float]]:

@@ -24,7 +24,7 @@ from dataclasses import MISSING, asdict, dataclass, fields, replace
 from datetime import datetime
 from typing import IO, Any, TypeVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from tenacity import RetryCallState, Retrying, before_sleep_log, retry, retry_if_exception, stop_after_delay, stop_never, wait_exponential
@@ -38,6 +38,7 @@ from openfrt.integrations.outbox import emit
 from openfrt.live.events import AlertEvent
 from openfrt.live.leases import Heartbeat, Lease, LeaseLostError, lease_seconds
 from openfrt.live.source_policy import SourcePolicy
+from openfrt.live.sources import check_source
 from openfrt.live.thresholds import approval_covers, approval_needed, planned_threshold_check
 from openfrt.net_policy import without_credentials
 from openfrt.observability.metrics import DATABASE_RETRIES
@@ -137,6 +138,9 @@ class DeploymentInfo:
     cameras: tuple[CameraInfo, ...]
     #: Why it ended early (see :attr:`Deployment.end_reason`); not published (it may name hosts).
     end_reason: str | None = None
+    #: Why the last attempt to start failed (it went back to planned, unpublished).
+    start_failure: str | None = None
+    start_failed_at: datetime | None = None
     planned_by: str | None = None
     threshold_approval: dict[str, Any] | None = None
 
@@ -247,6 +251,7 @@ class RunningDeployment:
         self.matcher = matcher
         self.cameras = [camera.name for camera in info.cameras]
         self.lease = lease
+        self._planned_threshold = info.threshold
         self._lock = threading.Lock()
         self._faces: Counter[str] = Counter()
         self._dropped: Counter[str] = Counter()
@@ -357,6 +362,37 @@ class RunningDeployment:
         if destroyed is not None and self._on_watchlist_destroyed is not None:
             self._on_watchlist_destroyed(destroyed)
         return record
+
+    def abandon(self, actor: str, failure: str) -> bool:
+        """Undo a start that failed before the deployment ran: it goes back to planned, with the
+        failure noted, its lease released, and publishes nothing (a deployment that never ran has
+        no record). Only when nothing was seen — no alert, no face scanned, no frame dropped;
+        otherwise False and nothing changes (end it instead). The snapshot is destroyed either
+        way it is undone."""
+        self._heartbeat.stop()
+        with self._lock:
+            self._check_running()
+            undone = self._write(lambda session: self._store_abandon(session, actor, failure))
+            if undone:
+                self._counts_written()
+                self._stop_running()
+        return undone
+
+    def _store_abandon(self, session: Session, actor: str, failure: str) -> bool:
+        row = session.get_one(Deployment, self.deployment_id)
+        seen = sum(self._faces.values()) + sum(self._dropped.values()) + sum(c.faces_scanned + c.frames_dropped for c in row.cameras)
+        if seen or session.scalar(select(func.count()).select_from(Alert).where(Alert.deployment_id == row.id)):
+            return False
+        self.lease.release(session)
+        session.execute(delete(DeploymentGap).where(DeploymentGap.deployment_id == row.id))
+        row.status, row.started_at, row.threshold = DeploymentStatus.planned, None, self._planned_threshold
+        row.model_id = row.watchlist_size = None
+        row.start_failure, row.start_failed_at = failure, utc_now()
+        record_event(session, AuditAction.deployment_start_failed, actor=actor, target=self.name, reason=failure,
+                     details={"back_to": DeploymentStatus.planned.value})
+        record_event(session, AuditAction.snapshot_destroyed, actor=actor, target=self.name,
+                     details={"watchlist": row.watchlist, "templates": len(self.matcher)})
+        return True
 
     def _store_end(self, session: Session, actor: str, reason: str | None) -> tuple[DeploymentRecord, int | None]:
         """The end in one transaction: the writes the store refused before, the counts, the
@@ -519,11 +555,7 @@ class DeploymentService:
         check_text(purpose, "purpose")
         check_text(location, "location", limit=SHORT_TEXT)
         cameras = dict(cameras or {})
-        for camera, source in cameras.items():
-            check_identifier(camera, "camera name")
-            require_text(source, f"camera {camera!r} needs a source description")
-            check_text(source, f"source of camera {camera}")
-            self.source_policy.check(source)
+        _check_cameras(cameras, self.source_policy)
         _check_plan(threshold, latitude, longitude, planned_start, planned_end)
         with self.store.transaction() as session:
             list_row = session.scalar(select(Watchlist).where(Watchlist.name == watchlist))
@@ -562,7 +594,7 @@ class DeploymentService:
                 for camera in row.cameras
             }
 
-    def authorise(self, name: str, *, actor: str) -> DeploymentInfo:
+    def authorise(self, name: str, *, actor: str, reason: str | None = None) -> DeploymentInfo:
         """Record ``actor``'s authority, as authorising officer, for a planned deployment, which
         may then start. They may not authorise a deployment they planned themselves: planning
         and authorising are two people's decisions.
@@ -572,9 +604,11 @@ class DeploymentService:
         entry records the threshold, watchlist size, model and floor either way.
 
         Only a planned deployment can be (re-)authorised: the authority of one that has run is
-        part of its record.
+        part of its record. ``reason`` is the officer's justification (why it is necessary and
+        proportionate), kept in the audit log.
         """
         require_text(actor, "name the authorising officer")
+        check_text(reason, "reason for authorising", required=False)
         with self.store.transaction() as session:
             planned = deployment_row(session, name)  # RecordNotFoundError if there is none
             if planned.planned_by is not None and planned.planned_by == actor:
@@ -600,7 +634,7 @@ class DeploymentService:
             session.refresh(planned)
             info = _deployment_info(planned)
             record_event(
-                session, AuditAction.deployment_authorised, actor=actor, target=name,
+                session, AuditAction.deployment_authorised, actor=actor, target=name, reason=reason,
                 details={"authorised_by": str(actor), "planned_by": info.planned_by, "watchlist": info.watchlist,
                          "purpose": info.purpose, "threshold": check.threshold, "watchlist_size": check.watchlist_size,
                          "model_id": check.model_id, "threshold_floor": check.floor, "threshold_approval": approval},
@@ -659,7 +693,7 @@ class DeploymentService:
                 update(Deployment)
                 .where(Deployment.id == planned.id, Deployment.status == DeploymentStatus.planned)
                 .values(status=DeploymentStatus.running, started_at=started_at, threshold=threshold,
-                        model_id=watchlist.model_id, watchlist_size=len(matcher))
+                        model_id=watchlist.model_id, watchlist_size=len(matcher), start_failure=None, start_failed_at=None)
             )
             if started.rowcount != 1:  # another process started it between the check and now
                 raise InvalidRecordError(f"deployment {name!r} was started by someone else")
@@ -727,6 +761,90 @@ class DeploymentService:
             if status is not None:
                 query = query.where(Deployment.status == status)
             return [_deployment_info(row) for row in session.scalars(query)]
+
+
+    # -- changing a plan before it starts ------------------------------------------------------
+
+    def update(self, name: str, changes: Mapping[str, Any], *, actor: str) -> DeploymentInfo:
+        """Change a planned deployment: any of :data:`EDITABLE` (``cameras`` replaces them all).
+        An authorised plan loses its authority (and any threshold approval) when it changes — the
+        officers approved the plan as it was — and must be authorised again, by someone other
+        than ``actor``, who is now its planner. Audited with what changed."""
+        unknown = set(changes) - set(EDITABLE)
+        if unknown:
+            raise InvalidRecordError(f"{', '.join(sorted(unknown))} cannot be changed; only {', '.join(EDITABLE)}")
+        with self.store.transaction() as session:
+            row = _planned_row(session, name, "changed")
+            for field_name in ("purpose", "location", "watchlist"):
+                if field_name in changes:
+                    require_text(changes[field_name], f"a deployment needs a {field_name}")
+            if "purpose" in changes:
+                check_text(changes["purpose"], "purpose")
+            if "location" in changes:
+                check_text(changes["location"], "location", limit=SHORT_TEXT)
+            if "watchlist" in changes and changes["watchlist"] != row.watchlist:
+                list_row = session.scalar(select(Watchlist).where(Watchlist.name == changes["watchlist"]))
+                if list_row is None:
+                    raise RecordNotFoundError(f"no watchlist named {changes['watchlist']!r}")
+                if list_row.standing_reason is None:
+                    _check_unclaimed(session, changes["watchlist"])
+            merged = {field_name: changes.get(field_name, getattr(row, field_name))
+                      for field_name in ("threshold", "latitude", "longitude", "planned_start", "planned_end")}
+            _check_plan(**merged)
+            before = _deployment_info(row).as_dict()
+            for field_name, value in changes.items():
+                if field_name == "cameras":
+                    _check_cameras(value, self.source_policy)
+                    row.cameras.clear()
+                    session.flush()  # the old rows go before new ones with the same names arrive
+                    row.cameras.extend(self._camera_row(camera, source) for camera, source in value.items())
+                else:
+                    setattr(row, field_name, value)
+            session.flush()
+            after = _deployment_info(row).as_dict()
+            changed = {key: {"before": before[key], "after": after[key]} for key in sorted(changes) if before[key] != after[key]}
+            if changed:
+                # Whoever changes a plan has planned it, so may not authorise it; the authority and
+                # any threshold approval were given for the plan as it was.
+                withdrawn, row.authorised_by, row.authorised_at = row.authorised_by, None, None
+                approval, row.threshold_approval = row.threshold_approval, None
+                planner, row.planned_by = row.planned_by, str(actor)
+                record_event(session, AuditAction.deployment_updated, actor=actor, target=name,
+                             details={"changed": changed, "authority_withdrawn": withdrawn,
+                                      "threshold_approval_withdrawn": approval, "planned_by": {"before": planner, "after": str(actor)}})
+            return _deployment_info(row)
+
+    def cancel(self, name: str, *, actor: str, reason: str) -> None:
+        """Withdraw a planned deployment: it never ran, so it has no record to publish; the audit
+        log keeps the plan and why it was cancelled."""
+        require_text(reason, "cancelling a deployment needs a reason")
+        check_text(reason, "reason for cancelling")
+        with self.store.transaction() as session:
+            row = _planned_row(session, name, "cancelled")
+            record_event(session, AuditAction.deployment_cancelled, actor=actor, target=name, reason=reason,
+                         details=_deployment_info(row).as_dict())
+            session.delete(row)
+
+    def note_stop(self, name: str, *, actor: str, reason: str) -> None:
+        """Record who asked a running deployment to stop, and why, before it is stopped."""
+        require_text(reason, "stopping a deployment needs a reason")
+        check_text(reason, "reason for stopping")
+        with self.store.transaction() as session:
+            row = deployment_row(session, name)
+            if row.status is not DeploymentStatus.running:
+                raise InvalidRecordError(f"deployment {name!r} is {row.status.value}, not running")
+            record_event(session, AuditAction.deployment_stop_requested, actor=actor, target=name, reason=reason)
+
+
+#: What may change in a planned deployment.
+EDITABLE = ("purpose", "location", "watchlist", "cameras", "threshold", "latitude", "longitude", "planned_start", "planned_end")
+
+
+def _planned_row(session: Session, name: str, what: str) -> Deployment:
+    row = deployment_row(session, name)
+    if row.status is not DeploymentStatus.planned:
+        raise InvalidRecordError(f"deployment {name!r} is {row.status.value}; only a planned deployment can be {what}")
+    return row
 
 
 def deployment_row(session: Session, name: str) -> Deployment:
@@ -818,8 +936,18 @@ def _deployment_info(row: Deployment) -> DeploymentInfo:
     return DeploymentInfo(
         row.id, row.name, row.purpose, row.location, row.latitude, row.longitude, row.planned_start, row.planned_end,
         row.authorised_by, row.authorised_at, row.watchlist, row.threshold, row.model_id, row.watchlist_size, row.status,
-        row.created_at, row.started_at, row.ended_at, cameras, row.end_reason, row.planned_by, row.threshold_approval,
+        row.created_at, row.started_at, row.ended_at, cameras, row.end_reason, row.start_failure, row.start_failed_at,
+        row.planned_by, row.threshold_approval,
     )
+
+
+def _check_cameras(cameras: Mapping[str, str], policy: SourcePolicy) -> None:
+    """Each camera's name, and its source: allowed by ``policy`` and, for a file or folder, there."""
+    for camera, source in cameras.items():
+        check_identifier(camera, "camera name")
+        require_text(source, f"camera {camera!r} needs a source description")
+        check_text(source, f"source of camera {camera}")
+        check_source(source, policy)
 
 
 def _check_unclaimed(session: Session, watchlist: str) -> None:

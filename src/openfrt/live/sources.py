@@ -249,6 +249,20 @@ class LatestFrameSource(Source):
             self._condition.notify()
 
 
+def check_source(spec: str, policy: SourcePolicy) -> str:
+    """The source to open for ``spec`` if ``policy`` allows it (see :meth:`SourcePolicy.check`)
+    and, for a file or folder, it is there — checked when a deployment is planned too, so a
+    typing mistake shows before authorisation rather than at the start. Streams and webcams can
+    only be tried when they are opened."""
+    target = policy.check(spec)
+    if "://" in target or target.isdigit():
+        return target
+    path = Path(target)
+    if not (path.is_dir() or path.is_file()):
+        raise SourceError(f"source not found: {spec} (give a video file, a folder of images, a stream URL or a webcam index)")
+    return target
+
+
 def open_source(
     spec: str, *, policy: SourcePolicy, realtime: bool = False, folder_fps: float = 1.0, after: float | None = None
 ) -> Source:
@@ -257,7 +271,7 @@ def open_source(
 
     ``after``: start a file or folder after this source time (streams and webcams are live and
     always start now)."""
-    target = policy.check(spec)
+    target = check_source(spec, policy)
     if "://" in target:
         label = without_credentials(target)
         return LatestFrameSource(label, lambda: _capture_frames(policy.check(spec), label))
@@ -266,8 +280,6 @@ def open_source(
     path = Path(target)
     if path.is_dir():
         return ImageFolderSource(path, folder_fps, after=after)
-    if not path.is_file():
-        raise SourceError(f"source not found: {spec} (give a video file, a folder of images, a stream URL or a webcam index)")
     if realtime:
         fps = video_fps(path)
         return LatestFrameSource(str(path), lambda: _paced(_file_frames(path, fps, threading.Event(), after)), reconnect=False)

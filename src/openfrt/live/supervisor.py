@@ -131,8 +131,14 @@ class LiveSupervisor:
             raise
         try:
             return running, LiveRunner(running, sources, lambda: engine, self._config)
-        except OpenFRTError as exc:
-            running.end(actor, reason=f"its cameras could not run: {exc}")
+        except BaseException as exc:
+            # Its cameras could not be set up (e.g. a model the pipeline cannot use): one that never
+            # ran goes back to planned with the failure noted and publishes nothing; one that had
+            # run (resumed after a crash) ends, saying why.
+            if not running.abandon(actor, str(exc) or type(exc).__name__):
+                running.end(actor, reason=f"its cameras could not run: {exc}")
+            for source in sources.values():
+                source.stop()
             raise
 
     def _start_on_cluster(self, name: str, actor: str, begin: Callable[[], RunningDeployment]) -> tuple[RunningDeployment, CameraRunner]:

@@ -108,6 +108,14 @@ class AuditAction(str, enum.Enum):
     backup_restored = "backup.restore"
     key_rotation_started = "keys.rotate_start"
     key_rotated = "keys.rotate"
+    user_updated = "user.update"
+    user_enabled = "user.enable"
+    user_role_changed = "user.role"
+    audit_exported = "audit.export"
+    deployment_updated = "deployment.update"
+    deployment_cancelled = "deployment.cancel"
+    deployment_stop_requested = "deployment.stop"
+    deployment_start_failed = "deployment.start_failed"
     threshold_approved = "deployment.threshold_approve"
 
 

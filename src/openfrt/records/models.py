@@ -158,6 +158,8 @@ class WatchlistMember(Base):
     watchlist_id: Mapped[int] = mapped_column(ForeignKey("watchlists.id", ondelete="CASCADE"), primary_key=True)
     subject_id: Mapped[str] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), primary_key=True, index=True)
     added_at: Mapped[datetime] = mapped_column(default=utc_now)
+    #: Why this subject is on this list (e.g. "wanted on warrant 1234/26 for robbery"): shown on their alerts.
+    reason: Mapped[str | None] = mapped_column(Text)
 
     watchlist: Mapped[Watchlist] = relationship(back_populates="members")
 
@@ -266,6 +268,9 @@ class Deployment(Base):
     #: Why it ended before an officer stopped it or its sources ended (its process lost, its
     #: store failing); None for a deployment that ran its course. Its record says "interrupted".
     end_reason: Mapped[str | None] = mapped_column(Text)
+    #: Why the last attempt to start failed (the deployment went back to planned, unpublished).
+    start_failure: Mapped[str | None] = mapped_column(Text)
+    start_failed_at: Mapped[datetime | None] = mapped_column()
 
     cameras: Mapped[list[DeploymentCamera]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, order_by="DeploymentCamera.name"
@@ -368,6 +373,7 @@ class Alert(Base):
     media_deleted_at: Mapped[datetime | None] = mapped_column()
 
     media: Mapped[list[AlertMedia]] = relationship(cascade="all, delete-orphan", passive_deletes=True, order_by="AlertMedia.kind")
+    verdicts: Mapped[list[AlertVerdict]] = relationship(cascade="all, delete-orphan", passive_deletes=True, order_by="AlertVerdict.id")
 
 
 class AlertMedia(Base):
@@ -383,6 +389,28 @@ class AlertMedia(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
 
 
+class AlertVerdict(Base):
+    """One verdict on an alert, oldest first: the adjudication, then each correction with its
+    reason. The alert row holds the verdict in force; this is its history, shown on the card."""
+
+    __tablename__ = "alert_verdicts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    status: Mapped[AlertStatus] = mapped_column(
+        Enum(AlertStatus, name="verdict_status", native_enum=False, create_constraint=True, length=24)
+    )
+    outcome: Mapped[AlertOutcome] = mapped_column(
+        Enum(AlertOutcome, name="verdict_outcome", native_enum=False, create_constraint=True, length=24)
+    )
+    engaged: Mapped[bool] = mapped_column(default=False)
+    note: Mapped[str | None] = mapped_column(Text)
+    #: Why an earlier verdict was corrected; None for the first verdict.
+    correction_reason: Mapped[str | None] = mapped_column(Text)
+    adjudicated_by: Mapped[str] = mapped_column(String(200))
+    adjudicated_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
 # -- people who use the server: accounts, browser sessions, API tokens ---------------------------
 
 
@@ -394,6 +422,8 @@ class User(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True)
     display_name: Mapped[str] = mapped_column(String(200))
+    #: Rank and number as the officer signs (e.g. "PC 1234", "Supt"): shown with the display name.
+    rank: Mapped[str | None] = mapped_column(String(60))
     role: Mapped[Role] = mapped_column(Enum(Role, name="user_role", native_enum=False, create_constraint=True, length=24))
     #: An argon2id hash in PHC string format (it carries its own salt and parameters).
     password_hash: Mapped[str] = mapped_column(String(255))

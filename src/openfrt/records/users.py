@@ -40,6 +40,7 @@ from openfrt.records.errors import (
 from openfrt.records.models import ID_LENGTH, ApiToken, Role, User, UserSession, utc_now
 from openfrt.records.passwords import check_password
 from openfrt.records.store import RecordStore
+from openfrt.records.text import check_text
 from openfrt.records.throttle import LoginThrottle
 
 __all__ = ["Credential", "Role", "TokenInfo", "UserInfo", "UserService"]
@@ -76,11 +77,19 @@ class UserInfo:
     disabled: bool
     #: Locked after too many failed sign-ins in a row, until an administrator unlocks it.
     locked: bool = False
+    rank: str | None = None
+
+    @property
+    def public_name(self) -> str:
+        """How the user is named to other people and in published records: rank and number with
+        the display name ("Supt A. Smith"), never the log-in name."""
+        return f"{self.rank} {self.display_name}" if self.rank else self.display_name
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "name": self.name, "display_name": self.display_name, "role": self.role.value,
-            "created_at": self.created_at.isoformat(), "disabled": self.disabled, "locked": self.locked,
+            "created_at": self.created_at.isoformat(), "disabled": self.disabled, "locked": self.locked, "rank": self.rank,
+            "public_name": self.public_name,
         }
 
 
@@ -133,24 +142,26 @@ class UserService:
         with self.store.transaction() as session:
             return session.scalar(select(func.count()).select_from(User)) or 0
 
-    def create(self, name: str, role: Role, password: str, *, actor: str, display_name: str | None = None) -> UserInfo:
+    def create(
+        self, name: str, role: Role, password: str, *, actor: str, display_name: str | None = None, rank: str | None = None
+    ) -> UserInfo:
         """Add a user. Names differing only in case are refused, as they would be confused."""
         _check_name(name)
         try:
             role = Role(role)
         except ValueError:
             raise InvalidRecordError(f"unknown role {role!r}; choose one of {', '.join(r.value for r in Role)}") from None
-        shown = name if display_name is None else display_name.strip()
-        if not shown or len(shown) > 200:
-            raise InvalidRecordError("a display name needs 1 to 200 characters")
+        shown = name if display_name is None else _checked_display_name(display_name)
+        rank = _checked_rank(rank)
         password_hash = _hash_password(password, (name, shown))
         with self.store.transaction() as session:
             if session.scalar(select(User.name).where(func.lower(User.name) == name.lower())) is not None:
                 raise DuplicateRecordError(f"a user named {name!r} (or differing only in case) already exists")
-            row = User(name=name, display_name=shown, role=role, password_hash=password_hash, disabled=False)
+            row = User(name=name, display_name=shown, rank=rank, role=role, password_hash=password_hash, disabled=False)
             session.add(row)
             session.flush()
-            record_event(session, AuditAction.user_created, actor=actor, target=name, details={"role": role.value, "display_name": shown})
+            record_event(session, AuditAction.user_created, actor=actor, target=name,
+                         details={"role": role.value, "display_name": shown, "rank": rank})
             return _user_info(row)
 
     def get(self, name: str) -> UserInfo:
@@ -186,6 +197,49 @@ class UserService:
                 session, AuditAction.user_disabled, actor=actor, target=name,
                 details={"sessions_ended": ended, "tokens_revoked": revoked},
             )
+
+    def update(self, name: str, *, actor: str, display_name: str | None = None, rank: str | None = None) -> UserInfo:
+        """Change how a user is named to others: the display name, and the rank and number
+        (an empty rank removes it). Audited with the old and new values."""
+        with self.store.transaction() as session:
+            row = _user_row(session, name)
+            before = {"display_name": row.display_name, "rank": row.rank}
+            if display_name is not None:
+                row.display_name = _checked_display_name(display_name)
+            if rank is not None:
+                row.rank = _checked_rank(rank)
+            after = {"display_name": row.display_name, "rank": row.rank}
+            if after != before:
+                record_event(session, AuditAction.user_updated, actor=actor, target=name, details={"before": before, "after": after})
+            return _user_info(row)
+
+    def enable(self, name: str, *, actor: str) -> UserInfo:
+        """Let a disabled user sign in again. Their old sessions and tokens stay ended: they sign in
+        afresh, and machines get new tokens."""
+        with self.store.transaction() as session:
+            row = _user_row(session, name)
+            if row.disabled:
+                row.disabled = False
+                record_event(session, AuditAction.user_enabled, actor=actor, target=name)
+            return _user_info(row)
+
+    def set_role(self, name: str, role: Role, *, actor: str) -> UserInfo:
+        """Give a user another role; their sessions end, so every open console shows what the new
+        role may do. The last enabled administrator keeps the role, so accounts stay manageable."""
+        role = Role(role)
+        with self.store.transaction() as session:
+            row = _user_row(session, name)
+            if row.role is role:
+                return _user_info(row)
+            if row.role is Role.admin and not row.disabled:
+                admins = session.scalar(select(func.count()).select_from(User).where(User.role == Role.admin, User.disabled.is_(False)))
+                if admins == 1:
+                    raise InvalidRecordError(f"{name} is the only enabled administrator; make another one first")
+            before, row.role = row.role, role
+            ended = _end_sessions(session, row.id)
+            record_event(session, AuditAction.user_role_changed, actor=actor, target=name,
+                         details={"before": before.value, "after": role.value, "sessions_ended": ended})
+            return _user_info(row)
 
     def _unknown_name(self, typed: str) -> str:
         """How a refused log-in under a name that is no user's is logged: a keyed fingerprint, not
@@ -394,7 +448,31 @@ def _user_row(session: Session, name: str) -> User:
 
 
 def _user_info(row: User) -> UserInfo:
-    return UserInfo(row.id, row.name, row.display_name, row.role, row.created_at, row.disabled)
+    return UserInfo(row.id, row.name, row.display_name, row.role, row.created_at, row.disabled, rank=row.rank)
+
+
+#: Longest rank and number ("Det Ch Supt 12345" fits easily).
+RANK_LENGTH = 60
+
+
+def _checked_rank(rank: str | None) -> str | None:
+    """A rank and number as stored: trimmed, None when blank; refused when too long or holding
+    characters that change how it reads (it is shown beside the name, and published)."""
+    if rank is None or not rank.strip():
+        return None
+    if len(rank.strip()) > RANK_LENGTH:
+        raise InvalidRecordError(f"a rank and number needs at most {RANK_LENGTH} characters")
+    check_text(rank.strip(), "rank and number", limit=RANK_LENGTH)
+    return rank.strip()
+
+
+def _checked_display_name(display_name: str) -> str:
+    """A display name as stored: trimmed, 1 to 200 characters of readable text."""
+    shown = display_name.strip()
+    if not shown or len(shown) > 200:
+        raise InvalidRecordError("a display name needs 1 to 200 characters")
+    check_text(shown, "display name", limit=200)
+    return shown
 
 
 def _token_info(row: ApiToken, user_name: str) -> TokenInfo:

@@ -20,6 +20,8 @@ Pages are in :mod:`openfrt.web.pages` (officers) and :mod:`openfrt.web.transpare
 
 from __future__ import annotations
 
+import mimetypes
+
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -30,6 +32,7 @@ from openfrt.web.rendering import STATIC_DIR, LoginRequired, PageForbidden, labe
 
 def install(app: FastAPI) -> None:
     """Add the console's pages, their static files and their refusals to ``app``."""
+    mimetypes.add_type("application/manifest+json", ".webmanifest")  # the installable web app's manifest
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(pages.router)
     app.include_router(transparency.router)

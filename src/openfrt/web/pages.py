@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from openfrt.api.context import ServerContext
 from openfrt.api.params import MAX_ROW_ID
 from openfrt.api.permissions import Permission
-from openfrt.api.routes.audit import read_audit_log
+from openfrt.api.routes.audit import action_name, read_audit_log
 from openfrt.api.routes.deployments import deployment_payload
 from openfrt.api.routes.models import models_payload
 from openfrt.api.routes.watchlists import watchlist_payload
@@ -104,8 +104,12 @@ def deployment(name: str, request: Request, principal: Principal = Depends(viewe
     except RecordNotFoundError as exc:
         return not_found(request, principal, str(exc), "/deployments")
     record = None if info.status is DeploymentStatus.planned else ctx.deployments.record(name).as_dict()
+    may_plan = info.status is DeploymentStatus.planned and principal.can(Permission.plan_deployments) and principal.can(Permission.view_watchlists)
+    watchlists = [found.name for found in ctx.gallery.watchlists() if not found.expired] if may_plan else []
+    if may_plan and info.watchlist not in watchlists:
+        watchlists.insert(0, info.watchlist)  # shown as planned, even if it has since expired
     return render(request, "deployment.html", principal, active="/deployments", title=f"Deployment {name}",
-                  deployment=deployment_payload(ctx, info), record=record)
+                  deployment=deployment_payload(ctx, info), record=record, watchlists=watchlists)
 
 
 # -- watchlists and subjects -------------------------------------------------------------------
@@ -201,9 +205,11 @@ def audit(
         entries = [entry.as_dict() for entry in found]
     chosen = {key: value for key, value in filters.items() if value}
     older = {**chosen, "before": entries[-1]["seq"]} if len(entries) == PAGE_SIZE else None
+    # The API takes times with their zone; the form's are UTC.
+    exported = {**chosen, **{key: moment.isoformat() for key, moment in zip(("since", "until"), window) if moment}} if problem is None else chosen
     return render(request, "audit.html", principal, active="/audit", title="Audit log", entries=entries,
-                  filters=filters, chosen=chosen, actions=[action.value for action in AuditAction], older=older,
-                  problem=problem, paged=before is not None)
+                  filters=filters, chosen=chosen, exported=exported, actions=[(action.value, action_name(action.value)) for action in AuditAction],
+                  users=[user.name for user in ctx.users.list()], older=older, problem=problem, paged=before is not None)
 
 
 @router.get("/users")

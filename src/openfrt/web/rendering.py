@@ -8,6 +8,7 @@ officer sees why and the refusal is not mistaken for a missing page.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,9 +23,12 @@ from fastapi.templating import Jinja2Templates
 
 from openfrt import __version__
 from openfrt.api.context import ServerContext
+from openfrt.api.people import People
+from openfrt.api.routes.audit import action_name
 from openfrt.api.permissions import Permission
 from openfrt.api.security import Principal, optional_principal
 from openfrt.records.passwords import PASSWORD_RULE
+from openfrt.web.explain import watchlist_fitness
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES_DIR = HERE / "templates"
@@ -149,8 +153,19 @@ def label(value: Any) -> str:
     return str(getattr(value, "value", value)).replace("_", " ")
 
 
+def detail(value: Any) -> str:
+    """One value of an audit entry's details for reading: text as it is, lists joined, anything
+    nested as compact JSON (the full entry, never cut short)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(item, (str, int, float)) for item in value):
+        return ", ".join(map(str, value)) or "none"
+    return json.dumps(value, sort_keys=True, separators=(", ", ": "))
+
+
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
-templates.env.filters.update(utc=utc_time, rate=rate, label=label)
+templates.env.filters.update(utc=utc_time, rate=rate, label=label, detail=detail, action_name=action_name,
+                             fitness_in_words=watchlist_fitness)
 templates.env.globals.update(version=__version__, password_rule=PASSWORD_RULE)
 
 
@@ -166,8 +181,10 @@ def render(
 ) -> HTMLResponse:
     """A page with the layout's context. Pages with personal data are ``no-store``, so the
     browser keeps no copy after logging out; only the public pages may be cached."""
+    people = People(request.app.state.context.users)
     context = {
         "principal": principal,
+        "person": people.name,
         "role": role_label(principal.user.role) if principal else None,
         "csrf_token": principal.csrf_token if principal else None,
         "nav": navigation(principal),

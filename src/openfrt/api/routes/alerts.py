@@ -13,13 +13,15 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from openfrt.api.alert_cards import alert_cards
 from openfrt.api.context import ServerContext
 from openfrt.api.params import MAX_ROW_ID, RecordId
 from openfrt.api.permissions import Permission
+from openfrt.api.routes.subjects import reference_response
 from openfrt.api.security import Principal, context, require, resolve_principal
 from openfrt.live.alerts import AlertInfo
-from openfrt.records.text import LONG_TEXT
 from openfrt.records.models import AlertOutcome, AlertStatus, MediaKind, PerceivedEthnicity, PerceivedSex
+from openfrt.records.text import LONG_TEXT
 
 router = APIRouter(prefix="/api", tags=["alerts"])
 
@@ -38,6 +40,8 @@ class Adjudication(BaseModel):
     outcome: AlertOutcome
     engaged: bool | None = Field(None, description="Default: from the outcome.")
     note: str | None = Field(None, max_length=LONG_TEXT)
+    reason: str | None = Field(None, max_length=LONG_TEXT,
+                               description="Why the verdict being corrected was wrong; required with `correcting`.")
     perceived_ethnicity: PerceivedEthnicity | None = Field(None, description="Optional, as the officer perceives it; published only as group totals.")
     perceived_sex: PerceivedSex | None = None
 
@@ -46,7 +50,7 @@ class Hold(BaseModel):
     reason: str = Field(min_length=1, max_length=LONG_TEXT, description="The legal reason for keeping the images past retention.")
 
 
-@router.get("/alerts", summary="Alerts in the order raised; page with `after` (an alert id) and `limit`")
+@router.get("/alerts", summary="Alerts in the order raised, each with who the subject is and why they are listed; page with `after` (an alert id) and `limit`")
 def list_alerts(
     deployment: str | None = None,
     status: AlertStatus | None = None,
@@ -55,7 +59,7 @@ def list_alerts(
     _: Principal = Depends(require(Permission.view_alerts)),
     ctx: ServerContext = Depends(context),
 ) -> list[dict[str, Any]]:
-    return [alert.as_dict() for alert in ctx.alerts.list(deployment, status, after_id=after, limit=limit)]
+    return alert_cards(ctx.gallery, ctx.users, ctx.alerts.list(deployment, status, after_id=after, limit=limit))
 
 
 @router.get("/alerts/stream", summary="New alerts (event: alert) and changed verdicts and holds (event: alert_changed) as server-sent events; data: the alert as JSON. "
@@ -103,7 +107,8 @@ async def still_allowed(request: Request, principal: Principal, ctx: ServerConte
 @router.get("/alerts/{alert_id}", summary="One alert (without its images)")
 def get_alert(alert_id: RecordId, _: Principal = Depends(require(Permission.view_alerts)),
               ctx: ServerContext = Depends(context)) -> dict[str, Any]:
-    return ctx.alerts.get(alert_id).as_dict()
+    (card,) = alert_cards(ctx.gallery, ctx.users, [ctx.alerts.get(alert_id)])
+    return card
 
 
 @router.post("/alerts/{alert_id}/adjudication", summary="Record (or correct) the verdict and outcome, as the logged-in officer")
@@ -111,7 +116,7 @@ def adjudicate(alert_id: RecordId, body: Adjudication, principal: Principal = De
                ctx: ServerContext = Depends(context)) -> dict[str, Any]:
     return ctx.feed.publish_change(ctx.alerts.adjudicate(
         alert_id, outcome=body.outcome, by=principal.name, status=body.status, correcting=body.correcting, engaged=body.engaged,
-        note=body.note, perceived_ethnicity=body.perceived_ethnicity, perceived_sex=body.perceived_sex,
+        note=body.note, perceived_ethnicity=body.perceived_ethnicity, perceived_sex=body.perceived_sex, reason=body.reason,
     ))
 
 
@@ -138,7 +143,8 @@ def release(alert_id: RecordId, reason: str | None = Query(None, max_length=LONG
 @router.get("/alerts/{alert_id}/reference", summary="The matched subject's first reference image, to compare with the probe (audited, "
             "with the alert as the reason); an engagement officer gets it for an alert still pending or one they adjudicated",
             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
-def reference(alert_id: RecordId, principal: Principal = Depends(require(Permission.view_alert_reference)),
+def reference(alert_id: RecordId, face: bool = Query(True, description="Only the enrolled face (default), or the whole photograph."),
+              principal: Principal = Depends(require(Permission.view_alert_reference)),
               ctx: ServerContext = Depends(context)) -> Response:
     alert = ctx.alerts.get(alert_id)
     if not principal.can(Permission.view_reference_images) and not handles(principal, alert):
@@ -147,8 +153,7 @@ def reference(alert_id: RecordId, principal: Principal = Depends(require(Permiss
     subject = ctx.gallery.subject(alert.subject)
     if not subject.images:
         raise HTTPException(404, f"subject {subject.subject.id!r} has no reference image")
-    data, media_type = ctx.gallery.view_reference_image(subject.images[0].id, actor=principal.name, reason=f"comparison with alert {alert_id}")
-    return Response(data, media_type=media_type, headers={"Cache-Control": "no-store"})
+    return reference_response(ctx, subject.images[0].id, actor=principal.name, reason=f"comparison with alert {alert_id}", face=face)
 
 
 def handles(principal: Principal, alert: AlertInfo) -> bool:

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import AwareDatetime, BaseModel, Field
 
 from openfrt.api.context import ServerContext
 from openfrt.api.permissions import Permission
 from openfrt.api.security import Principal, context, require
-from openfrt.records.text import LONG_TEXT, SHORT_TEXT
 from openfrt.live.deployments import DeploymentInfo
 from openfrt.live.thresholds import approval_covers
 from openfrt.records.errors import RecordNotFoundError
 from openfrt.records.models import DeploymentStatus
+from openfrt.records.text import LONG_TEXT, SHORT_TEXT
 
 router = APIRouter(prefix="/api", tags=["deployments"])
 
@@ -36,6 +36,26 @@ class NewDeployment(BaseModel):
     planned_start: AwareDatetime | None = Field(None, description="ISO 8601 with a zone, e.g. 2026-06-01T18:00+01:00.")
     planned_end: AwareDatetime | None = Field(None, description="ISO 8601 with a zone.")
     threshold: float | None = Field(None, ge=0, le=1, description="Default: the watchlist's.")
+
+
+class PlanChange(BaseModel):
+    """The fields to change; those left out stay as they are."""
+
+    purpose: str | None = Field(None, min_length=1, max_length=LONG_TEXT)
+    location: str | None = Field(None, min_length=1, max_length=SHORT_TEXT)
+    watchlist: str | None = Field(None, min_length=1)
+    cameras: dict[str, Annotated[str, Field(max_length=LONG_TEXT)]] | None = Field(
+        None, min_length=1, description="Replaces every camera (give streams' credentials again)."
+    )
+    latitude: float | None = Field(None, ge=-90, le=90)
+    longitude: float | None = Field(None, ge=-180, le=180)
+    planned_start: AwareDatetime | None = Field(None, description="ISO 8601 with a zone.")
+    planned_end: AwareDatetime | None = Field(None, description="ISO 8601 with a zone.")
+    threshold: float | None = Field(None, ge=0, le=1, description="null: the watchlist's.")
+
+
+class Justification(BaseModel):
+    reason: str = Field(min_length=1, max_length=LONG_TEXT, description="Why, in the officer's words; kept in the audit log.")
 
 
 class ThresholdApproval(BaseModel):
@@ -80,10 +100,24 @@ def create_deployment(body: NewDeployment, principal: Principal = Depends(requir
     return deployment_payload(ctx, info)
 
 
-@router.post("/deployments/{name}/authorise", summary="Authorise a planned deployment (as the logged-in officer, not its planner)")
-def authorise(name: str, principal: Principal = Depends(require(Permission.authorise_deployments)),
+@router.patch("/deployments/{name}", summary="Change a planned deployment; a change withdraws its authority (audited)")
+def update_deployment(name: str, body: PlanChange, principal: Principal = Depends(require(Permission.plan_deployments)),
+                      ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    return deployment_payload(ctx, ctx.deployments.update(name, body.model_dump(exclude_unset=True), actor=principal.name))
+
+
+@router.delete("/deployments/{name}", summary="Cancel a planned deployment, for a reason (audited; nothing is published)")
+def cancel_deployment(name: str, reason: str = Query(..., min_length=1, max_length=LONG_TEXT), principal: Principal = Depends(require(Permission.plan_deployments)),
+                      ctx: ServerContext = Depends(context)) -> dict[str, str]:
+    ctx.deployments.cancel(name, actor=principal.name, reason=reason)
+    return {"status": "cancelled"}
+
+
+@router.post("/deployments/{name}/authorise",
+             summary="Authorise a planned deployment (as the logged-in officer, not its planner), saying why")
+def authorise(name: str, body: Justification, principal: Principal = Depends(require(Permission.authorise_deployments)),
               ctx: ServerContext = Depends(context)) -> dict[str, Any]:
-    return deployment_payload(ctx, ctx.deployments.authorise(name, actor=principal.name))
+    return deployment_payload(ctx, ctx.deployments.authorise(name, actor=principal.name, reason=body.reason))
 
 
 @router.post("/deployments/{name}/approve-threshold",
@@ -100,9 +134,12 @@ def start(name: str, principal: Principal = Depends(require(Permission.run_deplo
     return deployment_payload(ctx, ctx.deployments.get(name))
 
 
-@router.post("/deployments/{name}/stop", summary="Stop: end the cameras, destroy the snapshot, publish the record")
-def stop(name: str, principal: Principal = Depends(require(Permission.run_deployments)),
+@router.post("/deployments/{name}/stop", summary="Stop, saying why: end the cameras, destroy the snapshot, publish the record")
+def stop(name: str, body: Justification, principal: Principal = Depends(require(Permission.run_deployments)),
          ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    if name not in ctx.supervisor.running():
+        raise HTTPException(422, f"deployment {name!r} is not running in this server")
+    ctx.deployments.note_stop(name, actor=principal.name, reason=body.reason)
     return ctx.supervisor.stop(name, principal.name).as_dict()
 
 

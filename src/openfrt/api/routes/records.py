@@ -1,7 +1,8 @@
 """The public transparency report: published deployment records, their totals and monthly trend.
 
 These endpoints need no login: a deployment record holds nothing biometric (counts, place,
-purpose, outcomes) and forces publish exactly these figures. Downloads are still audited: each
+purpose, outcomes) and forces publish exactly these figures. The authorising officer is named by
+rank and display name, never by the name they sign in with. Downloads are still audited: each
 one by a logged-in user, anonymous ones counted together (:mod:`openfrt.api.downloads`).
 """
 
@@ -15,6 +16,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from openfrt.api.context import ServerContext
+from openfrt.api.people import People
 from openfrt.api.security import Principal, context, optional_principal
 from openfrt.live.deployments import DeploymentRecord
 from openfrt.records.audit import AuditAction, record_event
@@ -49,8 +51,10 @@ def monthly(records: list[DeploymentRecord]) -> list[dict[str, Any]]:
 @router.get("/records", summary="Published deployment records, a monthly summary, and adjudicated alerts per perceived group (public)")
 def records(ctx: ServerContext = Depends(context)) -> dict[str, Any]:
     found = published_records(ctx)
+    people = People(ctx.users)
     rows = [
-        {**record.as_dict(), "false_alert_rate": false_alert_rate(record.false_alerts, record.faces_scanned)}
+        {**record.as_dict(), "authorised_by": people.name(record.authorised_by),
+         "false_alert_rate": false_alert_rate(record.false_alerts, record.faces_scanned)}
         for record in found
     ]
     groups = [{**group.as_dict(), "false_alert_share": round(group.false_alerts / group.adjudicated, 4) if group.adjudicated else None}

@@ -28,11 +28,12 @@ class NewWatchlist(BaseModel):
 
 class Members(BaseModel):
     subjects: list[str] = Field(min_length=1)
+    reason: str | None = Field(None, max_length=500, description="Why they are on this list (shown on their alerts).")
 
 
 def watchlist_payload(ctx: ServerContext, name: str) -> dict[str, Any]:
     info = ctx.gallery.watchlist(name)
-    return {**info.as_dict(), "fitness": ctx.gallery.fitness(info)}
+    return {**info.as_dict(), "fitness": ctx.gallery.fitness(info), "members": [member.as_dict() for member in ctx.gallery.members(name)]}
 
 
 @router.get("/watchlists", summary="All watchlists")
@@ -41,7 +42,7 @@ def list_watchlists(_: Principal = Depends(require(Permission.view_watchlists)),
     return [info.as_dict() for info in ctx.gallery.watchlists()]
 
 
-@router.get("/watchlists/{name}", summary="A watchlist with its expected accuracy (TPIR/FPIR) at its threshold and size")
+@router.get("/watchlists/{name}", summary="A watchlist, its members and why each is on it, and its expected accuracy (TPIR/FPIR) at its threshold and size")
 def get_watchlist(name: str, _: Principal = Depends(require(Permission.view_watchlists)),
                   ctx: ServerContext = Depends(context)) -> dict[str, Any]:
     return watchlist_payload(ctx, name)
@@ -60,12 +61,12 @@ def create_watchlist(body: NewWatchlist, principal: Principal = Depends(require(
 @router.post("/watchlists/{name}/members", summary="Add existing subjects (all or none)")
 def add_members(name: str, body: Members, principal: Principal = Depends(require(Permission.manage_watchlists)),
                 ctx: ServerContext = Depends(context)) -> dict[str, Any]:
-    ctx.gallery.add_to_watchlist(name, body.subjects, actor=principal.name)
+    ctx.gallery.add_to_watchlist(name, body.subjects, actor=principal.name, reason=body.reason)
     return watchlist_payload(ctx, name)
 
 
 @router.delete("/watchlists/{name}/members/{subject_id:path}", summary="Take a subject off a watchlist (audited)")
-def remove_member(name: str, subject_id: str, reason: str = Query(..., min_length=1),
+def remove_member(name: str, subject_id: str, reason: str = Query(..., min_length=1, max_length=LONG_TEXT),
                   principal: Principal = Depends(require(Permission.manage_watchlists)),
                   ctx: ServerContext = Depends(context)) -> dict[str, Any]:
     ctx.gallery.remove_from_watchlist(name, [subject_id], actor=principal.name, reason=reason)

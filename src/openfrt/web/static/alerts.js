@@ -9,6 +9,7 @@
 // the page's script.
 
 import { api, ApiError, el, fixed, label, onSubmit, say, utc } from './console.js';
+import { setSignals, signal, signalsOn } from './notify.js';
 
 const queue = document.getElementById('queue');
 const done = document.getElementById('done');
@@ -35,33 +36,71 @@ function setField(card, name, text) {
   card.querySelectorAll(`[data-field="${name}"]`).forEach((node) => { node.textContent = text; });
 }
 
+/** An officer as other people see them: rank, number and name, not a log-in name. */
+function person(alert, name) {
+  return (alert.names && alert.names[name]) || name;
+}
+
+function verdictLine(alert, verdict) {
+  return `${label(verdict.status)} · outcome: ${label(verdict.outcome)} · by ${person(alert, verdict.adjudicated_by)} `
+    + `at ${utc(verdict.adjudicated_at)}`;
+}
+
 function fill(card, alert) {
   card.alert = alert;
   card.id = `alert-${alert.id}`; // events sent out link here (/alerts#alert-ID)
   card.dataset.alertId = alert.id;
   card.dataset.status = alert.status;
-  setField(card, 'subject', alert.subject);
+  const info = alert.subject_info;
+  setField(card, 'name', info ? info.display_name : alert.subject);
+  setField(card, 'subject', info ? `(${alert.subject})` : '');
+  setField(card, 'category', info ? label(info.category) : 'no longer in the reference database');
+  setField(card, 'listed', info && info.listed_because ? info.listed_because
+    : `not recorded${alert.watchlist ? ` (watchlist ${alert.watchlist})` : ''}`);
+  setField(card, 'notes', info && info.notes ? info.notes : '—');
   setField(card, 'status', label(alert.status));
-  setField(card, 'similarity', fixed(alert.similarity, 3));
+  setField(card, 'similarity', alert.threshold == null ? fixed(alert.similarity, 3)
+    : `${fixed(alert.similarity, 3)} (threshold ${fixed(alert.threshold, 3)})`);
   setField(card, 'camera', alert.camera);
   setField(card, 'time', utc(alert.wall_time));
   setField(card, 'id', `#${alert.id}`);
   const deployment = card.querySelector('a[data-field="deployment"]');
   deployment.textContent = alert.deployment;
   deployment.href = `/deployments/${encodeURIComponent(alert.deployment)}`;
-  const others = (alert.candidates || []).filter(([subject]) => subject !== alert.subject);
+  const others = alert.others_above_threshold || [];
   setField(card, 'others', others.length
-    ? `Also above the threshold: ${others.map(([subject, score]) => `${subject} (${fixed(score, 3)})`).join(', ')}`
+    ? `Also above the threshold: ${others.map((other) => `${other.display_name || other.subject} (${other.subject}, `
+      + `${fixed(other.similarity, 3)})`).join('; ')}. Compare them too before acting.`
     : '');
-  const verdict = alert.status === 'pending' ? ''
-    : `${label(alert.status)} · outcome: ${label(alert.outcome)} · by ${alert.adjudicated_by} at ${utc(alert.adjudicated_at)}`
-      + (alert.note ? ` · note: ${alert.note}` : '');
+  const verdicts = alert.verdicts || [];
+  const current = verdicts[verdicts.length - 1];
+  let verdict = '';
+  if (alert.status !== 'pending') {
+    verdict = current ? verdictLine(alert, current)
+      : `${label(alert.status)} · outcome: ${label(alert.outcome)} · by ${person(alert, alert.adjudicated_by)} at ${utc(alert.adjudicated_at)}`;
+    if (alert.note) verdict += ` · note: ${alert.note}`;
+  }
   setField(card, 'verdict', verdict);
+  fillHistory(card, alert, verdicts);
   const form = card.querySelector('form.adjudicate');
-  if (form) form.hidden = alert.status !== 'pending';
+  if (form && !form.dataset.correcting) form.hidden = alert.status !== 'pending';
   const correct = card.querySelector('[data-action="correct"]');
-  if (correct) correct.hidden = alert.status === 'pending';
+  if (correct) correct.hidden = alert.status === 'pending' || (form && !form.hidden);
   fillRetention(card, alert);
+}
+
+/** Every verdict the alert has had, oldest first, once it has been corrected. */
+function fillHistory(card, alert, verdicts) {
+  const history = card.querySelector('.history');
+  history.hidden = verdicts.length < 2;
+  setField(card, 'history-summary', `Verdict history: ${verdicts.length} verdicts, ${verdicts.length - 1} correction(s)`);
+  const list = card.querySelector('[data-field="history"]');
+  list.replaceChildren(...verdicts.map((verdict) => {
+    const item = el('li', verdictLine(alert, verdict), { 'data-testid': 'history-entry' });
+    if (verdict.note) item.append(` · note: ${verdict.note}`);
+    if (verdict.correction_reason) item.appendChild(el('div', `Corrected because: ${verdict.correction_reason}`, { class: 'aside' }));
+    return item;
+  }));
 }
 
 /** What happens to the alert's images: deleted by retention, kept on a hold, or due to expire. */
@@ -69,7 +108,7 @@ function fillRetention(card, alert) {
   const deleted = alert.media_deleted_at !== null;
   const held = alert.held_by !== null;
   setField(card, 'retention', deleted ? `Images deleted by retention at ${utc(alert.media_deleted_at)}.`
-    : held ? `Images held past retention by ${alert.held_by} at ${utc(alert.held_at)}: ${alert.hold_reason}`
+    : held ? `Images held past retention by ${person(alert, alert.held_by)} at ${utc(alert.held_at)}: ${alert.hold_reason}`
       : 'Images are deleted when retention falls due unless held for a recorded legal reason.');
   const hold = card.querySelector('form.hold');
   const release = card.querySelector('form.release');
@@ -77,15 +116,32 @@ function fillRetention(card, alert) {
   if (release) release.hidden = !held;
 }
 
-/** Show the verdict form again, filled in with the recorded verdict, to correct a mistake. */
+/** Open a blank verdict form to correct the recorded verdict, asking why it was wrong. A
+    correction is a new verdict: nothing of the earlier one is carried into it. */
 function reopen(card, form, alert) {
-  form.elements.outcome.value = alert.outcome || form.elements.outcome.value;
-  form.elements.note.value = alert.note || '';
-  form.elements.perceived_ethnicity.value = alert.perceived_ethnicity || '';
-  form.elements.perceived_sex.value = alert.perceived_sex || '';
+  form.reset();
+  form.dataset.correcting = alert.status;
+  const asked = form.querySelector('[data-role="correction"]');
+  asked.hidden = false;
+  form.elements.reason.required = true;
+  const shown = form.querySelector('[data-field="correcting"]');
+  shown.hidden = false;
+  shown.textContent = `Correcting: ${label(alert.status)} (${label(alert.outcome)}) by ${person(alert, alert.adjudicated_by)}.`;
+  form.querySelector('[data-action="cancel-correction"]').hidden = false;
   form.hidden = false;
   card.querySelector('[data-action="correct"]').hidden = true;
-  form.elements.outcome.focus();
+  form.elements.reason.focus();
+}
+
+/** Close a correction form without sending it (or once it has been sent). */
+function closeCorrection(card, form) {
+  delete form.dataset.correcting;
+  form.reset();
+  form.querySelector('[data-role="correction"]').hidden = true;
+  form.elements.reason.required = false;
+  form.querySelector('[data-field="correcting"]').hidden = true;
+  form.querySelector('[data-action="cancel-correction"]').hidden = true;
+  fill(card, card.alert);
 }
 
 function missing(image, text) {
@@ -124,27 +180,33 @@ function build(alert) {
   const form = card.querySelector('form.adjudicate');
   if (form) {
     onSubmit(form, async (event) => {
+      const correcting = form.dataset.correcting || null;
       const body = {
         status: event.submitter.value,
-        correcting: card.alert.status === 'pending' ? null : card.alert.status,
+        correcting,
         outcome: form.elements.outcome.value,
         note: form.elements.note.value.trim() || null,
+        reason: correcting ? form.elements.reason.value.trim() : null,
         perceived_ethnicity: form.elements.perceived_ethnicity.value || null,
         perceived_sex: form.elements.perceived_sex.value || null,
       };
       const notice = card.querySelector('[data-role="card-message"]');
       say(notice, '');
+      let answer;
       try {
-        show(await api('POST', `/api/alerts/${alert.id}/adjudication`, body));
+        answer = await api('POST', `/api/alerts/${alert.id}/adjudication`, body);
       } catch (error) {
         if (!(error instanceof ApiError && error.status === 409)) throw error;
         // Another officer decided first: show their verdict (the form closes), and say why
         // this one was not kept where it stays visible.
-        show(await api('GET', `/api/alerts/${alert.id}`));
+        answer = await api('GET', `/api/alerts/${alert.id}`);
         say(notice, error.message);
       }
+      if (correcting) closeCorrection(card, form);
+      show(answer);
     });
     card.querySelector('[data-action="correct"]').addEventListener('click', () => reopen(card, form, card.alert));
+    form.querySelector('[data-action="cancel-correction"]').addEventListener('click', () => closeCorrection(card, form));
   }
   const hold = card.querySelector('form.hold');
   if (hold) {
@@ -203,7 +265,7 @@ function connected(state, text) {
 function listen() {
   const stream = new EventSource('/api/alerts/stream');
   stream.addEventListener('open', () => {
-    connected('live', 'Live: new alerts appear as they are raised');
+    connected('live', 'Live');
     load().catch((error) => say(message, error.message));
   });
   stream.addEventListener('alert', (event) => {
@@ -211,6 +273,7 @@ function listen() {
     show(alert);
     const card = cards.get(alert.id);
     if (card) card.classList.add('arrived');
+    if (alert.status === 'pending') signal(alert);
   });
   stream.addEventListener('alert_changed', (event) => show(JSON.parse(event.data)));
   stream.addEventListener('resync', () => load().catch((error) => say(message, error.message)));
@@ -228,5 +291,16 @@ function listen() {
   });
 }
 
+const notify = document.getElementById('notify');
+
+function showSignals(state) {
+  const on = signalsOn();
+  notify.setAttribute('aria-pressed', String(on));
+  notify.textContent = `Sound and notifications: ${on ? 'on' : 'off'}`;
+  if (on && state === 'denied') say(message, 'Notifications are blocked in this browser\'s settings; sound and vibration stay on.');
+}
+
+notify.addEventListener('click', async () => showSignals(await setSignals(!signalsOn())));
+showSignals();
 filter.addEventListener('change', () => load().catch((error) => say(message, error.message)));
 listen();

@@ -87,6 +87,28 @@ export function onSubmit(form, action) {
   });
 }
 
+/**
+ * A <dialog> that asks for an audited reason before acting on what a button names: buttons with
+ * `attribute` open it (the attribute's value is the item, shown in its `data-field="item"`
+ * elements), its form's submission runs `action(item, reason)`, `data-action="close-dialog"` closes it.
+ */
+export function askReason(dialog, attribute, action) {
+  const form = dialog.querySelector('form');
+  document.addEventListener('click', (event) => {
+    const button = event.target.closest(`[${attribute}]`);
+    if (button) {
+      form.reset();
+      say(form, '');
+      form.dataset.item = button.getAttribute(attribute);
+      dialog.querySelectorAll('[data-field="item"]').forEach((node) => { node.textContent = form.dataset.item; });
+      dialog.showModal();
+    } else if (dialog.open && event.target.closest('[data-action="close-dialog"]')) {
+      dialog.close();
+    }
+  });
+  onSubmit(form, () => action(form.dataset.item, form.elements.reason.value.trim()));
+}
+
 /** Create an element with text content and attributes (never innerHTML). */
 export function el(tag, text, attributes = {}) {
   const node = document.createElement(tag);

@@ -1,7 +1,8 @@
-// Deployments: plan, authorise, start and stop through the API, and each running deployment's
-// per-camera status (fps, frames, faces scanned, alerts, dropped frames) polled every 2 s.
+// Deployments: plan, change or cancel a plan, authorise and stop (each confirmed with the
+// officer's reason, which is recorded), start, and each running deployment's per-camera status
+// (fps, frames, faces scanned, alerts, dropped frames) polled every 2 s.
 
-import { api, el, fixed, onSubmit, say, utc } from './console.js';
+import { api, askReason, el, fixed, onSubmit, say, utc } from './console.js';
 
 const POLL_MS = 2000;
 const message = document.getElementById('deployments-message');
@@ -34,6 +35,43 @@ if (form) {
   });
 }
 
+// Changing a plan sends only what changed, so an unchanged camera keeps its stored credentials.
+const edit = document.getElementById('edit-deployment');
+if (edit) {
+  onSubmit(edit, async () => {
+    const changes = {};
+    for (const field of edit.querySelectorAll('[data-original]')) {
+      if (field.value.trim() === field.dataset.original.trim()) continue;
+      if (field.name === 'cameras') changes.cameras = cameras(field.value);
+      else if (field.name === 'threshold') changes.threshold = field.value === '' ? null : Number(field.value);
+      else changes[field.name] = field.value.trim();
+    }
+    if (!Object.keys(changes).length) throw new Error('Nothing was changed.');
+    await api('PATCH', `/api/deployments/${encodeURIComponent(edit.dataset.deployment)}`, changes);
+    window.location.reload();
+  });
+}
+
+const cancel = document.getElementById('cancel-deployment');
+if (cancel) {
+  onSubmit(cancel, async () => {
+    const reason = new URLSearchParams({ reason: cancel.elements.reason.value.trim() });
+    await api('DELETE', `/api/deployments/${encodeURIComponent(cancel.dataset.deployment)}?${reason}`);
+    window.location.assign('/deployments');
+  });
+}
+
+// Authorising and stopping ask why first; the reason goes into the audit log.
+for (const [dialog, attribute, action] of [['authorise-dialog', 'data-authorise', 'authorise'], ['stop-dialog', 'data-stop', 'stop']]) {
+  const box = document.getElementById(dialog);
+  if (!box) continue;
+  askReason(box, attribute, async (deployment, reason) => {
+    if (action === 'stop') say(message, `Stopping ${deployment}…`, 'ok');
+    await api('POST', `/api/deployments/${encodeURIComponent(deployment)}/${action}`, { reason });
+    window.location.reload();
+  });
+}
+
 // A threshold below the floor: a second authorising officer approves it, with a justification.
 document.querySelectorAll('[data-approve-threshold]').forEach((approval) => {
   onSubmit(approval, async () => {
@@ -57,7 +95,7 @@ document.addEventListener('click', async (event) => {
   if (!button) return;
   const { deploymentAction: action, deployment } = button.dataset;
   button.disabled = true;
-  say(message, action === 'stop' ? `Stopping ${deployment}…` : '', 'ok');
+  say(message, '', 'ok');
   try {
     await api('POST', `/api/deployments/${encodeURIComponent(deployment)}/${action}`);
     window.location.reload();
@@ -117,7 +155,7 @@ function watch(box) {
       status.textContent = deployment.status;
       status.dataset.status = deployment.status;
       row.querySelector('[data-field="ended_at"]').textContent = utc(deployment.ended_at);
-      row.querySelectorAll('[data-deployment-action="stop"]').forEach((button) => button.remove());
+      row.querySelectorAll('[data-stop]').forEach((button) => button.remove());
       box.prepend(el('p', `Ended ${utc(deployment.ended_at)}; the figures below are the last seen.`, { class: 'aside' }));
     }
   };

@@ -1,6 +1,7 @@
-// Creating a watchlist and adding enrolled subjects to one, through the API.
+// Watchlists: create one; add enrolled subjects found by a search (with why they are listed);
+// remove a member for an audited reason.
 
-import { api, fields, onSubmit, say } from './console.js';
+import { api, askReason, el, fields, label, onSubmit, say } from './console.js';
 
 const create = document.getElementById('new-watchlist');
 if (create) {
@@ -14,11 +15,56 @@ if (create) {
   });
 }
 
+// -- adding members found by a search -----------------------------------------------------------
+
 const members = document.getElementById('add-members');
 if (members) {
+  const hits = members.querySelector('[data-testid="member-hits"]');
+  const listed = new Set([...document.querySelectorAll('[data-member]')].map((row) => row.dataset.member));
+  const picked = new Set();
+  let asked = 0;
+
+  const find = async () => {
+    const text = members.elements.q.value.trim();
+    const ask = ++asked;
+    if (text.length < 2) {
+      hits.replaceChildren();
+      return;
+    }
+    const found = await api('GET', `/api/subjects?${new URLSearchParams({ search: text, limit: 20 })}`);
+    if (ask !== asked) return; // a later search has been sent: show only its answer
+    hits.replaceChildren(...found.map((subject) => {
+      const item = el('li', null, { 'data-testid': 'member-hit', 'data-subject': subject.id });
+      const box = el('input', null, { type: 'checkbox', value: subject.id, 'aria-label': `add ${subject.display_name}` });
+      box.checked = picked.has(subject.id);
+      box.disabled = listed.has(subject.id);
+      box.addEventListener('change', () => (box.checked ? picked.add(subject.id) : picked.delete(subject.id)));
+      const text = el('label', null, { class: 'check' });
+      text.append(box, `${subject.display_name} (${subject.id}) · ${label(subject.category)} · `
+        + `${subject.reference_images} image(s)${listed.has(subject.id) ? ' · already on the list' : ''}`);
+      item.appendChild(text);
+      return item;
+    }));
+    if (!found.length) hits.appendChild(el('li', `No enrolled subject matches “${text}”.`, { class: 'empty' }));
+  };
+  members.elements.q.addEventListener('input', () => find().catch((error) => say(members, error.message)));
+  members.elements.q.addEventListener('keydown', (event) => { if (event.key === 'Enter') event.preventDefault(); });
+
   onSubmit(members, async () => {
-    const subjects = members.elements.subjects.value.split(/[\s,]+/).filter(Boolean);
-    await api('POST', `/api/watchlists/${encodeURIComponent(members.dataset.watchlist)}/members`, { subjects });
+    if (!picked.size) throw new Error('Search for the subjects to add and tick them first.');
+    await api('POST', `/api/watchlists/${encodeURIComponent(members.dataset.watchlist)}/members`,
+      { subjects: [...picked], reason: members.elements.reason.value.trim() });
+    window.location.reload();
+  });
+}
+
+// -- removing a member ---------------------------------------------------------------------------
+
+const removal = document.getElementById('remove-member-dialog');
+if (removal) {
+  askReason(removal, 'data-remove-member', async (subject, reason) => {
+    const watchlist = encodeURIComponent(removal.dataset.watchlist);
+    await api('DELETE', `/api/watchlists/${watchlist}/members/${encodeURIComponent(subject)}?${new URLSearchParams({ reason })}`);
     window.location.reload();
   });
 }
