@@ -93,6 +93,8 @@ def test_a_deployment_naming_a_refused_source_is_not_planned(service: Deployment
         with pytest.raises(DestinationRefused):
             plan(service, "refused", cameras={"gate": source})
     assert service.list() == []
+    allowed.mkdir()
+    (allowed / "a.mp4").write_bytes(b"checked only for being there")
     plan(service, "fine", cameras={"north": "rtsp://10.0.0.5/stream", "south": "/dev/video0", "file": str(allowed / "a.mp4")})
 
 

@@ -17,9 +17,10 @@ from openfrt.errors import ModelError
 from openfrt.live.deployments import DeploymentService
 from openfrt.live.sources import SourceError
 from openfrt.live.supervisor import LiveSupervisor
+from openfrt.net_policy import DestinationRefused
 from openfrt.records import InvalidRecordError, NotPermittedError, RecordStore, database
 from openfrt.records.errors import AuthenticationError
-from openfrt.records.models import AlertOutcome, AlertStatus, AlertVerdict, DeploymentStatus, PerceivedSex
+from openfrt.records.models import AlertOutcome, AlertStatus, AlertVerdict, DeploymentLease, DeploymentStatus, PerceivedSex
 from openfrt.records.users import Role, UserService
 from openfrt.vision import FaceEngine
 from test_deployments import START, audit, event, gallery, jpeg, plan, service  # noqa: F401 - fixtures and helpers
@@ -133,7 +134,10 @@ def test_a_disabled_user_is_enabled_again_and_a_new_role_ends_their_sessions(sto
 
 
 def test_planning_refuses_a_camera_file_that_is_not_there(service: DeploymentService, tmp_path: Path) -> None:  # noqa: F811
-    with pytest.raises(SourceError, match="source not found: /nowhere/gate.mp4"):
+    missing = tmp_path / "nowhere" / "gate.mp4"  # inside the footage directory the session allows
+    with pytest.raises(SourceError, match=f"source not found: {missing}"):
+        plan(service, cameras={"gate": str(missing)})
+    with pytest.raises(DestinationRefused, match="not inside the footage directory"):  # the source policy comes first
         plan(service, cameras={"gate": "/nowhere/gate.mp4"})
     video = tmp_path / "gate.mp4"
     video.write_bytes(b"checked only for being there")
@@ -217,6 +221,8 @@ def test_a_start_that_fails_before_anything_ran_goes_back_to_planned_and_publish
     assert (failed.status, failed.started_at, failed.threshold, failed.model_id) == (DeploymentStatus.planned, None, None, None)
     assert "chip" in (failed.start_failure or "") and failed.start_failed_at is not None
     assert published_records_of(store) == []
+    with store.transaction() as session:  # its lease went with it: recovery has nothing to take over
+        assert session.scalars(select(DeploymentLease)).all() == []
     assert [e.action for e in audit(store, "deployment.start_failed") + audit(store, "deployment.snapshot_destroy")] == [
         "deployment.start_failed", "deployment.snapshot_destroy"]
 
