@@ -292,7 +292,7 @@ def run(args: argparse.Namespace, work: Path, database: str | None) -> dict[str,
                                   f"threads {samples[-1].threads:3d}  alerts {samples[-1].alerts}", highlight=False)
                     next_sample += args.sample
                 time.sleep(0.2)
-            record = httpx.post(f"{base}/api/deployments/{DEPLOYMENT}/stop", headers=headers, timeout=120).json()
+            record = httpx.post(f"{base}/api/deployments/{DEPLOYMENT}/stop", json={"reason": "the soak is over"}, headers=headers, timeout=120).json()
             time.sleep(2 * 0.2 + 1.0)  # the feed polls every 0.2 s: let the last alerts reach the stream
             alert_ids = all_alert_ids(base, headers)
             stream.stopped.set()

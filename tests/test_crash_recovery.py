@@ -253,12 +253,12 @@ def test_a_server_killed_mid_deployment_resumes_it_when_restarted_and_ends_what_
             for alert in (1, newest["id"]):  # one from before the rotation, one raised after it
                 image = httpx.get(f"{base}/api/alerts/{alert}/media/probe_crop", headers=bearer)
                 assert image.status_code == 200 and image.content[:2] == b"\xff\xd8"
-            stopped = httpx.post(f"{base}/api/deployments/killme/stop", headers=bearer, timeout=60)
+            stopped = httpx.post(f"{base}/api/deployments/killme/stop", json={"reason": "the test is over"}, headers=bearer, timeout=60)
             assert stopped.status_code == 200, stopped.text
             closing = wait(lambda: (s := state(home, "closing"))["info"].status.value == "ended" and s, 30)
             csv_rows = httpx.get(f"{base}/api/records.csv").text.splitlines()
             report = httpx.get(f"{base}/transparency").text
-            refused = httpx.post(f"{base}/api/deployments/closing/stop", headers=bearer)
+            refused = httpx.post(f"{base}/api/deployments/closing/stop", json={"reason": "the test is over"}, headers=bearer)
 
     after = state(home, "killme")
     with RecordStore.open(home) as store:  # the rotation and the writes after it: nothing under the old key

@@ -110,7 +110,7 @@ def test_every_event_of_two_deployments_reaches_a_receiver_and_a_broker_exactly_
         plan = {"name": "op-two", "purpose": "arrest warrants", "location": "High St", "watchlist": "wanted",
                 "cameras": {"north": str(north), "south": str(south)}}
         assert httpx.post(f"{base}/api/deployments", json=plan, headers=tokens["op-1"]).status_code == 201
-        assert httpx.post(f"{base}/api/deployments/op-two/authorise", headers=tokens["ao-1"]).status_code == 200
+        assert httpx.post(f"{base}/api/deployments/op-two/authorise", json={"reason": "a test of events"}, headers=tokens["ao-1"]).status_code == 200
         started = httpx.post(f"{base}/api/deployments/op-two/start", headers=tokens["op-1"], timeout=60)
         assert started.status_code == 200, started.text
 
@@ -139,7 +139,7 @@ def test_every_event_of_two_deployments_reaches_a_receiver_and_a_broker_exactly_
         gate = walk_video(tmp_path / "gate.avi", [colin], frames=24)
         edge = {"name": "op-edge", "purpose": "arrest warrants", "location": "Gate St", "watchlist": "wanted", "cameras": {"gate": str(gate)}}
         assert httpx.post(f"{base}/api/deployments", json=edge, headers=tokens["op-1"]).status_code == 201
-        assert httpx.post(f"{base}/api/deployments/op-edge/authorise", headers=tokens["ao-1"]).status_code == 200
+        assert httpx.post(f"{base}/api/deployments/op-edge/authorise", json={"reason": "a test of events"}, headers=tokens["ao-1"]).status_code == 200
         operator = {**environment, "OPENFRT_TOKEN": tokens["op-1"]["Authorization"].removeprefix("Bearer ")}
         live = subprocess.run([*OPENFRT, "live", "--deployment", "op-edge", "--events-json", "--log-format", "json"],
                               env=operator, capture_output=True, text=True, timeout=600)
