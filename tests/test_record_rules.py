@@ -122,7 +122,8 @@ def test_a_false_alert_or_no_further_action_cannot_end_in_an_arrest(service: Dep
             alerts.adjudicate(first, status=status, outcome=AlertOutcome.arrested, by="PC 2")
     alerts.adjudicate(first, status=AlertStatus.false_alert, outcome=AlertOutcome.engaged, by="PC 2")  # spoke to them: fine
     with pytest.raises(InvalidRecordError, match="arrest"):  # nor by correcting the outcome alone
-        alerts.adjudicate(first, correcting=AlertStatus.false_alert, outcome=AlertOutcome.arrested, by="PC 2")
+        alerts.adjudicate(first, correcting=AlertStatus.false_alert, outcome=AlertOutcome.arrested, by="PC 2",
+                          reason="arrested after all")
     alerts.adjudicate(second, status=AlertStatus.confirmed_match, outcome=AlertOutcome.arrested, by="PC 2")
     record = running.end("PC 1")
     assert (record.arrests, record.false_alerts) == (1, 1)
