@@ -1098,9 +1098,12 @@ def test_a_start_that_fails_leaves_the_deployment_planned_with_the_failure_shown
     expect(page.get_by_test_id("start")).to_be_visible()
     page.get_by_test_id("start").click()
     expect(page.locator("#deployments-message")).to_contain_text("retired-model@1")
+    expect(page.locator("#deployments-message")).to_contain_text("openfrt models migrate")  # the fix, named
     page.reload()
     expect(page.get_by_test_id("deployment-status")).to_have_text("planned")
-    expect(page.get_by_test_id("start-failure")).to_contain_text("retired-model@1")
-    expect(page.get_by_test_id("start-failure")).to_contain_text("nothing was published")
+    # Refused before it started (the watchlist's model is checked first), so there is no failed
+    # start to note; a start that fails once running goes back to planned with its failure noted
+    # (test_console_records.py).
+    expect(page.get_by_test_id("start-failure")).to_have_count(0)
     public = page.request.get(f"{server}/api/records").json()["deployments"]
     assert "wrong-model" not in {record["deployment"] for record in public}
