@@ -34,14 +34,21 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from live import BACKGROUND, COMPOSITIONS, EXCLUDE, SHARED  # noqa: E402  (the same walk-throughs as live.py)
+from live import BACKGROUND, COMPOSITIONS, EXCLUDE, SHARED  # the same walk-throughs as live.py
 
-from openfrt.live.defaults import DEFAULT_CADENCE  # noqa: E402
-from openfrt.live.pipeline import PipelineConfig, live_engine_config  # noqa: E402
-from openfrt.live.tracking import Tracker  # noqa: E402
-from openfrt.live.walkthrough import FaceSet, Walkthrough, WalkthroughConfig, generate, one_face_screen, read_exclusions  # noqa: E402
-from openfrt.vision import EngineConfig, FaceEngine  # noqa: E402
-from openfrt.vision.boxes import iou  # noqa: E402
+from openfrt.live.defaults import DEFAULT_CADENCE
+from openfrt.live.pipeline import PipelineConfig, live_engine_config
+from openfrt.live.tracking import Tracker
+from openfrt.live.walkthrough import (
+    FaceSet,
+    Walkthrough,
+    WalkthroughConfig,
+    generate,
+    one_face_screen,
+    read_exclusions,
+)
+from openfrt.vision import EngineConfig, FaceEngine
+from openfrt.vision.boxes import iou
 
 #: Overlap at which a detection is the passer's face.
 MATCH_IOU = 0.3
@@ -72,9 +79,9 @@ def compose(name: str, seed: int, folder: Path) -> Walkthrough:
     return generate(config, faces, video, background=BACKGROUND if BACKGROUND.exists() else None)
 
 
-def diagnose(truth: Walkthrough, engine: FaceEngine, cadence: int, pipeline: PipelineConfig = PipelineConfig()) -> Diagnosis:
+def diagnose(truth: Walkthrough, engine: FaceEngine, cadence: int) -> Diagnosis:
     """Detect and track ``truth``'s video as the live pipeline does and compare with its ground truth."""
-    detector = engine.detector
+    detector, pipeline = engine.detector, PipelineConfig()
     tracker = Tracker(pipeline.max_gap_seconds)
     boxes = {p.index: {int(row[0]): tuple(row[1:]) for row in p.boxes} for p in truth.passers}
     rounds, found, peak = Counter(), Counter(), defaultdict(float)
