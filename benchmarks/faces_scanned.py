@@ -34,7 +34,12 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from live import BACKGROUND, COMPOSITIONS, EXCLUDE, SHARED  # the same walk-throughs as live.py
+from live import (  # the same walk-throughs as live.py
+    BACKGROUND,
+    COMPOSITIONS,
+    EXCLUDE,
+    SHARED,
+)
 
 from openfrt.live.defaults import DEFAULT_CADENCE
 from openfrt.live.pipeline import PipelineConfig, live_engine_config
