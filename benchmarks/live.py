@@ -249,7 +249,7 @@ def _compositions(args: argparse.Namespace, work: Path) -> Table:
     for number, (label, overrides) in enumerate(COMPOSITIONS.items()):
         truth = _compose(args, 100 + number, work / f"composition{number}", **overrides)
         home = work / f"home-composition{number}"
-        env = {**os.environ, "OPENFRT_HOME": str(home), "OPENFRT_USER": "benchmark"}
+        env = {**os.environ, "OPENFRT_HOME": str(home), "OPENFRT_USER": "benchmark", "OPENFRT_FOOTAGE_DIR": str(truth.video.parent)}
         _create_watchlist("walk", None, [], env)
         _enrol(truth, ["walk"], [], env, home.with_name(f"references-composition{number}"))
         _, record, _ = _live("walk", truth.video, [], env, realtime=False)
@@ -290,9 +290,10 @@ def _speed(repeat: int, work: Path) -> Table:
 
 def _decode_fps(video: Path) -> float:
     """Frames per second the pipeline's own file source delivers with nothing else to do."""
+    from openfrt.live.source_policy import SourcePolicy
     from openfrt.live.sources import open_source
 
-    source = open_source(str(video))
+    source = open_source(str(video), policy=SourcePolicy(video.parent))
     started, count = time.perf_counter(), 0
     for _ in source.frames():
         count += 1
