@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -36,7 +37,7 @@ SUBJECTS = {"obama": ["obama.jpg", "obama2.jpg"], "biden": ["biden.jpg"], "alex"
 
 def openfrt(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Every CLI call of this module goes through here (one place to adapt how commands authenticate)."""
-    env = {**os.environ, "OPENFRT_HOME": str(home), "OPENFRT_USER": "Insp Migration"}
+    env = {**os.environ, "OPENFRT_HOME": str(home), "OPENFRT_USER": "Insp Migration", "OPENFRT_FOOTAGE_DIR": str(home.parent)}
     return subprocess.run([sys.executable, "-m", "openfrt", *args], capture_output=True, text=True, env=env, timeout=600)
 
 
@@ -132,7 +133,8 @@ def test_a_subject_is_migrated_all_or_nothing(any_database_home: Path, monkeypat
 
 
 def test_the_cli_migrates_with_a_status_and_live_is_refused_across_models_before_anything_is_recorded(home: Path, samples: Path) -> None:
-    refused = openfrt(home, "live", "--watchlist", "town", "--source", str(samples), "--location", "test",
+    footage = shutil.copytree(samples, home.parent / "samples")  # a source the camera source policy allows
+    refused = openfrt(home, "live", "--watchlist", "town", "--source", str(footage), "--location", "test",
                       "--authorised-by", "Supt A", "--detector", "yunet", "--embedder", "sface")
     assert refused.returncode == 2 and "openfrt models migrate --to sface" in refused.stderr
     with RecordStore.open(home) as store:
