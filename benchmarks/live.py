@@ -317,9 +317,10 @@ def _speed(repeat: int, work: Path) -> Table:
 
 def _decode_fps(video: Path) -> float:
     """Frames per second the pipeline's own file source delivers with nothing else to do."""
+    from openfrt.live.source_policy import SourcePolicy
     from openfrt.live.sources import open_source
 
-    source = open_source(str(video))
+    source = open_source(str(video), policy=SourcePolicy(video.parent))
     started, count = time.perf_counter(), 0
     for _ in source.frames():
         count += 1

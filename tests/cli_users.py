@@ -63,9 +63,10 @@ def authorised_deployment(
 
 @contextmanager
 def records(env: dict[str, str]) -> Iterator[RecordStore]:
-    """The records store that a command run with ``env`` opens (its data directory, database and key)."""
+    """The records store that a command run with ``env`` opens (its data directory, database and
+    key), under the camera source policy that command would apply."""
     with pytest.MonkeyPatch.context() as patch:
-        for variable in ("OPENFRT_DATABASE_URL", "OPENFRT_KEY_FILE"):
+        for variable in ("OPENFRT_DATABASE_URL", "OPENFRT_KEY_FILE", "OPENFRT_ALLOWED_NETWORKS", "OPENFRT_FOOTAGE_DIR"):
             if variable in env:
                 patch.setenv(variable, env[variable])
             else:

@@ -37,7 +37,9 @@ OPENFRT = [sys.executable, "-m", "openfrt"]
 
 
 @pytest.fixture
-def prepared(tmp_path: Path, receiver: Receiver, broker: Broker) -> Iterator[tuple[Path, dict[str, str], dict[str, dict[str, str]]]]:  # noqa: F811
+def prepared(
+    tmp_path: Path, receiver: Receiver, broker: Broker, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> Iterator[tuple[Path, dict[str, str], dict[str, dict[str, str]]]]:
     """A data directory with officers' tokens, watchlist 'wanted' holding Colin Powell, a webhook
     and the broker; and the environment both processes run in."""
     if not (LFW.exists() and UTK.exists()):
@@ -46,7 +48,8 @@ def prepared(tmp_path: Path, receiver: Receiver, broker: Broker) -> Iterator[tup
     environment = {key: value for key, value in os.environ.items() if key not in ("OPENFRT_DATABASE_URL", "OPENFRT_KEY_FILE")}
     footage = {"OPENFRT_ALLOWED_NETWORKS": "127.0.0.0/8", "OPENFRT_FOOTAGE_DIR": str(tmp_path)}  # the test videos are made there
     environment.update({"OPENFRT_HOME": str(home), "OPENFRT_PUBLIC_URL": PUBLIC_URL, **footage})
-    os.environ.update(footage)
+    for name, value in footage.items():  # restored afterwards: the session's own settings stay (conftest)
+        monkeypatch.setenv(name, value)
     tokens: dict[str, dict[str, str]] = {}
     with RecordStore.open(home) as store:
         users = UserService(store)
@@ -61,11 +64,7 @@ def prepared(tmp_path: Path, receiver: Receiver, broker: Broker) -> Iterator[tup
         destinations = DestinationService(store)
         destinations.add_webhook("control-room", receiver.url, secret=SECRET, actor="admin")
         destinations.set_mqtt(host="127.0.0.1", port=broker.port, topic_prefix="force", actor="admin")
-    try:
-        yield home, environment, tokens
-    finally:
-        for name in footage:
-            os.environ.pop(name, None)
+    yield home, environment, tokens
 
 
 def scrape(base: str, headers: dict[str, str]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

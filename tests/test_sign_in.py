@@ -197,25 +197,28 @@ def test_the_api_answers_429_then_423_and_an_administrator_unlocks(users: UserSe
         assert client.post("/api/session", json={"name": "alice", "password": PASSWORD}).status_code == 200
 
 
-def cli(home: Path, *args: str, input: str | None = None) -> tuple[int, str]:
-    """Run an ``openfrt`` command in-process; (exit code, what it printed)."""
-    result = CliRunner().invoke(cli_app, [*args, "--home", str(home)], input=input)
+def cli(home: Path, *args: str, input: str | None = None, token: str | None = None) -> tuple[int, str]:
+    """Run an ``openfrt`` command in-process, with ``token`` as OPENFRT_TOKEN (else none); (exit
+    code, what it printed)."""
+    result = CliRunner().invoke(cli_app, [*args, "--home", str(home)], input=input, env={"OPENFRT_TOKEN": token})
     return result.exit_code, result.output
 
 
 def test_the_cli_states_the_rule_before_the_first_prompt_and_checks_before_the_second(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    code, output = cli(home, "users", "create", "carol", "--role", "operator", input="password1234\n")
+    code, output = cli(home, "users", "create", "carol", "--role", "admin", input="password1234\n")  # the first, locally
     assert code != 0
     assert output.index(passwords.PASSWORD_RULE) < output.index("Password")  # the rule comes first
     assert "Repeat" not in output  # refused before the confirmation prompt
-    code, output = cli(home, "users", "create", "carol", "--role", "operator", input="orbit lantern quietly 42\norbit lantern quietly 42\n")
+    code, output = cli(home, "users", "create", "carol", "--role", "admin", input="orbit lantern quietly 42\norbit lantern quietly 42\n")
     assert code == 0, output
 
 
 def test_the_cli_lifts_a_lockout(users: UserService, store: RecordStore, clock: Clock) -> None:
     outcomes(users, "alice", clock, 30)
     assert users.get("alice").locked
-    code, output = cli(store.home, "users", "unlock", "alice")
+    assert cli(store.home, "users", "unlock", "alice")[0] == 2  # an administrator's act: not without their token
+    _, token = users.create_token("admin-1", "unlocking", actor="admin-1")
+    code, output = cli(store.home, "users", "unlock", "alice", token=token)
     assert code == 0, output
     assert not users.get("alice").locked

@@ -68,7 +68,7 @@ def live(
     detector_model: DetectorModelOption = None,
     embedder: EmbedderOption = None,
     detect_width: Annotated[
-        int | None, typer.Option("--detect-width", min=0, help="Detector input width in px (default 960 where supported; 0: full frames).")
+        int | None, typer.Option("--detect-width", min=0, help="Detector input width in px (default 1920 where supported: full 1080p frames; 0: full frames).")
     ] = None,
     cadence: Annotated[int, typer.Option("--cadence", min=1, help="Detect on every Nth frame.")] = DEFAULT_CADENCE,
     realtime: Annotated[bool, typer.Option("--realtime", help="Play video files at their frame rate, dropping frames when behind.")] = False,

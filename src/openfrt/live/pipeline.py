@@ -81,7 +81,12 @@ AlertCallback = Callable[[AlertEvent, int], None]
 #: Detection is ~80% of the CPU time; decoding (~6 ms a frame) overlaps it in the reader thread.
 #: Since tracks are confirmed only by a confident detection, width 960 cadence 2 counts 10 people
 #: there (the rest were non-faces and two profiles) at 34-39 fps (3 runs, load average 2.3-2.7).
-DEFAULT_DETECT_WIDTH = 960
+#: But faces scanned is a published figure, and at 960 px YuNet misses faces under about 60 px of a
+#: 1080p frame: composed walk-throughs with ground truth (benchmarks/faces_scanned.py) counted 23
+#: of 40 passers with 30-70 px faces and 32 of 40 with the generator's 40-200 px, against 39 of 40
+#: at full width. So frames up to 1920 px wide are detected at full resolution, and wider ones are
+#: brought down to 1920: on walking_1080p.mp4 that ran at 0.4-0.6 of 960 px's fps (README).
+DEFAULT_DETECT_WIDTH = 1920
 
 
 @dataclass(frozen=True)
