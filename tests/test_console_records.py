@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select, text
 
 from openfrt.gallery import Gallery
+from openfrt.integrations.destinations import DestinationService
 from openfrt.live.alerts import AlertService
 from openfrt.errors import ModelError
 from openfrt.live.deployments import DeploymentService
@@ -20,7 +21,7 @@ from openfrt.live.supervisor import LiveSupervisor
 from openfrt.net_policy import DestinationRefused
 from openfrt.records import InvalidRecordError, NotPermittedError, RecordStore, database
 from openfrt.records.errors import AuthenticationError
-from openfrt.records.models import AlertOutcome, AlertStatus, AlertVerdict, DeploymentLease, DeploymentStatus, PerceivedSex
+from openfrt.records.models import AlertOutcome, AlertStatus, AlertVerdict, DeploymentLease, DeploymentStatus, OutboxEvent, PerceivedSex
 from openfrt.records.users import Role, UserService
 from openfrt.vision import FaceEngine
 from test_deployments import START, audit, event, gallery, jpeg, plan, service  # noqa: F401 - fixtures and helpers
@@ -214,6 +215,7 @@ def test_a_start_that_fails_before_anything_ran_goes_back_to_planned_and_publish
     folder.mkdir()
     (folder / "frame.jpg").write_bytes(jpeg(1))
     plan(service, cameras={"gate": str(folder)})
+    DestinationService(store).add_webhook("control-room", "http://127.0.0.1:9/hook", secret="receiver-shared-secret-0123456789", actor="admin")
     # dlib's own embedder cannot embed the pipeline's aligned chips: the cameras cannot be set up.
     with pytest.raises(ModelError, match="chip"):
         LiveSupervisor(service, lambda: hog_engine, realtime=False).start("dep", "PC 1")
@@ -225,6 +227,9 @@ def test_a_start_that_fails_before_anything_ran_goes_back_to_planned_and_publish
         assert session.scalars(select(DeploymentLease)).all() == []
     assert [e.action for e in audit(store, "deployment.start_failed") + audit(store, "deployment.snapshot_destroy")] == [
         "deployment.start_failed", "deployment.snapshot_destroy"]
+    with store.transaction() as session:  # subscribers told it started are told it did not run
+        told = [(row.type, row.payload["data"].get("failure")) for row in session.scalars(select(OutboxEvent).order_by(OutboxEvent.id))]
+    assert [kind for kind, _ in told] == ["deployment.started", "deployment.start_failed"] and "chip" in told[1][1]
 
     service.authorise("dep", actor="Supt A", reason="the cameras are fixed")
     # One that ran, even briefly, is published as it ran.

@@ -30,7 +30,7 @@ events_app = typer.Typer(help="Deliveries of events that have not gone out: dead
 EventsOption = Annotated[
     list[str],
     typer.Option("--events", help="Event types to send, comma-separated or repeated (default: all): alert.raised, alert.adjudicated, "
-                                  "alert.held, alert.released, deployment.started, deployment.ended, deployment.camera_gap."),
+                                  "alert.held, alert.released, deployment.started, deployment.start_failed, deployment.ended, deployment.camera_gap."),
 ]
 MediaOption = Annotated[
     bool, typer.Option("--include-media/--no-media", help="Add an alert's images to alert.raised (biometric data leaves openfrt; audited).")

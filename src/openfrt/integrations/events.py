@@ -27,6 +27,7 @@ class EventType(str, enum.Enum):
     alert_held = "alert.held"
     alert_released = "alert.released"
     deployment_started = "deployment.started"
+    deployment_start_failed = "deployment.start_failed"
     deployment_ended = "deployment.ended"
     deployment_camera_gap = "deployment.camera_gap"
 
@@ -84,6 +85,14 @@ def deployment_started(
         "purpose": purpose, "location": location, "planned_by": planned_by, "authorised_by": authorised_by, "watchlist": watchlist,
         "watchlist_size": watchlist_size, "threshold": threshold, "model_id": model_id, "cameras": cameras,
         "started_at": started_at.isoformat(),
+    }, _deployment_link(deployment))
+
+
+def deployment_start_failed(deployment: str, *, failure: str, failed_at: datetime) -> Event:
+    """A start undone before anything was seen: the deployment is planned again and publishes no
+    record, so subscribers told it started learn it did not run."""
+    return Event(EventType.deployment_start_failed, deployment, {
+        "failure": failure, "failed_at": failed_at.isoformat(), "status": "planned",
     }, _deployment_link(deployment))
 
 

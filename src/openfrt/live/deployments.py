@@ -392,6 +392,7 @@ class RunningDeployment:
                      details={"back_to": DeploymentStatus.planned.value})
         record_event(session, AuditAction.snapshot_destroyed, actor=actor, target=self.name,
                      details={"watchlist": row.watchlist, "templates": len(self.matcher)})
+        emit(session, events.deployment_start_failed(self.name, failure=failure, failed_at=row.start_failed_at))
         return True
 
     def _store_end(self, session: Session, actor: str, reason: str | None) -> tuple[DeploymentRecord, int | None]:
