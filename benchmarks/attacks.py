@@ -143,9 +143,32 @@ class Replay:
             "/api/watchlists", json={"name": "night/ops", "purpose": "p"}), 422))
         self.check("16", "watchlist name with a right-to-left override", "422", lambda: self._status(self.client("ao-1").post(
             "/api/watchlists", json={"name": "ab\u202ecd", "purpose": "p"}), 422))
+        self.check("2", "an administrator makes a token for op-1", "403", lambda: self._status(
+            self.client("admin-1").post("/api/users/op-1/tokens", json={"label": "as op-1"}), 403))
+        self.check("10", "the command line without a token", "exit 2, names openfrt login", self._cli_without_token)
+        self._authority()
         # Last, as they change the server's state: a disabled officer, a client that guessed.
         self.check("6", "stream of a user then disabled", "ends within 10 s", self._stream_outlives_user)
         self.check("9", "80 parallel guesses, then the right password", "throttled, locked", self._guesses)
+
+    def _cli_without_token(self) -> tuple[str, bool]:
+        env = {key: value for key, value in os.environ.items() if key != "OPENFRT_TOKEN"}
+        done = subprocess.run([sys.executable, "-m", "openfrt", "alerts", "list"], env={**env, "OPENFRT_HOME": str(self.home)},
+                              capture_output=True, text=True, timeout=300)
+        return f"exit {done.returncode}", done.returncode == 2 and "openfrt login" in done.stderr
+
+    def _authority(self) -> None:
+        """Findings 10 and 3: nobody authorises their own plan, and a threshold below the floor
+        needs a second authorising officer's approval before anyone may authorise it."""
+        officer, operator = self.client("ao-1"), self.client("op-1")
+        officer.post("/api/watchlists", json={"name": "standing", "purpose": "p", "standing_reason": "fixtures"}).raise_for_status()
+        plan = {"purpose": "p", "location": "l", "watchlist": "standing", "cameras": {"a": "0"}}
+        officer.post("/api/deployments", json={"name": "own", **plan}).raise_for_status()
+        self.check("10", "an authorising officer authorises their own plan", "403", lambda: self._status(
+            officer.post("/api/deployments/own/authorise", json={"reason": "r"}), 403))
+        planned = operator.post("/api/deployments", json={"name": "low", **plan, "threshold": 0.05})
+        self.check("3", "threshold 0.05 authorised without a second officer", "refused (403 or 422)", lambda: self._status(
+            planned if planned.status_code != 201 else officer.post("/api/deployments/low/authorise", json={"reason": "r"}), 403, 422))
 
     @staticmethod
     def _status(answer: httpx.Response, *expected: int) -> tuple[str, bool]:
