@@ -28,6 +28,7 @@ from openfrt.gallery.matching import TemplateMatrix
 from openfrt.live.events import AlertEvent
 from openfrt.live.pipeline import CameraPipeline, PipelineConfig, live_engine_config
 from openfrt.live.privacy import pixelate
+from openfrt.live.regions import RegionConfig
 from openfrt.live.sources import (
     Backoff,
     Frame,
@@ -73,6 +74,10 @@ class MeanColourBackend(InferenceBackend):
     def run(self, batch: np.ndarray) -> np.ndarray:
         self.chips += len(batch)
         return batch.mean(axis=(2, 3)).astype(np.float32)
+
+
+#: A scripted detector scripts whole frames: its pipelines detect the whole frame every round.
+WHOLE_FRAMES = RegionConfig(full_pass_seconds=0)
 
 
 class ScriptedDetector:
@@ -218,7 +223,7 @@ def test_a_matching_track_alerts_once_and_other_faces_are_pixelated_in_its_frame
     red_template = Template(np.array([220, 40, 40], np.float32), "colour", "1")
     sink = RecordingSink(TemplateMatrix("colour@1", [("RED", red_template)]), threshold=0.95)
     engine = SimpleNamespace(detector=ScriptedDetector(script), embedder=embedder)
-    pipeline = CameraPipeline("cam", ListSource(frames), engine, sink, PipelineConfig(min_hits=2))  # type: ignore[arg-type]
+    pipeline = CameraPipeline("cam", ListSource(frames), engine, sink, PipelineConfig(min_hits=2, regions=WHOLE_FRAMES))  # type: ignore[arg-type]
 
     stats = pipeline.run()
 
@@ -259,7 +264,7 @@ def test_a_track_whose_views_miss_alone_alerts_once_on_their_mean_template() -> 
     embedder = ChipEmbedder(AlternatingBackend(), ChipSpec(32, reference), "alt", "1", threshold=0.95)
     sink = RecordingSink(TemplateMatrix("alt@1", [("A", Template(np.array([1.0, 0.0, 0.0]), "alt", "1"))]), threshold=0.95)
     engine = SimpleNamespace(detector=ScriptedDetector(script), embedder=embedder)
-    pipeline = CameraPipeline("cam", ListSource(frames), engine, sink, PipelineConfig(min_hits=2))  # type: ignore[arg-type]
+    pipeline = CameraPipeline("cam", ListSource(frames), engine, sink, PipelineConfig(min_hits=2, regions=WHOLE_FRAMES))  # type: ignore[arg-type]
 
     pipeline.run()
 
@@ -298,7 +303,7 @@ def late_match_pipeline(backend: InferenceBackend, detector: ScriptedDetector, f
     embedder = ChipEmbedder(backend, ChipSpec(32, reference), "late", "1", threshold=0.95)
     sink = RecordingSink(TemplateMatrix("late@1", [("A", Template(np.array([1.0, 0.0, 0.0]), "late", "1"))]), threshold=0.95)
     engine = SimpleNamespace(detector=detector, embedder=embedder)
-    config = PipelineConfig(cadence=1, min_hits=2, keep_views=2)
+    config = PipelineConfig(cadence=1, min_hits=2, keep_views=2, regions=WHOLE_FRAMES)
     return CameraPipeline("cam", ListSource(frames), engine, sink, config), sink  # type: ignore[arg-type]
 
 

@@ -56,6 +56,7 @@ from openfrt.gallery.matching import Candidate
 from openfrt.live.defaults import DEFAULT_CADENCE
 from openfrt.live.events import AlertEvent, DeploymentSink
 from openfrt.live.privacy import crop, encode_jpeg, pixelate
+from openfrt.live.regions import RegionConfig, RegionPlanner, detect_in_regions
 from openfrt.live.sources import Frame, Source
 from openfrt.live.tracking import Snapshot, Track, Tracker, View, view_score
 from openfrt.observability.logs import log_context
@@ -97,7 +98,10 @@ class PipelineConfig:
     tracker's gate (a face height from the predicted position) absorbs N frames of motion.
     ``max_gap_seconds``: source time a track may go without its face before it ends.
     ``keep_views``: best views kept per track. ``min_hits``: detection rounds before a track
-    is searched or counted. ``top``: candidates kept with an alert.
+    is searched or counted. ``top``: candidates kept with an alert. ``regions``: where in a
+    frame each round detects (:mod:`openfrt.live.regions`: where there is motion, around live
+    tracks, and the whole frame at least every ``regions.full_pass_seconds``; 0 there detects
+    the whole frame every round).
     """
 
     cadence: int = DEFAULT_CADENCE
@@ -105,6 +109,7 @@ class PipelineConfig:
     min_hits: int = 2
     max_gap_seconds: float = 1.0
     top: int = 5
+    regions: RegionConfig = field(default_factory=RegionConfig)
 
     def __post_init__(self) -> None:
         if self.cadence < 1 or self.keep_views < 1 or self.min_hits < 1 or self.max_gap_seconds < 0:
@@ -125,7 +130,7 @@ class CameraStats:
     lag_seconds: float = 0.0
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
-    #: Seconds spent per stage: waiting for frames (decode), detect, track (incl. chips), embed, match.
+    #: Seconds spent per stage: waiting for frames (decode), regions, detect, track (incl. chips), embed, match.
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     @property
@@ -182,6 +187,7 @@ class CameraPipeline:
         self.sink = sink
         self.config = config
         self.tracker = Tracker(config.max_gap_seconds)
+        self.planner = RegionPlanner(config.regions)
         self._confident_score = engine.detector.confident_score
         #: Source time of the frame being processed: when an alert is raised.
         self._now = 0.0
@@ -221,11 +227,16 @@ class CameraPipeline:
             self.sink.add_frames_dropped(self.camera, frame.dropped)
         if (self.stats.frames - 1) % self.config.cadence:
             return
+        with self._timed("regions"):
+            rects = self.planner.plan(frame.rgb, frame.time, [track.predicted(frame.time) for track in self.tracker.tracks])
         with self._timed("detect"), self._lock:
-            faces = self.detector.detect(frame.rgb)
+            faces = detect_in_regions(self.detector, frame.rgb, rects)
         with self._timed("track"):
             update = self.tracker.update(faces, frame.time)
-            snapshot = Snapshot(frame.rgb, tuple(face.box for face in faces), frame.time)
+            # Every face known to be in the frame, so an alert's frame pixelates all but one: this
+            # round's detections and the live tracks not detected in it (outside its regions or missed).
+            unseen = tuple(track.predicted(frame.time) for track in self.tracker.tracks if track.last_seen < frame.time)
+            snapshot = Snapshot(frame.rgb, tuple(face.box for face in faces) + unseen, frame.time)
             for track, face in update.assigned:
                 self._offer(track, face, frame, snapshot)
         self._search([(track, view) for track, _ in update.assigned if self._confirmed(track)

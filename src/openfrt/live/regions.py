@@ -34,6 +34,9 @@ from openfrt.vision.types import Face
 #: ``(x0, y0, x1, y1)`` in whole frame pixels, end exclusive.
 Rect = tuple[int, int, int, int]
 
+#: Region corners lie on this grid of the frame: YuNet's coarsest stride.
+GRID = 32
+
 #: Two detections from different regions with this overlap are one face.
 DUPLICATE_IOU = 0.3
 
@@ -110,10 +113,14 @@ class RegionPlanner:
         return self._fit((int(x - pad), int(y - pad), int(np.ceil(x + w + pad)), int(np.ceil(y + h + pad))), width, height)
 
     def _fit(self, rect: Rect, width: int, height: int) -> Rect:
-        """``rect`` grown to ``min_size`` about its centre and clipped to the frame."""
+        """``rect`` grown to ``min_size`` about its centre, out to the frame's ``GRID`` px grid
+        (so the detector's cells fall where they fall on the whole frame, and a face is found in a
+        crop where the full pass finds it) and clipped to the frame."""
         x0, y0, x1, y1 = rect
         grow_x, grow_y = max(0, self.config.min_size - (x1 - x0)) // 2, max(0, self.config.min_size - (y1 - y0)) // 2
-        return (max(0, x0 - grow_x), max(0, y0 - grow_y), min(width, x1 + grow_x), min(height, y1 + grow_y))
+        x0, y0 = (x0 - grow_x) // GRID * GRID, (y0 - grow_y) // GRID * GRID
+        x1, y1 = -(-(x1 + grow_x) // GRID) * GRID, -(-(y1 + grow_y) // GRID) * GRID
+        return (max(0, x0), max(0, y0), min(width, x1), min(height, y1))
 
 
 def merge(rects: Sequence[Rect]) -> list[Rect]:
