@@ -238,6 +238,31 @@ def test_a_matching_track_alerts_once_and_other_faces_are_pixelated_in_its_frame
     assert backend.chips < 10  # red alerts when first searched; blue's views never improve
 
 
+def test_a_tracked_face_not_detected_in_the_alert_frame_is_pixelated_there_too() -> None:
+    """Detection in regions (or a plain miss) can leave a tracked face out of a round's detections:
+    the alert frame still pixelates it, at its track's predicted box."""
+    rng = np.random.default_rng(5)
+    blue = (400.0, 80.0, 60.0, 60.0)
+    frames, script = [], []
+    for step in range(3):
+        red = (40.0 + 10 * step, 60.0, 40.0 + 4 * step, 40.0 + 4 * step)
+        rgb = np.full((240, 480, 3), 128, np.uint8)
+        textured(rgb, red, (220, 40, 40), rng)
+        textured(rgb, blue, (40, 40, 220), rng)
+        frames.append(rgb)
+        script.append([red, blue] if step == 0 else [red])  # blue is not detected after the first round
+    reference = np.array([[8, 10], [24, 10], [16, 16], [10, 24], [22, 24]], np.float32)
+    embedder = ChipEmbedder(MeanColourBackend(), ChipSpec(32, reference), "colour", "1", threshold=0.95)
+    sink = RecordingSink(TemplateMatrix("colour@1", [("RED", Template(np.array([220, 40, 40], np.float32), "colour", "1"))]), threshold=0.95)
+    engine = SimpleNamespace(detector=ScriptedDetector(script), embedder=embedder)
+    CameraPipeline("cam", ListSource(frames), engine, sink, PipelineConfig(cadence=1, min_hits=2, regions=WHOLE_FRAMES)).run()  # type: ignore[arg-type]
+
+    (alert,) = sink.alerts
+    assert alert.source_time == pytest.approx(0.1)  # raised on the 2nd frame, where blue was not detected
+    shown = cv2.cvtColor(cv2.imdecode(np.frombuffer(alert.frame, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    assert shown[80:140, 400:460].astype(float).std(axis=(0, 1)).max() < 15
+
+
 class AlternatingBackend(InferenceBackend):
     """'Embeds' chips as two views of one face seen from either side: each alone is far from
     the reference ``[1, 0, 0]`` (cosine 0.71), their mean is close to it."""
