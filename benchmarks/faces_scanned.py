@@ -1,12 +1,14 @@
 """Why "faces scanned" differs from the passers: detection and tracking against the generator's ground truth.
 
-    python benchmarks/faces_scanned.py [--width 960 --cadence 2] [--compositions NAME ...] [--keep DIR]
+    python benchmarks/faces_scanned.py [--width 960 --cadence 2] [--full-pass 0 --full-pass 1] [--compositions NAME ...] [--keep DIR]
 
 Composes the walk-throughs of ``benchmarks/live.py --compositions`` (same overrides, same seeds
-100 onwards, 40 passers) and runs the default detector and the live pipeline's tracker on them in
-this process, frame by frame, with the pipeline's rule for a face scanned (a track seen in
-``min_hits`` rounds, once at the detector's confident score). Against each passer's known face
-box (IoU >= 0.3) it reports, per composition:
+100 onwards, 40 passers) and runs the default detector, the pipeline's choice of regions to
+detect in (:mod:`openfrt.live.regions`) and its tracker on them in this process, frame by frame,
+with the pipeline's rule for a face scanned (a track seen in ``min_hits`` rounds, once at the
+detector's confident score). ``--full-pass 0`` detects the whole frame every round (the pipeline
+before regions); the default compares that with the default regions in one run. Against each
+passer's known face box (IoU >= 0.3) it reports, per composition:
 
 * tracks confirmed — what ``openfrt live`` records as faces scanned for that video;
 * detection recall: the share of (passer, detection round) pairs in which the passer's face
@@ -14,7 +16,7 @@ box (IoU >= 0.3) it reports, per composition:
 * passers never detected, and passers detected but never at the confident score;
 * merged tracks: confirmed tracks that followed two or more passers (one face scanned for
   several people) and split passers (one passer, several confirmed tracks);
-* the detector's time (CPU-bound, so compare widths within one run).
+* the detector's CPU time, regions included (compare settings within one run).
 
 A passer with no confirmed track of their own is missed for one of three reasons: never found,
 never found confidently, or taken over by another passer's track. The columns say which.
@@ -23,6 +25,7 @@ never found confidently, or taken over by another passer's track. The columns sa
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from collections import Counter, defaultdict
@@ -43,6 +46,7 @@ from live import (  # the same walk-throughs as live.py
 
 from openfrt.live.defaults import DEFAULT_CADENCE
 from openfrt.live.pipeline import PipelineConfig, live_engine_config
+from openfrt.live.regions import RegionConfig, RegionPlanner, detect_in_regions
 from openfrt.live.tracking import Tracker
 from openfrt.live.walkthrough import (
     FaceSet,
@@ -84,9 +88,9 @@ def compose(name: str, seed: int, folder: Path) -> Walkthrough:
     return generate(config, faces, video, background=BACKGROUND if BACKGROUND.exists() else None)
 
 
-def diagnose(truth: Walkthrough, engine: FaceEngine, cadence: int) -> Diagnosis:
+def diagnose(truth: Walkthrough, engine: FaceEngine, cadence: int, regions: RegionConfig) -> Diagnosis:
     """Detect and track ``truth``'s video as the live pipeline does and compare with its ground truth."""
-    detector, pipeline = engine.detector, PipelineConfig()
+    detector, pipeline, planner = engine.detector, PipelineConfig(), RegionPlanner(regions)
     tracker = Tracker(pipeline.max_gap_seconds)
     boxes = {p.index: {int(row[0]): tuple(row[1:]) for row in p.boxes} for p in truth.passers}
     rounds, found, peak = Counter(), Counter(), defaultdict(float)
@@ -102,10 +106,11 @@ def diagnose(truth: Walkthrough, engine: FaceEngine, cadence: int) -> Diagnosis:
             index += 1
             if index % cadence:
                 continue
+            rgb, now = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), index / truth.fps
             started = time.process_time()
-            faces = detector.detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            faces = detect_in_regions(detector, rgb, planner.plan(rgb, now, [track.predicted(now) for track in tracker.tracks]))
             detect_seconds += time.process_time() - started
-            update = tracker.update(faces, index / truth.fps)
+            update = tracker.update(faces, now)
             in_view = [(passer, frames[index]) for passer, frames in boxes.items() if index in frames]
             for passer, box in in_view:
                 rounds[passer] += 1
@@ -139,24 +144,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width", type=int, action="append", help="Detector input width(s); 0: full frames (default: the pipeline's).")
     parser.add_argument("--cadence", type=int, default=DEFAULT_CADENCE)
+    parser.add_argument("--motion-every", type=float, action="append",
+                        help="Seconds between rounds that look for motion (0: every round); default: the pipeline's.")
+    parser.add_argument("--full-pass", type=float, action="append",
+                        help="Seconds between full-frame passes (0: whole frame every round); default: 0 and the pipeline's.")
     parser.add_argument("--compositions", nargs="+", choices=sorted(COMPOSITIONS), default=list(COMPOSITIONS))
     parser.add_argument("--keep", type=Path, default=Path("/tmp/openfrt-faces-scanned"), help="Where the composed videos are kept and reused.")
     args = parser.parse_args()
     if not (SHARED / "faces").is_dir():
         sys.exit(f"needs {SHARED / 'faces'} (the shared data set beside the project)")
     table = Table(title=f"faces scanned against ground truth (40 passers each), cadence {args.cadence}")
-    for column in ("composition", "width", "faces scanned", "detection recall", "never found", "never confident",
+    for column in ("composition", "width", "full pass / motion every", "faces scanned", "detection recall", "never found", "never confident",
                    "merged tracks", "split passers", "detector CPU s"):
         table.add_column(column)
     widths = args.width or [None]
+    full_passes = args.full_pass or [0.0, RegionConfig().full_pass_seconds]
+    settings = [RegionConfig(full_pass_seconds=full_pass, motion_seconds=motion) for full_pass in full_passes
+                for motion in ([0.0] if full_pass == 0 else args.motion_every or [RegionConfig().motion_seconds])]
     engines = {width: FaceEngine(live_engine_config(EngineConfig.from_env(), width)) for width in widths}
     for number, name in enumerate(COMPOSITIONS):
         if name not in args.compositions:
             continue
         truth = compose(name, 100 + number, args.keep)
-        for width, engine in engines.items():
-            d = diagnose(truth, engine, args.cadence)
-            table.add_row(name, "default" if width is None else str(width or "full"), f"{d.confirmed} ({d.confirmed / d.passers - 1:+.1%})",
+        for (width, engine), regions in itertools.product(engines.items(), settings):
+            d = diagnose(truth, engine, args.cadence, regions)
+            table.add_row(name, "default" if width is None else str(width or "full"),
+                          f"{regions.full_pass_seconds:g} s / {regions.motion_seconds:g} s" if regions.full_pass_seconds else "every round (no regions)",
+                          f"{d.confirmed} ({d.confirmed / d.passers - 1:+.1%})",
                           f"{d.recall:.1%}", str(d.never_found), str(d.never_confident), str(d.merged_tracks), str(d.split_passers),
                           f"{d.detect_seconds:.1f}")
     Console(width=200).print(table)

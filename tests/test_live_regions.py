@@ -32,7 +32,7 @@ def scene(face_at: tuple[int, int] | None, size: int = 120) -> np.ndarray:
 
 
 def test_a_face_that_never_moves_and_is_not_tracked_is_found_by_the_next_full_pass(detector) -> None:  # type: ignore[no-untyped-def]
-    planner = RegionPlanner(RegionConfig(full_pass_seconds=1.0))
+    planner = RegionPlanner(RegionConfig(full_pass_seconds=1.0, motion_seconds=0))  # motion looked for every round
     still = scene((500, 200))
     assert planner.plan(scene(None), 0.0) == [(0, 0, 1280, 720)]  # the first frame: a full pass
     # The face is there from 0.08 s on without moving: its arrival is motion, but suppose the
@@ -51,7 +51,8 @@ def test_a_moving_face_is_found_in_its_motion_region_in_frame_coordinates(detect
     planner = RegionPlanner()
     planner.plan(scene((600, 300)), 0.0)
     moved = scene((640, 310))
-    rects = planner.plan(moved, 0.08)
+    assert planner.plan(moved, 0.08) == []  # motion is looked for every motion_seconds (0.2 s) only
+    rects = planner.plan(moved, 0.24)
     assert rects and sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in rects) < 0.1 * 1280 * 720  # a crop, not the frame
     (face,) = detect_in_regions(detector, moved, rects)
     (whole,) = detector.detect(moved)

@@ -47,65 +47,76 @@ class RegionConfig:
     on the whole frame (no gating)."""
 
     full_pass_seconds: float = 1.0
+    #: Motion is looked for at most this often (source seconds; 0: every round), against the
+    #: frame it was last looked for in; rounds in between detect around live tracks only.
+    motion_seconds: float = 0.2
     motion_scale: int = 8
-    #: Grey-level change (0-255, after a light blur) that counts as motion.
+    #: Change of the shrunk green channel (0-255) that counts as motion.
     motion_threshold: int = 12
     #: Cells (of ``motion_scale`` px) each motion blob is grown by on every side.
     motion_margin: int = 3
-    track_margin: float = 1.5
+    track_margin: float = 1.0
     #: Regions covering more of the frame than this are detected as one full frame.
     max_share: float = 0.6
     #: Regions are at least this many px wide and high (the detector needs some context).
     min_size: int = 96
 
     def __post_init__(self) -> None:
-        if self.full_pass_seconds < 0 or self.motion_scale < 1 or not 0 < self.max_share <= 1:
-            raise ValueError("full_pass_seconds must be at least 0, motion_scale at least 1, max_share in (0, 1]")
+        if self.full_pass_seconds < 0 or self.motion_seconds < 0 or self.motion_scale < 1 or not 0 < self.max_share <= 1:
+            raise ValueError("full_pass_seconds and motion_seconds must be at least 0, motion_scale at least 1, max_share in (0, 1]")
 
 
 class RegionPlanner:
-    """One camera's region chooser: keeps the previous round's small grey frame and the time of
-    the last full pass. Not shared between cameras."""
+    """One camera's region chooser: keeps the small grey frame of the last round that looked for
+    motion, and the times of the last full pass and motion round. Not shared between cameras."""
 
     def __init__(self, config: RegionConfig = RegionConfig()) -> None:
         self.config = config
         self._previous: np.ndarray | None = None
         self._last_full: float | None = None
+        self._last_motion = 0.0
 
     def plan(self, rgb: np.ndarray, now: float, tracks: Sequence[Box] = ()) -> list[Rect]:
         """The regions to detect in at source time ``now``, given the live tracks' predicted boxes;
         one rect covering the whole frame means a full pass."""
         height, width = rgb.shape[:2]
         whole = [(0, 0, width, height)]
-        if self.config.full_pass_seconds == 0:
+        config = self.config
+        if config.full_pass_seconds == 0:
             return whole
-        grey = self._small_grey(rgb)
-        previous, self._previous = self._previous, grey
-        due = self._last_full is None or now - self._last_full >= self.config.full_pass_seconds
-        if due or previous is None or previous.shape != grey.shape:
-            self._last_full = now
-            return whole
-        rects = merge([*self._motion(grey, previous, width, height), *(self._window(box, width, height) for box in tracks)])
-        if sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in rects) > self.config.max_share * width * height:
-            self._last_full = now
-            return whole
+        if self._last_full is None or now - self._last_full >= config.full_pass_seconds:
+            return self._full(rgb, now, whole)
+        rects = [self._window(box, width, height) for box in tracks]
+        if now - self._last_motion >= config.motion_seconds:
+            grey = self._small_grey(rgb)
+            if self._previous is None or self._previous.shape != grey.shape:
+                return self._full(rgb, now, whole)
+            rects += self._motion(grey, self._previous, width, height)
+            self._previous, self._last_motion = grey, now
+        rects = merge(rects)
+        if sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in rects) > config.max_share * width * height:
+            return self._full(rgb, now, whole)
         return rects
 
+    def _full(self, rgb: np.ndarray, now: float, whole: list[Rect]) -> list[Rect]:
+        """A full pass: it also restarts the motion reference."""
+        self._previous, self._last_full, self._last_motion = self._small_grey(rgb), now, now
+        return whole
+
     def _small_grey(self, rgb: np.ndarray) -> np.ndarray:
+        """The green channel (most of luminance), shrunk ``motion_scale`` times: every 2nd pixel,
+        then averaged, which costs a quarter of shrinking the whole colour frame."""
         scale = self.config.motion_scale
-        small = cv2.resize(rgb, (max(1, rgb.shape[1] // scale), max(1, rgb.shape[0] // scale)), interpolation=cv2.INTER_AREA)
-        return cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), (3, 3), 0)
+        green = rgb[:: min(2, scale), :: min(2, scale), 1]
+        return cv2.resize(green, (max(1, rgb.shape[1] // scale), max(1, rgb.shape[0] // scale)), interpolation=cv2.INTER_AREA)
 
     def _motion(self, grey: np.ndarray, previous: np.ndarray, width: int, height: int) -> list[Rect]:
         """Bounding rects (full-frame px) of the changed blobs, each grown by ``motion_margin`` cells."""
-        changed = (cv2.absdiff(grey, previous) > self.config.motion_threshold).astype(np.uint8)
-        count, _, stats, _ = cv2.connectedComponentsWithStats(changed, connectivity=8)
         scale, margin = self.config.motion_scale, self.config.motion_margin
-        rects = []
-        for x, y, w, h, _ in stats[1:count]:
-            rect = ((x - margin) * scale, (y - margin) * scale, (x + w + margin) * scale, (y + h + margin) * scale)
-            rects.append(self._fit(rect, width, height))
-        return rects
+        changed = (cv2.absdiff(grey, previous) > self.config.motion_threshold).astype(np.uint8)
+        grown = cv2.dilate(changed, np.ones((2 * margin + 1, 2 * margin + 1), np.uint8))  # nearby blobs become one
+        count, _, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
+        return [self._fit((x * scale, y * scale, (x + w) * scale, (y + h) * scale), width, height) for x, y, w, h, _ in stats[1:count]]
 
     def _window(self, box: Box, width: int, height: int) -> Rect:
         x, y, w, h = box

