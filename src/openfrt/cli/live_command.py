@@ -40,7 +40,7 @@ from openfrt.cli.common import (
 )
 from openfrt.cli.identity import signed_in
 from openfrt.errors import OpenFRTError
-from openfrt.live.defaults import DEFAULT_CADENCE
+from openfrt.live.defaults import DEFAULT_CADENCE, DEFAULT_FULL_PASS_SECONDS
 from openfrt.observability.logs import LogFormat
 
 if TYPE_CHECKING:
@@ -71,6 +71,10 @@ def live(
         int | None, typer.Option("--detect-width", min=0, help="Detector input width in px (default 1920 where supported: full 1080p frames; 0: full frames).")
     ] = None,
     cadence: Annotated[int, typer.Option("--cadence", min=1, help="Detect on every Nth frame.")] = DEFAULT_CADENCE,
+    full_pass: Annotated[float, typer.Option(
+        "--full-pass", min=0.0,
+        help="Seconds between detections over the whole frame; in between, only where there is motion and around tracked faces "
+             "(0: the whole frame every time).")] = DEFAULT_FULL_PASS_SECONDS,
     realtime: Annotated[bool, typer.Option("--realtime", help="Play video files at their frame rate, dropping frames when behind.")] = False,
     home: HomeOption = None,
     log_format: LogFormatOption = LogFormat.text,
@@ -85,12 +89,13 @@ def live(
     from openfrt.integrations.dispatcher import EventDispatcher
     from openfrt.live.deployments import DeploymentService
     from openfrt.live.pipeline import PipelineConfig
+    from openfrt.live.regions import RegionConfig
     from openfrt.observability.logs import configure_logging, log_context
 
     if log_format is LogFormat.json:  # text leaves logging as it was: warnings only, under the live table
         configure_logging(LogFormat.json)
     cluster = cluster_settings(ray_address, camera_cpus, camera_resource, home)
-    pipeline_config = PipelineConfig(cadence=cadence)
+    pipeline_config = PipelineConfig(cadence=cadence, regions=RegionConfig(full_pass_seconds=full_pass))
     opened: OpenedCameras | None = None
     try:
         with open_store(home) as store:

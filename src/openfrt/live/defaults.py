@@ -10,3 +10,8 @@ from __future__ import annotations
 #: does not, with fewer broken tracks; a face must be in view for 3 frames (120 ms at 25 fps)
 #: to be confirmed and searched. Live sources that still fall behind drop (and count) frames.
 DEFAULT_CADENCE = 2
+
+#: Detect over the whole frame at least once a second; in between, only where there was motion
+#: and around tracked faces (:mod:`openfrt.live.regions`). A face that neither moves nor is
+#: tracked is found within this many seconds.
+DEFAULT_FULL_PASS_SECONDS = 1.0

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
+from openfrt.live.defaults import DEFAULT_FULL_PASS_SECONDS
 from openfrt.vision.boxes import Box, iou
 from openfrt.vision.detectors.base import Detector
 from openfrt.vision.types import Face
@@ -46,7 +47,7 @@ class RegionConfig:
     """How :class:`RegionPlanner` chooses regions; ``full_pass_seconds = 0`` detects every round
     on the whole frame (no gating)."""
 
-    full_pass_seconds: float = 1.0
+    full_pass_seconds: float = DEFAULT_FULL_PASS_SECONDS
     #: Motion is looked for at most this often (source seconds; 0: every round), against the
     #: frame it was last looked for in; rounds in between detect around live tracks only.
     motion_seconds: float = 0.2
