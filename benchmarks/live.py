@@ -1,12 +1,14 @@
 """Live pipeline accuracy and speed on composed walk-throughs, against the same faces as stills.
 
     python benchmarks/live.py [--passers 40] [--watchlisted 10] [--seeds 0,1,2] [--threshold T ...] [--repeat 3] [--keep]
+                              [--live-options "" --live-options "--full-pass 0"]
 
 For each seed, composes a walk-through (openfrt.live.walkthrough) from ../shared/faces over a
 blurred frame of ../shared/video/walking_1080p.mp4, enrols the watchlisted passers' reference
 images (a different image from the one that walks past) in a temporary data directory, runs
 ``openfrt live --events-json`` on the video and ``openfrt identify --json`` on the passers'
-source images, and prints, per model and threshold, pooled over the seeds:
+source images, and prints, per model, threshold and ``--live-options`` (extra options for
+``openfrt live``, to compare pipeline settings in one run), pooled over the seeds:
 
 * TPIR: watchlisted passers alerted for their own subject while in view;
 * false alerts per passer: alerts for a subject who is not in view at the alert's time;
@@ -42,6 +44,7 @@ authorising officer approved it.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -161,6 +164,7 @@ class Pooled:
     """One table row's figures summed over seeds."""
 
     threshold: float
+    options: str
     live: Score
     stills: Score
     one_frame: Score
@@ -181,14 +185,14 @@ def main() -> None:
         table = Table(title=f"live walk-throughs: seeds {', '.join(map(str, args.seeds))}, each {len(first.passers)} passers "
                             f"({sum(p.on_watchlist for p in first.passers)} watchlisted), {first.size[0]}x{first.size[1]} "
                             f"{first.fps:g} fps; pooled")
-        for column in ("model", "threshold", "TPIR live", "TPIR stills", "TPIR one frame", "false alerts live (/passer)",
+        for column in ("model", "threshold", "live options", "TPIR live", "TPIR stills", "TPIR one frame", "false alerts live (/passer)",
                        "false alerts stills (/passer)", "false alerts one frame (/passer)", "faces scanned vs passers",
                        "latency p50/p95 s"):
             table.add_column(column)
         for model in models:
             for row in _benchmark_model(model, truths, frames, work, args):
                 table.add_row(
-                    model.label, f"{row.threshold:.4f}", row.live.tpir(), row.stills.tpir(), row.one_frame.tpir(),
+                    model.label, f"{row.threshold:.4f}", row.options or "(defaults)", row.live.tpir(), row.stills.tpir(), row.one_frame.tpir(),
                     row.live.false(), row.stills.false(), row.one_frame.false(),
                     f"{row.scanned} vs {row.passers} ({row.scanned / row.passers - 1:+.1%})", row.live.latency(),
                 )
@@ -214,6 +218,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--size", default="1920x1080")
     parser.add_argument("--threshold", type=float, action="append",
                         help="Watchlist threshold(s) to run at (default: the calibrated one and the model's operating one).")
+    parser.add_argument("--live-options", action="append",
+                        help="Extra options for `openfrt live`, one set per use (e.g. \"\" and \"--full-pass 0\"); default: none.")
     parser.add_argument("--repeat", type=int, default=1, help="Runs on walking_1080p.mp4; fps is their median.")
     parser.add_argument("--keep", action="store_true", help="Keep the temporary directory (videos, truth, data).")
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["default", "dlib", "intel"])
@@ -251,20 +257,20 @@ def _benchmark_model(model: Model, truths: list[Walkthrough], frames: dict[int, 
         photos = {p.index: p.video_image for p in truth.passers}
         stills = _identify("walk", list(photos.values()), embedder, officers.operator)
         single = _identify("walk", list(frames[truth.seed].values()), embedder, officers.operator)
-        for index, threshold in enumerate(thresholds):
-            events, record, wall = _live("walk", truth.video, embedder, officers, realtime=False, threshold=threshold)
+        for index, (threshold, options) in enumerate(itertools.product(thresholds, args.live_options or [""])):
+            events, record, wall = _live("walk", truth.video, [*embedder, *options.split()], officers, realtime=False, threshold=threshold)
             live_score = _score_alerts(truth, enrolled, [(event["subject"], event["time"]) for event in events])
             still_score = _score_stills(truth, enrolled, photos, stills, threshold)
             frame_score = _score_stills(truth, enrolled, frames[truth.seed], single, threshold)
             if index == len(rows):
-                rows.append(Pooled(threshold, live_score, still_score, frame_score))
+                rows.append(Pooled(threshold, options, live_score, still_score, frame_score))
             else:
                 rows[index].live += live_score
                 rows[index].stills += still_score
                 rows[index].one_frame += frame_score
             rows[index].scanned += record["faces_scanned"]
             rows[index].passers += len(truth.passers)
-            print(f"{model.label} @ {threshold:.4f}, seed {truth.seed}: live run {wall:.1f} s wall", file=sys.stderr)
+            print(f"{model.label} @ {threshold:.4f} {options}, seed {truth.seed}: live run {wall:.1f} s wall", file=sys.stderr)
     return rows
 
 
@@ -410,7 +416,7 @@ def _identify(watchlist: str, images: list[str], embedder: list[str], env: dict[
     return best
 
 
-def _live(watchlist: str, video: str | Path, embedder: list[str], officers: Officers, realtime: bool,
+def _live(watchlist: str, video: str | Path, options: list[str], officers: Officers, realtime: bool,
           threshold: float | None = None) -> tuple[list[dict], dict, float]:
     """Alert events, the deployment record and the wall time of one ``openfrt live`` run: a new
     deployment on ``watchlist`` (at ``threshold``, default the watchlist's), planned by the
@@ -423,7 +429,7 @@ def _live(watchlist: str, video: str | Path, embedder: list[str], officers: Offi
         _run([*OPENFRT, "deployments", "approve-threshold", name, "--justification", "benchmark below the floor", "--json"],
              officers.approver)
     _run([*OPENFRT, "deployments", "authorise", name, "--json"], officers.authoriser)
-    command = [*OPENFRT, "live", "--deployment", name, "--events-json", *embedder, *(["--realtime"] if realtime else [])]
+    command = [*OPENFRT, "live", "--deployment", name, "--events-json", *options, *(["--realtime"] if realtime else [])]
     started = time.perf_counter()
     lines = [json.loads(line) for line in _run(command, officers.operator).splitlines() if line.startswith("{")]
     wall = time.perf_counter() - started
