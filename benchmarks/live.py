@@ -247,7 +247,7 @@ def _benchmark_model(model: Model, truths: list[Walkthrough], frames: dict[int, 
     rows: list[Pooled] = []
     for truth in truths:
         home = work / f"home-{model.embedder or 'bundled'}-{truth.seed}"
-        officers = Officers.in_home(home, footage=truth.video.parent)
+        officers = Officers.in_home(home, footage=Path(truth.video).parent)
         embedder = ["--embedder", model.embedder] if model.embedder else []
         if model.embedder == "intel":
             _run([*OPENFRT, "models", "add", "intel", str(INTEL), "--licence", "Apache-2.0"], officers.operator)
@@ -282,7 +282,7 @@ def _compositions(args: argparse.Namespace, work: Path) -> Table:
     for number, (label, overrides) in enumerate(COMPOSITIONS.items()):
         truth = _compose(args, 100 + number, work / f"composition{number}", **overrides)
         home = work / f"home-composition{number}"
-        officers = Officers.in_home(home, footage=truth.video.parent)
+        officers = Officers.in_home(home, footage=Path(truth.video).parent)
         _create_watchlist("walk", [], officers.authoriser)
         _enrol(truth, "walk", [], officers.authoriser, home.with_name(f"references-composition{number}"))
         _, record, _ = _live("walk", truth.video, [], officers, realtime=False)
