@@ -32,7 +32,7 @@ def scene(face_at: tuple[int, int] | None, size: int = 120) -> np.ndarray:
 
 
 def test_a_face_that_never_moves_and_is_not_tracked_is_found_by_the_next_full_pass(detector) -> None:  # type: ignore[no-untyped-def]
-    planner = RegionPlanner(RegionConfig(full_pass_seconds=1.0, motion_seconds=0))  # motion looked for every round
+    planner = RegionPlanner(RegionConfig(full_pass_seconds=1.0))
     still = scene((500, 200))
     assert planner.plan(scene(None), 0.0) == [(0, 0, 1280, 720)]  # the first frame: a full pass
     # The face is there from 0.08 s on without moving: its arrival is motion, but suppose the
@@ -51,8 +51,7 @@ def test_a_moving_face_is_found_in_its_motion_region_in_frame_coordinates(detect
     planner = RegionPlanner()
     planner.plan(scene((600, 300)), 0.0)
     moved = scene((640, 310))
-    assert planner.plan(moved, 0.08) == []  # motion is looked for every motion_seconds (0.2 s) only
-    rects = planner.plan(moved, 0.24)
+    rects = planner.plan(moved, 0.08)
     assert rects and sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in rects) < 0.1 * 1280 * 720  # a crop, not the frame
     (face,) = detect_in_regions(detector, moved, rects)
     (whole,) = detector.detect(moved)
@@ -78,6 +77,14 @@ def test_a_tracked_face_that_stops_moving_is_still_detected_every_round(detector
     assert len(rects) == 1 and rects != [(0, 0, 1280, 720)]
     (face,) = detect_in_regions(detector, still, rects)
     assert np.allclose(face.box, tracked.box, atol=0.05 * tracked.box[3])  # as found whole, to the crop's lesser context
+
+
+def test_motion_can_be_looked_for_less_often_than_every_round() -> None:
+    planner = RegionPlanner(RegionConfig(motion_seconds=0.2))
+    planner.plan(scene((600, 300)), 0.0)
+    moved = scene((640, 310))
+    assert planner.plan(moved, 0.08) == []  # nothing tracked, and no motion round yet
+    assert planner.plan(moved, 0.24)  # against the frame motion was last looked for in (0.0 s)
 
 
 def test_without_gating_every_round_is_a_full_pass() -> None:
