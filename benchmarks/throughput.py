@@ -166,7 +166,7 @@ def detector_table(video: Path, threads: int) -> Table:
     opencv = cv2.FaceDetectorYN.create(str(converted_yunet().ensure()), "", (1920, 1080), 0.7, 0.3, 5000)
     ours = FaceEngine(live_engine_config(EngineConfig.from_env().model_copy(update={"threads": threads}))).detector
     rgbs = [np.ascontiguousarray(bgr[..., ::-1]) for bgr in frames]
-    table = Table(title="YuNet on 20 full 1080p frames (boxes identical: tests/test_yunet.py)")
+    table = Table(title="YuNet on 20 full 1080p frames (same boxes: tests/test_yunet.py)")
     for column in ("runtime", "load before", "ms per frame", "CPU-ms per frame", "CPU vs OpenCV"):
         table.add_column(column)
     rows = []
