@@ -4,8 +4,9 @@ Detection cost grows with the pixels detected (YuNet at full 1080p is most of th
 CPU), but most of a fixed camera's frame holds nothing new from one detection round to the
 next. :class:`RegionPlanner` says which parts of a frame to detect in:
 
-* **motion**: a cheap difference of the frame, shrunk ``motion_scale`` times, against the
-  previous detection round's; every changed blob, grown by ``motion_margin`` cells, is a region;
+* **motion**: a cheap difference of the frame, shrunk ``motion_scale`` times, against the frame
+  motion was last looked for in (the previous round, unless ``motion_seconds`` spaces the looks
+  out); every changed blob, grown by ``motion_margin`` cells, is a region;
 * **tracks**: a window of ``track_margin`` face heights around each live track's predicted box,
   so a tracked face that stops moving is still seen every round;
 * **a full pass** over the whole frame at least every ``full_pass_seconds`` of source time (and
@@ -50,8 +51,8 @@ class RegionConfig:
     full_pass_seconds: float = DEFAULT_FULL_PASS_SECONDS
     #: Motion is looked for at most this often (source seconds; 0: every round), against the
     #: frame it was last looked for in; rounds in between detect around live tracks only. 0.2 s
-    #: saved a quarter of the detector's CPU on walking_1080p.mp4 but scanned one face fewer on
-    #: one composed walk-through and added 0.04-0.08 s to alert latency (README), so 0.
+    #: took 0.70 of the pipeline's CPU per frame on walking_1080p.mp4, but scanned one face fewer
+    #: on one composed walk-through and added 0.04-0.08 s to alert latency (README), so 0.
     motion_seconds: float = 0.0
     motion_scale: int = 8
     #: Change of the shrunk green channel (0-255) that counts as motion.
@@ -128,8 +129,8 @@ class RegionPlanner:
 
     def _fit(self, rect: Rect, width: int, height: int) -> Rect:
         """``rect`` grown to ``min_size`` about its centre, out to the frame's ``GRID`` px grid
-        (so the detector's cells fall where they fall on the whole frame, and a face is found in a
-        crop where the full pass finds it) and clipped to the frame."""
+        (so the detector's cells fall where they do on the whole frame; a crop still gives it less
+        context, and its boxes differ from the full pass's by a pixel or two) and clipped to the frame."""
         x0, y0, x1, y1 = rect
         grow_x, grow_y = max(0, self.config.min_size - (x1 - x0)) // 2, max(0, self.config.min_size - (y1 - y0)) // 2
         x0, y0 = (x0 - grow_x) // GRID * GRID, (y0 - grow_y) // GRID * GRID
