@@ -9,7 +9,9 @@ FAISS's HNSW cannot remove entries (it also agreed worse with exact search on fa
 
 Vectors are unit-length templates, so inner product is cosine; results are reported on
 openfrt's 0..1 similarity scale (:func:`~openfrt.vision.types.cosine_to_similarity`).
-Indexes are persisted encrypted (templates are biometric data) with a caller-supplied cipher.
+Indexes are persisted encrypted (templates are biometric data) with a caller-supplied cipher,
+streamed as sealed segments (:mod:`openfrt.gallery.sealed`) so that a 6 GB index is never
+copied whole in memory to be saved or loaded.
 
 Indexes are not thread-safe: searches may run concurrently with each other, but ``add`` and
 ``remove`` need exclusive access (the caller's lock).
@@ -24,13 +26,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import faiss
 import numpy as np
 
 from openfrt.errors import OpenFRTError
 from openfrt.gallery import sealed
+from openfrt.gallery.sealed import Cipher
 from openfrt.vision.types import cosine_to_similarity
 
 #: How far a vector's length may be from 1 (float32 rounding, format conversion) before it is
@@ -40,14 +43,6 @@ UNIT_TOLERANCE = 1e-3
 _MAGIC = b"OFRT-IDX"
 _FORMAT_VERSION = 2
 _HEADER_LENGTH = struct.Struct("<I")
-
-class Cipher(Protocol):
-    """What :meth:`TemplateIndex.save` and :meth:`TemplateIndex.load` need to protect the file."""
-
-    def encrypt(self, data: bytes) -> bytes: ...
-
-    def decrypt(self, data: bytes) -> bytes: ...
-
 
 class TemplateIndexError(OpenFRTError, ValueError):
     """A vector, id or index file that a template index cannot use."""
@@ -311,20 +306,26 @@ _MISSING = np.float32(-np.finfo(np.float32).max)
 class ApproximateIndex(_FaissIndex):
     """Compressed-code candidate search with exact re-ranking; grows with the gallery.
 
-    Every template is held exactly (a flat array, as in :class:`ExactIndex`) and, once the
-    gallery reaches ``train_size``, also as a 4-bit product-quantised code (one sub-quantiser
-    per dimension, up to 128 per template: 64 bytes at 128-d) in an inverted file of ``nlist``
-    ≈ √N/4 lists, scanned with FAISS's SIMD "fast scan" kernels (``IndexIVFPQFastScan``). A
-    query scans the ``nprobe`` nearest lists' codes, takes the ``candidates`` best, and ranks
+    Every template is held exactly (float32, as in :class:`ExactIndex`) and, once the gallery
+    reaches ``train_size``, also as a 4-bit product-quantised code (one sub-quantiser per
+    dimension, up to 128 per template: 64 bytes at 128-d) in an inverted file of
+    :func:`nlist_for` lists, scanned with FAISS's SIMD "fast scan" kernels
+    (``IndexIVFPQFastScan``). A query scans the ``nprobe`` nearest lists' codes (a
+    :func:`probe_fraction_for` share of them unless set), takes the ``candidates`` best, and ranks
     those by exact inner product with the stored vectors, so the reported ids and similarities
     are exact; only whether the true nearest neighbour reaches the candidate list is approximate.
     Until ``train_size`` it is a flat index searched by brute force; at ``train_size`` the
-    quantisers are trained and every template encoded, and each time N has grown fourfold
-    (nlist would have doubled) they are retrained on the whole gallery: total rebuild cost O(N).
+    quantisers are trained and every template encoded, and each time ``nlist_for`` the size has
+    doubled they are retrained on the whole gallery: total rebuild cost O(N).
 
-    Removal is real in both structures: FAISS deletes the code from its inverted list and the
-    vector from the flat array (no tombstones, no graph remnants), so after ``remove`` nothing
-    derived from the template is left in the index or in a file saved afterwards.
+    Removal is real in both structures: FAISS deletes the code from its inverted list, and the
+    vector's row is overwritten by the last one and the freed row zeroed (no tombstones, no graph
+    remnants), so after ``remove`` nothing derived from the template is left in the index or in
+    a file saved afterwards.
+
+    The vectors stay float32 at 10M (5.1 GB, with codes and ids about 6 GB — well within the
+    machine): the re-ranked similarities are what thresholds are compared with, and float16 or
+    8-bit vectors would make them approximate (errors of ~1e-3) for a saving of 2.6-3.8 GB.
 
     Why this design (benchmarks/search.py, dlib-calibrated synthetic templates, 1M x 128-d, one
     contended core): IVF-Flat needed 25% of 2,530 lists (~9 ms) for 99.3% top-1 agreement with
@@ -337,7 +338,11 @@ class ApproximateIndex(_FaissIndex):
     non-mated 99.5-99.65%), p50 1.6 ms in FAISS alone and 2.0-2.5 ms through this class on a
     core shared with other jobs (exact search measured 27-30 ms there, against ~20 ms unloaded);
     3/8 gave 98.75%, 5/8 99.95%. ``probe_fraction`` (share of lists scanned) and ``candidates``
-    trade speed for agreement and may be changed at any time. Memory: ~620 MB at 1M (float
+    trade speed for agreement and may be changed at any time. At 10M (4,096 lists, 1,000
+    queries) scanning 1/4 of the lists agreed on 99.5%, 1/8 on 97.5%, 1/16 on 92%: the share
+    can shrink with finer lists, but the codes scanned still grow (2.5M at 10M against 0.5M at
+    1M), and so does the time; FAISS's parallel kernel over lists (implem 14) on two threads was
+    slower than one thread on this shared two-core machine. Memory: ~620 MB at 1M (float
     vectors 512 MB, codes 64 MB, ids); the saved file is ~565 MB before encryption.
     """
 
@@ -580,12 +585,6 @@ def _membership(stored: np.ndarray, candidates: np.ndarray) -> np.ndarray:
 def _present(stored: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     """The ``candidates`` that are in sorted ``stored``."""
     return candidates[_membership(stored, candidates)]
-
-
-def _insert_sorted(stored: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Merge ``ids`` (absent from ``stored``) into sorted ``stored``: one O(N) copy, not a re-sort."""
-    ids = np.sort(ids)
-    return np.insert(stored, np.searchsorted(stored, ids), ids)
 
 
 def _sample(vectors: np.ndarray, n: int) -> np.ndarray:

@@ -35,6 +35,8 @@ _LAST = 1
 
 
 class Cipher(Protocol):
+    """What sealed files (and so the template indexes) need of the caller's encryption."""
+
     def encrypt(self, data: bytes) -> bytes: ...
 
     def decrypt(self, data: bytes) -> bytes: ...
