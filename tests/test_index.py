@@ -11,6 +11,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from openfrt.errors import OpenFRTError
+from openfrt.gallery import sealed
 from openfrt.gallery.index import (
     ApproximateIndex,
     DuplicateIdError,
@@ -194,9 +195,8 @@ def test_wrong_cipher_or_corrupt_file_fails_clearly(tmp_path: Path, cipher: Fern
         ExactIndex.load(path, cipher)
 
     truncated = tmp_path / "truncated.idx"
-    plaintext = cipher.decrypt(path.read_bytes())
-    truncated.write_bytes(cipher.encrypt(plaintext[: len(plaintext) // 2]))
-    with pytest.raises(IndexFileError, match="corrupt"):
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(IndexFileError, match="cut short"):
         TemplateIndex.load(truncated, cipher)
 
     with pytest.raises(IndexFileError, match="cannot be read"):
@@ -241,11 +241,12 @@ def test_removal_deletes_codes_and_vectors_and_survives_persistence(tmp_path: Pa
     gone = ids[::4]
     assert index.remove(gone) == len(gone)
     kept = np.setdiff1d(ids, gone)
-    # Nothing derived from a removed template is left: not its code, not its vector.
-    assert index._codes is not None and index._codes.ntotal == len(kept) == index._index.ntotal
+    # Nothing derived from a removed template is left: not its code, not its vector (anywhere
+    # in the vector array's capacity, in use or not).
+    assert index._codes is not None and index._codes.ntotal == len(kept) == len(index)
     np.testing.assert_array_equal(np.sort(_listed_ids(index)), kept)
-    stored = index._index.reconstruct_batch(kept)
-    assert not (np.abs(stored[:, None, :] - vectors[::4][None, :50, :]).max(axis=2) < 1e-7).any()
+    assert not (np.abs(index._vectors[:, None, :] - vectors[::4][None, :, :]).max(axis=2) < 1e-7).any()
+    np.testing.assert_array_equal(index.contains(np.concatenate([gone, kept])), np.arange(4_000) >= len(gone))
     # Searches never return them, even asking for every entry.
     assert not np.isin(index.search(vectors[gone // 2][:50], len(index))[1], gone).any()
 
@@ -276,41 +277,82 @@ def test_search_reranks_exactly_and_pads_when_few_entries_remain() -> None:
     assert (found[:, 5:] == -1).all() and (similarities[:, 5:] == 0).all()
 
 
-def test_files_of_the_ivf_flat_index_are_converted(tmp_path: Path, cipher: Fernet) -> None:
-    import faiss
-
-    from openfrt.gallery import index as module
-
-    vectors, _, _ = clustered(2_000, seed=7)
-    ids = np.arange(2_000, dtype=np.int64) + 50
-    quantizer = faiss.IndexFlatIP(DIM)
-    old = faiss.IndexIVFFlat(quantizer, DIM, 32, faiss.METRIC_INNER_PRODUCT)
-    old.train(vectors)
-    old.set_direct_map_type(faiss.DirectMap.Hashtable)
-    old.add_with_ids(vectors, ids)
-    header = {"format": 1, "kind": "approximate", "dim": DIM, "settings": {"train_size": 1_000, "probe_fraction": 0.25}}
+def test_files_of_older_versions_are_refused_clearly(tmp_path: Path, cipher: Fernet) -> None:
+    """Format 1 was one ciphertext of the whole index; the reference indexes rebuild such files
+    from the database (their manifests lack today's digest), so loading one directly says so."""
     path = tmp_path / "old.idx"
-    module._write_file(path, cipher, header, [old])
-
-    loaded = TemplateIndex.load(path, cipher)
-    assert isinstance(loaded, ApproximateIndex) and len(loaded) == 2_000 and loaded.nlist > 0
-    assert loaded.probe_fraction == ApproximateIndex(DIM).probe_fraction
-    np.testing.assert_array_equal(loaded.search(vectors[:100], 1)[1][:, 0], ids[:100])
+    path.write_bytes(cipher.encrypt(b"OFRT-IDX" + struct.pack("<I", 2) + b"{}"))
+    with pytest.raises(IndexFileError, match="older one is rebuilt"):
+        TemplateIndex.load(path, cipher)
 
 
-def test_corrupt_part_lengths_are_refused(tmp_path: Path, cipher: Fernet) -> None:
+@pytest.fixture
+def small_segments(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seal files in 4 KiB segments, so a small index spans many records."""
+    monkeypatch.setattr(sealed, "SEGMENT_BYTES", 4_096)
+
+
+def _records(path: Path) -> tuple[bytes, list[bytes]]:
+    """A sealed file's magic and its records (length prefix included), in file order."""
+    data = path.read_bytes()
+    records, offset = [], len(sealed.MAGIC)
+    while offset < len(data):
+        (length,) = struct.unpack_from("<Q", data, offset)
+        records.append(data[offset : offset + 8 + length])
+        offset += 8 + length
+    return data[: len(sealed.MAGIC)], records
+
+
+@pytest.mark.usefixtures("small_segments")
+def test_sealed_files_refuse_dropped_reordered_or_foreign_segments(tmp_path: Path, cipher: Fernet) -> None:
     vectors, _, _ = clustered(2_000, seed=8)
     index = ApproximateIndex(DIM, train_size=1_000)
     index.add(np.arange(2_000), vectors)
-    path = tmp_path / "gallery.idx"
+    path, other = tmp_path / "gallery.idx", tmp_path / "other.idx"
     index.save(path, cipher)
-    plaintext = cipher.decrypt(path.read_bytes())
-    (length,) = struct.unpack_from("<I", plaintext, 8)
-    header = json.loads(plaintext[12 : 12 + length])
-    header["extra_index_bytes"] = [len(plaintext)]  # longer than the whole file
-    header_bytes = json.dumps(header).encode()
-    path.write_bytes(cipher.encrypt(plaintext[:8] + struct.pack("<I", len(header_bytes)) + header_bytes + plaintext[12 + length :]))
-    with pytest.raises(IndexFileError, match="bad part lengths"):
+    index.save(other, cipher)  # same contents, another stream id
+    assert index.snapshot_id == TemplateIndex.load(other, cipher).snapshot_id != TemplateIndex.load(path, cipher).snapshot_id
+    magic, records = _records(path)
+    assert len(records) > 10 and magic == sealed.MAGIC
+    foreign = _records(other)[1]
+    damaged = {
+        "dropped": records[:5] + records[6:],
+        "reordered": [*records[:5], records[6], records[5], *records[7:]],
+        "spliced": [*records[:5], foreign[5], *records[6:]],
+        "cut after a whole record": records[:-1],
+        "extended": [*records, records[-1]],
+    }
+    for problem, parts in damaged.items():
+        path.write_bytes(magic + b"".join(parts))
+        with pytest.raises(IndexFileError, match="corrupt|cut short") as raised:
+            TemplateIndex.load(path, cipher)
+        assert raised.value.path == path, problem
+
+
+def test_a_header_promising_more_templates_than_the_file_holds_is_refused(tmp_path: Path, cipher: Fernet) -> None:
+    path = tmp_path / "gallery.idx"
+    header = json.dumps({"format": 2, "kind": "exact", "dim": DIM, "count": 10, "settings": {}, "extra_indexes": 0}).encode()
+    writer = sealed.SealedWriter(path, cipher)
+    writer.write(b"OFRT-IDX" + struct.pack("<I", len(header)) + header + bytes(8 * 10))
+    writer.commit()
+    with pytest.raises(IndexFileError, match="ends early"):
         TemplateIndex.load(path, cipher)
     with pytest.raises(ValueError):
         ApproximateIndex(DIM, candidates=0)
+
+
+def test_automatic_settings_keep_the_1m_tuning_and_scan_a_smaller_share_beyond(tmp_path: Path, cipher: Fernet) -> None:
+    from openfrt.gallery.index import nlist_for, probe_fraction_for
+
+    assert (nlist_for(10_000), nlist_for(1_000_000)) == (25, 250)  # √N/4, as before
+    assert probe_fraction_for(1_000) == probe_fraction_for(1_000_000) == 0.5
+    assert 3_900 < nlist_for(10_000_000) < 4_100 and probe_fraction_for(10_000_000) == pytest.approx(0.25, abs=0.005)
+    index = ApproximateIndex(DIM, train_size=1_000)
+    vectors, _, _ = clustered(2_000, seed=9)
+    index.add(np.arange(2_000), vectors)
+    assert index.probe_fraction == 0.5 and index.nprobe == min(index.nlist, max(16, -(-index.nlist // 2)))
+    index.probe_fraction = 1.0
+    index.save(tmp_path / "gallery.idx", cipher)
+    assert ApproximateIndex.load(tmp_path / "gallery.idx", cipher).nprobe == index.nlist
+    index.probe_fraction = None  # automatic again
+    assert index.probe_fraction == 0.5

@@ -89,6 +89,9 @@ class IndexShard:
     def remove(self, ids: np.ndarray) -> int:
         return self._opened().remove(ids)
 
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        return self._opened().contains(ids)
+
     def search(self, sealed_queries: bytes, k: int) -> tuple[np.ndarray, np.ndarray]:
         return self._opened().search(self._unseal(sealed_queries), k)
 
@@ -188,6 +191,15 @@ class ShardedIndex(TemplateIndex):
         self._count -= removed
         return removed
 
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        found = np.zeros(len(ids), dtype=bool)
+        split = self._split(ids)
+        answers = self._on_shards({number: _call("contains", ids[rows]) for number, rows in split})
+        for number, rows in split:
+            found[rows] = answers[number]
+        return found
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Every shard's ``k`` best, merged: the ``k`` best overall, best first."""
         if k < 1:
@@ -276,6 +288,10 @@ class ShardedReferenceIndexes(ReferenceIndexes):
             if isinstance(entry.index, ShardedIndex):
                 entry.index.close()
         super().close()
+
+    #: Each shard saves its own file on every change (a restarted shard reloads it), so there is
+    #: no journal to replay.
+    journaled = False
 
     def path(self, model_id: str) -> Path:
         single = super().path(model_id)

@@ -9,7 +9,9 @@ FAISS's HNSW cannot remove entries (it also agreed worse with exact search on fa
 
 Vectors are unit-length templates, so inner product is cosine; results are reported on
 openfrt's 0..1 similarity scale (:func:`~openfrt.vision.types.cosine_to_similarity`).
-Indexes are persisted encrypted (templates are biometric data) with a caller-supplied cipher.
+Indexes are persisted encrypted (templates are biometric data) with a caller-supplied cipher,
+streamed as sealed segments (:mod:`openfrt.gallery.sealed`) so that a 6 GB index is never
+copied whole in memory to be saved or loaded.
 
 Indexes are not thread-safe: searches may run concurrently with each other, but ``add`` and
 ``remove`` need exclusive access (the caller's lock).
@@ -17,20 +19,21 @@ Indexes are not thread-safe: searches may run concurrently with each other, but 
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
-import os
 import struct
-import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import faiss
 import numpy as np
 
 from openfrt.errors import OpenFRTError
+from openfrt.gallery import sealed
+from openfrt.gallery.sealed import Cipher
 from openfrt.vision.types import cosine_to_similarity
 
 #: How far a vector's length may be from 1 (float32 rounding, format conversion) before it is
@@ -38,16 +41,8 @@ from openfrt.vision.types import cosine_to_similarity
 UNIT_TOLERANCE = 1e-3
 
 _MAGIC = b"OFRT-IDX"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 _HEADER_LENGTH = struct.Struct("<I")
-
-class Cipher(Protocol):
-    """What :meth:`TemplateIndex.save` and :meth:`TemplateIndex.load` need to protect the file."""
-
-    def encrypt(self, data: bytes) -> bytes: ...
-
-    def decrypt(self, data: bytes) -> bytes: ...
-
 
 class TemplateIndexError(OpenFRTError, ValueError):
     """A vector, id or index file that a template index cannot use."""
@@ -102,6 +97,10 @@ class TemplateIndex(ABC):
         """Add ``vectors`` (N x dim, unit length) under ``ids`` (N, distinct, not yet present)."""
 
     @abstractmethod
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        """Whether each of ``ids`` is in the index (a boolean array of their length)."""
+
+    @abstractmethod
     def remove(self, ids: np.ndarray) -> int:
         """Remove ``ids`` (absent ones are ignored, so erasure can be retried); return how many went."""
 
@@ -122,34 +121,51 @@ class TemplateIndex(ABC):
         """Read an index written by :meth:`save`; ``TemplateIndex.load`` returns whichever kind
         the file holds, a subclass's ``load`` insists on that kind."""
         path = Path(path)
-        header, indexes = _read_file(path, cipher)
-        kinds = {subclass.kind: subclass for subclass in (ExactIndex, ApproximateIndex)}
-        loaded_class = kinds.get(header.get("kind"))
-        if loaded_class is None or not issubclass(loaded_class, cls):
-            raise IndexFileError(path, f"holds a {header.get('kind')!r} index, not {cls.__name__}")
-        return loaded_class._restore(path, header, indexes)
+        with _StreamReader.open(path, cipher) as reader:
+            header = reader.read_header()
+            kinds = {subclass.kind: subclass for subclass in (ExactIndex, ApproximateIndex)}
+            loaded_class = kinds.get(header.get("kind"))
+            if loaded_class is None or not issubclass(loaded_class, cls):
+                raise IndexFileError(path, f"holds a {header.get('kind')!r} index, not {cls.__name__}")
+            index = loaded_class._restore(path, header, reader)
+            reader.finish()
+        index.snapshot_id = reader.stream
+        return index
 
 
 class _FaissIndex(TemplateIndex):
-    """Input checks, id bookkeeping and persistence shared by the FAISS-backed indexes.
+    """Input checks, storage, removal and persistence shared by the FAISS-backed indexes.
 
-    ``_ids`` keeps every stored id sorted, so that duplicate adds and the count of removals are
-    known before FAISS is touched (FAISS itself accepts duplicate ids silently).
+    Vectors live in one numpy array in row order, grown in place (``ndarray.resize``: a
+    ``realloc`` that the C library does by remapping pages, not copying, at this size), with
+    each row's id; ``_ids`` keeps every id sorted with its row beside it (``_rows``), so
+    duplicate adds, removals and re-ranking find rows by binary search. Removal moves the last
+    rows into the holes: no tombstones, and O(removed) vector work — FAISS's IndexIDMap2
+    compacted the whole array and rebuilt its hash map, about 5 s per removal at 10M.
     """
 
     def __init__(self, dim: int) -> None:
         if dim < 1:
             raise ValueError(f"dimension must be positive, not {dim}")
         self._dim = dim
-        self._ids = np.empty(0, dtype=np.int64)
-        self._index: faiss.Index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._count = 0
+        self._vectors = np.empty((0, dim), dtype=np.float32)  # capacity; rows [0, _count) in use
+        self._row_ids = np.empty(0, dtype=np.int64)  # capacity; the id of each row
+        self._ids = np.empty(0, dtype=np.int64)  # sorted
+        self._rows = np.empty(0, dtype=np.int64)  # the row of each of ``_ids``
+        #: Random id of the file this index was last saved to or loaded from (a change journal
+        #: names it, so entries cannot be replayed onto another snapshot); None if never saved.
+        self.snapshot_id: bytes | None = None
 
     @property
     def dim(self) -> int:
         return self._dim
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return self._count
+
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        return _membership(self._ids, _check_ids(ids))
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         vectors = _check_vectors(vectors, self._dim, "vectors")
@@ -158,55 +174,104 @@ class _FaissIndex(TemplateIndex):
             raise InvalidIdError(f"{len(ids)} ids for {len(vectors)} vectors")
         _refuse_duplicates(self._ids, ids)
         if len(ids):
-            self._add_checked(ids, vectors)
-            self._ids = _insert_sorted(self._ids, ids)
+            self._store(ids, vectors)
+            self._added(ids, vectors)
 
-    def _add_checked(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        self._index.add_with_ids(vectors, ids)
+    def _store(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        start, end = self._count, self._count + len(ids)
+        if end > len(self._vectors):
+            capacity = max(end, len(self._vectors) * 3 // 2, 1_024)
+            self._vectors.resize((capacity, self._dim), refcheck=False)
+            self._row_ids.resize(capacity, refcheck=False)
+        self._vectors[start:end] = vectors
+        self._row_ids[start:end] = ids
+        self._count = end
+        order = np.argsort(ids)
+        positions = np.searchsorted(self._ids, ids[order])
+        self._ids = np.insert(self._ids, positions, ids[order])
+        self._rows = np.insert(self._rows, positions, np.arange(start, end, dtype=np.int64)[order])
+
+    def _added(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Structures derived from the vectors take in an add (nothing for exact search)."""
 
     def remove(self, ids: np.ndarray) -> int:
         present = _present(self._ids, np.unique(_check_ids(ids)))
-        if not len(present):
-            return 0
-        removed = self._index.remove_ids(present)
-        self._ids = np.delete(self._ids, np.searchsorted(self._ids, present))
-        return int(removed)
+        if len(present):
+            self._removing(present)
+            self._unstore(present)
+        return len(present)
+
+    def _removing(self, ids: np.ndarray) -> None:
+        """Structures derived from the vectors drop ``ids`` (sorted, all present)."""
+
+    def _unstore(self, ids: np.ndarray) -> None:
+        positions = np.searchsorted(self._ids, ids)
+        gone = self._rows[positions]
+        end = self._count - len(ids)
+        holes = np.sort(gone[gone < end])
+        movers = np.setdiff1d(np.arange(end, self._count), gone)  # the tail rows that stay
+        self._vectors[holes] = self._vectors[movers]
+        self._vectors[end : self._count] = 0  # no copy of a removed template left in memory
+        self._row_ids[holes] = self._row_ids[movers]
+        self._ids = np.delete(self._ids, positions)
+        self._rows = np.delete(self._rows, positions)
+        self._rows[np.searchsorted(self._ids, self._row_ids[holes])] = holes
+        self._count = end
+
+    def _vectors_of(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of ``ids`` (all present), in their order."""
+        return self._vectors[self._rows[np.searchsorted(self._ids, ids)]]
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = _check_vectors(queries, self._dim, "queries")
         if k < 1:
             raise ValueError(f"k must be at least 1, not {k}")
-        cosines, ids = self._index.search(queries, k)
-        # Missing entries come back as -FLT_MAX, which the scale's clipping maps to 0.
-        return cosine_to_similarity(cosines).astype(np.float32), ids
+        cosines = np.full((len(queries), k), _MISSING, dtype=np.float32)
+        found = np.full((len(queries), k), -1, dtype=np.int64)
+        take = min(k, self._count)
+        if take:
+            scores, rows = faiss.knn(queries, self._vectors[: self._count], take, faiss.METRIC_INNER_PRODUCT)
+            cosines[:, :take], found[:, :take] = scores, self._row_ids[rows]
+        # Missing entries score -FLT_MAX, which the scale's clipping maps to 0.
+        return cosine_to_similarity(cosines).astype(np.float32), found
 
     def save(self, path: Path, cipher: Cipher) -> None:
-        header = {"format": _FORMAT_VERSION, "kind": self.kind, "dim": self._dim, "settings": self._settings()}
-        _write_file(Path(path), cipher, header, [self._index, *self._extra_indexes()])
+        header = {
+            "format": _FORMAT_VERSION, "kind": self.kind, "dim": self._dim, "count": self._count,
+            "settings": self._settings(), "extra_indexes": len(self._extra_indexes()),
+        }
+        self.snapshot_id = _write_file(Path(path), cipher, header, self)
 
     def _settings(self) -> dict[str, Any]:
-        """Constructor settings to persist beside the FAISS index."""
+        """Constructor settings to persist beside the vectors."""
         return {}
 
     def _extra_indexes(self) -> list[faiss.Index]:
-        """FAISS indexes saved after the main one (derived structures such as codes)."""
+        """FAISS indexes saved after the vectors (derived structures such as codes)."""
         return []
 
     @classmethod
-    def _restore(cls, path: Path, header: dict[str, Any], indexes: list[faiss.Index]) -> _FaissIndex:
-        """Rebuild an instance from a file's header and FAISS indexes (``path`` for errors)."""
-        index = indexes[0]
-        dim = header.get("dim")
-        if dim != index.d:
-            raise IndexFileError(path, f"header says dimension {dim} but the stored index has {index.d}")
+    def _restore(cls, path: Path, header: dict[str, Any], reader: _StreamReader) -> _FaissIndex:
+        """Rebuild an instance from a file's header and the rest of its stream."""
+        dim, count = header.get("dim"), header.get("count")
+        if not isinstance(dim, int) or not isinstance(count, int) or dim < 1 or count < 0:
+            raise IndexFileError(path, "has a corrupt header: bad dimension or count")
         restored = cls(dim, **header.get("settings", {}))
-        restored._index = index
-        restored._ids = np.sort(_stored_ids(index))
-        restored._apply_settings()
+        restored._vectors = np.empty((count, dim), dtype=np.float32)
+        restored._row_ids = np.empty(count, dtype=np.int64)
+        reader.readinto(restored._row_ids)
+        reader.readinto(restored._vectors)
+        restored._count = count
+        order = np.argsort(restored._row_ids)
+        restored._ids, restored._rows = restored._row_ids[order], order.astype(np.int64)
+        if count and (restored._ids[0] < 0 or (np.diff(restored._ids) == 0).any()):
+            raise IndexFileError(path, "holds negative or repeated ids")
+        extra = [reader.read_index() for _ in range(header.get("extra_indexes", 0))]
+        restored._restore_extra(path, extra)
         return restored
 
-    def _apply_settings(self) -> None:
-        """Push settings that live outside the FAISS index into it (after load or a change)."""
+    def _restore_extra(self, path: Path, indexes: list[faiss.Index]) -> None:
+        """Take back the FAISS indexes that :meth:`_extra_indexes` saved."""
 
 
 class ExactIndex(_FaissIndex):
@@ -241,20 +306,26 @@ _MISSING = np.float32(-np.finfo(np.float32).max)
 class ApproximateIndex(_FaissIndex):
     """Compressed-code candidate search with exact re-ranking; grows with the gallery.
 
-    Every template is held exactly (a flat array, as in :class:`ExactIndex`) and, once the
-    gallery reaches ``train_size``, also as a 4-bit product-quantised code (one sub-quantiser
-    per dimension, up to 128 per template: 64 bytes at 128-d) in an inverted file of ``nlist``
-    ≈ √N/4 lists, scanned with FAISS's SIMD "fast scan" kernels (``IndexIVFPQFastScan``). A
-    query scans the ``nprobe`` nearest lists' codes, takes the ``candidates`` best, and ranks
+    Every template is held exactly (float32, as in :class:`ExactIndex`) and, once the gallery
+    reaches ``train_size``, also as a 4-bit product-quantised code (one sub-quantiser per
+    dimension, up to 128 per template: 64 bytes at 128-d) in an inverted file of
+    :func:`nlist_for` lists, scanned with FAISS's SIMD "fast scan" kernels
+    (``IndexIVFPQFastScan``). A query scans the ``nprobe`` nearest lists' codes (a
+    :func:`probe_fraction_for` share of them unless set), takes the ``candidates`` best, and ranks
     those by exact inner product with the stored vectors, so the reported ids and similarities
     are exact; only whether the true nearest neighbour reaches the candidate list is approximate.
     Until ``train_size`` it is a flat index searched by brute force; at ``train_size`` the
-    quantisers are trained and every template encoded, and each time N has grown fourfold
-    (nlist would have doubled) they are retrained on the whole gallery: total rebuild cost O(N).
+    quantisers are trained and every template encoded, and each time ``nlist_for`` the size has
+    doubled they are retrained on the whole gallery: total rebuild cost O(N).
 
-    Removal is real in both structures: FAISS deletes the code from its inverted list and the
-    vector from the flat array (no tombstones, no graph remnants), so after ``remove`` nothing
-    derived from the template is left in the index or in a file saved afterwards.
+    Removal is real in both structures: FAISS deletes the code from its inverted list, and the
+    vector's row is overwritten by the last one and the freed row zeroed (no tombstones, no graph
+    remnants), so after ``remove`` nothing derived from the template is left in the index or in
+    a file saved afterwards.
+
+    The vectors stay float32 at 10M (5.1 GB, with codes and ids about 6 GB — well within the
+    machine): the re-ranked similarities are what thresholds are compared with, and float16 or
+    8-bit vectors would make them approximate (errors of ~1e-3) for a saving of 2.6-3.8 GB.
 
     Why this design (benchmarks/search.py, dlib-calibrated synthetic templates, 1M x 128-d, one
     contended core): IVF-Flat needed 25% of 2,530 lists (~9 ms) for 99.3% top-1 agreement with
@@ -267,14 +338,18 @@ class ApproximateIndex(_FaissIndex):
     non-mated 99.5-99.65%), p50 1.6 ms in FAISS alone and 2.0-2.5 ms through this class on a
     core shared with other jobs (exact search measured 27-30 ms there, against ~20 ms unloaded);
     3/8 gave 98.75%, 5/8 99.95%. ``probe_fraction`` (share of lists scanned) and ``candidates``
-    trade speed for agreement and may be changed at any time. Memory: ~620 MB at 1M (float
+    trade speed for agreement and may be changed at any time. At 10M (4,096 lists, 1,000
+    queries) scanning 1/4 of the lists agreed on 99.5%, 1/8 on 97.5%, 1/16 on 92%: the share
+    can shrink with finer lists, but the codes scanned still grow (2.5M at 10M against 0.5M at
+    1M), and so does the time; FAISS's parallel kernel over lists (implem 14) on two threads was
+    slower than one thread on this shared two-core machine. Memory: ~620 MB at 1M (float
     vectors 512 MB, codes 64 MB, ids); the saved file is ~565 MB before encryption.
     """
 
     kind = "approximate"
 
     def __init__(
-        self, dim: int, *, train_size: int = 25_000, probe_fraction: float = 1 / 2, candidates: int = _CANDIDATES
+        self, dim: int, *, train_size: int = 25_000, probe_fraction: float | None = None, candidates: int = _CANDIDATES
     ) -> None:
         if train_size < 1:
             raise ValueError(f"train_size must be positive, not {train_size}")
@@ -288,13 +363,14 @@ class ApproximateIndex(_FaissIndex):
 
     @property
     def probe_fraction(self) -> float:
-        """Share of the lists a query scans; may be changed at any time (e.g. widened for a
-        serious case), and is saved with the index."""
-        return self._probe_fraction
+        """Share of the lists a query scans: :func:`probe_fraction_for` the gallery's size unless
+        set. May be changed at any time (e.g. widened for a serious case; None: automatic again),
+        and is saved with the index."""
+        return probe_fraction_for(self._count) if self._probe_fraction is None else self._probe_fraction
 
     @probe_fraction.setter
-    def probe_fraction(self, fraction: float) -> None:
-        if not 0 < fraction <= 1:
+    def probe_fraction(self, fraction: float | None) -> None:
+        if fraction is not None and not 0 < fraction <= 1:
             raise ValueError(f"probe_fraction must be in (0, 1], not {fraction}")
         self._probe_fraction = fraction
         self._apply_settings()
@@ -310,7 +386,7 @@ class ApproximateIndex(_FaissIndex):
         return self._nprobe_for(self.nlist)
 
     def _nprobe_for(self, nlist: int) -> int:
-        return min(nlist, max(_MIN_NPROBE, math.ceil(nlist * self._probe_fraction)))
+        return min(nlist, max(_MIN_NPROBE, math.ceil(nlist * self.probe_fraction)))
 
     def describe(self) -> str:
         """Short structural summary for logs and benchmarks."""
@@ -318,13 +394,12 @@ class ApproximateIndex(_FaissIndex):
             return "flat, untrained"
         return f"IVF{self.nlist},PQ{self._codes.M}x4fs nprobe={self.nprobe} rerank={self.candidates}"
 
-    def _add_checked(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        total = len(self) + len(ids)
-        self._index.add_with_ids(vectors, ids)
-        if self._needs_training(total):
+    def _added(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if self._needs_training(self._count):
             self._codes = self._trained_codes()
         elif self._codes is not None:
             self._codes.add_with_ids(vectors, ids)
+            self._configure(self._codes)  # the automatic probe fraction follows the size
 
     def _needs_training(self, total: int) -> bool:
         if total < self.train_size:
@@ -333,7 +408,7 @@ class ApproximateIndex(_FaissIndex):
 
     def _trained_codes(self) -> faiss.IndexIVFPQFastScan:
         """A new code index trained on (a sample of) the stored vectors and holding all of them."""
-        vectors, ids = _flat_contents(self._index)
+        vectors, ids = self._vectors[: self._count], self._row_ids[: self._count]
         nlist = nlist_for(len(vectors))
         quantizer = faiss.IndexFlatIP(self._dim)
         codes = faiss.IndexIVFPQFastScan(quantizer, self._dim, nlist, _pq_subquantizers(self._dim), 4, faiss.METRIC_INNER_PRODUCT)
@@ -355,15 +430,10 @@ class ApproximateIndex(_FaissIndex):
         # probes with a few hundred candidates; the default choice was twice as slow at 1M.
         codes.implem = 10
 
-    def remove(self, ids: np.ndarray) -> int:
-        present = _present(self._ids, np.unique(_check_ids(ids)))
-        if not len(present):
-            return 0
+    def _removing(self, ids: np.ndarray) -> None:
         if self._codes is not None:
-            self._codes.remove_ids(faiss.IDSelectorBatch(present))
-        removed = self._index.remove_ids(present)
-        self._ids = np.delete(self._ids, np.searchsorted(self._ids, present))
-        return int(removed)
+            self._codes.remove_ids(faiss.IDSelectorBatch(ids))
+            self._configure(self._codes)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self._codes is None:
@@ -384,12 +454,12 @@ class ApproximateIndex(_FaissIndex):
         """Exact inner products of ``queries`` with their ``candidates`` (-1 = none), best ``k``."""
         valid = candidates >= 0
         if valid.all():  # the usual case: one gather and one batched product
-            vectors = self._index.reconstruct_batch(candidates.ravel()).reshape(*candidates.shape, self._dim)
+            vectors = self._vectors_of(candidates.ravel()).reshape(*candidates.shape, self._dim)
             scores = np.matmul(vectors, queries[:, :, None])[:, :, 0]
         else:
             scores = np.full(candidates.shape, _MISSING, dtype=np.float32)
             if valid.any():
-                vectors = self._index.reconstruct_batch(candidates[valid])
+                vectors = self._vectors_of(candidates[valid])
                 owners = np.repeat(np.arange(len(queries)), valid.sum(axis=1))
                 scores[valid] = np.einsum("ij,ij->i", vectors, queries[owners])
         take = min(k, candidates.shape[1])
@@ -405,40 +475,18 @@ class ApproximateIndex(_FaissIndex):
         return cosines, found
 
     def _settings(self) -> dict[str, Any]:
-        return {"train_size": self.train_size, "probe_fraction": self.probe_fraction, "candidates": self.candidates}
+        return {"train_size": self.train_size, "probe_fraction": self._probe_fraction, "candidates": self.candidates}
 
     def _extra_indexes(self) -> list[faiss.Index]:
         return [] if self._codes is None else [self._codes]
 
-    @classmethod
-    def _restore(cls, path: Path, header: dict[str, Any], indexes: list[faiss.Index]) -> _FaissIndex:
-        main = indexes[0]
-        if faiss.try_extract_index_ivf(main) is not None:
-            return cls._convert_ivf_flat(path, header, main)
-        restored = super()._restore(path, header, indexes[:1])
-        assert isinstance(restored, ApproximateIndex)
-        if len(indexes) > 1:
-            codes = indexes[1]  # deserialisation already returns the concrete type, and owns it
-            if not isinstance(codes, faiss.IndexIVFPQFastScan) or codes.ntotal != main.ntotal or codes.d != main.d:
+    def _restore_extra(self, path: Path, indexes: list[faiss.Index]) -> None:
+        if indexes:
+            codes = indexes[0]  # deserialisation already returns the concrete type, and owns it
+            if not isinstance(codes, faiss.IndexIVFPQFastScan) or codes.ntotal != self._count or codes.d != self._dim:
                 raise IndexFileError(path, "holds a code index that does not match its templates")
-            restored._codes = codes
-            restored._configure(codes)
-        return restored
-
-    @classmethod
-    def _convert_ivf_flat(cls, path: Path, header: dict[str, Any], ivf_index: faiss.Index) -> ApproximateIndex:
-        """An index from a file written by the IVF-Flat ApproximateIndex (before re-ranking):
-        its templates are moved into the current structure, with the current default
-        probe_fraction (the stored one was tuned for IVF-Flat lists)."""
-        dim = header.get("dim")
-        if dim != ivf_index.d:
-            raise IndexFileError(path, f"header says dimension {dim} but the stored index has {ivf_index.d}")
-        converted = cls(dim, train_size=header.get("settings", {}).get("train_size", 25_000))
-        ids = np.sort(_stored_ids(ivf_index))
-        for start in range(0, len(ids), _ENCODE_CHUNK):
-            chunk = ids[start : start + _ENCODE_CHUNK]
-            converted.add(chunk, ivf_index.reconstruct_batch(chunk))
-        return converted
+            self._codes = codes
+            self._configure(codes)
 
     def _apply_settings(self) -> None:
         """Set nprobe from the fraction (FAISS saves nprobe, but the fraction may have changed)."""
@@ -446,11 +494,26 @@ class ApproximateIndex(_FaissIndex):
             self._configure(self._codes)
 
 
+#: Gallery size up to which lists and probes keep the 1M tuning (√N/4 lists, half of them scanned).
+_TUNED_SIZE = 1_000_000
+
+
 def nlist_for(n: int) -> int:
-    """Inverted lists for ``n`` templates: about √n/4 (256 at 1M), so that lists hold thousands
-    of codes each and the fast-scan kernels run on long blocks; but never so many that a list
-    has fewer than 39 training points (FAISS's floor for a meaningful k-means)."""
-    return max(1, min(round(math.sqrt(n) / 4), n // 39))
+    """Inverted lists for ``n`` templates: about √n/4 up to 1M (250 at 1M), so that lists hold
+    thousands of codes each and the fast-scan kernels run on long blocks; beyond, n^1.2 (3,962
+    at 10M: 2,500 codes a list), so that a query scanning a smaller share of finer lists still
+    finds the nearest templates. Never so many that a list has fewer than 39 training points
+    (FAISS's floor for a meaningful k-means)."""
+    lists = math.sqrt(min(n, _TUNED_SIZE)) / 4 * (max(n, _TUNED_SIZE) / _TUNED_SIZE) ** 1.2
+    return max(1, min(round(lists), n // 39))
+
+
+def probe_fraction_for(n: int) -> float:
+    """Default share of lists scanned for ``n`` templates: 1/2 up to 1M, then 1/2 (1M/n)^0.3
+    (1/4 at 10M). On dlib-shaped templates (benchmarks/search.py, 1,000 queries) 4,096 lists at
+    10M gave top-1 agreement with exact search of 99.5% scanning 1/4 of them, 97.5% at 1/8 and
+    92% at 1/16: the cost grows with the codes scanned (N/4 at 10M, N/2 at 1M)."""
+    return 0.5 * min(1.0, _TUNED_SIZE / max(n, 1)) ** 0.3
 
 
 def _pq_subquantizers(dim: int) -> int:
@@ -511,18 +574,17 @@ def _refuse_duplicates(stored: np.ndarray, ids: np.ndarray) -> None:
         raise DuplicateIdError(duplicates)
 
 
-def _present(stored: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """The sorted, unique ``candidates`` that are in sorted ``stored``."""
+def _membership(stored: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Whether each of ``candidates`` is in sorted ``stored`` (binary search: O(c log N))."""
     positions = np.searchsorted(stored, candidates)
     found = positions < len(stored)
     found[found] = stored[positions[found]] == candidates[found]
-    return candidates[found]
+    return found
 
 
-def _insert_sorted(stored: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Merge ``ids`` (absent from ``stored``) into sorted ``stored``: one O(N) copy, not a re-sort."""
-    ids = np.sort(ids)
-    return np.insert(stored, np.searchsorted(stored, ids), ids)
+def _present(stored: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """The ``candidates`` that are in sorted ``stored``."""
+    return candidates[_membership(stored, candidates)]
 
 
 def _sample(vectors: np.ndarray, n: int) -> np.ndarray:
@@ -532,88 +594,95 @@ def _sample(vectors: np.ndarray, n: int) -> np.ndarray:
     return vectors[np.sort(rows)]
 
 
-def _stored_ids(index: faiss.Index) -> np.ndarray:
-    """Every id held by a flat (IDMap2) or IVF FAISS index."""
-    ivf = faiss.try_extract_index_ivf(index)
-    if ivf is None:
-        return faiss.vector_to_array(faiss.downcast_index(index).id_map).astype(np.int64)
-    lists = ivf.invlists
-    chunks = [
-        faiss.rev_swig_ptr(lists.get_ids(number), lists.list_size(number)).copy()
-        for number in range(ivf.nlist)
-        if lists.list_size(number)
-    ]
-    return np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int64)
-
-
-def _flat_contents(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
-    """Views (no copies) of the vectors and ids of an IDMap2-wrapped flat index, in storage order.
-
-    Valid only until the index next changes."""
-    idmap = faiss.downcast_index(index)
-    flat = faiss.downcast_index(idmap.index)
-    n, d = flat.ntotal, flat.d
-    if n == 0:
-        return np.empty((0, d), dtype=np.float32), np.empty(0, dtype=np.int64)
-    vectors = faiss.rev_swig_ptr(flat.get_xb(), n * d).reshape(n, d)
-    ids = faiss.rev_swig_ptr(idmap.id_map.data(), n)
-    return vectors, ids
-
-
-def _write_file(path: Path, cipher: Cipher, header: dict[str, Any], indexes: list[faiss.Index]) -> None:
-    """Encrypt header and indexes into a temporary file beside ``path``, then rename it over.
-
-    The temporary file is created mode 0600 (mkstemp) and fsynced before the rename, so readers
-    see the old index or the new one, never a torn write. The header records the length of each
-    serialised index after the first (absent for a single index, as in older files).
-    """
-    serialised = [faiss.serialize_index(index) for index in indexes]
-    header = {**header, "extra_index_bytes": [len(part) for part in serialised[1:]]} if len(serialised) > 1 else header
+def _write_file(path: Path, cipher: Cipher, header: dict[str, Any], index: _FaissIndex) -> bytes:
+    """Stream header, ids, vectors and FAISS indexes into a sealed file (``sealed.py``: records
+    of at most 64 MiB, each encrypted and authenticated, the file replaced atomically), never
+    holding a serialised copy of the index: at 10M templates that copy was 6 GB, and one AES-GCM
+    call refuses more than 2 GiB. Returns the new file's random stream id."""
     header_bytes = json.dumps(header).encode()
-    payload = b"".join([_MAGIC, _HEADER_LENGTH.pack(len(header_bytes)), header_bytes, *map(memoryview, serialised)])
-    del serialised
-    ciphertext = cipher.encrypt(payload)
-    del payload
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    writer = sealed.SealedWriter(path, cipher)
     try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(ciphertext)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
+        writer.write(_MAGIC + _HEADER_LENGTH.pack(len(header_bytes)) + header_bytes)
+        writer.write(memoryview(index._row_ids[: len(index)]).cast("B"))
+        writer.write(memoryview(index._vectors[: len(index)]).cast("B"))
+        for extra in index._extra_indexes():
+            faiss.write_index(extra, faiss.PyCallbackIOWriter(writer.write))
+        writer.commit()
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        writer.abandon()
         raise
+    return writer.stream
 
 
-def _read_file(path: Path, cipher: Cipher) -> tuple[dict[str, Any], list[faiss.Index]]:
-    try:
-        ciphertext = path.read_bytes()
-    except OSError as error:
-        raise IndexFileError(path, f"cannot be read: {error.strerror or error}") from error
-    try:
-        payload = cipher.decrypt(ciphertext)
-    except Exception as error:  # the cipher is the caller's; any failure means the same thing
-        raise IndexFileError(path, f"cannot be decrypted (wrong key, or not an index file): {error!r}") from error
-    del ciphertext
-    if not payload.startswith(_MAGIC) or len(payload) < len(_MAGIC) + _HEADER_LENGTH.size:
-        raise IndexFileError(path, "is not an openfrt template index (wrong key, or another file)")
-    start = len(_MAGIC) + _HEADER_LENGTH.size
-    (header_length,) = _HEADER_LENGTH.unpack_from(payload, len(_MAGIC))
-    try:
-        header = json.loads(payload[start : start + header_length])
-    except ValueError as error:
-        raise IndexFileError(path, f"has a corrupt header: {error}") from error
-    if not isinstance(header, dict) or header.get("format") != _FORMAT_VERSION:
-        found = header.get("format") if isinstance(header, dict) else None
-        raise IndexFileError(path, f"has index format {found!r}; this openfrt reads format {_FORMAT_VERSION}")
-    data = np.frombuffer(payload, dtype=np.uint8, offset=start + header_length)
-    extra = header.get("extra_index_bytes", [])
-    if not isinstance(extra, list) or not all(isinstance(n, int) and 0 < n for n in extra) or sum(extra) >= len(data):
-        raise IndexFileError(path, "holds a corrupt index: bad part lengths in the header")
-    bounds = np.cumsum([0, len(data) - sum(extra), *extra])
-    try:
-        indexes = [faiss.deserialize_index(data[a:b]) for a, b in itertools.pairwise(bounds)]
-    except RuntimeError as error:
-        raise IndexFileError(path, f"holds a corrupt index: {error}") from error
-    return header, indexes
+class _StreamReader:
+    """Reads the plaintext of a sealed index file in order, one segment in memory at a time;
+    every problem is an :class:`IndexFileError` naming the file."""
+
+    def __init__(self, path: Path, stream: bytes, segments: Iterator[bytes]) -> None:
+        self.path, self.stream, self._segments = path, stream, segments
+        self._segment, self._offset = b"", 0
+
+    @classmethod
+    @contextmanager
+    def open(cls, path: Path, cipher: Cipher) -> Iterator[_StreamReader]:
+        try:
+            if not sealed.is_sealed(path):
+                raise IndexFileError(path, "is not an openfrt template index of this version (an older one is rebuilt from the database)")
+            stream, segments = sealed.read_sealed(path, cipher)
+        except OSError as error:
+            raise IndexFileError(path, f"cannot be read: {error.strerror or error}") from error
+        except sealed.SealedFileError as error:
+            raise IndexFileError(path, f"cannot be decrypted (wrong key, or not an index file): {error}") from error
+        try:
+            yield cls(path, stream, segments)
+        except sealed.SealedFileError as error:
+            raise IndexFileError(path, f"holds a corrupt index: {error}") from error
+        finally:
+            segments.close()  # type: ignore[attr-defined]
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes (fewer only at the end of the stream)."""
+        if self._offset == len(self._segment):
+            self._segment, self._offset = next(self._segments, b""), 0
+        chunk = self._segment[self._offset : self._offset + n]
+        self._offset += len(chunk)
+        return chunk
+
+    def readinto(self, array: np.ndarray) -> None:
+        """Fill ``array`` (contiguous) from the stream, or fail if the stream ends first."""
+        target = memoryview(array).cast("B")
+        filled = 0
+        while filled < len(target):
+            chunk = self.read(len(target) - filled)
+            if not chunk:
+                raise IndexFileError(self.path, "holds a corrupt index: it ends early")
+            target[filled : filled + len(chunk)] = chunk
+            filled += len(chunk)
+
+    def read_header(self) -> dict[str, Any]:
+        prefix = np.empty(len(_MAGIC) + _HEADER_LENGTH.size, dtype=np.uint8)
+        self.readinto(prefix)
+        if prefix[: len(_MAGIC)].tobytes() != _MAGIC:
+            raise IndexFileError(self.path, "is not an openfrt template index (wrong key, or another file)")
+        (length,) = _HEADER_LENGTH.unpack(prefix[len(_MAGIC) :].tobytes())
+        header_bytes = np.empty(length, dtype=np.uint8)
+        self.readinto(header_bytes)
+        try:
+            header = json.loads(header_bytes.tobytes())
+        except ValueError as error:
+            raise IndexFileError(self.path, f"has a corrupt header: {error}") from error
+        if not isinstance(header, dict) or header.get("format") != _FORMAT_VERSION:
+            found = header.get("format") if isinstance(header, dict) else None
+            raise IndexFileError(self.path, f"has index format {found!r}; this openfrt reads format {_FORMAT_VERSION}")
+        return header
+
+    def read_index(self) -> faiss.Index:
+        try:
+            return faiss.read_index(faiss.PyCallbackIOReader(self.read))
+        except RuntimeError as error:
+            raise IndexFileError(self.path, f"holds a corrupt index: {error}") from error
+
+    def finish(self) -> None:
+        """Insist that the stream ends here (and that its last record is there)."""
+        if self.read(1) or next(self._segments, None) is not None:
+            raise IndexFileError(self.path, "holds a corrupt index: data after its end")

@@ -31,6 +31,7 @@ from sqlalchemy import Column, LargeBinary, and_, bindparam, func, select, updat
 from sqlalchemy.sql.elements import ColumnElement
 
 from openfrt import config
+from openfrt.gallery.sealed import is_sealed, record_headers
 from openfrt.records.audit import AuditAction, record_event
 from openfrt.records.crypto import KEYED_HEADER_BYTES, key_id, new_key, read_key_file, write_key_file
 from openfrt.records.database import BUSY_TIMEOUT_MS
@@ -139,19 +140,30 @@ def _reencrypt(store: RecordStore, label: str, column: Any, only: ColumnElement[
 
 
 def _drop_stale_indexes(store: RecordStore) -> int:
-    """Delete search index files (and their manifests) not under the current key; the index
-    rebuilds them from the database on next use."""
+    """Delete search index files (with their manifests and change journals) not wholly under the
+    current key; the index rebuilds them from the database on next use."""
     deleted = 0
     directory = store.home / INDEX_DIR
     for index_file in sorted(directory.glob("*.index")) if directory.is_dir() else []:
-        with index_file.open("rb") as handle:
-            header = handle.read(KEYED_HEADER_BYTES)
-        if header == store.cipher.header:
+        journal = index_file.with_suffix(".journal")
+        if all(header == store.cipher.header for header in [*_key_headers(index_file), *_key_headers(journal)]):
             continue
         _manifest(index_file).unlink(missing_ok=True)  # first: an index without a manifest is rebuilt
         index_file.unlink(missing_ok=True)
+        journal.unlink(missing_ok=True)
         deleted += 1
     return deleted
+
+
+def _key_headers(path: Path) -> list[bytes]:
+    """The key header of each ciphertext in an index file or journal (sealed records, or one
+    ciphertext: a sharded index's layout); none for a missing file."""
+    if not path.exists():
+        return []
+    if is_sealed(path):
+        return list(record_headers(path, KEYED_HEADER_BYTES))
+    with path.open("rb") as handle:
+        return [handle.read(KEYED_HEADER_BYTES)]
 
 
 def _manifest(index_file: Path) -> Path:
