@@ -142,8 +142,8 @@ def recent(store: RecordStore, limit: int = 50) -> list[SearchInfo]:
         return [_info(row) for row in rows]
 
 
-def lead_image(store: RecordStore, search_id: int, lead_id: int, kind: str) -> bytes:
-    """A lead's ``crop`` or ``frame`` JPEG, decrypted (callers audit viewing it if they must)."""
+def lead_image(store: RecordStore, search_id: int, lead_id: int, kind: str, *, actor: str, reason: str) -> bytes:
+    """A lead's ``crop`` or ``frame`` JPEG, decrypted; each viewing is audited, as alert images' are."""
     if kind not in ("crop", "frame"):
         raise InvalidRecordError(f"a lead has a crop and a frame, not a {kind!r}")
     with store.transaction() as session:
@@ -151,6 +151,8 @@ def lead_image(store: RecordStore, search_id: int, lead_id: int, kind: str) -> b
                               .where(FootageLead.id == lead_id, FootageLead.search_id == search_id))
         if lead is None:
             raise RecordNotFoundError(f"footage search {search_id} has no lead {lead_id}")
+        record_event(session, AuditAction.alert_media_viewed, actor=actor, target=f"footage_search:{search_id}", reason=reason,
+                     details={"footage_search": search_id, "lead": lead_id, "kind": kind})
         return store.cipher.decrypt(lead.probe_crop if kind == "crop" else lead.frame)
 
 

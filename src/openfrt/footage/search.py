@@ -41,7 +41,7 @@ from openfrt.footage.sampling import DEFAULT_INTERVAL, ChangeGate, FootageInfo, 
 from openfrt.gallery.matching import Candidate, Matcher
 from openfrt.live.pipeline import CameraPipeline, PipelineConfig
 from openfrt.live.source_policy import SourcePolicy
-from openfrt.live.sources import check_source
+from openfrt.live.sources import SourceError, check_source
 from openfrt.vision import EngineConfig, FaceEngine
 from openfrt.vision.types import Template
 
@@ -151,9 +151,10 @@ def segments(duration: float, workers: int) -> list[Segment]:
 
 def search_segment(
     path: Path, segment: Segment, sampling: Sampling, engine: FaceEngine, matcher: Matcher, threshold: float, top: int,
-    on_progress: Callable[[float], None], on_lead: Callable[[Lead], None],
+    on_progress: Callable[[float], None], on_lead: Callable[[Lead], None], lock: threading.Lock | None = None,
 ) -> SegmentCounts:
-    """Run the live pipeline over one segment's sampled frames; leads go to ``on_lead``.
+    """Run the live pipeline over one segment's sampled frames; leads go to ``on_lead``; ``lock``
+    guards an engine shared with others (the server's).
 
     Every sampled face track is confirmed by one confident detection (``min_hits`` 1): samples
     are too far apart for a walker's second sighting to join the track (see the sampling module)."""
@@ -161,7 +162,7 @@ def search_segment(
     source = SampledVideoSource(path, sampling, segment.start, None if math.isinf(segment.end) else segment.end, ChangeGate(),
                                 on_progress)
     config = PipelineConfig(cadence=1, min_hits=1, top=top)
-    CameraPipeline("footage", source, engine, sink, config).run()
+    CameraPipeline("footage", source, engine, sink, config, lock).run()
     stats = source.stats
     return SegmentCounts(stats.decoded, stats.due, stats.unchanged, sink.faces_scanned, list(stats.looked_at))
 
@@ -180,21 +181,24 @@ class ReferenceMatcher:
 
 
 class FootageSearch:
-    """Searches footage files inside the footage directory against ``gallery``'s reference database."""
+    """Searches footage files inside the footage directory against ``gallery``'s reference database.
 
-    def __init__(self, gallery: Gallery, policy: SourcePolicy, workers: int | None = None, interval: float = DEFAULT_INTERVAL) -> None:
+    ``lock``: with one worker the search uses ``gallery``'s engine in this process, and takes
+    ``lock`` around detection and embedding when others share that engine (the server)."""
+
+    def __init__(self, gallery: Gallery, policy: SourcePolicy, workers: int | None = None, interval: float = DEFAULT_INTERVAL,
+                 lock: threading.Lock | None = None) -> None:
         self.gallery = gallery
         self.policy = policy
         self.workers = workers or default_workers()
         self.interval = interval
+        self.lock = lock
 
     def check_file(self, file: str) -> Path:
         """The file to search, if the source policy allows it (inside the footage directory) and it exists."""
         target = check_source(file, self.policy)
         path = Path(target)
         if not path.is_file():
-            from openfrt.live.sources import SourceError
-
             raise SourceError(f"{file} is not a video file")
         return path
 
@@ -252,7 +256,7 @@ class FootageSearch:
         if self.workers == 1:
             for segment in parts:
                 counts.add(search_segment(path, segment, sampling, self.gallery.engine, matcher, threshold, top,
-                                          lambda seconds, segment=segment: progress(segment, seconds), on_lead))
+                                          lambda seconds, segment=segment: progress(segment, seconds), on_lead, self.lock))
         else:
             _WorkerPool(self.workers, self.gallery.engine.config).run(
                 path, iter(parts), sampling, matcher, threshold, top, progress, on_lead, counts)
