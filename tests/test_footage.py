@@ -255,5 +255,8 @@ def test_an_officer_starts_a_footage_search_from_the_console_and_reviews_its_lea
         lead = search["leads"][0]
         image = client.get(f"/api/footage-searches/{search_id}/leads/{lead['id']}/crop")
         assert image.status_code == 200 and image.content[:2] == b"\xff\xd8" and image.headers["cache-control"] == "no-store"
+        assert client.post(f"/api/footage-searches/{search_id}/hold", json={"reason": "evidence"}, headers=headers).status_code == 403
+        officer = login(client, Role.authorising_officer)
+        assert client.post(f"/api/footage-searches/{search_id}/hold", json={"reason": "evidence"}, headers=officer).status_code == 200
         login(client, Role.engagement_officer)
         assert client.get(f"/api/footage-searches/{search_id}").status_code == 403

@@ -81,6 +81,17 @@ def lead_image(search_id: RecordId, lead_id: RecordId, kind: Literal["crop", "fr
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
+class FootageHold(BaseModel):
+    reason: str = Field(..., min_length=1, max_length=LONG_TEXT)
+
+
+@router.post("/footage-searches/{search_id}/hold", summary="Keep a footage search's leads past retention, for a recorded reason")
+def hold(search_id: RecordId, body: FootageHold, principal: Principal = Depends(require(Permission.hold_alert_media)),
+         ctx: ServerContext = Depends(context)) -> dict[str, Any]:
+    records.hold(ctx.store, search_id, actor=principal.name, reason=body.reason)
+    return {"id": search_id, "held": True}
+
+
 def _policy(ctx: ServerContext) -> SourcePolicy:
     return SourcePolicy.from_env(ctx.store.home)
 
