@@ -114,7 +114,14 @@ def _row(result: FootageResult, decode_fps: float, score: Score) -> list[str]:
             f"{result.speed:.2f}x", f"{frames / result.seconds / decode_fps:.2f}",
             f"{len(result.counts.looked_at)} ({result.counts.unchanged} unchanged skipped)",
             f"{score.found}/{score.enrolled} ({score.found / max(1, score.enrolled):.0%}); rank 1 {score.found_rank1}",
-            f"{score.leads_for_found / max(1, score.found):.2f}", str(score.other_leads), f"{score.missed_by_sampling}/{score.appearances}"]
+            f"{score.leads_for_found / max(1, score.found):.2f}", str(score.other_leads), f"{score.missed_by_sampling}/{score.appearances}",
+            _shares(result.counts.stages)]
+
+
+def _shares(stages: dict[str, float]) -> str:
+    """Each pipeline stage's share of the pipeline's time (summed over workers)."""
+    total = sum(stages.values()) or 1.0
+    return ", ".join(f"{stage} {seconds / total:.0%}" for stage, seconds in sorted(stages.items(), key=lambda item: -item[1]))
 
 
 def _arguments() -> argparse.Namespace:
@@ -227,7 +234,7 @@ def _table(args: argparse.Namespace, truth: Walkthrough) -> Table:
                         f"interval {args.interval} s")
     for column in ("file", "workers", "keyframes every", "sampling", "decode-only fps", "search speed", "search fps / decode fps",
                    "frames looked at", "TPIR (enrolled appearances found)", "leads per found", "other leads",
-                   "missed by sampling", "load before"):
+                   "missed by sampling", "time per stage", "load before"):
         table.add_column(column)
     return table
 

@@ -107,6 +107,8 @@ class SegmentCounts:
     unchanged: int = 0
     faces_scanned: int = 0
     looked_at: list[float] = field(default_factory=list)
+    #: CPU-side seconds per pipeline stage (waiting for frames, detect, track, embed, match).
+    stages: dict[str, float] = field(default_factory=dict)
 
     def add(self, other: SegmentCounts) -> None:
         self.decoded += other.decoded
@@ -114,6 +116,8 @@ class SegmentCounts:
         self.unchanged += other.unchanged
         self.faces_scanned += other.faces_scanned
         self.looked_at.extend(other.looked_at)
+        for stage, seconds in other.stages.items():
+            self.stages[stage] = self.stages.get(stage, 0.0) + seconds
 
 
 @dataclass
@@ -140,6 +144,7 @@ class FootageResult:
                 "keyframes_only": self.sampling.keyframes_only, "frames_decoded": self.counts.decoded,
                 "frames_due": self.counts.due, "frames_unchanged": self.counts.unchanged,
                 "frames_looked_at": len(self.counts.looked_at), "people_searched": self.counts.faces_scanned,
+                "stage_seconds": {stage: round(seconds, 2) for stage, seconds in sorted(self.counts.stages.items())},
                 "leads": len(self.leads), "seconds": round(self.seconds, 3), "speed": round(self.speed, 3), "workers": self.workers}
 
 
@@ -162,9 +167,9 @@ def search_segment(
     source = SampledVideoSource(path, sampling, segment.start, None if math.isinf(segment.end) else segment.end, ChangeGate(),
                                 on_progress)
     config = PipelineConfig(cadence=1, min_hits=1, top=top)
-    CameraPipeline("footage", source, engine, sink, config, lock).run()
+    stages = dict(CameraPipeline("footage", source, engine, sink, config, lock).run().seconds)
     stats = source.stats
-    return SegmentCounts(stats.decoded, stats.due, stats.unchanged, sink.faces_scanned, list(stats.looked_at))
+    return SegmentCounts(stats.decoded, stats.due, stats.unchanged, sink.faces_scanned, list(stats.looked_at), stages)
 
 
 class ReferenceMatcher:
