@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from openfrt.evaluation import calibration
+from openfrt.footage import records
 from openfrt.footage.leads import Lead, LeadSink, link_leads
 from openfrt.footage.sampling import DEFAULT_INTERVAL, ChangeGate, FootageInfo, SampledVideoSource, Sampling, choose_sampling, probe
 from openfrt.gallery.matching import Candidate, Matcher
@@ -208,6 +209,7 @@ class FootageSearch:
         return path
 
     def default_threshold(self) -> float:
+        """The review threshold for the reference database as it is now (:func:`review_threshold`)."""
         model_id = self.gallery.model_id
         return review_threshold(model_id, self.gallery.reference_subjects(model_id), self.gallery.engine.threshold)
 
@@ -217,8 +219,6 @@ class FootageSearch:
     ) -> FootageResult:
         """Search ``file``: checked, recorded as running, searched, then its leads stored and the
         search audited once (or recorded as failed, and audited with what it had proposed)."""
-        from openfrt.footage import records
-
         path = self.check_file(file)
         records.check_request(case_ref, reason)
         self.gallery.check_reference_model(self.gallery.model_id)
