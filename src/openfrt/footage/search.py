@@ -22,6 +22,7 @@ by retention like alert images (:mod:`openfrt.footage.records`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import multiprocessing
@@ -344,45 +345,64 @@ class _WorkerPool:
                     return
         except EOFError:
             errors.append("it ended without finishing its segment")
+        except Exception as exc:  # noqa: BLE001 - a garbled message or a failed match fails the search, never shortens it
+            errors.append(f"{type(exc).__name__}: {exc}")
         finally:
             conn.close()
+
+
+class _Channel:
+    """A worker's end of its pipe, used by the pipeline's thread (segments, probes, leads) and
+    the source's reader thread (progress): one message at a time — two threads writing at once
+    interleave their bytes — and a question held with its answer."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._lock = threading.Lock()
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        with self._lock:
+            self.conn.send(message)
+
+    def ask(self, message: tuple[Any, ...]) -> Any:
+        with self._lock:
+            self.conn.send(message)
+            return self.conn.recv()
 
 
 class _RemoteMatcher:
     """A worker's matcher: asks the searching process, which holds the reference database."""
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
+    def __init__(self, channel: _Channel) -> None:
+        self.channel = channel
 
     def rank(self, probe: Template, top: int) -> list[Candidate]:
-        self.conn.send(("rank", probe.vector, probe.model, probe.model_version, top))
-        return [Candidate(subject, similarity, rank) for subject, similarity, rank in self.conn.recv()]
+        answer = self.channel.ask(("rank", probe.vector, probe.model, probe.model_version, top))
+        return [Candidate(subject, similarity, rank) for subject, similarity, rank in answer]
 
 
 def _worker(conn: Connection, path: Path, sampling: Sampling, engine_config: EngineConfig, threshold: float, top: int) -> None:
     """A worker process: one single-threaded engine, segments until none is left."""
     import cv2
 
+    channel = _Channel(conn)
     try:
         cv2.setNumThreads(1)
         engine = FaceEngine(engine_config)
-        matcher = _RemoteMatcher(conn)
-        while True:
-            conn.send(("next",))
-            segment = conn.recv()
-            if segment is None:
-                return
+        matcher = _RemoteMatcher(channel)
+        while (segment := channel.ask(("next",))) is not None:
             reported = [segment.start]
 
             def report(seconds: float) -> None:
                 if seconds - reported[0] >= PROGRESS_EVERY:
                     reported[0] = seconds
-                    conn.send(("progress", seconds))
+                    channel.send(("progress", seconds))
 
             counts = search_segment(path, segment, sampling, engine, matcher, threshold, top, report,
-                                    lambda lead: conn.send(("lead", lead)))
-            conn.send(("done", counts))
+                                    lambda lead: channel.send(("lead", lead)))
+            channel.send(("done", counts))
     except Exception:  # noqa: BLE001 - reported to the searching process, which raises it
-        conn.send(("error", traceback.format_exc(limit=5)))
+        with contextlib.suppress(OSError):  # unless that process has gone
+            channel.send(("error", traceback.format_exc(limit=5)))
     finally:
         conn.close()
