@@ -31,7 +31,7 @@ def search_footage(
         "--threshold", min=0.0, max=1.0,
         help="Review threshold (default: the model's for 1 false candidate in 1,000 searches of this database).")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, max=64,
-                                                   help="Search processes, one per core (default: up to 2).")] = None,
+                                                   help="Search processes, one per core (default: up to 2, one per 5 minutes of footage).")] = None,
     interval: Annotated[float, typer.Option("--interval", min=0.04, max=10.0,
                                             help="Seconds between the frames looked at (see README).")] = 0.5,
     thumbnails: Annotated[Optional[Path], typer.Option("--thumbnails", file_okay=False,
