@@ -19,7 +19,6 @@ import cv2
 import numpy as np
 import pytest
 from cli_users import as_user
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from openfrt.footage import records
