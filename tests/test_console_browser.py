@@ -1037,7 +1037,7 @@ def test_a_plan_is_checked_changed_and_cancelled_and_authorising_and_stopping_sa
 
 #: The pages each role opens, checked on phones (one of each kind, with data in it).
 PAGES = {"operator-1": ["/alerts", "/deployments", "/deployments/town-centre", "/watchlists", "/watchlists/listed", "/subjects",
-                        "/subjects/Colin_Powell", "/search"],
+                        "/subjects/Colin_Powell", "/search", "/footage"],
          "authoriser-1": ["/watchlists/listed", "/deployments"],
          "auditor-1": ["/audit", "/deployments", "/transparency"],
          "admin-1": ["/users", "/deployments"]}

@@ -28,6 +28,7 @@ from openfrt.api.routes import (
     alerts,
     audit,
     deployments,
+    footage,
     models,
     records,
     retention,
@@ -79,7 +80,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     MultiPartParser.spool_max_size = sys.maxsize
     errors.install(app)
 
-    for module in (session, users, subjects, watchlists, deployments, alerts, search, audit, records, retention, models):
+    for module in (session, users, subjects, watchlists, deployments, alerts, search, footage, audit, records, retention, models):
         app.include_router(module.router)
     app.include_router(events.router)
     app.include_router(monitoring.router)

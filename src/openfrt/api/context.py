@@ -15,6 +15,7 @@ from openfrt.api.downloads import AnonymousDownloads
 from openfrt.api.feed import AlertFeed
 from openfrt.api.model_migration import MigrationRunner
 from openfrt.api.settings import ServerSettings
+from openfrt.footage.jobs import FootageJobs
 from openfrt.gallery import Gallery
 from openfrt.gallery.reference_index import ReferenceIndexes
 from openfrt.integrations.destinations import DestinationService
@@ -53,6 +54,7 @@ class ServerContext:
             self.users = UserService(self.store)
             self.alerts = AlertService(self.store)
             self.deployments = DeploymentService(self.store, self.gallery)
+            self.footage_jobs = FootageJobs()
             self.supervisor = LiveSupervisor(
                 self.deployments, lambda: FaceEngine(live_engine_config(self.engine_config)), realtime=settings.realtime_files,
                 cluster=self._cluster_cameras(self.engine_config), server=server_id(self.store.home),

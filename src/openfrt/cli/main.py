@@ -11,6 +11,7 @@ from openfrt.cli import (
     engine_commands,
     evaluate_command,
     events_commands,
+    footage_command,
     gallery_commands,
     keys_commands,
     live_command,
@@ -37,6 +38,7 @@ app.add_typer(gallery_commands.watchlist_app, name="watchlist")
 app.command("enrol-folder")(gallery_commands.enrol_folder)
 app.command()(gallery_commands.identify)
 app.command()(gallery_commands.search)
+app.command("search-footage")(footage_command.search_footage)
 app.command()(evaluate_command.evaluate)
 app.command()(live_command.live)
 app.command("walkthrough")(walkthrough_command.walkthrough)

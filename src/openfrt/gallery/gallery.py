@@ -825,6 +825,15 @@ class Gallery:
             )
         return candidates
 
+    def reference_candidates(self, probe: Template, top: int) -> list[Candidate]:
+        """The reference database's ``top`` candidates for ``probe``, unaudited and unchecked: for
+        a search of many probes that checks the model and audits once (:mod:`openfrt.footage`)."""
+        return self._search_index(probe, top)
+
+    def check_reference_model(self, model_id: str) -> None:
+        """Refuse probes of ``model_id`` when the reference database holds another model's templates."""
+        self._check_reference_model(model_id)
+
     def watchlist_snapshot(self, name: str) -> tuple[WatchlistInfo, TemplateMatrix]:
         """A live deployment's snapshot: the watchlist as it is now and a private matrix of its
         templates, read in one transaction. It is not cached here, so later edits of the

@@ -11,7 +11,7 @@ watchlist's size as calibrated (docs/evaluation.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
@@ -43,6 +43,14 @@ class Identification:
     threshold: float
     candidates: tuple[Candidate, ...]
     alert: bool
+
+
+class Matcher(Protocol):
+    """What the live pipeline searches a probe against: a watchlist's :class:`TemplateMatrix`
+    live, or the reference database's index in a footage search (:mod:`openfrt.footage`)."""
+
+    def rank(self, probe: Template, top: int) -> list[Candidate]:
+        """The ``top`` best-scoring subjects for ``probe``, best first."""
 
 
 class TemplateMatrix:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from openfrt.gallery.matching import TemplateMatrix
+    from openfrt.gallery.matching import Matcher
     from openfrt.live.pipeline import CameraStats
 
 
@@ -49,7 +49,7 @@ class DeploymentSink(Protocol):
     name: str
     threshold: float
     model_id: str
-    matcher: TemplateMatrix
+    matcher: Matcher
     cameras: list[str]
 
     def add_faces_scanned(self, camera: str, count: int) -> None:

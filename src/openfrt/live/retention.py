@@ -5,6 +5,9 @@ counted from the moment the alert was captured. Images of an alert on hold are k
 hold is released. Each deletion is audited — which alert, which image, when and why — without
 any of the image. The alert row itself stays, with ``media_deleted_at`` set: it is part of the
 deployment's published record, whose counts must not change because images expired.
+
+Footage searches' leads (face crops and frames of people with candidates) follow the same rule,
+counted from when the search finished, unless the search is on hold (:mod:`openfrt.footage.records`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from openfrt.footage.records import purge_leads
 from openfrt.integrations.destinations import purge_events
 from openfrt.records.audit import AuditAction, record_event
 from openfrt.records.errors import InvalidRecordError
@@ -36,11 +40,15 @@ class RetentionReport:
     deleted: tuple[tuple[int, str], ...] = field(default=())
     held: tuple[int, ...] = field(default=())
     events_deleted: int = 0
+    #: Footage searches whose leads were deleted, and those due but on hold.
+    footage_searches: tuple[int, ...] = field(default=())
+    footage_held: tuple[int, ...] = field(default=())
 
     def as_dict(self) -> dict[str, Any]:
         return {"cutoff": self.cutoff.isoformat(), "days": self.days,
                 "deleted": [{"alert": alert, "kind": kind} for alert, kind in self.deleted], "held": list(self.held),
-                "events_deleted": self.events_deleted}
+                "events_deleted": self.events_deleted, "footage_searches": list(self.footage_searches),
+                "footage_held": list(self.footage_held)}
 
 
 def retention_days(explicit: int | None = None) -> int:
@@ -84,9 +92,10 @@ def run_retention(store: RecordStore, *, actor: str, days: int | None = None, no
                 deleted.append((alert.id, media.kind.value))
                 session.delete(media)
             alert.media_deleted_at = utc_now()
+        footage, footage_held = purge_leads(session, cutoff, period, actor, moment)
         events = purge_events(session, cutoff)
         if events:
             record_event(session, AuditAction.alert_media_deleted, actor=actor, target="event outbox",
                          reason=f"undelivered events older than the {period}-day retention period",
                          details={"events": events, "as_of": moment.isoformat()})
-    return RetentionReport(cutoff, period, tuple(deleted), tuple(held), events)
+    return RetentionReport(cutoff, period, tuple(deleted), tuple(held), events, tuple(footage), tuple(footage_held))

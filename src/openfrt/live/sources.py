@@ -152,7 +152,7 @@ class VideoFileSource(Source):
             reader.join()
 
     def _read(self, ahead: queue.Queue[Frame | None]) -> None:
-        frames = (Frame(rgb, seconds) for rgb, seconds in _file_frames(self.path, self.fps, self._stopped, self.after))
+        frames = (Frame(rgb, seconds) for rgb, seconds in self._decoded())
         for item in itertools.chain(frames, [None]):  # None marks the end of the file
             while not self._stopped.is_set():
                 try:
@@ -160,6 +160,12 @@ class VideoFileSource(Source):
                     break
                 except queue.Full:
                     continue
+
+
+    def _decoded(self) -> Iterator[tuple[np.ndarray, float]]:
+        """The frames to process and their times: every frame here; a subclass may sample them
+        (footage search, :mod:`openfrt.footage.sampling`)."""
+        return _file_frames(self.path, self.fps, self._stopped, self.after)
 
 
 class LatestFrameSource(Source):

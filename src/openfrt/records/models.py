@@ -35,6 +35,7 @@ from openfrt.records.vocabulary import (  # noqa: F401 (re-exported: the schema'
     AlertStatus,
     Category,
     DeploymentStatus,
+    FootageSearchStatus,
     MediaKind,
     PerceivedEthnicity,
     PerceivedSex,
@@ -555,3 +556,54 @@ class SignInThrottle(Base):
     blocked_until: Mapped[datetime | None] = mapped_column()
     #: Set when an account is locked; cleared only by an administrator.
     locked_at: Mapped[datetime | None] = mapped_column()
+
+
+class FootageSearch(Base):
+    """A retrospective search of a footage file (:mod:`openfrt.footage`): who searched which file
+    for which case and why, how, and when; its leads until retention deletes them.
+
+    The row stays after retention (``leads_deleted_at``): the audit log refers to it."""
+
+    __tablename__ = "footage_searches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: The file, inside the footage directory, as the searcher named it.
+    file: Mapped[str] = mapped_column(Text)
+    case_ref: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(200))
+    model_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    threshold: Mapped[float] = mapped_column(Float)
+    top: Mapped[int] = mapped_column(Integer)
+    status: Mapped[FootageSearchStatus] = mapped_column(
+        Enum(FootageSearchStatus, name="footage_search_status", native_enum=False, create_constraint=True, length=16), index=True
+    )
+    started_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column()
+    #: Sampling, frames looked at, people searched, speed: what the search did, without faces.
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    held_by: Mapped[str | None] = mapped_column(String(200))
+    held_at: Mapped[datetime | None] = mapped_column()
+    hold_reason: Mapped[str | None] = mapped_column(Text)
+    leads_deleted_at: Mapped[datetime | None] = mapped_column()
+
+    leads: Mapped[list[FootageLead]] = relationship(cascade="all, delete-orphan", passive_deletes=True, order_by="FootageLead.time")
+
+
+class FootageLead(Base):
+    """A person in searched footage with candidates at or above the review threshold; the face
+    crop and the frame (others pixelated) are encrypted, as alert images are."""
+
+    __tablename__ = "footage_leads"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    search_id: Mapped[int] = mapped_column(ForeignKey("footage_searches.id", ondelete="CASCADE"), index=True)
+    time: Mapped[float] = mapped_column(Float)
+    first_seen: Mapped[float] = mapped_column(Float)
+    last_seen: Mapped[float] = mapped_column(Float)
+    similarity: Mapped[float] = mapped_column(Float)
+    sightings: Mapped[int] = mapped_column(Integer)
+    candidates: Mapped[list[list[Any]]] = mapped_column(JSON)
+    probe_crop: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    frame: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)

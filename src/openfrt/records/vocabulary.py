@@ -84,3 +84,11 @@ class Role(str, enum.Enum):
     admin = "admin"
     #: A monitoring system (Prometheus): reads the server's metrics and nothing else.
     monitoring = "monitoring"
+
+
+class FootageSearchStatus(str, enum.Enum):
+    """Where a footage search is: searching the file, finished (leads stored) or failed."""
+
+    running = "running"
+    done = "done"
+    failed = "failed"

@@ -167,6 +167,11 @@ def search(request: Request, principal: Principal = Depends(viewer(Permission.se
     return render(request, "search.html", principal, active="/search", title="Search")
 
 
+@router.get("/footage")
+def footage(request: Request, principal: Principal = Depends(viewer(Permission.search))) -> HTMLResponse:
+    return render(request, "footage.html", principal, active="/footage", title="Search footage")
+
+
 # -- accountability ----------------------------------------------------------------------------
 
 

@@ -60,6 +60,7 @@ NAVIGATION = (
     NavItem("/watchlists", "Watchlists", Permission.view_watchlists),
     NavItem("/subjects", "Subjects", Permission.view_subjects),
     NavItem("/search", "Search", Permission.search),
+    NavItem("/footage", "Footage", Permission.search),
     NavItem("/audit", "Audit log", Permission.view_audit),
     NavItem("/users", "Users", Permission.manage_users),
     NavItem("/integrations", "Integrations", Permission.manage_integrations),
