@@ -86,6 +86,18 @@ def test_add_search_remove_persist_round_trip(kind: type[TemplateIndex], tmp_pat
     assert not set(loaded.search(vectors[:100], 5)[1].ravel()) & set(ids[:100])
 
 
+@pytest.mark.parametrize("kind", [ExactIndex, ApproximateIndex])
+def test_an_empty_index_saves_and_loads(kind: type[TemplateIndex], tmp_path: Path, cipher: Fernet) -> None:
+    """A new model's index is saved before its first template (migration, first enrolment)."""
+    path = tmp_path / "empty.idx"
+    make(kind).save(path, cipher)
+    loaded = kind.load(path, cipher)
+    assert len(loaded) == 0 and loaded.dim == DIM
+    vector = unit(np.random.default_rng(0).standard_normal((1, DIM)))
+    loaded.add(np.array([3], dtype=np.int64), vector)
+    assert loaded.search(vector, 1)[1][0, 0] == 3
+
+
 def test_approximate_agrees_with_exact() -> None:
     vectors, _, centres = clustered(20_000, seed=1, people=2_000)
     ids = np.arange(20_000, dtype=np.int64)

@@ -594,6 +594,12 @@ def _sample(vectors: np.ndarray, n: int) -> np.ndarray:
     return vectors[np.sort(rows)]
 
 
+def _raw_bytes(array: np.ndarray) -> memoryview:
+    """A contiguous array's memory as bytes, without a copy; unlike ``memoryview.cast`` this also
+    works for an empty index (a zero in the shape)."""
+    return memoryview(array.reshape(-1).view(np.uint8))
+
+
 def _write_file(path: Path, cipher: Cipher, header: dict[str, Any], index: _FaissIndex) -> bytes:
     """Stream header, ids, vectors and FAISS indexes into a sealed file (``sealed.py``: records
     of at most 64 MiB, each encrypted and authenticated, the file replaced atomically), never
@@ -603,8 +609,8 @@ def _write_file(path: Path, cipher: Cipher, header: dict[str, Any], index: _Fais
     writer = sealed.SealedWriter(path, cipher)
     try:
         writer.write(_MAGIC + _HEADER_LENGTH.pack(len(header_bytes)) + header_bytes)
-        writer.write(memoryview(index._row_ids[: len(index)]).cast("B"))
-        writer.write(memoryview(index._vectors[: len(index)]).cast("B"))
+        writer.write(_raw_bytes(index._row_ids[: len(index)]))
+        writer.write(_raw_bytes(index._vectors[: len(index)]))
         for extra in index._extra_indexes():
             faiss.write_index(extra, faiss.PyCallbackIOWriter(writer.write))
         writer.commit()
@@ -650,7 +656,7 @@ class _StreamReader:
 
     def readinto(self, array: np.ndarray) -> None:
         """Fill ``array`` (contiguous) from the stream, or fail if the stream ends first."""
-        target = memoryview(array).cast("B")
+        target = _raw_bytes(array)
         filled = 0
         while filled < len(target):
             chunk = self.read(len(target) - filled)
