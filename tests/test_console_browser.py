@@ -374,7 +374,7 @@ def test_logging_in_leads_to_the_page_asked_for_and_the_menu_shows_only_what_the
     page.wait_for_url("**/alerts")
     expect(page.get_by_test_id("who")).to_have_text("operator-1 · operator")
     menu = page.get_by_role("navigation", name="Sections").get_by_role("link")
-    expect(menu).to_have_text(["Alerts", "Deployments", "Watchlists", "Subjects", "Search", "Transparency"])
+    expect(menu).to_have_text(["Alerts", "Deployments", "Watchlists", "Subjects", "Search", "Footage", "Transparency"])
 
     page.get_by_test_id("logout").click()
     page.wait_for_url("**/login")
