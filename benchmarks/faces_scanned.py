@@ -1,13 +1,15 @@
 """Why "faces scanned" differs from the passers: detection and tracking against the generator's ground truth.
 
-    python benchmarks/faces_scanned.py [--width 960 --cadence 2] [--full-pass 0 --full-pass 1] [--compositions NAME ...] [--keep DIR]
+    python benchmarks/faces_scanned.py [--width 960 --cadence 2] [--full-pass 0 --full-pass 1] [--coarse-width 0 --coarse-width 960]
+                                       [--compositions NAME ...] [--keep DIR]
 
 Composes the walk-throughs of ``benchmarks/live.py --compositions`` (same overrides, same seeds
 100 onwards, 40 passers) and runs the default detector, the pipeline's choice of regions to
 detect in (:mod:`openfrt.live.regions`) and its tracker on them in this process, frame by frame,
 with the pipeline's rule for a face scanned (a track seen in ``min_hits`` rounds, once at the
 detector's confident score). ``--full-pass 0`` detects the whole frame every round (the pipeline
-before regions); the default compares that with the default regions in one run. Against each
+before regions); the default compares that with the default regions in one run; ``--coarse-width``
+compares the width motion is detected at (0: full resolution, as before 960 px became the default). Against each
 passer's known face box (IoU >= 0.3) it reports, per composition:
 
 * tracks confirmed — what ``openfrt live`` records as faces scanned for that video;
@@ -108,7 +110,7 @@ def diagnose(truth: Walkthrough, engine: FaceEngine, cadence: int, regions: Regi
                 continue
             rgb, now = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), index / truth.fps
             started = time.process_time()
-            faces = detect_in_regions(detector, rgb, planner.plan(rgb, now, [track.predicted(now) for track in tracker.tracks]))
+            faces = detect_in_regions(detector, rgb, planner.plan(rgb, now, [track.predicted(now) for track in tracker.tracks]), regions)
             detect_seconds += time.process_time() - started
             update = tracker.update(faces, now)
             in_view = [(passer, frames[index]) for passer, frames in boxes.items() if index in frames]
@@ -148,19 +150,22 @@ def main() -> None:
                         help="Seconds between rounds that look for motion (0: every round); default: the pipeline's.")
     parser.add_argument("--full-pass", type=float, action="append",
                         help="Seconds between full-frame passes (0: whole frame every round); default: 0 and the pipeline's.")
+    parser.add_argument("--coarse-width", type=int, action="append",
+                        help="Width motion regions are detected at (0: full resolution); default: the pipeline's.")
     parser.add_argument("--compositions", nargs="+", choices=sorted(COMPOSITIONS), default=list(COMPOSITIONS))
     parser.add_argument("--keep", type=Path, default=Path("/tmp/openfrt-faces-scanned"), help="Where the composed videos are kept and reused.")
     args = parser.parse_args()
     if not (SHARED / "faces").is_dir():
         sys.exit(f"needs {SHARED / 'faces'} (the shared data set beside the project)")
     table = Table(title=f"faces scanned against ground truth (40 passers each), cadence {args.cadence}")
-    for column in ("composition", "width", "full pass / motion every", "faces scanned", "detection recall", "never found", "never confident",
+    for column in ("composition", "width", "full pass / motion every / motion at", "faces scanned", "detection recall", "never found", "never confident",
                    "merged tracks", "split passers", "detector CPU s"):
         table.add_column(column)
     widths = args.width or [None]
     full_passes = args.full_pass or [0.0, RegionConfig().full_pass_seconds]
-    settings = [RegionConfig(full_pass_seconds=full_pass, motion_seconds=motion) for full_pass in full_passes
-                for motion in ([0.0] if full_pass == 0 else args.motion_every or [RegionConfig().motion_seconds])]
+    settings = [RegionConfig(full_pass_seconds=full_pass, motion_seconds=motion, coarse_width=coarse) for full_pass in full_passes
+                for motion in ([0.0] if full_pass == 0 else args.motion_every or [RegionConfig().motion_seconds])
+                for coarse in ([0] if full_pass == 0 else args.coarse_width or [RegionConfig().coarse_width])]
     engines = {width: FaceEngine(live_engine_config(EngineConfig.from_env(), width)) for width in widths}
     for number, name in enumerate(COMPOSITIONS):
         if name not in args.compositions:
@@ -169,7 +174,8 @@ def main() -> None:
         for (width, engine), regions in itertools.product(engines.items(), settings):
             d = diagnose(truth, engine, args.cadence, regions)
             table.add_row(name, "default" if width is None else str(width or "full"),
-                          f"{regions.full_pass_seconds:g} s / {regions.motion_seconds:g} s" if regions.full_pass_seconds else "every round (no regions)",
+                          f"{regions.full_pass_seconds:g} s / {regions.motion_seconds:g} s / {regions.coarse_width or 'full'} px"
+                          if regions.full_pass_seconds else "every round (no regions)",
                           f"{d.confirmed} ({d.confirmed / d.passers - 1:+.1%})",
                           f"{d.recall:.1%}", str(d.never_found), str(d.never_confident), str(d.merged_tracks), str(d.split_passers),
                           f"{d.detect_seconds:.1f}")

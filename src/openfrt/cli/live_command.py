@@ -40,7 +40,7 @@ from openfrt.cli.common import (
 )
 from openfrt.cli.identity import signed_in
 from openfrt.errors import OpenFRTError
-from openfrt.live.defaults import DEFAULT_CADENCE, DEFAULT_FULL_PASS_SECONDS
+from openfrt.live.defaults import DEFAULT_CADENCE, DEFAULT_COARSE_WIDTH, DEFAULT_FULL_PASS_SECONDS
 from openfrt.observability.logs import LogFormat
 
 if TYPE_CHECKING:
@@ -79,6 +79,10 @@ def live(
         "--motion-every", min=0.0,
         help="Seconds between looks for motion (0: every detection); in between, only around tracked faces. "
              "Faster in crowds; new faces are found up to this much later.")] = 0.0,
+    coarse_width: Annotated[int, typer.Option(
+        "--coarse-width", min=0,
+        help="Width in px motion is detected at (frames wider are shrunk to it; 0: full resolution). Full passes, and faces "
+             "too small for it, stay at full resolution.")] = DEFAULT_COARSE_WIDTH,
     realtime: Annotated[bool, typer.Option("--realtime", help="Play video files at their frame rate, dropping frames when behind.")] = False,
     home: HomeOption = None,
     log_format: LogFormatOption = LogFormat.text,
@@ -99,7 +103,8 @@ def live(
     if log_format is LogFormat.json:  # text leaves logging as it was: warnings only, under the live table
         configure_logging(LogFormat.json)
     cluster = cluster_settings(ray_address, camera_cpus, camera_resource, home)
-    pipeline_config = PipelineConfig(cadence=cadence, regions=RegionConfig(full_pass_seconds=full_pass, motion_seconds=motion_every))
+    pipeline_config = PipelineConfig(cadence=cadence, regions=RegionConfig(
+        full_pass_seconds=full_pass, motion_seconds=motion_every, coarse_width=coarse_width))
     opened: OpenedCameras | None = None
     try:
         with open_store(home) as store:

@@ -15,3 +15,7 @@ DEFAULT_CADENCE = 2
 #: and around tracked faces (:mod:`openfrt.live.regions`). A face that neither moves nor is
 #: tracked is found within this many seconds.
 DEFAULT_FULL_PASS_SECONDS = 1.0
+
+#: Motion is detected on frames shrunk to this width (a quarter of 1080p's pixels), like a
+#: camera's sub-stream; full passes, and windows around faces too small for it, at full resolution.
+DEFAULT_COARSE_WIDTH = 960

@@ -234,7 +234,7 @@ class CameraPipeline:
         with self._timed("regions"):
             rects = self.planner.plan(frame.rgb, frame.time, [track.predicted(frame.time) for track in self.tracker.tracks])
         with self._timed("detect"), self._lock:
-            faces = detect_in_regions(self.detector, frame.rgb, rects)
+            faces = detect_in_regions(self.detector, frame.rgb, rects, self.config.regions)
         with self._timed("track"):
             update = self.tracker.update(faces, frame.time)
             # Every face known to be in the frame, so an alert's frame pixelates all but one: this

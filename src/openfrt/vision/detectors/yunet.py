@@ -43,6 +43,8 @@ class YuNetDetector(Detector):
     #: Every subject face of 150 LFW photos scored 0.895 or more; in CCTV frames a quarter of
     #: detections score under 0.81, many of them not faces (tuned on walk-throughs, README).
     confident_score = 0.8
+    #: Lowest score :meth:`propose` keeps: small faces in a shrunk frame score well under 0.7.
+    propose_score = 0.1
 
     def __init__(
         self,
@@ -64,20 +66,29 @@ class YuNetDetector(Detector):
         self.max_width = max_width
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
+        return self._faces(rgb, self.score_threshold)
+
+    def keeps(self, face: Face) -> bool:
+        return face.score >= self.score_threshold
+
+    def propose(self, rgb: np.ndarray) -> list[Face]:
+        return self._faces(rgb, min(self.score_threshold, self.propose_score))
+
+    def _faces(self, rgb: np.ndarray, threshold: float) -> list[Face]:
         scale = 1.0
         image = rgb
         if self.max_width and rgb.shape[1] > self.max_width:
             scale = self.max_width / rgb.shape[1]
             image = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        boxes, scores, landmarks = self._detect_scaled(image)
+        boxes, scores, landmarks = self._detect_scaled(image, threshold)
         faces = []
-        for index in np.asarray(cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), self.score_threshold, self.nms_threshold), int).reshape(-1):
+        for index in np.asarray(cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), threshold, self.nms_threshold), int).reshape(-1):
             box = clip_box(boxes[index] / scale, rgb.shape)
             if box is not None:
                 faces.append(make_face(rgb, box, float(scores[index]), landmarks[index] / scale, self.name))
         return sorted(faces, key=lambda face: face.score, reverse=True)
 
-    def _detect_scaled(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _detect_scaled(self, rgb: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(x, y, w, h) boxes, scores and 5x2 landmarks of every cell at or above the score
         threshold, before non-maximum suppression. The network takes BGR 0-255, unnormalised."""
         height, width = rgb.shape[:2]
@@ -88,7 +99,7 @@ class YuNetDetector(Detector):
         all_boxes, all_scores, all_landmarks = [], [], []
         for stride in STRIDES:
             score = np.sqrt(np.clip(maps[f"cls_{stride}"][0, :, 0], 0, 1) * np.clip(maps[f"obj_{stride}"][0, :, 0], 0, 1))
-            cells = np.flatnonzero(score >= self.score_threshold)
+            cells = np.flatnonzero(score >= threshold)
             origin = np.stack([cells % (padded_width // stride), cells // (padded_width // stride)], axis=1).astype(np.float32)
             box = maps[f"bbox_{stride}"][0, cells]
             centre, size = (origin + box[:, :2]) * stride, np.exp(box[:, 2:]) * stride
