@@ -1,7 +1,8 @@
 """Retrospective footage search on a long composed walk-through: speed as a multiple of real time, and who it finds.
 
     python benchmarks/footage.py [--minutes 2] [--loops 3] [--passers 60] [--watchlisted 15] [--distractors 200]
-                                 [--codecs mp4v,h264-gop50,h264-gop250] [--workers 1,2] [--interval 0.5] [--keep]
+                                 [--codecs mp4v,h264-gop50,h264-gop250] [--workers 1,2] [--interval 0.5] [--coarse-width 0,960]
+                                 [--full-pass 1,3] [--keep]
 
 Composes a 1080p25 walk-through (:mod:`openfrt.live.walkthrough`) of ``--minutes`` over a blurred
 frame of ../shared/video/walking_1080p.mp4 and repeats it ``--loops`` times with FFmpeg (stream
@@ -27,6 +28,7 @@ H.264 re-encodes with a keyframe every 2 s (a CCTV recorder's usual GOP) and eve
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import subprocess
@@ -41,8 +43,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from openfrt.footage.search import FootageResult, FootageSearch
+from openfrt.footage.search import FOOTAGE_REGIONS, FootageResult, FootageSearch
 from openfrt.gallery import Gallery, ImageToEnrol, SubjectInfo
+from openfrt.live.regions import RegionConfig
 from openfrt.live.source_policy import SourcePolicy
 from openfrt.live.walkthrough import FaceSet, Walkthrough, WalkthroughConfig, generate, one_face_screen, read_exclusions
 from openfrt.records import Category, RecordStore
@@ -94,12 +97,14 @@ def main() -> None:
             for codec in args.codecs:
                 video = looped if CODECS[codec] is None else _h264(looped, CODECS[codec], work / f"{codec}.mp4")
                 decode_fps = _decode_fps(video)
-                for workers in args.workers:
-                    search = FootageSearch(gallery, SourcePolicy(work), workers=workers, interval=args.interval)
+                for workers, coarse, full_pass in itertools.product(args.workers, args.coarse_width, args.full_pass):
+                    regions = RegionConfig(coarse_width=coarse, full_pass_seconds=full_pass)
+                    search = FootageSearch(gallery, SourcePolicy(work), workers=workers, interval=args.interval, regions=regions)
                     load = os.getloadavg()[0]
                     result = search.run(str(video), case_ref="BENCH/1", reason="benchmark", actor="benchmark")
-                    print(f"{codec}, {workers} worker(s): {result.seconds:.1f} s", file=sys.stderr)
-                    table.add_row(codec, str(workers), *_row(result, decode_fps, _score(result, appearances, enrolled)), f"{load:.1f}")
+                    setting = f"{coarse or 'full'} px / {full_pass:g} s"
+                    print(f"{codec}, {workers} worker(s), {setting}: {result.seconds:.1f} s", file=sys.stderr)
+                    table.add_row(codec, str(workers), setting, *_row(result, decode_fps, _score(result, appearances, enrolled)), f"{load:.1f}")
         Console(width=220).print(table)
     finally:
         if args.keep:
@@ -135,6 +140,10 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--workers", type=lambda text: [int(n) for n in text.split(",")], default=[2],
                         help="Search processes to compare, comma-separated (one search per value and file).")
     parser.add_argument("--interval", type=float, default=0.5)
+    parser.add_argument("--coarse-width", type=lambda text: [int(n) for n in text.split(",")], default=[FOOTAGE_REGIONS.coarse_width],
+                        help="Widths large regions are detected at, comma-separated (0: full resolution, as before 960 px).")
+    parser.add_argument("--full-pass", type=lambda text: [float(n) for n in text.split(",")], default=[FOOTAGE_REGIONS.full_pass_seconds],
+                        help="Seconds of footage between full-frame passes, comma-separated.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="Keep the temporary directory.")
     return parser.parse_args()
@@ -232,7 +241,7 @@ def _table(args: argparse.Namespace, truth: Walkthrough) -> Table:
                         f"({sum(p.on_watchlist for p in truth.passers)} watchlisted) looped {args.loops}x = {length / 60:.1f} min of "
                         f"{truth.size[0]}x{truth.size[1]} {truth.fps:g} fps; {args.distractors} distractors enrolled; "
                         f"interval {args.interval} s")
-    for column in ("file", "workers", "keyframes every", "sampling", "decode-only fps", "search speed", "search fps / decode fps",
+    for column in ("file", "workers", "large regions at / full pass every", "keyframes every", "sampling", "decode-only fps", "search speed", "search fps / decode fps",
                    "frames looked at", "TPIR (enrolled appearances found)", "leads per found", "other leads",
                    "missed by sampling", "time per stage", "load before"):
         table.add_column(column)

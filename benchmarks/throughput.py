@@ -1,6 +1,6 @@
 """Live pipeline throughput on 1080p against decoding alone, and cameras in real time, in one run.
 
-    python benchmarks/throughput.py [--loops 10] [--cameras 1,2,3] [--threads 0]
+    python benchmarks/throughput.py [--loops 10] [--cameras 1,2,3] [--threads 0] [--repeat 3]
 
 On ``../shared/video/walking_1080p.mp4`` looped ``--loops`` times (one file made with ffmpeg,
 stream copied), all in this process and in this order, so that the ratios compare like with like:
@@ -10,9 +10,11 @@ stream copied), all in this process and in this order, so that the ratios compar
 2. the detector alone on 20 frames: ``cv2.FaceDetectorYN`` (the runtime before) against
    openfrt's YuNet on onnxruntime, CPU-ms per frame;
 3. the default pipeline (every frame processed, one camera) with the whole frame detected every
-   round (``--full-pass 0``), with regions all at full resolution (the default before motion was
-   detected at 960 px), with the default regions, and with motion looked for every 0.2 s only:
-   fps, its share of PyAV decoding's fps, CPU-ms per frame (decoding included), people counted;
+   round (``--full-pass 0``), with regions all at full resolution (the default before large
+   regions were looked at shrunk to 960 px), with the default regions, and with motion looked
+   for every 0.2 s only, ``--repeat`` rounds of all four in turn after decoding alone: median
+   fps, share of the same round's PyAV decoding fps, CPU-ms per frame (decoding included),
+   people counted;
 4. N cameras of the looped file played in real time (paced at 25 fps, newest frame kept, as from
    a live camera) through :class:`LiveRunner` sharing one engine: frames dropped per camera. The
    most cameras that each drop under 1% is "cameras in real time" on this machine.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -86,6 +89,7 @@ def main() -> None:
     parser.add_argument("--cameras", type=lambda text: [int(n) for n in text.split(",") if n], default=[1, 2, 3],
                         help="Camera counts to play in real time, comma-separated.")
     parser.add_argument("--threads", type=int, default=0, help="Inference threads (0: the runtime's default).")
+    parser.add_argument("--repeat", type=int, default=3, help="Rounds of the one-camera comparison (medians are reported).")
     args = parser.parse_args()
     if not VIDEO.is_file():
         sys.exit(f"needs {VIDEO} (the shared data set beside the project)")
@@ -97,10 +101,9 @@ def main() -> None:
         _, reference = engine.largest_face_template(REFERENCE)
         matcher = TemplateMatrix(engine.embedder.model_id, [("reference", reference)])
         console.print(f"{video.name}: {args.loops} x {VIDEO.name}, {frame_count(video)} frames; {os.cpu_count()} cores")
-        decoding = decode_table(video)
-        console.print(decoding[0])
+        console.print(decode_table(video))
         console.print(detector_table(video, args.threads))
-        console.print(pipeline_table(video, engine, matcher, decoding[1]))
+        console.print(pipeline_table(video, engine, matcher, args.repeat))
         console.print(realtime_table(video, engine, matcher, args.cameras))
 
 
@@ -144,18 +147,16 @@ def source_frames(video: Path) -> int:
     return sum(1 for _ in open_source(str(video), policy=SourcePolicy(video.parent)).frames())
 
 
-def decode_table(video: Path) -> tuple[Table, float]:
-    """Decoding alone, and PyAV's fps (the yardstick for the pipeline's share)."""
+def decode_table(video: Path) -> Table:
+    """Decoding alone: PyAV (the yardstick for the pipeline's share) and the pipeline's own source."""
     table = Table(title="decoding alone (nothing else in the process)")
     for column in ("decoder", "load before", "fps", "CPU-ms per frame"):
         table.add_column(column)
-    pyav = 0.0
     for label, run in (("PyAV to BGR (threads AUTO)", pyav_frames), ("pipeline's file source (OpenCV to RGB)", source_frames)):
         before = load()
         wall, cpu, frames = measured(lambda run=run: run(video))
-        pyav = pyav or frames / wall
         table.add_row(label, before, f"{frames / wall:.1f}", f"{1000 * cpu / frames:.1f}")
-    return table, pyav
+    return table
 
 
 def detector_table(video: Path, threads: int) -> Table:
@@ -180,24 +181,38 @@ def detector_table(video: Path, threads: int) -> Table:
     return table
 
 
-def pipeline_table(video: Path, engine: FaceEngine, matcher: TemplateMatrix, decode_fps: float) -> Table:
-    """One camera, every frame processed: regions (default) against the whole frame every round."""
-    table = Table(title=f"pipeline, one camera, every frame ({video.name}); share of PyAV decoding's {decode_fps:.0f} fps")
-    for column in ("detection", "load before", "fps", "share of decoding", "CPU-ms per frame", "people counted", "CPU s by stage"):
-        table.add_column(column)
+def pipeline_table(video: Path, engine: FaceEngine, matcher: TemplateMatrix, repeat: int) -> Table:
+    """One camera, every frame processed, each way of choosing regions; ``repeat`` rounds, each
+    decoding alone (PyAV) and then running every variant in turn, so that the share of decoding's
+    fps pairs runs made moments apart (this machine's speed drifts by 2x within minutes)."""
     variants = (("whole frame every round", RegionConfig(full_pass_seconds=0)),
                 ("regions, all at full resolution (before)", RegionConfig(coarse_width=0)),
-                ("regions, motion at 960 px (default)", RegionConfig()),
-                ("regions, motion at 960 px every 0.2 s", RegionConfig(motion_seconds=0.2)))
-    for label, regions in variants:
-        sink = CountingSink(matcher, ["cam"])
-        source = open_source(str(video), policy=SourcePolicy(video.parent))
-        pipeline = CameraPipeline("cam", source, engine, sink, replace(PipelineConfig(), regions=regions))
-        before = load()
-        wall, cpu, frames = measured(lambda pipeline=pipeline: pipeline.run().frames)
-        stages = ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in pipeline.stats.seconds.items())
-        table.add_row(label, before, f"{frames / wall:.1f}", f"{frames / wall / decode_fps:.0%}", f"{1000 * cpu / frames:.1f}",
-                      str(sink.scanned), stages)
+                ("regions, large ones at 960 px (default)", RegionConfig()),
+                ("regions, large ones at 960 px, motion every 0.2 s", RegionConfig(motion_seconds=0.2)))
+    runs: dict[str, list[tuple[float, float, float, int, dict[str, float]]]] = {label: [] for label, _ in variants}
+    loads = []
+    for _ in range(repeat):
+        loads.append(load())
+        wall, _, frames = measured(lambda: pyav_frames(video))
+        decode_fps = frames / wall
+        for label, regions in variants:
+            sink = CountingSink(matcher, ["cam"])
+            source = open_source(str(video), policy=SourcePolicy(video.parent))
+            pipeline = CameraPipeline("cam", source, engine, sink, replace(PipelineConfig(), regions=regions))
+            wall, cpu, frames = measured(lambda pipeline=pipeline: pipeline.run().frames)
+            runs[label].append((frames / wall, frames / wall / decode_fps, 1000 * cpu / frames, sink.scanned, dict(pipeline.stats.seconds)))
+    table = Table(title=f"pipeline, one camera, every frame ({video.name}): medians of {repeat} rounds (load before each: {', '.join(loads)})")
+    for column in ("detection", "fps", "share of PyAV decoding's fps (same round)", "CPU-ms per frame", "people counted",
+                   "CPU-ms per frame vs regions before", "s by stage (median round)"):
+        table.add_column(column)
+    before = statistics.median(run[2] for run in runs[variants[1][0]])
+    for label, _ in variants:
+        rows = runs[label]
+        middle = sorted(rows, key=lambda run: run[0])[len(rows) // 2]
+        cpu = statistics.median(run[2] for run in rows)
+        table.add_row(label, f"{statistics.median(run[0] for run in rows):.1f}", f"{statistics.median(run[1] for run in rows):.0%}",
+                      f"{cpu:.1f}", "/".join(str(run[3]) for run in rows), f"{cpu / before:.2f}",
+                      ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in middle[4].items()))
     return table
 
 

@@ -1,8 +1,9 @@
 """The live pipeline, one thread per camera: decode → detect → track → best views → embed → match → alert.
 
 **Where each round detects.** Only where the frame changed, around live tracks, and over the
-whole frame at least every ``regions.full_pass_seconds`` (:mod:`openfrt.live.regions`): on
-composed walk-throughs that scanned the same faces with 0.4 of the detector's CPU.
+whole frame at least every ``regions.full_pass_seconds`` (:mod:`openfrt.live.regions`); large
+regions are looked at shrunk to ``regions.coarse_width`` and small faces found there again at
+full resolution. On composed walk-throughs both scanned the same faces as the whole frame.
 
 **Which tracks are faces.** A track is *confirmed* — searched, and counted as a face scanned —
 once it has been seen in ``min_hits`` detection rounds and at least one of its detections

@@ -15,15 +15,16 @@ next. :class:`RegionPlanner` says which parts of a frame to detect in:
   too small for the coarse scale below. Such a face is found within ``full_pass_seconds``; a
   moving one, or a tracked one, every round.
 
-Each region has a **scale**. Motion, and windows around faces that stay large enough, are
-detected shrunk to ``coarse_width`` (the part a camera's low-resolution sub-stream plays in
-Frigate's detect stream: a quarter of the pixels at 960 of 1920 px); windows around small faces
-and full passes at full resolution, so a small face found by a full pass is followed at the
-resolution that found it. :func:`detect_in_regions` runs any
-:class:`~openfrt.vision.detectors.base.Detector` on the regions and returns faces in frame
-coordinates, with faces that two regions both saw kept once. Overlapping or touching regions of
-one scale are merged first, and when they cover most of the frame the frame is detected whole
-at that scale (crops would cost as much and cut faces).
+Each region has a **scale**. A region covering at least ``coarse_share`` of the frame (a
+crowd's motion, the window around a large face) is first looked at shrunk to ``coarse_width``,
+as Frigate looks at a camera's low-resolution detect stream (a quarter of the pixels at 960 of
+1920 px); smaller regions, windows around small faces and full passes are detected at full
+resolution, so a small face found by a full pass is followed at the resolution that found it.
+:func:`detect_in_regions` runs any :class:`~openfrt.vision.detectors.base.Detector` on the
+regions, confirms the small faces a shrunk look proposes at full resolution, and returns faces
+in frame coordinates, with faces that two regions both saw kept once. Overlapping or touching
+regions are merged first, and when they cover most of the frame the frame is detected whole
+(shrunk, for motion; crops would cost as much and cut faces).
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ from openfrt.vision.types import Face
 
 #: ``(x0, y0, x1, y1)`` in whole frame pixels, end exclusive.
 Rect = tuple[int, int, int, int]
-
 
 
 class Region(NamedTuple):
