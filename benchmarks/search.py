@@ -20,6 +20,7 @@ process holds the index and one chunk, never a second copy of the gallery. For e
 
     python benchmarks/search.py --sizes 1m,10m --updates --enrol 100
     python benchmarks/search.py --sizes 100k --profile sface
+    python benchmarks/search.py --sizes 1m --profile sface --probe-fractions 0.5,0.75,1
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class Result:
     detail: str = ""
     numbers: dict[str, float] = field(default_factory=dict)
     top1: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Share of lists scanned -> (p50 ms on one thread, top-1 agreement %, mated %, non-mated %).
+    sweep: dict[float, tuple[float, float, float, float]] = field(default_factory=dict)
 
 
 def build(gallery: StreamedGallery, batch: int) -> tuple[ApproximateIndex, float]:
@@ -214,6 +217,12 @@ def measure(size: int, args: argparse.Namespace, engine: FaceEngine | None, cons
     result.numbers["q/s"], top1 = throughput(index, queries, args.k)
     agree = top1 == reference
     result.numbers.update({"agree %": 100 * agree.mean(), "mated %": 100 * agree[mated].mean(), "non-mated %": 100 * agree[~mated].mean()})
+    for fraction in args.probe_fractions:
+        index.probe_fraction = fraction
+        p50 = float(np.median(latency_ms(index, queries[: args.latency_queries], args.k, 1)))
+        agree = throughput(index, queries, args.k)[1] == reference
+        result.sweep[fraction] = (p50, 100 * agree.mean(), 100 * agree[mated].mean(), 100 * agree[~mated].mean())
+    index.probe_fraction = None
     console.print(f"[dim]{size:,}: {result.detail}, search done[/dim]")
     if args.updates or args.enrol:
         with tempfile.TemporaryDirectory(dir=args.work) as work, RecordStore.open(Path(work) / "records") as store:
@@ -243,6 +252,8 @@ def main() -> None:
     parser.add_argument("--enrol", type=int, default=0, help="LFW images to enrol through the gallery (0: none)")
     parser.add_argument("--work", type=Path, default=None, help="directory for the records store and index files")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--probe-fractions", type=lambda text: [float(n) for n in text.split(",") if n], default=[],
+                        help="shares of lists to scan instead of the automatic one, comma-separated (p50 and agreement for each)")
     args = parser.parse_args()
 
     console = Console(width=220)
@@ -274,6 +285,15 @@ def report(results: list[Result], args: argparse.Namespace, baseline: float | No
             f"{n['q/s']:,.0f}", f"{n['agree %']:.2f}", f"{n['mated %']:.2f}", f"{n['non-mated %']:.2f}",
         )
     console.print(search)
+    if first.sweep:
+        sweep = Table(title="Share of lists scanned, set by hand (the same index and queries)")
+        for column in ("templates", "index", "share scanned", "p50 ms (1 thr)", "top-1 agree %", "mated %", "non-mated %"):
+            sweep.add_column(column, justify="right")
+        for r in results:
+            for fraction, (p50, agree, mated, non_mated) in r.sweep.items():
+                sweep.add_row(f"{r.size:,}", r.detail.split(" nprobe")[0], f"{fraction:g}", f"{p50:.2f}", f"{agree:.2f}", f"{mated:.2f}",
+                              f"{non_mated:.2f}")
+        console.print(sweep)
     if "add ms" in first.numbers:
         files = Table(title="Files and incremental updates (ReferenceIndexes, the store's AES-GCM cipher, one template per change)")
         for column in ("templates", "snapshot s", "file GB", "add ms", "remove ms", "journal MB", "load+replay s", "peak RSS after load GB",

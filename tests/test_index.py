@@ -357,14 +357,14 @@ def test_automatic_settings_keep_the_1m_tuning_and_scan_a_smaller_share_beyond(t
     from openfrt.gallery.index import nlist_for, probe_fraction_for
 
     assert (nlist_for(10_000), nlist_for(1_000_000)) == (25, 250)  # √N/4, as before
-    assert probe_fraction_for(1_000) == probe_fraction_for(1_000_000) == 0.5
-    assert 3_900 < nlist_for(10_000_000) < 4_100 and probe_fraction_for(10_000_000) == pytest.approx(0.25, abs=0.005)
+    assert probe_fraction_for(1_000) == probe_fraction_for(1_000_000) == 0.75
+    assert 3_900 < nlist_for(10_000_000) < 4_100 and probe_fraction_for(10_000_000) == pytest.approx(0.375, abs=0.005)
     index = ApproximateIndex(DIM, train_size=1_000)
     vectors, _, _ = clustered(2_000, seed=9)
     index.add(np.arange(2_000), vectors)
-    assert index.probe_fraction == 0.5 and index.nprobe == min(index.nlist, max(16, -(-index.nlist // 2)))
+    assert index.probe_fraction == 0.75 and index.nprobe == min(index.nlist, max(16, -(-index.nlist * 3 // 4)))
     index.probe_fraction = 1.0
     index.save(tmp_path / "gallery.idx", cipher)
     assert ApproximateIndex.load(tmp_path / "gallery.idx", cipher).nprobe == index.nlist
     index.probe_fraction = None  # automatic again
-    assert index.probe_fraction == 0.5
+    assert index.probe_fraction == 0.75
