@@ -201,6 +201,37 @@ def test_retention_deletes_leads_of_old_searches_unless_held(footage: tuple[Walk
         assert records.get(store, kept).leads
 
 
+def test_a_search_whose_process_is_killed_is_ended_as_failed_by_the_next_one(
+    footage: tuple[Walkthrough, Path, set[str]], engine: FaceEngine
+) -> None:
+    truth, home, _ = footage
+    env = as_user({**os.environ, "OPENFRT_HOME": str(home)}, Role.operator)
+    killed = subprocess.Popen([sys.executable, "-m", "openfrt", "search-footage", truth.video, "--case", "CR/7", "--reason", "r",
+                               "--workers", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with RecordStore.open(home) as store:
+            deadline = time.monotonic() + 120
+            while not (running := [row for row in records.recent(store) if row.case_ref == "CR/7"]) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert running and running[0].status.value == "running"
+    finally:
+        killed.kill()
+        killed.wait()
+    with searching(home, engine) as search:
+        store = search.gallery.store
+        assert records.get(store, running[0].id).status.value == "running"  # nothing has looked yet
+        alive = records.start(store, file=truth.video, case_ref="CR/8", reason="r", actor="PC 2", model_id="m", threshold=0.5, top=1)
+        assert records.end_abandoned(store) == [running[0].id]  # this process's own search is alive: left alone
+        ended = records.get(store, running[0].id)
+        assert ended.status.value == "failed" and ended.error == records.ABANDONED and ended.finished_at is not None
+        assert records.get(store, alive).status.value == "running"
+        with store.transaction() as session:
+            audit = [event for event in list_events(session, action=AuditAction.retrospective_search, limit=50)
+                     if event.details.get("search") == running[0].id]
+        assert len(audit) == 1 and audit[0].details["status"] == "failed"
+        records.fail(store, alive, "PC 2", "test over", [])
+
+
 # -- the command and the API -----------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from openfrt.api.downloads import AnonymousDownloads
 from openfrt.api.feed import AlertFeed
 from openfrt.api.model_migration import MigrationRunner
 from openfrt.api.settings import ServerSettings
+from openfrt.footage import records as footage_records
 from openfrt.footage.jobs import FootageJobs
 from openfrt.gallery import Gallery
 from openfrt.gallery.reference_index import ReferenceIndexes
@@ -113,6 +114,7 @@ class ServerContext:
                 self.supervisor.cluster.use_engine(live_engine_config(engine_config))
 
     def start(self) -> None:
+        footage_records.end_abandoned(self.store)  # this host's searches whose process died: failed, not "running"
         self.feed.start()
         self.dispatcher.start()
         metrics.watch_database(self.store.engine)

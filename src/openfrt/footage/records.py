@@ -13,6 +13,8 @@ once the search finished the retention period ago, unless it is on hold. The sea
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -44,10 +46,45 @@ def start(store: RecordStore, *, file: str, case_ref: str, reason: str, actor: s
     """Record a search as running; returns its id."""
     with store.transaction() as session:
         row = FootageSearch(file=file, case_ref=case_ref, reason=reason, actor=str(actor), model_id=model_id,
-                            threshold=threshold, top=top, status=FootageSearchStatus.running)
+                            threshold=threshold, top=top, status=FootageSearchStatus.running, runner=this_process())
         session.add(row)
         session.flush()
         return row.id
+
+
+def this_process() -> str:
+    """``host:pid``: which process runs a search."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def end_abandoned(store: RecordStore) -> list[int]:
+    """Mark as failed (and audit, as any failed search) the searches recorded as running by a
+    process of this host that no longer exists; returns their ids. Searches run on other hosts
+    are left to those hosts (their processes cannot be seen from here)."""
+    host = socket.gethostname()
+    with store.transaction() as session:
+        running = session.scalars(select(FootageSearch).where(FootageSearch.status == FootageSearchStatus.running)).all()
+        abandoned = [(row.id, row.actor) for row in running if _dead_here(row.runner, host)]
+    for search_id, actor in abandoned:
+        fail(store, search_id, actor, ABANDONED, [])
+    return [search_id for search_id, _ in abandoned]
+
+
+#: The error recorded for a search whose process stopped before it ended.
+ABANDONED = "interrupted: the process running the search stopped before it ended; its leads were not kept"
+
+
+def _dead_here(runner: str | None, host: str) -> bool:
+    runner_host, _, pid = (runner or "").rpartition(":")
+    if runner_host != host or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, under another user
+        return False
+    return False
 
 
 def finish(store: RecordStore, search_id: int, actor: str, result: FootageResult) -> None:

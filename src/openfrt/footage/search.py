@@ -238,6 +238,7 @@ class FootageSearch:
         info = probe(path)
         sampling = choose_sampling(info, self.interval)
         chosen = threshold if threshold is not None else self.default_threshold()
+        records.end_abandoned(self.gallery.store)  # searches whose process died are not "running"
         search_id = records.start(self.gallery.store, file=file, case_ref=case_ref, reason=reason, actor=actor,
                                   model_id=self.gallery.model_id, threshold=chosen, top=top)
         if on_start is not None:

@@ -587,6 +587,9 @@ class FootageSearch(Base):
     held_at: Mapped[datetime | None] = mapped_column()
     hold_reason: Mapped[str | None] = mapped_column(Text)
     leads_deleted_at: Mapped[datetime | None] = mapped_column()
+    #: ``host:pid`` of the process searching, so that a search whose process died (killed,
+    #: crashed, its server stopped) is found and ended as failed instead of "running" for ever.
+    runner: Mapped[str | None] = mapped_column(String(200))
 
     leads: Mapped[list[FootageLead]] = relationship(cascade="all, delete-orphan", passive_deletes=True, order_by="FootageLead.time")
 

@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column("held_at", WHEN),
         sa.Column("hold_reason", sa.Text()),
         sa.Column("leads_deleted_at", WHEN),
+        sa.Column("runner", sa.String(200)),
     )
     op.create_table(
         "footage_leads",
