@@ -7,7 +7,8 @@
 Composes a 1080p25 walk-through (:mod:`openfrt.live.walkthrough`) of ``--minutes`` over a blurred
 frame of ../shared/video/walking_1080p.mp4 and repeats it ``--loops`` times with FFmpeg (stream
 copy: the ground truth of loop k is the composition's shifted by k lengths), so an hour is
-``--minutes 6 --loops 10`` without composing 90,000 frames. It enrols the watchlisted passers'
+``--minutes 6 --loops 10`` without composing or re-encoding 90,000 frames (the H.264 variants
+encode the composition once, then repeat it). It enrols the watchlisted passers'
 reference images (another image of each than the one that walks past) and ``--distractors``
 other LFW identities (one image each, none of them in the video) into a reference database,
 then for each codec variant — OpenCV's mp4v as composed (a keyframe every 12 frames), and
@@ -95,7 +96,7 @@ def main() -> None:
             gallery = Gallery(store, engine)
             enrolled = _enrol(gallery, truth, args.distractors)
             for codec in args.codecs:
-                video = looped if CODECS[codec] is None else _h264(looped, CODECS[codec], work / f"{codec}.mp4")
+                video = looped if CODECS[codec] is None else _loop(_h264(Path(truth.video), CODECS[codec], work / f"{codec}-once.mp4"), args.loops, work / f"{codec}.mp4")
                 decode_fps = _decode_fps(video)
                 for workers, coarse, full_pass in itertools.product(args.workers, args.coarse_width, args.full_pass):
                     regions = RegionConfig(coarse_width=coarse, full_pass_seconds=full_pass)
