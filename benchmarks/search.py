@@ -7,7 +7,12 @@ process holds the index and one chunk, never a second copy of the gallery. For e
 * **build**: templates added 100k at a time (cold start, training and retraining as it grows),
   time, resident memory added, and the process's peak RSS so far;
 * **search**: single queries one at a time (p50/p99) on one FAISS thread and on two, batched
-  throughput on two, and top-1 agreement with exact search (overall, mated, non-mated); exact
+  throughput on two, and top-1 agreement with exact search: on the template (overall, mated,
+  non-mated), and on the person (another image of the exact top-1's person is the same lead to
+  an investigator), and how many person disagreements could change an investigator's list: those
+  whose exact top-1 scores at or above the similarity that 99% of mated queries' exact top-1
+  reach (below it, a search names nobody at any threshold that keeps 99% of true mates,
+  whichever candidate is top); exact
   search is brute force over the index's own stored vectors in chunks (the same computation as
   ``ExactIndex``, without a second copy), timed one query at a time on a few queries;
 * **files and updates** (``--updates``), through ``ReferenceIndexes`` on a real records store
@@ -48,6 +53,7 @@ from openfrt.gallery.reference_index import IdDigest, ReferenceIndexes, _OpenInd
 from openfrt.records import RecordStore
 from openfrt.records.vocabulary import Category
 from openfrt.vision import EngineConfig, FaceEngine
+from openfrt.vision.types import cosine_to_similarity
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 #: Synthetic template ids start here, clear of the database's own.
@@ -70,8 +76,9 @@ class Result:
     detail: str = ""
     numbers: dict[str, float] = field(default_factory=dict)
     top1: dict[str, np.ndarray] = field(default_factory=dict)
-    #: Share of lists scanned -> (p50 ms on one thread, top-1 agreement %, mated %, non-mated %).
-    sweep: dict[float, tuple[float, float, float, float]] = field(default_factory=dict)
+    #: Share of lists scanned -> (p50 ms on one thread, top-1 agreement %, mated %, non-mated %, same person %,
+    #: person disagreements above the mated 1%).
+    sweep: dict[float, tuple[float, float, float, float, float, int]] = field(default_factory=dict)
 
 
 def build(gallery: StreamedGallery, batch: int) -> tuple[ApproximateIndex, float]:
@@ -86,9 +93,9 @@ def build(gallery: StreamedGallery, batch: int) -> tuple[ApproximateIndex, float
     return index, seconds
 
 
-def exact_top1(index: ApproximateIndex, queries: np.ndarray) -> tuple[np.ndarray, float]:
-    """Exact top-1 ids by brute force over the index's stored vectors in 1M chunks (2 threads),
-    and the seconds it took per query."""
+def exact_top1(index: ApproximateIndex, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Exact top-1 ids and similarities by brute force over the index's stored vectors in 1M
+    chunks (2 threads), and the seconds it took per query."""
     faiss.omp_set_num_threads(2)
     vectors, row_ids = index._vectors[: len(index)], index._row_ids[: len(index)]
     best = np.full(len(queries), -np.inf, dtype=np.float32)
@@ -98,7 +105,7 @@ def exact_top1(index: ApproximateIndex, queries: np.ndarray) -> tuple[np.ndarray
         scores, rows = faiss.knn(queries, vectors[offset : offset + EXACT_CHUNK], 1, faiss.METRIC_INNER_PRODUCT)
         better = scores[:, 0] > best
         best[better], top[better] = scores[better, 0], row_ids[rows[better, 0] + offset]
-    return top, (time.perf_counter() - start) / len(queries)
+    return top, cosine_to_similarity(best), (time.perf_counter() - start) / len(queries)
 
 
 def exact_latency_ms(index: ApproximateIndex, queries: np.ndarray) -> np.ndarray:
@@ -207,7 +214,16 @@ def measure(size: int, args: argparse.Namespace, engine: FaceEngine | None, cons
     result.numbers["bytes/template"] = (rss_bytes() - before) / size
     result.numbers["peak RSS GB"] = peak_rss_bytes() / 1e9
     result.detail = index.describe()
-    reference, result.numbers["exact batched ms"] = exact_top1(index, queries)
+    reference, reference_scores, result.numbers["exact batched ms"] = exact_top1(index, queries)
+    floor = float(np.percentile(reference_scores[mated], 1))  # 99% of true mates' top-1 score at least this
+    reference_people = gallery.people(reference - ID_BASE)
+
+    def agreement(top1: np.ndarray) -> tuple[float, float, float, float, int]:
+        """Top-1 agreement % (templates: all, mated, non-mated; people), and person disagreements at or above ``floor``."""
+        agree, person = top1 == reference, gallery.people(np.where(top1 >= 0, top1 - ID_BASE, -1)) == reference_people
+        return (100 * agree.mean(), 100 * agree[mated].mean(), 100 * agree[~mated].mean(), 100 * person.mean(),
+                int((~person & (reference_scores >= floor)).sum()))
+
     result.numbers["exact batched ms"] *= 1e3
     exact_ms = exact_latency_ms(index, queries[: args.exact_queries])
     result.numbers["exact p50 ms"] = float(np.median(exact_ms))
@@ -215,13 +231,12 @@ def measure(size: int, args: argparse.Namespace, engine: FaceEngine | None, cons
         times = latency_ms(index, queries[: args.latency_queries], args.k, threads)
         result.numbers[f"p50 ms {threads}t"], result.numbers[f"p99 ms {threads}t"] = float(np.median(times)), float(np.percentile(times, 99))
     result.numbers["q/s"], top1 = throughput(index, queries, args.k)
-    agree = top1 == reference
-    result.numbers.update({"agree %": 100 * agree.mean(), "mated %": 100 * agree[mated].mean(), "non-mated %": 100 * agree[~mated].mean()})
+    result.numbers.update(zip(("agree %", "mated %", "non-mated %", "person %", "decisive misses"), agreement(top1)))
+    result.numbers["mated 1% floor"] = floor
     for fraction in args.probe_fractions:
         index.probe_fraction = fraction
         p50 = float(np.median(latency_ms(index, queries[: args.latency_queries], args.k, 1)))
-        agree = throughput(index, queries, args.k)[1] == reference
-        result.sweep[fraction] = (p50, 100 * agree.mean(), 100 * agree[mated].mean(), 100 * agree[~mated].mean())
+        result.sweep[fraction] = (p50, *agreement(throughput(index, queries, args.k)[1]))
     index.probe_fraction = None
     console.print(f"[dim]{size:,}: {result.detail}, search done[/dim]")
     if args.updates or args.enrol:
@@ -274,7 +289,8 @@ def report(results: list[Result], args: argparse.Namespace, baseline: float | No
     first = results[0]
     search = Table(title=f"Reference index search, {args.profile} profile, {args.queries:,} queries (half mated), k={args.k}")
     for column in ("templates", "index", "build s", "RSS GB", "MB per 1M", "peak RSS GB", "exact p50 ms", "p50 / p99 ms (1 thr)",
-                   "p50 / p99 ms (2 thr)", "vs exact", f"p50 vs {first.size:,}", "q/s (2 thr, b256)", "top-1 agree %", "mated %", "non-mated %"):
+                   "p50 / p99 ms (2 thr)", "vs exact", f"p50 vs {first.size:,}", "q/s (2 thr, b256)", "top-1 agree %", "mated %", "non-mated %",
+                   "same person %", "other person at or above the mated 1% (similarity)"):
         search.add_column(column, justify="right")
     for r in results:
         n = r.numbers
@@ -283,16 +299,18 @@ def report(results: list[Result], args: argparse.Namespace, baseline: float | No
             f"{n['exact p50 ms']:.1f}", f"{n['p50 ms 1t']:.2f} / {n['p99 ms 1t']:.2f}", f"{n['p50 ms 2t']:.2f} / {n['p99 ms 2t']:.2f}",
             f"{n['exact p50 ms'] / n['p50 ms 1t']:.0f}x faster", f"{n['p50 ms 1t'] / first.numbers['p50 ms 1t']:.2f}x",
             f"{n['q/s']:,.0f}", f"{n['agree %']:.2f}", f"{n['mated %']:.2f}", f"{n['non-mated %']:.2f}",
+            f"{n['person %']:.2f}", f"{n['decisive misses']:.0f} ({n['mated 1% floor']:.3f})",
         )
     console.print(search)
     if first.sweep:
         sweep = Table(title="Share of lists scanned, set by hand (the same index and queries)")
-        for column in ("templates", "index", "share scanned", "p50 ms (1 thr)", "top-1 agree %", "mated %", "non-mated %"):
+        for column in ("templates", "index", "share scanned", "p50 ms (1 thr)", "top-1 agree %", "mated %", "non-mated %",
+                       "same person %", "other person at or above the mated 1%"):
             sweep.add_column(column, justify="right")
         for r in results:
-            for fraction, (p50, agree, mated, non_mated) in r.sweep.items():
+            for fraction, (p50, agree, mated, non_mated, person, misses) in r.sweep.items():
                 sweep.add_row(f"{r.size:,}", r.detail.split(" nprobe")[0], f"{fraction:g}", f"{p50:.2f}", f"{agree:.2f}", f"{mated:.2f}",
-                              f"{non_mated:.2f}")
+                              f"{non_mated:.2f}", f"{person:.2f}", str(misses))
         console.print(sweep)
     if "add ms" in first.numbers:
         files = Table(title="Files and incremental updates (ReferenceIndexes, the store's AES-GCM cipher, one template per change)")

@@ -134,13 +134,30 @@ class StreamedGallery:
         probes = np.concatenate([centres, self._centres(rng, n - n_mated)])
         return self.generator.images(probes, rng=rng), np.arange(n) < n_mated
 
-    def _chunk(self, number: int, *, images: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Chunk ``number``: ``(ids, vectors)``, or with ``images`` false ``(ids, its people's centres)``."""
+    def people(self, ids: np.ndarray) -> np.ndarray:
+        """The person each template id (-1: none) is an image of, as a number unique in the
+        gallery (-1 for -1): two images of one person are one candidate to an investigator."""
+        people = np.full(len(ids), -1, dtype=np.int64)
+        slots = (ids[ids >= 0] - 1) // 3
+        for number in np.unique(slots // self.chunk):
+            ids_in_chunk, owner, _ = self._layout(int(number))
+            position = np.argsort(ids_in_chunk)
+            wanted = (ids >= 0) & ((ids - 1) // 3 // self.chunk == number)
+            people[wanted] = number * self.chunk + owner[position[np.searchsorted(ids_in_chunk, ids[wanted], sorter=position)]]
+        return people
+
+    def _layout(self, number: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Chunk ``number``'s template ids, the person (in the chunk) each is of, and its people's centres."""
         size = min(self.chunk, self.size - number * self.chunk)
         rng = np.random.default_rng([self.seed, number])
         owner = np.repeat(np.arange(size), rng.geometric(0.5, size=size))[:size]
         centres = self._centres(rng, int(owner[-1]) + 1)
         ids = (number * self.chunk + rng.permutation(size)).astype(np.int64) * 3 + 1
+        return ids, owner, centres
+
+    def _chunk(self, number: int, *, images: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Chunk ``number``: ``(ids, vectors)``, or with ``images`` false ``(ids, its people's centres)``."""
+        ids, owner, centres = self._layout(number)
         if not images:
             return ids, centres
         return ids, self.generator.images(centres[owner], rng=np.random.default_rng([self.seed, number, 2]))
