@@ -358,7 +358,7 @@ def test_automatic_settings_keep_the_1m_tuning_and_scan_a_smaller_share_beyond(t
 
     assert (nlist_for(10_000), nlist_for(1_000_000)) == (25, 250)  # √N/4, as before
     assert probe_fraction_for(1_000) == probe_fraction_for(1_000_000) == 0.75
-    assert 3_900 < nlist_for(10_000_000) < 4_100 and probe_fraction_for(10_000_000) == pytest.approx(0.375, abs=0.005)
+    assert 3_900 < nlist_for(10_000_000) < 4_100 and probe_fraction_for(10_000_000) == pytest.approx(0.625, abs=0.005)
     index = ApproximateIndex(DIM, train_size=1_000)
     vectors, _, _ = clustered(2_000, seed=9)
     index.add(np.arange(2_000), vectors)

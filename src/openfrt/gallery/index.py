@@ -509,14 +509,14 @@ def nlist_for(n: int) -> int:
 
 
 def probe_fraction_for(n: int) -> float:
-    """Default share of lists scanned for ``n`` templates: 3/4 up to 1M, then 3/4 (1M/n)^0.3
-    (3/8 at 10M). It is set by the default model's templates: on SFace-shaped ones (near-orthogonal
-    impostors; benchmarks/search.py --profile sface, 1M, 1,000 queries) scanning 1/2 of the lists
-    agreed with exact search on 95.4% of queries, 3/4 on 99.2% and all on 100% (p50 6.5, 7.7 and
-    9.2 ms), whatever the candidates re-ranked; dlib-shaped ones agreed on 99.6% at 1/2 and
-    99.95% at 5/8. At 10M (4,096 lists, dlib-shaped) 1/4 gave 99.5%, 1/8 97.5%: the cost grows
-    with the codes scanned (3N/8 at 10M, 3N/4 at 1M)."""
-    return 0.75 * min(1.0, _TUNED_SIZE / max(n, 1)) ** 0.3
+    """Default share of lists scanned for ``n`` templates: 3/4 up to 1M, then 3/4 (1M/n)^0.08
+    (5/8 at 10M). It is set by the default model's templates, SFace-shaped (near-orthogonal
+    impostors; benchmarks/search.py --profile sface, 1,000 queries): at 1M scanning 1/2 of the
+    lists agreed with exact search on 95.4% of queries, 3/4 on 99.2% and all on 100% (p50 6.5,
+    7.7 and 9.2 ms), whatever the candidates re-ranked; at 10M (2,896 lists) 3/8 agreed on
+    96.2%, 1/2 on 98.7%, 3/4 on 100% (p50 19.8, 23.9 and 35.2 ms). Dlib-shaped templates need
+    less: 99.6% at 1/2 of 1M, 99.5% at 1/4 of 10M."""
+    return 0.75 * min(1.0, _TUNED_SIZE / max(n, 1)) ** 0.08
 
 
 def _pq_subquantizers(dim: int) -> int:
