@@ -445,6 +445,31 @@ def test_a_live_source_drops_and_counts_frames_a_slow_consumer_cannot_take() -> 
     assert taken[-1].time == produced - 1  # the newest frame is never the one dropped
 
 
+def test_a_live_source_rides_out_slow_rounds_of_a_pipeline_that_keeps_up_on_average() -> None:
+    """A detection round with a full pass takes longer than a frame, but the rounds in between are
+    quick: a few frames kept for the pipeline cover that; keeping only the newest drops frames."""
+
+    def camera() -> Iterator[tuple[np.ndarray, float]]:
+        for index in range(30):
+            time.sleep(0.02)  # 50 fps
+            yield np.full((4, 4, 3), index, np.uint8), float(index)
+
+    def consume(source: LatestFrameSource) -> list[Frame]:
+        taken = []
+        for frame in source.frames():
+            taken.append(frame)
+            if len(taken) % 4 == 1:
+                time.sleep(0.05)  # a slow round every 4th frame: 2.5 frames' time, 12.5 ms a frame on average
+        return taken
+
+    kept = consume(LatestFrameSource("bursty", camera, reconnect=False))
+    assert [frame.time for frame in kept] == [float(index) for index in range(30)] and not any(frame.dropped for frame in kept)
+    newest_only = consume(LatestFrameSource("bursty", camera, reconnect=False, backlog=1))
+    assert sum(frame.dropped for frame in newest_only) > 0 and len(newest_only) + sum(frame.dropped for frame in newest_only) == 30
+    with pytest.raises(ValueError):
+        LatestFrameSource("none", camera, backlog=0)
+
+
 def test_a_failing_stream_reconnects_with_back_off_and_reports_the_gap() -> None:
     attempts: list[float] = []
 
