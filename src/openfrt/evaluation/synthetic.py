@@ -138,11 +138,11 @@ class StreamedGallery:
         """The person each template id (-1: none) is an image of, as a number unique in the
         gallery (-1 for -1): two images of one person are one candidate to an investigator."""
         people = np.full(len(ids), -1, dtype=np.int64)
-        slots = (ids[ids >= 0] - 1) // 3
-        for number in np.unique(slots // self.chunk):
+        chunk_of = np.where(ids >= 0, (ids - 1) // 3 // self.chunk, -1)  # ids are (chunk * size + slot) * 3 + 1
+        for number in np.unique(chunk_of[chunk_of >= 0]):
             ids_in_chunk, owner, _ = self._layout(int(number))
             position = np.argsort(ids_in_chunk)
-            wanted = (ids >= 0) & ((ids - 1) // 3 // self.chunk == number)
+            wanted = chunk_of == number
             people[wanted] = number * self.chunk + owner[position[np.searchsorted(ids_in_chunk, ids[wanted], sorter=position)]]
         return people
 
