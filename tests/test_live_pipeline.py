@@ -26,7 +26,7 @@ from cli_users import as_user, authorised_deployment
 from openfrt.gallery import Gallery, ImageToEnrol, SubjectInfo
 from openfrt.gallery.matching import TemplateMatrix
 from openfrt.live.events import AlertEvent
-from openfrt.live.pipeline import CameraPipeline, PipelineConfig, live_engine_config
+from openfrt.live.pipeline import CameraPipeline, PipelineConfig, camera_engines, live_engine_config
 from openfrt.live.privacy import pixelate
 from openfrt.live.regions import RegionConfig
 from openfrt.live.sources import (
@@ -369,6 +369,34 @@ def test_the_default_live_detector_finds_small_faces_in_a_1080p_frame() -> None:
     found = detector.detect(frame)
 
     assert sum(face.score >= detector.confident_score for face in found) >= len(faces) - 2
+
+
+def test_live_embeds_in_bfloat16_only_where_the_cpu_computes_it_and_nobody_chose_a_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    import openfrt.live.pipeline as live
+
+    base = EngineConfig(detector="yunet", embedder="sface")
+    monkeypatch.setattr(live, "native_bf16", lambda: True)
+    assert live_engine_config(base).embedder_options == {"runtime": "openvino-bf16"}
+    chosen = base.model_copy(update={"embedder_options": {"runtime": "onnxruntime"}})
+    assert live_engine_config(chosen).embedder_options == {"runtime": "onnxruntime"}
+    assert live_engine_config(base.model_copy(update={"embedder": "dlib-onnx"})).embedder_options == {}  # no such option
+    monkeypatch.setattr(live, "native_bf16", lambda: False)
+    assert live_engine_config(base).embedder_options == {}
+
+
+def test_cameras_get_an_engine_each_while_there_are_cores_and_share_the_rest_behind_locks() -> None:
+    engine = FaceEngine(EngineConfig(detector="yunet", embedder="sface"))
+
+    assert camera_engines(engine, 1, cores=2) == [(engine, None)]
+    (one, one_lock), (two, two_lock) = camera_engines(engine, 2, cores=2)
+    assert one is not two and one_lock is None and two_lock is None  # side by side, a core each
+    assert one.config.threads == two.config.threads == 1 and one.config.embedder == engine.config.embedder
+    first, second, third = camera_engines(engine, 3, cores=2)
+    assert first[0] is third[0] and first[1] is third[1] is not None and second[1] is None  # two cameras on one engine take turns
+    ((shared, lock),) = set(camera_engines(engine, 2, cores=1))
+    assert shared is engine and lock is not None
+    fixed = FaceEngine(EngineConfig(detector="yunet", embedder="sface", threads=2))
+    assert {camera_engine.config.threads for camera_engine, _ in camera_engines(fixed, 2, cores=2)} == {2}  # as configured
 
 
 # -- privacy: pixelation ---------------------------------------------------------------------

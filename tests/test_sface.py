@@ -87,6 +87,23 @@ def test_sface_is_a_builtin_that_matches_the_same_person(samples: Path) -> None:
     assert engine.is_match(compare(obama, obama2)) and not engine.is_match(compare(obama, biden))
 
 
+def test_sface_in_bfloat16_on_openvino_gives_the_same_model_s_templates(samples: Path) -> None:
+    reference = FaceEngine(EngineConfig(detector="yunet", embedder="sface"))
+    fast = FaceEngine(EngineConfig(detector="yunet", embedder="sface", embedder_options={"runtime": "openvino-bf16"}))
+    assert fast.embedder.model_id == reference.embedder.model_id  # one model: its templates compare with the database's
+    for name in ("obama.jpg", "obama2.jpg", "biden.jpg"):
+        rgb = reference.load(samples / name)
+        faces = reference.detector.detect(rgb)
+        (float32,), (bfloat16,) = reference.embedder.embed(rgb, faces[:1]), fast.embedder.embed(rgb, faces[:1])
+        assert not np.array_equal(float32.vector, bfloat16.vector)  # it did run in reduced precision
+        assert float((unit(float32.vector[None]) @ unit(bfloat16.vector[None]).T)[0, 0]) > 0.999
+
+
+def test_an_unknown_sface_runtime_is_refused() -> None:
+    with pytest.raises(ModelError, match="runtime"):
+        FaceEngine(EngineConfig(detector="yunet", embedder="sface", embedder_options={"runtime": "tensorrt"}))
+
+
 def test_bundled_yunet_needs_no_path(samples: Path) -> None:
     detector = DETECTORS.create("yunet")
     faces = detector.detect(load_image(samples / "two_people.jpg"))

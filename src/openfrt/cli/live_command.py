@@ -150,7 +150,7 @@ def _run_cameras(
     if opened is None:
         from openfrt.live.pipeline import LiveRunner
 
-        _run(running, lambda on_alert: LiveRunner(running, cameras, lambda: engine, config, on_alert=on_alert), events_json, actor, print_json)
+        _run(running, lambda on_alert: LiveRunner(running, cameras, engine, config, on_alert=on_alert), events_json, actor, print_json)
         return
     from openfrt.cluster.settings import disconnect
 
@@ -235,7 +235,7 @@ def _report_fitness(running: RunningDeployment, logged: bool = False) -> None:
 
 
 def _live_engine(detector: str | None, detector_model: Path | None, embedder: str | None, detect_width: int | None) -> FaceEngine:
-    """The engine all cameras share (see :class:`LiveRunner`); configuration errors exit 2."""
+    """The live engine (cameras run on it or on copies of it: :class:`LiveRunner`); configuration errors exit 2."""
     from openfrt.live.pipeline import live_engine_config
     from openfrt.vision import EngineConfig, FaceEngine
 

@@ -64,8 +64,8 @@ class CameraStatus:
 class LiveSupervisor:
     """Starts deployments in background threads and ends each exactly once.
 
-    ``engine`` is called once per started deployment; cameras of one deployment share it (see
-    :class:`LiveRunner`). ``realtime`` plays video files at their frame rate, as a camera
+    ``engine`` is called once per started deployment, and its cameras run on it or on engines of
+    its configuration (see :class:`LiveRunner`). ``realtime`` plays video files at their frame rate, as a camera
     would deliver them, so a file stands in for a camera in demonstrations and tests. With
     ``cluster``, each camera runs as a Ray actor instead (``openfrt serve --ray-address``).
     """
@@ -130,7 +130,7 @@ class LiveSupervisor:
                 source.stop()
             raise
         try:
-            return running, LiveRunner(running, sources, lambda: engine, self._config)
+            return running, LiveRunner(running, sources, engine, self._config)
         except BaseException as exc:
             # Its cameras could not be set up (e.g. a model the pipeline cannot use): one that never
             # ran goes back to planned with the failure noted and publishes nothing; one that had

