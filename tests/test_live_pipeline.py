@@ -371,17 +371,21 @@ def test_the_default_live_detector_finds_small_faces_in_a_1080p_frame() -> None:
     assert sum(face.score >= detector.confident_score for face in found) >= len(faces) - 2
 
 
-def test_live_embeds_in_bfloat16_only_where_the_cpu_computes_it_and_nobody_chose_a_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_live_runs_its_models_in_bfloat16_only_where_the_cpu_computes_it_and_nobody_chose_a_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
     import openfrt.live.pipeline as live
 
     base = EngineConfig(detector="yunet", embedder="sface")
     monkeypatch.setattr(live, "native_bf16", lambda: True)
-    assert live_engine_config(base).embedder_options == {"runtime": "openvino-bf16"}
-    chosen = base.model_copy(update={"embedder_options": {"runtime": "onnxruntime"}})
+    fast = live_engine_config(base)
+    assert fast.embedder_options == {"runtime": "openvino-bf16"}
+    assert fast.detector_options == {"runtime": "openvino-bf16", "max_width": 1920}
+    chosen = base.model_copy(update={"embedder_options": {"runtime": "onnxruntime"}, "detector_options": {"runtime": "onnxruntime"}})
     assert live_engine_config(chosen).embedder_options == {"runtime": "onnxruntime"}
-    assert live_engine_config(base.model_copy(update={"embedder": "dlib-onnx"})).embedder_options == {}  # no such option
+    assert live_engine_config(chosen).detector_options == {"runtime": "onnxruntime", "max_width": 1920}
+    other = live_engine_config(base.model_copy(update={"embedder": "dlib-onnx", "detector": "mtcnn"}))
+    assert other.embedder_options == {} and "runtime" not in other.detector_options  # they have no such option
     monkeypatch.setattr(live, "native_bf16", lambda: False)
-    assert live_engine_config(base).embedder_options == {}
+    assert live_engine_config(base).embedder_options == {} and "runtime" not in live_engine_config(base).detector_options
 
 
 def test_cameras_get_an_engine_each_while_there_are_cores_and_share_the_rest_behind_locks() -> None:

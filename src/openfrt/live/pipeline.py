@@ -96,8 +96,8 @@ AlertCallback = Callable[[AlertEvent, int], None]
 #: brought down to 1920: on walking_1080p.mp4 that ran at 0.4-0.6 of 960 px's fps (README).
 DEFAULT_DETECT_WIDTH = 1920
 
-#: The embedder runtime live video asks for where :func:`native_bf16` (see :func:`live_engine_config`).
-LIVE_EMBEDDER_RUNTIME = "openvino-bf16"
+#: The runtime live video asks its models for where :func:`native_bf16` (see :func:`live_engine_config`).
+LIVE_RUNTIME = "openvino-bf16"
 
 
 @dataclass(frozen=True)
@@ -163,9 +163,11 @@ def live_engine_config(base: EngineConfig, detect_width: int | None = None) -> E
     zoo = ModelZoo(home_dir())
     config = base
     embedder, _ = zoo.resolve(base.embedder, "embedder")
-    if "runtime" not in base.embedder_options and EMBEDDERS.accepts(embedder, "runtime") and native_bf16():
-        config = config.model_copy(update={"embedder_options": {**base.embedder_options, "runtime": LIVE_EMBEDDER_RUNTIME}})
     detector, _ = zoo.resolve(base.detector, "detector")
+    if "runtime" not in base.embedder_options and EMBEDDERS.accepts(embedder, "runtime") and native_bf16():
+        config = config.model_copy(update={"embedder_options": {**base.embedder_options, "runtime": LIVE_RUNTIME}})
+    if "runtime" not in base.detector_options and DETECTORS.accepts(detector, "runtime") and native_bf16():
+        config = config.model_copy(update={"detector_options": {**base.detector_options, "runtime": LIVE_RUNTIME}})
     can_downsize = DETECTORS.accepts(detector, "max_width")
     if detect_width is None:
         detect_width = DEFAULT_DETECT_WIDTH if can_downsize else 0
@@ -173,7 +175,7 @@ def live_engine_config(base: EngineConfig, detect_width: int | None = None) -> E
         return config
     if not can_downsize:
         raise ModelError(f"detector {base.detector!r} cannot limit its input width; use --detect-width 0")
-    return config.model_copy(update={"detector_options": {**base.detector_options, "max_width": detect_width}})
+    return config.model_copy(update={"detector_options": {**config.detector_options, "max_width": detect_width}})
 
 
 class CameraPipeline:
