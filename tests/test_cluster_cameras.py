@@ -147,3 +147,34 @@ def test_a_live_camera_restarted_elsewhere_does_not_alert_again_on_the_person_it
     after, last = drain(started(replace(resume, sequence=stored, faces_scanned=report.faces_scanned)), stored)
     assert [output for output in after if output.alert is not None] == []
     assert last.faces_scanned == 1  # the one person, counted once when his carried track ended
+
+
+def test_a_live_camera_hands_over_an_alert_only_with_a_resume_point_that_carries_its_track(
+    snapshot: tuple[Any, float, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from openfrt.cluster import cameras
+    from openfrt.cluster.cameras import CameraWorker, ResumePoint, StartOrder
+    from openfrt.cluster.sealing import Seal
+
+    matrix, threshold, model_id = snapshot
+    video = one_after_another(tmp_path / "gate.avi", [LFW / "Colin_Powell" / "Colin_Powell_0001.jpg"], seconds_each=2.0, pause=0.5)
+    worker, seal = CameraWorker("gate"), Seal()
+    mid_frame: list[Any] = []
+    emit = cameras._Outbox._emit
+
+    def polled_at_once(outbox: Any, **payload: Any) -> int:  # the driver's poll lands while the frame is still in progress
+        sequence = emit(outbox, **payload)
+        mid_frame.append(worker.poll(0, stop=False, wait=0))
+        return sequence
+
+    monkeypatch.setattr(cameras._Outbox, "_emit", polled_at_once)
+    order = StartOrder("op", "gate", str(video), SourcePolicy(video.parent), True, live_engine_config(EngineConfig.from_env()),
+                       PipelineConfig(), threshold, model_id, ResumePoint())
+    assert worker.start(order, seal.seal(matrix), seal.key).started
+    outputs, report = drain(worker, 0, until=lambda report: any(output.alert for output in report.outputs))
+    worker.poll(outputs[-1].sequence, stop=True, wait=0)
+
+    (early,) = mid_frame
+    assert early.outputs == ()  # not before the frame's resume point exists...
+    alert = seal.open(outputs[-1].alert)
+    assert [track.id for track in report.resume.alerted] == [alert.track_id]  # ...which carries the alerted track

@@ -263,13 +263,20 @@ class _CameraRun:
             self.source.stop()
         with self.outbox.condition:
             self.outbox.outputs = [output for output in self.outbox.outputs if output.sequence > acknowledged]
-            if not self.outbox.outputs and not self.finished:
-                self.outbox.condition.wait(wait)
+            self.outbox.condition.wait_for(lambda: self._ready() or self.finished, timeout=wait)
             stats = self.pipeline.stats
             return CameraReport(
-                tuple(self.outbox.outputs), self.resume, stats.frames, self.outbox.frames_dropped,
+                self._ready(), self.resume, stats.frames, self.outbox.frames_dropped,
                 self.outbox.faces_scanned, dict(stats.seconds), time.process_time() - self._cpu_started, self.finished, self.error,
             )
+
+    def _ready(self) -> tuple[Output, ...]:
+        """The outputs a report may hand over (with the outbox's lock held). A live source's
+        alert raised in the frame being processed waits for that frame's resume point, which
+        carries its track: a camera restarted from an older point would alert on them again."""
+        if self.replay or self.finished:
+            return tuple(self.outbox.outputs)
+        return tuple(output for output in self.outbox.outputs if output.sequence <= self.resume.sequence)
 
     def _run(self) -> None:
         try:
@@ -295,6 +302,7 @@ class _CameraRun:
                 frames_dropped=self.outbox.frames_dropped, replay=self.replay,
                 alerted=tuple(AlertedTrack.of(track) for track in self.pipeline.tracker.tracks if track.alerted),
             )
+            self.outbox.condition.notify_all()  # the frame's outputs are ready now
 
 
 class _Watched(Source):
