@@ -6,7 +6,7 @@ On ``../shared/video/walking_1080p.mp4`` looped ``--loops`` times (one file made
 stream copied), all in this process and in this order, so that the ratios compare like with like:
 
 1. decoding alone: PyAV to BGR (threaded decoding), and the pipeline's own file source
-   (OpenCV, to RGB, read ahead in a thread), frames per second;
+   (PyAV on one thread, to RGB, read ahead in a thread), frames per second;
 2. the detector alone on 20 frames: ``cv2.FaceDetectorYN`` (the runtime before) against
    openfrt's YuNet on onnxruntime, CPU-ms per frame;
 3. the default pipeline (every frame processed, one camera) with the whole frame detected every
@@ -16,8 +16,8 @@ stream copied), all in this process and in this order, so that the ratios compar
    fps, share of the same round's PyAV decoding fps, CPU-ms per frame (decoding included),
    people counted;
 4. N cameras of the looped file played in real time (paced at 25 fps, the newest ``--backlogs``
-   frames kept for the pipeline, as from a live camera) through :class:`LiveRunner` sharing one
-   engine: frames dropped per camera, for each backlog in turn. The most cameras that each drop
+   frames kept for the pipeline, as from a live camera) through :class:`LiveRunner` (an engine
+   per camera while there are cores): frames dropped per camera, for each backlog in turn. The most cameras that each drop
    under 1% at the default backlog is "cameras in real time" on this machine.
 
 CPU times are process CPU (all threads), which other jobs on the machine inflate far less than
@@ -147,7 +147,7 @@ def pyav_frames(video: Path) -> int:
 
 
 def source_frames(video: Path) -> int:
-    """Every frame through the pipeline's own file source (OpenCV decoding to RGB, read ahead)."""
+    """Every frame through the pipeline's own file source (PyAV on one thread to RGB, read ahead)."""
     return sum(1 for _ in open_source(str(video), policy=SourcePolicy(video.parent)).frames())
 
 
@@ -156,7 +156,7 @@ def decode_table(video: Path) -> Table:
     table = Table(title="decoding alone (nothing else in the process)")
     for column in ("decoder", "load before", "fps", "CPU-ms per frame"):
         table.add_column(column)
-    for label, run in (("PyAV to BGR (threads AUTO)", pyav_frames), ("pipeline's file source (OpenCV to RGB)", source_frames)):
+    for label, run in (("PyAV to BGR (threads AUTO)", pyav_frames), ("pipeline's file source (PyAV on one thread, to RGB)", source_frames)):
         before = load()
         wall, cpu, frames = measured(lambda run=run: run(video))
         table.add_row(label, before, f"{frames / wall:.1f}", f"{1000 * cpu / frames:.1f}")
