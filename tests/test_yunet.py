@@ -17,13 +17,19 @@ from openfrt.vision.types import Face
 WALKING = Path(__file__).resolve().parents[1].parent / "shared" / "video" / "walking_1080p.mp4"
 
 
-@pytest.mark.skipif(not WALKING.is_file(), reason=f"needs {WALKING}")
-def test_onnxruntime_yunet_agrees_with_opencv_on_a_1080p_frame_and_a_crop() -> None:
+def walking_frame(number: int = 30) -> np.ndarray:
+    """The ``number``-th frame of walking_1080p.mp4, BGR: a crowd of small faces."""
     capture = cv2.VideoCapture(str(WALKING))
-    for _ in range(30):
+    for _ in range(number):
         ok, bgr = capture.read()
     capture.release()
     assert ok
+    return bgr
+
+
+@pytest.mark.skipif(not WALKING.is_file(), reason=f"needs {WALKING}")
+def test_onnxruntime_yunet_agrees_with_opencv_on_a_1080p_frame_and_a_crop() -> None:
+    bgr = walking_frame()
     path = converted_yunet().ensure()
     opencv = cv2.FaceDetectorYN.create(str(path), "", (320, 320), 0.7, 0.3, 5000)
     ours = YuNetDetector(threads=1)
@@ -44,11 +50,7 @@ def test_onnxruntime_yunet_agrees_with_opencv_on_a_1080p_frame_and_a_crop() -> N
 
 @pytest.mark.skipif(not WALKING.is_file(), reason=f"needs {WALKING}")
 def test_yunet_in_bfloat16_looks_at_large_inputs_on_openvino_and_small_ones_as_before() -> None:
-    capture = cv2.VideoCapture(str(WALKING))
-    for _ in range(30):
-        ok, bgr = capture.read()
-    capture.release()
-    rgb = np.ascontiguousarray(bgr[..., ::-1])
+    rgb = np.ascontiguousarray(walking_frame()[..., ::-1])
     exact, fast = YuNetDetector(threads=1), YuNetDetector(threads=1, runtime="openvino-bf16")
     found, reference = fast.detect(rgb), exact.detect(rgb)
     x, y = (int(v) for v in reference[0].box[:2])
