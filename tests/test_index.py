@@ -142,6 +142,42 @@ def test_removed_ids_cannot_be_found_and_can_be_re_added(kind: type[TemplateInde
     np.testing.assert_array_equal(index.search(vectors[gone[:5]], 1)[1][:, 0], gone[:5])
 
 
+@pytest.mark.parametrize("kind", [ExactIndex, ApproximateIndex])
+def test_changes_of_any_size_in_any_order_keep_every_id_at_its_own_template(kind: type[TemplateIndex], tmp_path: Path, cipher: Fernet) -> None:
+    # Small changes shift the sorted id arrays in place, large ones merge; both, interleaved:
+    rng = np.random.default_rng(7)
+    vectors, _, _ = clustered(4_000, seed=7)
+    ids = rng.permutation(1_000_000)[:4_000].astype(np.int64)
+    index, held = make(kind), set()
+    for size in (1_500, 1, 3, 64, 65, 200, 1, 2, 40):
+        new = [position for position in rng.permutation(len(ids)) if int(ids[position]) not in held][:size]
+        index.add(ids[new], vectors[new])
+        held |= {int(i) for i in ids[new]}
+        gone = rng.choice(sorted(held), size=min(len(held), max(1, size // 2)), replace=False)
+        assert index.remove(gone) == len(gone)
+        held -= {int(i) for i in gone}
+        stored = np.array(sorted(held), dtype=np.int64)
+        np.testing.assert_array_equal(index.contains(ids), np.isin(ids, stored))
+        assert len(index) == len(stored)
+    by_id = dict(zip(ids.tolist(), vectors))
+    check = np.array(sorted(held), dtype=np.int64)[:300]
+    queries = np.stack([by_id[i] for i in check.tolist()])
+
+    def assert_each_hit_scored_with_its_own_template(searched: TemplateIndex) -> None:
+        similarities, found = searched.search(queries, 3)
+        stored = np.stack([[by_id[int(i)] for i in row] for row in found])
+        np.testing.assert_allclose(similarities, (1 + np.einsum("qd,qkd->qk", queries, stored)) / 2, atol=1e-5)
+        if kind is ExactIndex:
+            np.testing.assert_array_equal(found[:, 0], check)
+
+    assert_each_hit_scored_with_its_own_template(index)
+    index.save(tmp_path / "i.index", cipher)
+    reloaded = open_index(tmp_path / "i.index", DIM, cipher)
+    assert_each_hit_scored_with_its_own_template(reloaded)
+    reloaded.add(np.array([2_000_000]), vectors[:1])  # a loaded index grows its arrays again
+    assert reloaded.contains(np.array([2_000_000, int(check[0])])).all()
+
+
 def test_cold_start_then_training_then_growth_keeps_every_template() -> None:
     vectors, _, _ = clustered(4_000, seed=4)
     ids = np.arange(4_000, dtype=np.int64) + 1_000
