@@ -151,7 +151,7 @@ class CameraStats:
 
 def live_engine_config(base: EngineConfig, detect_width: int | None = None) -> EngineConfig:
     """``base`` as live video runs it: the detector's input limited to ``detect_width`` px wide,
-    and the embedder in bfloat16 where the CPU computes it natively and the embedder offers it.
+    and the detector and embedder in bfloat16 where the CPU computes it natively and they offer it.
 
     ``None`` means :data:`DEFAULT_DETECT_WIDTH` if the detector can downsize (else full frames);
     ``0`` means full frames. Detectors downsize internally and report boxes, landmarks and
@@ -164,10 +164,10 @@ def live_engine_config(base: EngineConfig, detect_width: int | None = None) -> E
     config = base
     embedder, _ = zoo.resolve(base.embedder, "embedder")
     detector, _ = zoo.resolve(base.detector, "detector")
-    if "runtime" not in base.embedder_options and EMBEDDERS.accepts(embedder, "runtime") and native_bf16():
-        config = config.model_copy(update={"embedder_options": {**base.embedder_options, "runtime": LIVE_RUNTIME}})
-    if "runtime" not in base.detector_options and DETECTORS.accepts(detector, "runtime") and native_bf16():
-        config = config.model_copy(update={"detector_options": {**base.detector_options, "runtime": LIVE_RUNTIME}})
+    for field, options, registry, plugin in (("embedder_options", base.embedder_options, EMBEDDERS, embedder),
+                                             ("detector_options", base.detector_options, DETECTORS, detector)):
+        if "runtime" not in options and registry.accepts(plugin, "runtime") and native_bf16():
+            config = config.model_copy(update={field: {**options, "runtime": LIVE_RUNTIME}})
     can_downsize = DETECTORS.accepts(detector, "max_width")
     if detect_width is None:
         detect_width = DEFAULT_DETECT_WIDTH if can_downsize else 0

