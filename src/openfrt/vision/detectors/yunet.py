@@ -36,7 +36,8 @@ PAD_TO = 32
 #: With ``runtime="openvino-bf16"``, inputs of at least this many pixels (a 960 px look, a full
 #: pass) run on OpenVINO in bfloat16, smaller ones (windows around faces) on onnxruntime: on one
 #: thread OpenVINO took 0.58 of the time on a 1080p frame and 0.72 at 960x544, but more on
-#: 288x288 (2.2 against 2.1 ms), where a new input shape costs it more than bfloat16 saves.
+#: 288x288 (2.2 against 2.1 ms). A request compiled for one size runs small windows faster, but
+#: windows come in too many sizes (118 in 315 frames of walking_1080p.mp4) to compile each.
 LARGE_INPUT_PIXELS = 400_000
 
 
@@ -71,7 +72,7 @@ class YuNetDetector(Detector):
         if runtime not in ("onnxruntime", "openvino-bf16"):
             raise ModelError(f"YuNet runtime must be onnxruntime or openvino-bf16, not {runtime!r}")
         self.runtime = runtime
-        self._large = OpenVinoBackend(path, threads, precision="bf16", free_size=True) if runtime == "openvino-bf16" else None
+        self._large = OpenVinoBackend(path, threads, "bf16", free_size=True, image_channels="bgr") if runtime == "openvino-bf16" else None
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.max_width = max_width
@@ -105,11 +106,13 @@ class YuNetDetector(Detector):
         threshold, before non-maximum suppression. The network takes BGR 0-255, unnormalised."""
         height, width = rgb.shape[:2]
         padded_height, padded_width = -(-height // PAD_TO) * PAD_TO, -(-width // PAD_TO) * PAD_TO
-        blob = np.zeros((1, 3, padded_height, padded_width), np.float32)
-        blob[0, :, :height, :width] = rgb[..., ::-1].transpose(2, 0, 1)  # RGB -> BGR planes in the one copy
         if self._large is not None and padded_height * padded_width >= LARGE_INPUT_PIXELS:
-            maps = self._large.outputs(blob)
+            image = np.zeros((1, padded_height, padded_width, 3), np.uint8)
+            image[0, :height, :width] = rgb  # OpenVINO makes the float BGR planes itself
+            maps = self._large.outputs(image)
         else:
+            blob = np.zeros((1, 3, padded_height, padded_width), np.float32)
+            blob[0, :, :height, :width] = rgb[..., ::-1].transpose(2, 0, 1)  # RGB -> BGR planes in the one copy
             maps = dict(zip(self._outputs, self._backend.session.run(self._outputs, {self._backend.input.name: blob})))
         all_boxes, all_scores, all_landmarks = [], [], []
         for stride in STRIDES:
