@@ -263,6 +263,35 @@ def test_a_tracked_face_not_detected_in_the_alert_frame_is_pixelated_there_too()
     assert shown[80:140, 400:460].astype(float).std(axis=(0, 1)).max() < 15
 
 
+def test_a_pipeline_converts_only_the_frames_it_detects_on_and_each_once() -> None:
+    """Decoded frames become RGB when first looked at: with detection on every 2nd frame, the
+    frames in between are never converted, and a frame read for regions, detection, chips and
+    the alert snapshot is converted once."""
+    rng = np.random.default_rng(2)
+    box = (40.0, 60.0, 48.0, 48.0)
+    rgb = np.full((240, 480, 3), 128, np.uint8)
+    textured(rgb, box, (220, 40, 40), rng)
+    conversions: list[int] = []
+
+    def converted(index: int) -> np.ndarray:
+        conversions.append(index)
+        return rgb.copy()
+
+    class DecodedSource(Source):
+        def frames(self, on_gap=None) -> Iterator[Frame]:  # type: ignore[no-untyped-def]
+            for index in range(7):
+                yield Frame(lambda index=index: converted(index), index / 10)
+
+    reference = np.array([[8, 10], [24, 10], [16, 16], [10, 24], [22, 24]], np.float32)
+    embedder = ChipEmbedder(MeanColourBackend(), ChipSpec(32, reference), "colour", "1", threshold=0.95)
+    sink = RecordingSink(TemplateMatrix("colour@1", [("RED", Template(np.array([220, 40, 40], np.float32), "colour", "1"))]), threshold=0.95)
+    engine = SimpleNamespace(detector=ScriptedDetector([[box]] * 4), embedder=embedder)
+    CameraPipeline("cam", DecodedSource("decoded"), engine, sink, PipelineConfig(cadence=2, min_hits=2, regions=WHOLE_FRAMES)).run()  # type: ignore[arg-type]
+
+    assert len(sink.alerts) == 1  # the frames it looked at were whole
+    assert conversions == [0, 2, 4, 6]
+
+
 class AlternatingBackend(InferenceBackend):
     """'Embeds' chips as two views of one face seen from either side: each alone is far from
     the reference ``[1, 0, 0]`` (cosine 0.71), their mean is close to it."""

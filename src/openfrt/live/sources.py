@@ -27,6 +27,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property, partial
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,7 +52,9 @@ POLL_SECONDS = 0.1
 
 GapCallback = Callable[[datetime, datetime], None]
 #: Opens a stream and yields ``(rgb, time)`` until it fails (raises) or ends (returns).
-Connect = Callable[[], Iterator[tuple[np.ndarray, float]]]
+#: RGB pixels, or a call that converts a decoded frame to them.
+Pixels = np.ndarray | Callable[[], np.ndarray]
+Connect = Callable[[], Iterator[tuple[Pixels, float]]]
 
 
 class SourceError(OpenFRTError):
@@ -60,13 +63,21 @@ class SourceError(OpenFRTError):
 
 @dataclass(frozen=True)
 class Frame:
-    """One decoded RGB frame, its time, and how many frames were dropped just before it.
-    ``received`` is when it was decoded (monotonic clock), to measure how long it waited."""
+    """One decoded frame, its time, and how many frames were dropped just before it.
+    ``received`` is when it was decoded (monotonic clock), to measure how long it waited.
 
-    rgb: np.ndarray
+    ``pixels`` are RGB, or what gives them: a decoder's frame is converted to RGB only when
+    :attr:`rgb` is first read, because a live pipeline detects on every ``cadence``-th frame
+    and never looks at the others (the conversion is 1-2 ms of a 1080p frame's 8-9 ms)."""
+
+    pixels: Pixels
     time: float
     dropped: int = 0
     received: float = field(default_factory=time.monotonic)
+
+    @cached_property
+    def rgb(self) -> np.ndarray:
+        return self.pixels() if callable(self.pixels) else self.pixels
 
 
 @dataclass(frozen=True)
@@ -155,7 +166,7 @@ class VideoFileSource(Source):
             reader.join()
 
     def _read(self, ahead: queue.Queue[Frame | None]) -> None:
-        frames = (Frame(rgb, seconds) for rgb, seconds in self._decoded())
+        frames = (Frame(pixels, seconds) for pixels, seconds in self._decoded())
         for item in itertools.chain(frames, [None]):  # None marks the end of the file
             while not self._stopped.is_set():
                 try:
@@ -165,7 +176,7 @@ class VideoFileSource(Source):
                     continue
 
 
-    def _decoded(self) -> Iterator[tuple[np.ndarray, float]]:
+    def _decoded(self) -> Iterator[tuple[Pixels, float]]:
         """The frames to process and their times: every frame here; a subclass may sample them
         (footage search, :mod:`openfrt.footage.sampling`)."""
         return _file_frames(self.path, self.fps, self._stopped, self.after)
@@ -246,13 +257,13 @@ class LatestFrameSource(Source):
         outage_started: datetime | None = None
         while not self._stopped.is_set():
             try:
-                for rgb, seconds in self.connect():
+                for pixels, seconds in self.connect():
                     if self._stopped.is_set():
                         break
                     if outage_started is not None:
                         self._report_gap(outage_started, _now())
                         outage_started, delays = None, self.backoff.delays()
-                    self._publish(Frame(rgb, seconds))
+                    self._publish(Frame(pixels, seconds))
             except (OSError, cv2.error, OpenFRTError) as exc:
                 log.warning("source %s failed: %s", self.name, exc)
             if not self.reconnect or self._stopped.is_set():
@@ -335,8 +346,9 @@ def video_fps(path: Path) -> float:
     return float(rate) if rate and rate > 0 else 25.0
 
 
-def _file_frames(path: Path, fps: float, stopped: threading.Event, after: float | None = None) -> Iterator[tuple[np.ndarray, float]]:
-    """Decoded frames and their times; frames up to ``after`` seconds are skipped unconverted.
+def _file_frames(path: Path, fps: float, stopped: threading.Event, after: float | None = None) -> Iterator[tuple[Pixels, float]]:
+    """Decoded frames, to be converted to RGB when looked at, and their times; frames up to
+    ``after`` seconds are skipped.
 
     PyAV on one thread, converting straight to RGB: the same pixels as OpenCV's reader turned
     from BGR, for 0.8 of its CPU per 1080p frame (the reader thread already overlaps decoding
@@ -348,24 +360,24 @@ def _file_frames(path: Path, fps: float, stopped: threading.Event, after: float 
                 if stopped.is_set():
                     return
                 if after is None or index / fps > after:
-                    yield frame.to_ndarray(format="rgb24"), index / fps
+                    yield partial(frame.to_ndarray, format="rgb24"), index / fps
     except (av.FFmpegError, IndexError) as exc:  # a damaged file ends where it can no longer be read
         log.warning("%s: no more frames after frame %d: %s", path.name, index, exc)
 
 
-def _paced(frames: Iterator[tuple[np.ndarray, float]]) -> Iterator[tuple[np.ndarray, float]]:
+def _paced(frames: Iterator[tuple[Pixels, float]]) -> Iterator[tuple[Pixels, float]]:
     """Release each frame no earlier than its time after the first frame's, as a camera would."""
     origin: float | None = None
-    for rgb, seconds in frames:
+    for pixels, seconds in frames:
         if origin is None:
             origin = time.monotonic() - seconds
         wait = origin + seconds - time.monotonic()
         if wait > 0:
             time.sleep(wait)
-        yield rgb, seconds
+        yield pixels, seconds
 
 
-def _capture_frames(target: str | int, label: str) -> Iterator[tuple[np.ndarray, float]]:
+def _capture_frames(target: str | int, label: str) -> Iterator[tuple[Pixels, float]]:
     """Frames of a stream or webcam, stamped with wall-clock time; returns when the stream stops.
     ``label`` names the source in errors (a URL without its password)."""
     capture = cv2.VideoCapture(target)
@@ -376,7 +388,7 @@ def _capture_frames(target: str | int, label: str) -> Iterator[tuple[np.ndarray,
             ok, bgr = capture.read()
             if not ok:
                 return
-            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.time()
+            yield partial(cv2.cvtColor, bgr, cv2.COLOR_BGR2RGB), time.time()
     finally:
         capture.release()
 
