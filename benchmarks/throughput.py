@@ -147,8 +147,9 @@ def pyav_frames(video: Path) -> int:
 
 
 def source_frames(video: Path) -> int:
-    """Every frame through the pipeline's own file source (PyAV on one thread to RGB, read ahead)."""
-    return sum(1 for _ in open_source(str(video), policy=SourcePolicy(video.parent)).frames())
+    """Every frame through the pipeline's own file source (PyAV on one thread to RGB, read ahead),
+    each converted (the pipeline converts only the frames it detects on)."""
+    return sum(1 for frame in open_source(str(video), policy=SourcePolicy(video.parent)).frames() if frame.rgb.size)
 
 
 def decode_table(video: Path) -> Table:

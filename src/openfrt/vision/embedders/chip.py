@@ -109,7 +109,9 @@ class OpenVinoBackend(InferenceBackend):
             import openvino as ov
         except ImportError as exc:
             raise ModelError("OpenVINO models need the openvino package (an openfrt dependency): pip install openvino") from exc
-        self._config: dict[str, object] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+        # Without pinning: OpenVINO pins a model's threads to cores of its choosing, and two
+        # single-thread models (two cameras' engines) then share one core and run one at a time.
+        self._config: dict[str, object] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
         if threads:
             self._config["INFERENCE_NUM_THREADS"] = threads
         self._path, self._image_channels = model_path, image_channels
@@ -174,6 +176,11 @@ class OpenVinoBackend(InferenceBackend):
         if len(self._shaped) > SHAPED_KEPT:
             self._shaped.popitem(last=False)
         return request
+
+    @property
+    def pins_threads(self) -> bool:
+        """Whether OpenVINO pins this model's inference threads to cores (as it reports it)."""
+        return bool(self._request.get_compiled_model().get_property("ENABLE_CPU_PINNING"))
 
     @property
     def compiled_sizes(self) -> list[tuple[int, ...]]:
