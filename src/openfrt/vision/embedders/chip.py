@@ -8,6 +8,7 @@ data (:class:`ChipSpec`) and a small :class:`InferenceBackend`, not new classes 
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from openfrt.errors import ModelError
 from openfrt.vision.align import warp_to_reference
 from openfrt.vision.embedders.base import Embedder
 from openfrt.vision.types import Face, Template
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,23 @@ def native_bf16() -> bool:
     except ImportError:
         return False
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+#: The runtimes the built-in YuNet and SFace offer (``runtime`` in their options).
+RUNTIMES = ("onnxruntime", "openvino-bf16")
+
+
+def runtime_here(runtime: str, model: str) -> str:
+    """The runtime ``model`` runs on on this machine: ``runtime``, refused unless one of
+    :data:`RUNTIMES`, except that "openvino-bf16" becomes "onnxruntime" where the CPU does not
+    compute bfloat16 natively. OpenVINO would run in float32 there, slower than onnxruntime, and
+    the choice may have been made on another machine (a Ray driver building a camera's engine)."""
+    if runtime not in RUNTIMES:
+        raise ModelError(f"{model} runtime must be {' or '.join(RUNTIMES)}, not {runtime!r}")
+    if runtime == "openvino-bf16" and not native_bf16():
+        log.info("%s runs float32 on onnxruntime: this CPU does not compute bfloat16 natively", model)
+        return "onnxruntime"
+    return runtime
 
 
 class ChipEmbedder(Embedder):

