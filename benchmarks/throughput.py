@@ -45,6 +45,7 @@ from rich.console import Console
 from rich.table import Table
 
 from openfrt.gallery.matching import TemplateMatrix
+from openfrt.live.defaults import DEFAULT_CADENCE
 from openfrt.live.events import AlertEvent
 from openfrt.live.pipeline import CameraPipeline, CameraStats, LiveRunner, PipelineConfig, live_engine_config
 from openfrt.live.regions import RegionConfig
@@ -202,7 +203,7 @@ def pipeline_table(video: Path, engine: FaceEngine, matcher: TemplateMatrix, rep
         decode_fps = frames / wall
         for label, regions in variants:
             sink = CountingSink(matcher, ["cam"])
-            source = open_source(str(video), policy=SourcePolicy(video.parent))
+            source = open_source(str(video), policy=SourcePolicy(video.parent), decode_every=DEFAULT_CADENCE)
             pipeline = CameraPipeline("cam", source, engine, sink, replace(PipelineConfig(), regions=regions))
             wall, cpu, frames = measured(lambda pipeline=pipeline: pipeline.run().frames)
             runs[label].append((frames / wall, frames / wall / decode_fps, 1000 * cpu / frames, sink.scanned, dict(pipeline.stats.seconds)))
@@ -229,7 +230,8 @@ def realtime_table(video: Path, engine: FaceEngine, matcher: TemplateMatrix, cou
         table.add_column(column)
     for count, backlog in itertools.product(counts, backlogs):
         cameras = [f"cam{number}" for number in range(1, count + 1)]
-        sources = {camera: open_source(str(video), policy=SourcePolicy(video.parent), realtime=True, backlog=backlog) for camera in cameras}
+        sources = {camera: open_source(
+            str(video), policy=SourcePolicy(video.parent), realtime=True, backlog=backlog, decode_every=DEFAULT_CADENCE) for camera in cameras}
         runner = LiveRunner(CountingSink(matcher, cameras), sources, engine)
         before = load()
         wall, cpu, _ = measured(lambda runner=runner: runner.run() or 0)

@@ -18,6 +18,7 @@ from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -35,6 +36,7 @@ from openfrt.live.sources import (
     ImageFolderSource,
     LatestFrameSource,
     Source,
+    SourceError,
     open_source,
 )
 from openfrt.live.source_policy import SourcePolicy
@@ -290,6 +292,70 @@ def test_a_pipeline_converts_only_the_frames_it_detects_on_and_each_once() -> No
 
     assert len(sink.alerts) == 1  # the frames it looked at were whole
     assert conversions == [0, 2, 4, 6]
+
+
+def test_a_detection_due_on_a_frame_the_source_did_not_decode_moves_to_the_next_decoded_frame() -> None:
+    """A frame without pixels (a non-reference frame the source skipped) is counted but never
+    looked at; the detection round due on it is done on the next decoded frame."""
+    rng = np.random.default_rng(3)
+    box = (40.0, 60.0, 48.0, 48.0)
+    rgb = np.full((240, 480, 3), 128, np.uint8)
+    textured(rgb, box, (220, 40, 40), rng)
+    conversions: list[int] = []
+
+    def converted(index: int) -> np.ndarray:
+        conversions.append(index)
+        return rgb.copy()
+
+    class SkippingSource(Source):
+        def frames(self, on_gap=None) -> Iterator[Frame]:  # type: ignore[no-untyped-def]
+            for index in range(7):
+                yield Frame(None if index in (1, 2) else lambda index=index: converted(index), index / 10)
+
+    reference = np.array([[8, 10], [24, 10], [16, 16], [10, 24], [22, 24]], np.float32)
+    embedder = ChipEmbedder(MeanColourBackend(), ChipSpec(32, reference), "colour", "1", threshold=0.95)
+    sink = RecordingSink(TemplateMatrix("colour@1", [("RED", Template(np.array([220, 40, 40], np.float32), "colour", "1"))]), threshold=0.95)
+    engine = SimpleNamespace(detector=ScriptedDetector([[box]] * 4), embedder=embedder)
+    stats = CameraPipeline("cam", SkippingSource("skipping"), engine, sink, PipelineConfig(cadence=2, min_hits=2, regions=WHOLE_FRAMES)).run()  # type: ignore[arg-type]
+
+    assert conversions == [0, 3, 4, 6]
+    assert stats.frames == 7 and stats.dropped == 0
+    assert len(sink.alerts) == 1 and sink.alerts[0].source_time == pytest.approx(0.3)
+
+
+def _numbered_h264(path: Path, count: int) -> None:
+    """A small H.264 file with non-reference B-frames, frame ``i`` a flat grey of level ``8 i``."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"x264-params": "bframes=3:b-pyramid=none:keyint=250:scenecut=0", "preset": "veryfast", "qp": "10"}
+        for index in range(count):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 8 * index, np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+@pytest.mark.parametrize("realtime", [False, True])
+def test_a_video_file_decoded_for_every_2nd_frame_skips_only_non_reference_frames_in_between(tmp_path: Path, realtime: bool) -> None:
+    """``decode_every=2``: every frame still arrives in order with its time; the frames not
+    decoded are all between the 2nd ones, and every decoded frame has the pixels it has when all
+    are decoded."""
+    path = tmp_path / "numbered.mp4"
+    _numbered_h264(path, 30)
+    every = list(open_source(str(path), policy=SourcePolicy(tmp_path)).frames())
+    sparse = list(open_source(str(path), policy=SourcePolicy(tmp_path), realtime=realtime, decode_every=2).frames())
+
+    assert [frame.time for frame in sparse] == [frame.time for frame in every] == pytest.approx([i / 25 for i in range(30)])
+    assert all(frame.decoded for frame in every)
+    undecoded = [index for index, frame in enumerate(sparse) if not frame.decoded]
+    assert len(undecoded) >= 10  # the B-frames between the 2nd ones: decoding them is the saving
+    assert all(index % 2 for index in undecoded)
+    for index, (frame, full) in enumerate(zip(sparse, every)):
+        if frame.decoded:
+            assert np.array_equal(frame.rgb, full.rgb), index
+            assert abs(int(frame.rgb.mean()) - 8 * index) <= 2
+    with pytest.raises(SourceError, match="not decoded"):
+        sparse[undecoded[0]].rgb  # noqa: B018
 
 
 class AlternatingBackend(InferenceBackend):

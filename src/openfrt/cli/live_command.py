@@ -119,7 +119,7 @@ def live(
             except OpenFRTError as exc:
                 usage_error(str(exc))
             if cluster is None:
-                cameras = _open_sources(targets, service.source_policy, realtime)
+                cameras = _open_sources(targets, service.source_policy, realtime, cadence)
             else:
                 cameras = {}
                 opened = _open_on_cluster(cluster, engine.config, targets, service.source_policy, realtime)
@@ -163,12 +163,12 @@ def _run_cameras(
             disconnect()
 
 
-def _open_sources(targets: dict[str, str], policy: SourcePolicy, realtime: bool) -> dict[str, Source]:
+def _open_sources(targets: dict[str, str], policy: SourcePolicy, realtime: bool, cadence: int) -> dict[str, Source]:
     """Each camera's source, all or none, if the source policy allows it (the same rule as the server's)."""
     from openfrt.live.sources import open_sources
 
     try:
-        return open_sources(targets, policy=policy, realtime=realtime)
+        return open_sources(targets, policy=policy, realtime=realtime, decode_every=cadence)
     except OpenFRTError as exc:
         usage_error(str(exc))
 

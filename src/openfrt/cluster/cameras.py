@@ -181,7 +181,8 @@ class CameraWorker:
             return Placement(node, started=False)
         seal = Seal(key)
         matcher: TemplateMatrix = seal.open(snapshot)
-        source = open_source(order.source, policy=order.policy, realtime=order.realtime, after=order.resume.after)
+        source = open_source(order.source, policy=order.policy, realtime=order.realtime, after=order.resume.after,
+                             decode_every=order.pipeline.cadence)
         self._run = _CameraRun(order, source, FaceEngine(order.engine), matcher, seal)
         self._run.start()
         return Placement(node, started=True)

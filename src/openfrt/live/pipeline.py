@@ -104,8 +104,9 @@ LIVE_RUNTIME = "openvino-bf16"
 class PipelineConfig:
     """How a camera is processed.
 
-    ``cadence``: detect on every Nth frame only; frames in between are skipped, and the
-    tracker's gate (a face height from the predicted position) absorbs N frames of motion.
+    ``cadence``: detect on every Nth frame only; frames in between are skipped (a video file's
+    source need not even decode them: ``open_source(decode_every=cadence)``), and the tracker's
+    gate (a face height from the predicted position) absorbs N frames of motion.
     ``max_gap_seconds``: source time a track may go without its face before it ends.
     ``keep_views``: best views kept per track. ``min_hits``: detection rounds before a track
     is searched or counted. ``top``: candidates kept with an alert. ``regions``: where in a
@@ -212,6 +213,8 @@ class CameraPipeline:
         self._confident_score = engine.detector.confident_score
         #: Source time of the frame being processed: when an alert is raised.
         self._now = 0.0
+        #: A detection round fell on a frame the source did not decode; the next decoded one takes it.
+        self._detection_owed = False
         self.stats = CameraStats()
         self._lock: AbstractContextManager[object] = lock if lock is not None else nullcontext()
         self._on_alert = on_alert
@@ -246,8 +249,12 @@ class CameraPipeline:
         if frame.dropped:
             self.stats.dropped += frame.dropped
             self.sink.add_frames_dropped(self.camera, frame.dropped)
-        if (self.stats.frames - 1) % self.config.cadence:
+        if (self.stats.frames - 1) % self.config.cadence and not self._detection_owed:
             return
+        if not frame.decoded:  # a frame the source skipped (see openfrt.live.sources): detect on the next
+            self._detection_owed = True
+            return
+        self._detection_owed = False
         with self._timed("regions"):
             rects = self.planner.plan(frame.rgb, frame.time, [track.predicted(frame.time) for track in self.tracker.tracks])
         with self._timed("detect"), self._lock:

@@ -13,11 +13,17 @@ Two ways of reading, because the two kinds of input need opposite things:
 Times: seconds into the input for files and folders (frame index / fps); Unix time for live.
 A file or folder can be opened to start ``after`` a source time (a camera restarted elsewhere
 resumes where it was); skipped frames are not processed, and a paced file is paced from there.
+
+A video file opened with ``decode_every=N`` (the pipeline's cadence) does not decode the
+non-reference frames (no other frame is decoded from them: most B-frames) that fall between
+every Nth: they are still delivered, in place and with their time, but without pixels
+(:attr:`Frame.decoded` is False), and a pipeline detects on the next decoded frame if one is due.
 """
 
 from __future__ import annotations
 
 import contextvars
+import heapq
 import itertools
 import logging
 import queue
@@ -51,9 +57,9 @@ READ_AHEAD = 4
 POLL_SECONDS = 0.1
 
 GapCallback = Callable[[datetime, datetime], None]
-#: Opens a stream and yields ``(rgb, time)`` until it fails (raises) or ends (returns).
-#: RGB pixels, or a call that converts a decoded frame to them.
-Pixels = np.ndarray | Callable[[], np.ndarray]
+#: RGB pixels, or a call that converts a decoded frame to them; None for a frame not decoded.
+Pixels = np.ndarray | Callable[[], np.ndarray] | None
+#: Opens a stream and yields ``(pixels, time)`` until it fails (raises) or ends (returns).
 Connect = Callable[[], Iterator[tuple[Pixels, float]]]
 
 
@@ -68,15 +74,22 @@ class Frame:
 
     ``pixels`` are RGB, or what gives them: a decoder's frame is converted to RGB only when
     :attr:`rgb` is first read, because a live pipeline detects on every ``cadence``-th frame
-    and never looks at the others (the conversion is 1-2 ms of a 1080p frame's 8-9 ms)."""
+    and never looks at the others (the conversion is 1-2 ms of a 1080p frame's 8-9 ms). A frame
+    the source did not decode at all has none (``decoded`` is False)."""
 
     pixels: Pixels
     time: float
     dropped: int = 0
     received: float = field(default_factory=time.monotonic)
 
+    @property
+    def decoded(self) -> bool:
+        return self.pixels is not None
+
     @cached_property
     def rgb(self) -> np.ndarray:
+        if self.pixels is None:
+            raise SourceError(f"the frame at {self.time:.3f} s was not decoded (a non-reference frame the source skipped)")
         return self.pixels() if callable(self.pixels) else self.pixels
 
 
@@ -140,13 +153,16 @@ class ImageFolderSource(Source):
 
 
 class VideoFileSource(Source):
-    """A video file, decoded ahead in a thread; every frame is processed and the file ends the source."""
+    """A video file, decoded ahead in a thread; every frame is processed and the file ends the source.
 
-    def __init__(self, path: Path, after: float | None = None) -> None:
+    ``decode_every``: see the module docstring."""
+
+    def __init__(self, path: Path, after: float | None = None, decode_every: int = 1) -> None:
         super().__init__(str(path))
         self.path = path
         self.fps = video_fps(path)
         self.after = after
+        self.decode_every = decode_every
 
     def frames(self, on_gap: GapCallback | None = None) -> Iterator[Frame]:
         ahead: queue.Queue[Frame | None] = queue.Queue(maxsize=READ_AHEAD)
@@ -179,7 +195,7 @@ class VideoFileSource(Source):
     def _decoded(self) -> Iterator[tuple[Pixels, float]]:
         """The frames to process and their times: every frame here; a subclass may sample them
         (footage search, :mod:`openfrt.footage.sampling`)."""
-        return _file_frames(self.path, self.fps, self._stopped, self.after)
+        return _file_frames(self.path, self.fps, self._stopped, self.after, self.decode_every)
 
 
 #: Frames a live source holds for the pipeline: enough to ride out a slow round (a full pass,
@@ -300,13 +316,17 @@ def check_source(spec: str, policy: SourcePolicy) -> str:
 
 def open_source(
     spec: str, *, policy: SourcePolicy, realtime: bool = False, folder_fps: float = 1.0, after: float | None = None,
-    backlog: int = BACKLOG_FRAMES,
+    backlog: int = BACKLOG_FRAMES, decode_every: int = 1,
 ) -> Source:
     """The source a camera names: a stream URL, a webcam, a folder of images or a video file —
     if ``policy`` allows it (checked again before each reconnection of a stream).
 
     ``after``: start a file or folder after this source time (streams and webcams are live and
-    always start now). ``backlog``: frames a live source keeps for the pipeline."""
+    always start now). ``backlog``: frames a live source keeps for the pipeline.
+    ``decode_every``: the pipeline's cadence, for a video file (see the module docstring;
+    streams and webcams decode every frame)."""
+    if decode_every < 1:
+        raise ValueError(f"decode_every must be at least 1, not {decode_every}")
     target = check_source(spec, policy)
     if "://" in target:
         label = without_credentials(target)
@@ -318,17 +338,23 @@ def open_source(
         return ImageFolderSource(path, folder_fps, after=after)
     if realtime:
         fps = video_fps(path)
-        return LatestFrameSource(str(path), lambda: _paced(_file_frames(path, fps, threading.Event(), after)), reconnect=False, backlog=backlog)
-    return VideoFileSource(path, after)
+
+        def paced() -> Iterator[tuple[Pixels, float]]:
+            return _paced(_file_frames(path, fps, threading.Event(), after, decode_every))
+
+        return LatestFrameSource(str(path), paced, reconnect=False, backlog=backlog)
+    return VideoFileSource(path, after, decode_every)
 
 
-def open_sources(cameras: Mapping[str, str], *, policy: SourcePolicy, realtime: bool = False) -> dict[str, Source]:
+def open_sources(
+    cameras: Mapping[str, str], *, policy: SourcePolicy, realtime: bool = False, decode_every: int = 1
+) -> dict[str, Source]:
     """A deployment's cameras (name -> source description) opened, all or none, if ``policy``
     allows each: if one fails, those already open are stopped and the error raised."""
     sources: dict[str, Source] = {}
     try:
         for camera, spec in cameras.items():
-            sources[camera] = open_source(spec, policy=policy, realtime=realtime)
+            sources[camera] = open_source(spec, policy=policy, realtime=realtime, decode_every=decode_every)
     except OpenFRTError:
         for source in sources.values():
             source.stop()
@@ -346,23 +372,57 @@ def video_fps(path: Path) -> float:
     return float(rate) if rate and rate > 0 else 25.0
 
 
-def _file_frames(path: Path, fps: float, stopped: threading.Event, after: float | None = None) -> Iterator[tuple[Pixels, float]]:
-    """Decoded frames, to be converted to RGB when looked at, and their times; frames up to
-    ``after`` seconds are skipped.
+def _file_frames(
+    path: Path, fps: float, stopped: threading.Event, after: float | None = None, decode_every: int = 1
+) -> Iterator[tuple[Pixels, float]]:
+    """Frames, to be converted to RGB when looked at (None: not decoded, see the module
+    docstring), and their times; frames up to ``after`` seconds are skipped.
 
-    PyAV on one thread, converting straight to RGB: the same pixels as OpenCV's reader turned
-    from BGR, for 0.8 of its CPU per 1080p frame (the reader thread already overlaps decoding
-    with the pipeline, and with several cameras every core is needed for detection)."""
+    PyAV, converting straight to RGB: the same pixels as OpenCV's reader turned from BGR, for
+    0.8 of its CPU per 1080p frame (the reader thread already overlaps decoding with the
+    pipeline, and with several cameras every core is needed for detection)."""
     index = 0
     try:
         with av.open(str(path)) as container:
-            for index, frame in enumerate(container.decode(container.streams.video[0])):
+            for index, pixels in _decode_needed(container, container.streams.video[0], fps, decode_every):
                 if stopped.is_set():
                     return
                 if after is None or index / fps > after:
-                    yield partial(frame.to_ndarray, format="rgb24"), index / fps
+                    yield pixels, index / fps
     except (av.FFmpegError, IndexError) as exc:  # a damaged file ends where it can no longer be read
         log.warning("%s: no more frames after frame %d: %s", path.name, index, exc)
+
+
+def _decode_needed(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, fps: float, every: int
+) -> Iterator[tuple[int, Pixels]]:
+    """Each frame's number (from its timestamp) and its pending RGB conversion, in display order;
+    a non-reference frame whose number is not a multiple of ``every`` is not decoded (FFmpeg's
+    ``skip_frame``, set packet by packet) and comes with None. A packet without a timestamp is
+    always decoded, and a frame without one numbered after the last."""
+    codec = stream.codec_context
+    origin, base = stream.start_time or 0, stream.time_base
+
+    def number(pts: int | None) -> int | None:
+        return None if pts is None or base is None else round(float((pts - origin) * base) * fps)
+
+    skipped: list[int] = []  # numbers of packets sent with skipping asked for, not yet seen decoded
+    last = -1
+    for packet in container.demux(stream):
+        wanted = number(packet.pts)
+        skip = every > 1 and wanted is not None and wanted % every != 0
+        codec.skip_frame = "NONREF" if skip else "DEFAULT"
+        if skip:
+            heapq.heappush(skipped, wanted)
+        for frame in codec.decode(packet):
+            shown = number(frame.pts)
+            last = last + 1 if shown is None else shown
+            while skipped and skipped[0] <= last:  # frames come in display order: earlier ones were skipped
+                if (gone := heapq.heappop(skipped)) < last:
+                    yield gone, None
+            yield last, partial(frame.to_ndarray, format="rgb24")
+    while skipped:
+        yield heapq.heappop(skipped), None
 
 
 def _paced(frames: Iterator[tuple[Pixels, float]]) -> Iterator[tuple[Pixels, float]]:

@@ -121,7 +121,9 @@ class LiveSupervisor:
 
     def _start_here(self, name: str, actor: str, begin: Callable[[], RunningDeployment]) -> tuple[RunningDeployment, CameraRunner]:
         """Open the sources in this process, then start (or resume) with ``begin``."""
-        sources = open_sources(self.service.camera_sources(name), policy=self.service.source_policy, realtime=self._realtime)
+        sources = open_sources(
+            self.service.camera_sources(name), policy=self.service.source_policy, realtime=self._realtime,
+            decode_every=self._config.cadence)
         try:
             engine = self._engine()
             running = begin()
