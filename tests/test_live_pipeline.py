@@ -323,12 +323,12 @@ def test_a_detection_due_on_a_frame_the_source_did_not_decode_moves_to_the_next_
     assert len(sink.alerts) == 1 and sink.alerts[0].source_time == pytest.approx(0.3)
 
 
-def _numbered_h264(path: Path, count: int) -> None:
+def _numbered_h264(path: Path, count: int, keyframe_every: int) -> None:
     """A small H.264 file with non-reference B-frames, frame ``i`` a flat grey of level ``8 i``."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.options = {"x264-params": "bframes=3:b-pyramid=none:keyint=250:scenecut=0", "preset": "veryfast", "qp": "10"}
+        stream.options = {"x264-params": f"bframes=3:b-pyramid=none:keyint={keyframe_every}:min-keyint={keyframe_every}:scenecut=0", "preset": "veryfast", "qp": "10"}
         for index in range(count):
             frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 8 * index, np.uint8), format="rgb24")
             container.mux(stream.encode(frame))
@@ -338,10 +338,11 @@ def _numbered_h264(path: Path, count: int) -> None:
 @pytest.mark.parametrize("realtime", [False, True])
 def test_a_video_file_decoded_for_every_2nd_frame_skips_only_non_reference_frames_in_between(tmp_path: Path, realtime: bool) -> None:
     """``decode_every=2``: every frame still arrives in order with its time; the frames not
-    decoded are all between the 2nd ones, and every decoded frame has the pixels it has when all
+    decoded are between every 2nd one counted from the last keyframe (frame 0, then 15: odd ones,
+    then even ones), never two in a row, and every decoded frame has the pixels it has when all
     are decoded."""
     path = tmp_path / "numbered.mp4"
-    _numbered_h264(path, 30)
+    _numbered_h264(path, 30, keyframe_every=15)
     every = list(open_source(str(path), policy=SourcePolicy(tmp_path)).frames())
     sparse = list(open_source(str(path), policy=SourcePolicy(tmp_path), realtime=realtime, decode_every=2).frames())
 
@@ -349,7 +350,8 @@ def test_a_video_file_decoded_for_every_2nd_frame_skips_only_non_reference_frame
     assert all(frame.decoded for frame in every)
     undecoded = [index for index, frame in enumerate(sparse) if not frame.decoded]
     assert len(undecoded) >= 10  # the B-frames between the 2nd ones: decoding them is the saving
-    assert all(index % 2 for index in undecoded)
+    assert all(index % 2 for index in undecoded if index < 15) and all(index % 2 == 0 for index in undecoded if index > 15)
+    assert {index % 2 for index in undecoded} == {0, 1} and not any(b - a == 1 for a, b in pairwise(undecoded))
     for index, (frame, full) in enumerate(zip(sparse, every)):
         if frame.decoded:
             assert np.array_equal(frame.rgb, full.rgb), index

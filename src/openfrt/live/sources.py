@@ -16,8 +16,9 @@ resumes where it was); skipped frames are not processed, and a paced file is pac
 
 A video file opened with ``decode_every=N`` (the pipeline's cadence) does not decode the
 non-reference frames (no other frame is decoded from them: most B-frames) that fall between
-every Nth: they are still delivered, in place and with their time, but without pixels
-(:attr:`Frame.decoded` is False), and a pipeline detects on the next decoded frame if one is due.
+every Nth counted from each keyframe: they are still delivered, in place and with their time,
+but without pixels (:attr:`Frame.decoded` is False), and a pipeline detects on the next decoded
+frame when a detection round falls on one.
 """
 
 from __future__ import annotations
@@ -396,10 +397,13 @@ def _file_frames(
 def _decode_needed(
     container: av.container.InputContainer, stream: av.video.stream.VideoStream, fps: float, every: int
 ) -> Iterator[tuple[int, Pixels]]:
-    """Each frame's number (from its timestamp) and its pending RGB conversion, in display order;
-    a non-reference frame whose number is not a multiple of ``every`` is not decoded (FFmpeg's
-    ``skip_frame``, set packet by packet) and comes with None. A packet without a timestamp is
-    always decoded, and a frame without one numbered after the last."""
+    """Each frame's number (from its timestamp) and its pending RGB conversion, in display order.
+
+    Every ``every``-th frame counted from the last keyframe is decoded; a non-reference frame in
+    between is not (FFmpeg's ``skip_frame``, set packet by packet) and comes with None. Counting
+    from keyframes keeps the frames due on the stream's own pattern of reference frames, which a
+    file made of joined clips shifts at each join. A packet without a timestamp is always
+    decoded, and a frame without one numbered after the last."""
     codec = stream.codec_context
     origin, base = stream.start_time or 0, stream.time_base
 
@@ -407,10 +411,12 @@ def _decode_needed(
         return None if pts is None or base is None else round(float((pts - origin) * base) * fps)
 
     skipped: list[int] = []  # numbers of packets sent with skipping asked for, not yet seen decoded
-    last = -1
+    last, phase = -1, 0
     for packet in container.demux(stream):
         wanted = number(packet.pts)
-        skip = every > 1 and wanted is not None and wanted % every != 0
+        if packet.is_keyframe and wanted is not None:
+            phase = wanted % every
+        skip = every > 1 and wanted is not None and wanted % every != phase
         codec.skip_frame = "NONREF" if skip else "DEFAULT"
         if skip:
             heapq.heappush(skipped, wanted)
