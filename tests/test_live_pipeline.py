@@ -27,7 +27,7 @@ from cli_users import as_user, authorised_deployment
 from openfrt.gallery import Gallery, ImageToEnrol, SubjectInfo
 from openfrt.gallery.matching import TemplateMatrix
 from openfrt.live.events import AlertEvent
-from openfrt.live.pipeline import CameraPipeline, PipelineConfig, camera_engines, live_engine_config
+from openfrt.live.pipeline import CameraPipeline, CameraStats, PipelineConfig, camera_engines, live_engine_config
 from openfrt.live.privacy import pixelate
 from openfrt.live.regions import RegionConfig
 from openfrt.live.sources import (
@@ -265,10 +265,10 @@ def test_a_tracked_face_not_detected_in_the_alert_frame_is_pixelated_there_too()
     assert shown[80:140, 400:460].astype(float).std(axis=(0, 1)).max() < 15
 
 
-def test_a_pipeline_converts_only_the_frames_it_detects_on_and_each_once() -> None:
-    """Decoded frames become RGB when first looked at: with detection on every 2nd frame, the
-    frames in between are never converted, and a frame read for regions, detection, chips and
-    the alert snapshot is converted once."""
+def _run_on_lazy_frames(undecoded: set[int]) -> tuple[list[int], CameraStats, RecordingSink]:
+    """Seven frames of one red face at 10 fps, each converted to RGB only when read, except the
+    ``undecoded`` ones (no pixels), through a pipeline detecting on every 2nd frame: the frames
+    converted, in order, the camera's figures and its sink."""
     rng = np.random.default_rng(2)
     box = (40.0, 60.0, 48.0, 48.0)
     rgb = np.full((240, 480, 3), 128, np.uint8)
@@ -279,16 +279,24 @@ def test_a_pipeline_converts_only_the_frames_it_detects_on_and_each_once() -> No
         conversions.append(index)
         return rgb.copy()
 
-    class DecodedSource(Source):
+    class LazySource(Source):
         def frames(self, on_gap=None) -> Iterator[Frame]:  # type: ignore[no-untyped-def]
             for index in range(7):
-                yield Frame(lambda index=index: converted(index), index / 10)
+                yield Frame(None if index in undecoded else lambda index=index: converted(index), index / 10)
 
     reference = np.array([[8, 10], [24, 10], [16, 16], [10, 24], [22, 24]], np.float32)
     embedder = ChipEmbedder(MeanColourBackend(), ChipSpec(32, reference), "colour", "1", threshold=0.95)
     sink = RecordingSink(TemplateMatrix("colour@1", [("RED", Template(np.array([220, 40, 40], np.float32), "colour", "1"))]), threshold=0.95)
     engine = SimpleNamespace(detector=ScriptedDetector([[box]] * 4), embedder=embedder)
-    CameraPipeline("cam", DecodedSource("decoded"), engine, sink, PipelineConfig(cadence=2, min_hits=2, regions=WHOLE_FRAMES)).run()  # type: ignore[arg-type]
+    stats = CameraPipeline("cam", LazySource("lazy"), engine, sink, PipelineConfig(cadence=2, min_hits=2, regions=WHOLE_FRAMES)).run()  # type: ignore[arg-type]
+    return conversions, stats, sink
+
+
+def test_a_pipeline_converts_only_the_frames_it_detects_on_and_each_once() -> None:
+    """Decoded frames become RGB when first looked at: with detection on every 2nd frame, the
+    frames in between are never converted, and a frame read for regions, detection, chips and
+    the alert snapshot is converted once."""
+    conversions, _, sink = _run_on_lazy_frames(set())
 
     assert len(sink.alerts) == 1  # the frames it looked at were whole
     assert conversions == [0, 2, 4, 6]
@@ -297,26 +305,7 @@ def test_a_pipeline_converts_only_the_frames_it_detects_on_and_each_once() -> No
 def test_a_detection_due_on_a_frame_the_source_did_not_decode_moves_to_the_next_decoded_frame() -> None:
     """A frame without pixels (a non-reference frame the source skipped) is counted but never
     looked at; the detection round due on it is done on the next decoded frame."""
-    rng = np.random.default_rng(3)
-    box = (40.0, 60.0, 48.0, 48.0)
-    rgb = np.full((240, 480, 3), 128, np.uint8)
-    textured(rgb, box, (220, 40, 40), rng)
-    conversions: list[int] = []
-
-    def converted(index: int) -> np.ndarray:
-        conversions.append(index)
-        return rgb.copy()
-
-    class SkippingSource(Source):
-        def frames(self, on_gap=None) -> Iterator[Frame]:  # type: ignore[no-untyped-def]
-            for index in range(7):
-                yield Frame(None if index in (1, 2) else lambda index=index: converted(index), index / 10)
-
-    reference = np.array([[8, 10], [24, 10], [16, 16], [10, 24], [22, 24]], np.float32)
-    embedder = ChipEmbedder(MeanColourBackend(), ChipSpec(32, reference), "colour", "1", threshold=0.95)
-    sink = RecordingSink(TemplateMatrix("colour@1", [("RED", Template(np.array([220, 40, 40], np.float32), "colour", "1"))]), threshold=0.95)
-    engine = SimpleNamespace(detector=ScriptedDetector([[box]] * 4), embedder=embedder)
-    stats = CameraPipeline("cam", SkippingSource("skipping"), engine, sink, PipelineConfig(cadence=2, min_hits=2, regions=WHOLE_FRAMES)).run()  # type: ignore[arg-type]
+    conversions, stats, sink = _run_on_lazy_frames({1, 2})
 
     assert conversions == [0, 3, 4, 6]
     assert stats.frames == 7 and stats.dropped == 0
