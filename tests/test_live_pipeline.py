@@ -347,6 +347,8 @@ def test_a_video_file_decoded_for_every_2nd_frame_skips_only_non_reference_frame
             assert abs(int(frame.rgb.mean()) - 8 * index) <= 2
     with pytest.raises(SourceError, match="not decoded"):
         sparse[undecoded[0]].rgb  # noqa: B018
+    with pytest.raises(ValueError, match="decode_every must be at least 1"):
+        open_source(str(path), policy=SourcePolicy(tmp_path), realtime=realtime, decode_every=0)
 
 
 class AlternatingBackend(InferenceBackend):
