@@ -16,9 +16,11 @@ stream copied), all in this process and in this order, so that the ratios compar
    fps, share of the same round's PyAV decoding fps, CPU-ms per frame (decoding included),
    people counted;
 4. N cameras of the looped file played in real time (paced at 25 fps, the newest ``--backlogs``
-   frames kept for the pipeline, as from a live camera) through :class:`LiveRunner` (an engine
-   per camera while there are cores): frames dropped per camera, for each backlog in turn. The most cameras that each drop
-   under 1% at the default backlog is "cameras in real time" on this machine.
+   frames kept for the pipeline, as from a live camera) as threads of this process
+   (:class:`LiveRunner`, an engine per camera while there are cores, as the server runs them)
+   and, for several cameras, each in a process of its own (:class:`CameraProcesses`, as
+   ``openfrt live`` runs them): frames dropped per camera, for each backlog in turn (default:
+   each way's own). The most cameras that each drop under 1% is "cameras in real time" on this machine.
 
 CPU times are process CPU (all threads), which other jobs on the machine inflate far less than
 wall time; the load average before each step is printed with it.
@@ -48,6 +50,7 @@ from openfrt.gallery.matching import TemplateMatrix
 from openfrt.live.defaults import DEFAULT_CADENCE
 from openfrt.live.events import AlertEvent
 from openfrt.live.pipeline import CameraPipeline, CameraStats, LiveRunner, PipelineConfig, live_engine_config
+from openfrt.live.processes import PROCESS_BACKLOG_FRAMES, CameraProcesses
 from openfrt.live.regions import RegionConfig
 from openfrt.live.source_policy import SourcePolicy
 from openfrt.live.sources import BACKLOG_FRAMES, open_source
@@ -92,8 +95,8 @@ def main() -> None:
     parser.add_argument("--cameras", type=lambda text: [int(n) for n in text.split(",") if n], default=[1, 2, 3],
                         help="Camera counts to play in real time, comma-separated.")
     parser.add_argument("--threads", type=int, default=0, help="Inference threads (0: the runtime's default).")
-    parser.add_argument("--backlogs", type=lambda text: [int(n) for n in text.split(",") if n], default=[BACKLOG_FRAMES],
-                        help="Frames a live source keeps for the pipeline, one real-time run each (default: the sources' default).")
+    parser.add_argument("--backlogs", type=lambda text: [int(n) for n in text.split(",") if n], default=[],
+                        help="Frames a live source keeps for the pipeline, one real-time run each (default: each way's own).")
     parser.add_argument("--repeat", type=int, default=3, help="Rounds of the one-camera comparison (medians are reported).")
     args = parser.parse_args()
     if not VIDEO.is_file():
@@ -223,25 +226,48 @@ def pipeline_table(video: Path, engine: FaceEngine, matcher: TemplateMatrix, rep
 
 
 def realtime_table(video: Path, engine: FaceEngine, matcher: TemplateMatrix, counts: list[int], backlogs: list[int]) -> Table:
-    """N cameras of ``video`` played in real time through one LiveRunner (an engine per camera while there are cores for one each), for each backlog."""
+    """N cameras of ``video`` played in real time, for each backlog (each way's default if none):
+    as threads of this process (:class:`LiveRunner`, an engine per camera while there are cores
+    for one each, as the server runs them) and, for several cameras, each in a process of its own
+    (:class:`CameraProcesses`, as ``openfrt live`` runs them), one after the other."""
     table = Table(title=f"cameras played in real time (25 fps each, {video.name}), default settings")
-    for column in ("cameras", "frames kept for the pipeline", "load before", "frames dropped per camera", "worst share dropped",
+    for column in ("cameras", "run as", "frames kept for the pipeline", "load before", "frames dropped per camera", "worst share dropped",
                    "CPU-ms per camera frame", "in real time (< 1% dropped)"):
         table.add_column(column)
-    for count, backlog in itertools.product(counts, backlogs):
+    for count in counts:
         cameras = [f"cam{number}" for number in range(1, count + 1)]
-        sources = {camera: open_source(
-            str(video), policy=SourcePolicy(video.parent), realtime=True, backlog=backlog, decode_every=DEFAULT_CADENCE) for camera in cameras}
-        runner = LiveRunner(CountingSink(matcher, cameras), sources, engine)
-        before = load()
-        wall, cpu, _ = measured(lambda runner=runner: runner.run() or 0)
-        stats: dict[str, CameraStats] = runner.stats()
-        shares = [s.dropped / max(1, s.frames + s.dropped) for s in stats.values()]
-        delivered = sum(s.frames for s in stats.values())
-        table.add_row(str(count), str(backlog), before, ", ".join(f"{s.dropped} of {s.frames + s.dropped}" for s in stats.values()),
-                      f"{max(shares):.1%}", f"{1000 * cpu / max(1, delivered):.1f}", "yes" if max(shares) < REAL_TIME_DROPS else "no")
+        ways = [("threads", BACKLOG_FRAMES)] + ([("processes", PROCESS_BACKLOG_FRAMES)] if count > 1 else [])
+        for (way, default_backlog), backlog in itertools.product(ways, backlogs or [0]):
+            backlog = backlog or default_backlog
+            before = load()
+            stats, cpu = (threads_in_real_time if way == "threads" else processes_in_real_time)(video, engine, matcher, cameras, backlog)
+            shares = [s.dropped / max(1, s.frames + s.dropped) for s in stats.values()]
+            delivered = sum(s.frames for s in stats.values())
+            table.add_row(str(count), way, str(backlog), before, ", ".join(f"{s.dropped} of {s.frames + s.dropped}" for s in stats.values()),
+                          f"{max(shares):.1%}", f"{1000 * cpu / max(1, delivered):.1f}", "yes" if max(shares) < REAL_TIME_DROPS else "no")
     return table
 
+
+def threads_in_real_time(
+    video: Path, engine: FaceEngine, matcher: TemplateMatrix, cameras: list[str], backlog: int
+) -> tuple[dict[str, CameraStats], float]:
+    """Each camera's figures and the process's CPU seconds, ``cameras`` run as threads here."""
+    sources = {camera: open_source(
+        str(video), policy=SourcePolicy(video.parent), realtime=True, backlog=backlog, decode_every=DEFAULT_CADENCE) for camera in cameras}
+    runner = LiveRunner(CountingSink(matcher, cameras), sources, engine)
+    _, cpu, _ = measured(lambda: runner.run() or 0)
+    return runner.stats(), cpu
+
+
+def processes_in_real_time(
+    video: Path, engine: FaceEngine, matcher: TemplateMatrix, cameras: list[str], backlog: int
+) -> tuple[dict[str, CameraStats], float]:
+    """Each camera's figures and CPU seconds (the camera processes' while their pipelines ran,
+    and this process's meanwhile), ``cameras`` each run in a process of its own."""
+    runner = CameraProcesses(CountingSink(matcher, cameras), {camera: str(video) for camera in cameras}, engine.config,
+                             PipelineConfig(), SourcePolicy(video.parent), realtime=True, backlog=backlog)
+    _, cpu, _ = measured(lambda: runner.run() or 0)
+    return runner.stats(), cpu + sum(runner.cpu_seconds.values())
 
 if __name__ == "__main__":
     main()

@@ -2,4 +2,5 @@
 
 from openfrt.cli.main import app
 
-app(prog_name="openfrt")
+if __name__ == "__main__":  # not when a camera's process (multiprocessing's "spawn") imports it
+    app(prog_name="openfrt")

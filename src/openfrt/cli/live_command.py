@@ -19,6 +19,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any
 
@@ -134,7 +135,8 @@ def live(
             dispatcher.start()
             try:
                 with log_context(deployment=deployment):
-                    _run_cameras(running, cameras, engine, opened, pipeline_config, events_json, actor)
+                    local = LocalCameras(cameras, targets, service.source_policy, realtime)
+                    _run_cameras(running, local, engine, opened, pipeline_config, events_json, actor)
             finally:
                 dispatcher.stop(drain_seconds=EVENT_DRAIN_SECONDS)
     finally:
@@ -142,15 +144,26 @@ def live(
             opened.close()
 
 
+@dataclass(frozen=True)
+class LocalCameras:
+    """The deployment's cameras as opened here (``sources``, checked against ``policy``), and
+    what they were opened from, for running them in processes of their own."""
+
+    sources: dict[str, Source]
+    targets: dict[str, str]
+    policy: SourcePolicy
+    realtime: bool
+
+
 def _run_cameras(
-    running: RunningDeployment, cameras: dict[str, Source], engine: FaceEngine, opened: OpenedCameras | None,
+    running: RunningDeployment, local: LocalCameras, engine: FaceEngine, opened: OpenedCameras | None,
     config: PipelineConfig, events_json: bool, actor: str,
 ) -> None:
-    """Run the cameras here, or on the cluster when they were opened there."""
+    """Run the cameras on the cluster when they were opened there; else here, each in a process
+    of its own when there are several and cores for more than one (see
+    :mod:`openfrt.live.processes`), or as threads of this process."""
     if opened is None:
-        from openfrt.live.pipeline import LiveRunner
-
-        _run(running, lambda on_alert: LiveRunner(running, cameras, engine, config, on_alert=on_alert), events_json, actor, print_json)
+        _run(running, _local_runner(running, local, engine, config), events_json, actor, print_json)
         return
     from openfrt.cluster.settings import disconnect
 
@@ -161,6 +174,20 @@ def _run_cameras(
         finally:  # Ray's late messages (the actors' end) still go to stderr
             opened.close()
             disconnect()
+
+
+def _local_runner(
+    running: RunningDeployment, local: LocalCameras, engine: FaceEngine, config: PipelineConfig
+) -> Callable[[AlertCallback], CameraRunner]:
+    from openfrt.live.pipeline import LiveRunner, available_cores
+
+    if len(local.sources) < 2 or available_cores() < 2:
+        return lambda on_alert: LiveRunner(running, local.sources, engine, config, on_alert=on_alert)
+    from openfrt.live.processes import CameraProcesses
+
+    for source in local.sources.values():  # each process opens its own
+        source.stop()
+    return lambda on_alert: CameraProcesses(running, local.targets, engine.config, config, local.policy, local.realtime, on_alert)
 
 
 def _open_sources(targets: dict[str, str], policy: SourcePolicy, realtime: bool, cadence: int) -> dict[str, Source]:
