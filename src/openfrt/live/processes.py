@@ -2,9 +2,10 @@
 
 Two cameras' pipelines in threads of one process share one interpreter lock: their Python
 between model calls (region planning, decoding YuNet's outputs, tracking) waits for each other,
-a core idles meanwhile, and when both are always busy the hand-overs cost CPU too. Two 1080p
-cameras played in real time on 2 cores dropped 3-9% of their frames as threads and 1-2% as
-processes, and with a 1 s backlog none as processes (README, *Live deployments*).
+a core idles meanwhile, and when both are always busy the hand-overs cost CPU too. As threads,
+two 1080p cameras played in real time on 2 cores dropped 1-10% of their frames, also when they
+kept more of them; as processes keeping 2 s of frames, none in 4 runs of ``openfrt live``
+(README, *Live deployments*).
 
 **What crosses.** Each camera's process opens its own source and builds its own engine, so
 frames, chips and templates never leave it (as in a cluster's camera actor). It gets the
@@ -44,9 +45,11 @@ from openfrt.vision import EngineConfig, FaceEngine
 log = logging.getLogger(__name__)
 
 #: Frames a camera's process keeps for its pipeline when playing live (a stream, or a file in
-#: real time): a second at 25 fps. A process has its cores to itself between bursts (many new
-#: faces at once) and catches up after them; 10 frames (0.4 s, as threads keep) dropped 1-2%.
-PROCESS_BACKLOG_FRAMES = 25
+#: real time): 2 s at 25 fps, so a camera may fall that far behind in a burst (many new faces at
+#: once) and catches up after it, having a core to itself. Two 1080p cameras through
+#: ``openfrt live`` on 2 cores dropped none in 4 runs keeping 50, 0-20 per camera keeping 25, and
+#: 12-50 as processes or threads keeping 10 (README).
+PROCESS_BACKLOG_FRAMES = 50
 
 #: How long a camera's process may take to exit once it has reported its end.
 EXIT_SECONDS = 10.0
