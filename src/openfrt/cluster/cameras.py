@@ -45,7 +45,7 @@ from openfrt.cluster.sealing import Seal
 from openfrt.cluster.settings import ClusterConfigError, ClusterSettings
 from openfrt.errors import OpenFRTError
 from openfrt.gallery.matching import TemplateMatrix
-from openfrt.live.events import AlertEvent, DeploymentSink
+from openfrt.live.events import AlertEvent, CameraOrder, DeploymentSink
 from openfrt.live.pipeline import AlertCallback, CameraPipeline, CameraStats, PipelineConfig
 from openfrt.live.source_policy import SourcePolicy
 from openfrt.live.sources import Frame, GapCallback, ImageFolderSource, Source, VideoFileSource, open_source
@@ -113,20 +113,10 @@ class ResumePoint:
 
 
 @dataclass(frozen=True)
-class StartOrder:
+class StartOrder(CameraOrder):
     """Everything a camera actor needs to (re)start, sent in the ``start`` call (never kept by
     Ray for restarts: a restarted actor is started again by the driver)."""
 
-    deployment: str
-    camera: str
-    source: str
-    #: The rule the source obeys, checked again where the actor opens it (and at each reconnection).
-    policy: SourcePolicy
-    realtime: bool
-    engine: EngineConfig
-    pipeline: PipelineConfig
-    threshold: float
-    model_id: str
     resume: ResumePoint
 
 

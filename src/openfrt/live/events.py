@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from openfrt.gallery.matching import Matcher
-    from openfrt.live.pipeline import CameraStats
+    from openfrt.live.pipeline import CameraStats, PipelineConfig
+    from openfrt.live.source_policy import SourcePolicy
+    from openfrt.vision import EngineConfig
 
 
 @dataclass(frozen=True)
@@ -81,3 +83,21 @@ class CameraRunner(Protocol):
 
     def stats(self) -> dict[str, CameraStats]:
         """Each camera's running figures, for displays."""
+
+
+@dataclass(frozen=True)
+class CameraOrder:
+    """What a camera needs to run its pipeline away from its deployment's process (in a process
+    of its own, or a cluster's actor): the source it opens where it runs, the engine it builds
+    there, and the deployment's settings it matches with."""
+
+    deployment: str
+    camera: str
+    source: str
+    #: The rule the source obeys, checked again where it is opened (and at each reconnection).
+    policy: SourcePolicy
+    realtime: bool
+    engine: EngineConfig
+    pipeline: PipelineConfig
+    threshold: float
+    model_id: str

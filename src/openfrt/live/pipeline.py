@@ -351,6 +351,13 @@ class CameraPipeline:
         return _Timer(self.stats.seconds, stage)
 
 
+def join_all(threads: Sequence[threading.Thread]) -> None:
+    """Wait for every thread to end, in short joins that keep the main thread responsive to Ctrl-C."""
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.2)
+
+
 def available_cores() -> int:
     """The cores this process may run on (its affinity, as a container limits it)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -416,9 +423,7 @@ class LiveRunner:
         threads = [threading.Thread(target=self._run_one, args=(p,), name=f"camera {p.camera}", daemon=True) for p in self.pipelines]
         for thread in threads:
             thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.2)  # short joins keep the main thread responsive to Ctrl-C
+        join_all(threads)
         if self._errors:
             raise self._errors[0]
 

@@ -29,15 +29,15 @@ import signal
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
 from openfrt.errors import OpenFRTError
 from openfrt.gallery.matching import Matcher
-from openfrt.live.events import AlertEvent, DeploymentSink
-from openfrt.live.pipeline import AlertCallback, CameraPipeline, CameraStats, PipelineConfig, available_cores
+from openfrt.live.events import AlertEvent, CameraOrder, DeploymentSink
+from openfrt.live.pipeline import AlertCallback, CameraPipeline, CameraStats, PipelineConfig, available_cores, join_all
 from openfrt.live.source_policy import SourcePolicy
 from openfrt.live.sources import Source, open_source
 from openfrt.vision import EngineConfig, FaceEngine
@@ -60,23 +60,6 @@ STATS_SECONDS = 0.5
 
 class CameraProcessError(OpenFRTError):
     """A camera's process failed (its source, its engine) or ended without saying why."""
-
-
-@dataclass(frozen=True)
-class CameraOrder:
-    """Everything a camera's process needs to run its pipeline against the deployment."""
-
-    camera: str
-    source: str
-    policy: SourcePolicy
-    realtime: bool
-    engine: EngineConfig
-    pipeline: PipelineConfig
-    deployment: str
-    threshold: float
-    model_id: str
-    matcher: Matcher
-    backlog: int
 
 
 class CameraProcesses:
@@ -102,9 +85,10 @@ class CameraProcesses:
         camera_engine = engine.model_copy(update={"threads": threads})
         self.sink = sink
         self._orders = [
-            CameraOrder(camera, spec, policy, realtime, camera_engine, config, sink.name, sink.threshold, sink.model_id, sink.matcher, backlog)
+            CameraOrder(sink.name, camera, spec, policy, realtime, camera_engine, config, sink.threshold, sink.model_id)
             for camera, spec in targets.items()
         ]
+        self._backlog = backlog
         #: CPU seconds of each camera's process while its pipeline ran (not its start-up), once it has finished.
         self.cpu_seconds: dict[str, float] = {}
         self._on_alert = on_alert
@@ -123,7 +107,7 @@ class CameraProcesses:
         for order in self._orders:
             events, child_events = context.Pipe()
             child_control, control = context.Pipe(duplex=False)
-            process = context.Process(target=_run_camera, args=(order, child_events, child_control), name=f"openfrt camera {order.camera}", daemon=True)
+            process = context.Process(target=_run_camera, args=(order, self.sink.matcher, self._backlog, child_events, child_control), name=f"openfrt camera {order.camera}", daemon=True)
             process.start()
             child_events.close()
             child_control.close()
@@ -134,9 +118,7 @@ class CameraProcesses:
             readers.append(reader)
         if self._stopping.is_set():
             self.stop()  # stopped while the processes were being started
-        for reader in readers:
-            while reader.is_alive():
-                reader.join(0.2)  # short joins keep the main thread responsive to Ctrl-C
+        join_all(readers)
         if self._errors:
             raise self._errors[0]
 
@@ -212,11 +194,11 @@ class _ReportingSink:
 
     deployment_id = 0
 
-    def __init__(self, order: CameraOrder, events: Connection) -> None:
+    def __init__(self, order: CameraOrder, matcher: Matcher, events: Connection) -> None:
         self.name = order.deployment
         self.threshold = order.threshold
         self.model_id = order.model_id
-        self.matcher = order.matcher
+        self.matcher = matcher
         self.cameras = [order.camera]
         self._events = events
         self._sending = threading.Lock()
@@ -244,13 +226,13 @@ class _ReportingSink:
         raise CameraProcessError("a camera's process cannot end its deployment; the parent does")
 
 
-def _run_camera(order: CameraOrder, events: Connection, control: Connection) -> None:
+def _run_camera(order: CameraOrder, matcher: Matcher, backlog: int, events: Connection, control: Connection) -> None:
     """A camera's process: open the source, build the engine, run the pipeline, report."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops us in order
-    sink = _ReportingSink(order, events)
+    sink = _ReportingSink(order, matcher, events)
     try:
         source = open_source(order.source, policy=order.policy, realtime=order.realtime, decode_every=order.pipeline.cadence,
-                             backlog=order.backlog)
+                             backlog=backlog)
         pipeline = CameraPipeline(order.camera, source, FaceEngine(order.engine), sink, order.pipeline)
         sink.send("ready")
         if _told(control) == "stop":
