@@ -4,7 +4,9 @@ its deployment or its parent."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import multiprocessing
 import os
 import signal
@@ -25,6 +27,7 @@ from openfrt.live.pipeline import LiveRunner, PipelineConfig
 from openfrt.live.processes import CameraProcesses, CameraProcessError
 from openfrt.live.source_policy import SourcePolicy
 from openfrt.live.sources import open_sources
+from openfrt.observability.logs import JsonFormatter
 from openfrt.vision import EngineConfig, FaceEngine
 
 pytestmark = pytest.mark.skipif(not (UTK.exists() and LFW.exists()), reason=f"needs {UTK} and {LFW} (the shared test data), which are absent")
@@ -81,6 +84,9 @@ def processes(sink: CameraSink, engine: FaceEngine, targets: dict[str, Path], fo
 
 
 def test_two_cameras_in_processes_raise_the_same_alerts_and_counts_as_in_threads(engine: FaceEngine, tmp_path: Path) -> None:
+    written = io.StringIO()
+    handler = logging.StreamHandler(written)
+    handler.setFormatter(JsonFormatter())
     videos = {"gate": walk_video(tmp_path / "gate.avi", [REFERENCE, min(UTK.glob("*.jpg"))]),
               "van": walk_video(tmp_path / "van.avi", sorted(UTK.glob("*.jpg"))[1:3])}
     in_threads, in_processes = sink_for(engine, list(videos)), sink_for(engine, list(videos))
@@ -88,13 +94,23 @@ def test_two_cameras_in_processes_raise_the_same_alerts_and_counts_as_in_threads
 
     LiveRunner(in_threads, open_sources({c: str(p) for c, p in videos.items()}, policy=SourcePolicy(tmp_path)), engine).run()
     runner = processes(in_processes, engine, videos, tmp_path, on_alert=lambda alert, alert_id: alerted.append((alert.camera, alert_id)))
-    runner.run()
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)  # the camera processes log at the parent's level
+    try:
+        runner.run()
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
 
     assert in_processes.alert_summary() == in_threads.alert_summary() and [a[:2] for a in in_threads.alert_summary()] == [("gate", "S1")]
     assert alerted == [("gate", 101)], "the parent stores each alert once and hands its stored id on"
     assert in_processes.scanned == in_threads.scanned == {"gate": 2, "van": 2}
     assert {camera: stats.frames for camera, stats in runner.stats().items()} == {"gate": 24, "van": 24}
     assert runner.stats()["gate"].alerts == 1 and set(runner.cpu_seconds) == {"gate", "van"}
+    lines = [json.loads(line) for line in written.getvalue().splitlines()]
+    (logged,) = [line for line in lines if line["logger"] == "openfrt.live.pipeline" and line["message"].startswith("alert ")]
+    assert logged["message"].startswith("alert 101 on camera gate") and (logged["deployment"], logged["camera"]) == ("test", "gate")
     assert multiprocessing.active_children() == []
 
 

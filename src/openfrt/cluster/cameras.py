@@ -45,7 +45,7 @@ from openfrt.cluster.sealing import Seal
 from openfrt.cluster.settings import ClusterConfigError, ClusterSettings
 from openfrt.errors import OpenFRTError
 from openfrt.gallery.matching import TemplateMatrix
-from openfrt.live.events import AlertEvent, CameraOrder, DeploymentSink
+from openfrt.live.events import AlertEvent, CameraOrder, CameraSettings, DeploymentSink
 from openfrt.live.pipeline import AlertCallback, CameraPipeline, CameraStats, PipelineConfig
 from openfrt.live.source_policy import SourcePolicy
 from openfrt.live.sources import Frame, GapCallback, ImageFolderSource, Source, VideoFileSource, open_source
@@ -185,18 +185,12 @@ class CameraWorker:
         return self._run.report(acknowledged, stop, wait)
 
 
-class _Outbox:
+class _Outbox(CameraSettings):
     """The deployment as the pipeline inside an actor sees it: matches against the snapshot;
     alerts and gaps become numbered outputs; counts become running totals."""
 
-    deployment_id = 0
-
     def __init__(self, order: StartOrder, matcher: TemplateMatrix, seal: Seal) -> None:
-        self.name = order.deployment
-        self.threshold = order.threshold
-        self.model_id = order.model_id
-        self.matcher = matcher
-        self.cameras = [order.camera]
+        super().__init__(order, matcher)
         self.condition = threading.Condition()
         self.outputs: list[Output] = []
         self.sequence = order.resume.sequence

@@ -101,3 +101,16 @@ class CameraOrder:
     pipeline: PipelineConfig
     threshold: float
     model_id: str
+
+
+class CameraSettings:
+    """The deployment as a camera running away from it (in a process of its own, or a cluster's
+    actor) sees it: its settings and the matcher it was given. Subclasses (the rest of a
+    :class:`DeploymentSink`) say where what the camera reports goes."""
+
+    deployment_id = 0
+
+    def __init__(self, order: CameraOrder, matcher: Matcher) -> None:
+        self.name, self.threshold, self.model_id = order.deployment, order.threshold, order.model_id
+        self.matcher = matcher
+        self.cameras = [order.camera]

@@ -3,14 +3,15 @@
 Two cameras' pipelines in threads of one process share one interpreter lock: their Python
 between model calls (region planning, decoding YuNet's outputs, tracking) waits for each other,
 a core idles meanwhile, and when both are always busy the hand-overs cost CPU too. As threads,
-two 1080p cameras played in real time on 2 cores dropped 1-10% of their frames, also when they
-kept more of them; as processes keeping 2 s of frames, none in 4 runs of ``openfrt live``
-(README, *Live deployments*).
+two 1080p cameras played in real time on 2 cores dropped frames in nearly every run, however
+many they kept; as processes keeping 2 s of frames, none in 4 runs of ``openfrt live`` (README,
+*Live deployments*).
 
 **What crosses.** Each camera's process opens its own source and builds its own engine, so
 frames, chips and templates never leave it (as in a cluster's camera actor). It gets the
 watchlist's matcher when started and sends back only what the deployment stores: alerts with
-their media, counts, gaps, and its running figures. They are applied here, in the order sent,
+their media, counts, gaps, its running figures and its log lines (written here, in this
+process's format, naming the deployment and camera). They are applied here, in the order sent,
 to the same :class:`~openfrt.live.events.DeploymentSink` that threads would use; an alert waits
 for its stored id, so the camera's log names the alert the record holds.
 
@@ -23,6 +24,7 @@ process that runs threads and OpenVINO is unsafe).
 
 from __future__ import annotations
 
+import copy
 import logging
 import multiprocessing
 import signal
@@ -36,10 +38,11 @@ from typing import Any
 
 from openfrt.errors import OpenFRTError
 from openfrt.gallery.matching import Matcher
-from openfrt.live.events import AlertEvent, CameraOrder, DeploymentSink
+from openfrt.live.events import AlertEvent, CameraOrder, CameraSettings, DeploymentSink
 from openfrt.live.pipeline import AlertCallback, CameraPipeline, CameraStats, PipelineConfig, available_cores, join_all
 from openfrt.live.source_policy import SourcePolicy
 from openfrt.live.sources import Source, open_source
+from openfrt.observability.logs import log_context
 from openfrt.vision import EngineConfig, FaceEngine
 
 log = logging.getLogger(__name__)
@@ -47,8 +50,8 @@ log = logging.getLogger(__name__)
 #: Frames a camera's process keeps for its pipeline when playing live (a stream, or a file in
 #: real time): 2 s at 25 fps, so a camera may fall that far behind in a burst (many new faces at
 #: once) and catches up after it, having a core to itself. Two 1080p cameras through
-#: ``openfrt live`` on 2 cores dropped none in 4 runs keeping 50, 0-20 per camera keeping 25, and
-#: 12-50 as processes or threads keeping 10 (README).
+#: ``openfrt live`` on 2 cores dropped none in 4 runs keeping 50, and up to 20 of 1,050 per
+#: camera keeping 25 (README).
 PROCESS_BACKLOG_FRAMES = 50
 
 #: How long a camera's process may take to exit once it has reported its end.
@@ -103,24 +106,28 @@ class CameraProcesses:
         """Start every camera's process, apply what they send until each has finished, and
         re-raise the first failure (the other cameras are stopped then)."""
         context = multiprocessing.get_context("spawn")
-        readers = []
-        for order in self._orders:
-            events, child_events = context.Pipe()
-            child_control, control = context.Pipe(duplex=False)
-            process = context.Process(target=_run_camera, args=(order, self.sink.matcher, self._backlog, child_events, child_control), name=f"openfrt camera {order.camera}", daemon=True)
-            process.start()
-            child_events.close()
-            child_control.close()
-            with self._lock:
-                self._controls.append(control)
-            reader = threading.Thread(target=self._serve, args=(order.camera, events, process), name=f"camera {order.camera} reports", daemon=True)
-            reader.start()
-            readers.append(reader)
+        readers = [self._start(context, order) for order in self._orders]
         if self._stopping.is_set():
             self.stop()  # stopped while the processes were being started
         join_all(readers)
         if self._errors:
             raise self._errors[0]
+
+    def _start(self, context: Any, order: CameraOrder) -> threading.Thread:
+        """Start ``order``'s camera process, and the thread that applies what it sends."""
+        events, child_events = context.Pipe()
+        child_control, control = context.Pipe(duplex=False)
+        level = logging.getLogger().getEffectiveLevel()  # the camera logs what this process would
+        arguments = (order, self.sink.matcher, self._backlog, level, child_events, child_control)
+        process = context.Process(target=_run_camera, args=arguments, name=f"openfrt camera {order.camera}", daemon=True)
+        process.start()
+        child_events.close()  # the child's ends are its own now
+        child_control.close()
+        with self._lock:
+            self._controls.append(control)
+        reader = threading.Thread(target=self._serve, args=(order.camera, events, process), name=f"camera {order.camera} reports", daemon=True)
+        reader.start()
+        return reader
 
     def stop(self) -> None:
         """Ask every camera's process to end its source; :meth:`run` returns once they have."""
@@ -148,29 +155,8 @@ class CameraProcesses:
     def _serve(self, camera: str, events: Connection, process: Any) -> None:
         """Apply one camera's reports to the deployment until it has finished or failed."""
         try:
-            while True:
-                try:
-                    kind, *body = events.recv()
-                except EOFError:
-                    process.join(5)
-                    raise CameraProcessError(f"camera {camera}'s process ended unexpectedly (exit code {process.exitcode})") from None
-                if kind == "alert":
-                    self._store_alert(body[0], events)
-                elif kind == "scanned":
-                    self.sink.add_faces_scanned(camera, body[0])
-                elif kind == "dropped":
-                    self.sink.add_frames_dropped(camera, body[0])
-                elif kind == "gap":
-                    self.sink.record_gap(camera, body[0], body[1])
-                elif kind == "ready":
-                    self._started(camera)
-                elif kind == "stats":
-                    self._stats[camera] = body[0]
-                elif kind == "finished":
-                    self._stats[camera], self.cpu_seconds[camera] = body
-                    break
-                else:  # "failed"
-                    raise CameraProcessError(f"camera {camera} failed: {body[0]}")
+            while not self._apply(camera, _received(camera, events, process), events):
+                pass
         except BaseException as exc:  # noqa: BLE001 - handed to run() in the main thread, which re-raises it
             log.error("camera %s failed: %s", camera, exc)
             self._errors.append(exc)
@@ -181,6 +167,31 @@ class CameraProcesses:
             if process.is_alive():  # it reported its end but does not exit
                 process.terminate()
 
+    def _apply(self, camera: str, message: tuple[Any, ...], events: Connection) -> bool:
+        """Apply one report of ``camera``'s; True once it has finished."""
+        kind, *body = message
+        if kind == "alert":
+            self._store_alert(body[0], events)
+        elif kind == "scanned":
+            self.sink.add_faces_scanned(camera, body[0])
+        elif kind == "dropped":
+            self.sink.add_frames_dropped(camera, body[0])
+        elif kind == "gap":
+            self.sink.record_gap(camera, body[0], body[1])
+        elif kind == "ready":
+            self._started(camera)
+        elif kind == "log":
+            with log_context(deployment=self.sink.name, camera=camera):
+                logging.getLogger(body[0].name).handle(body[0])
+        elif kind == "stats":
+            self._stats[camera] = body[0]
+        elif kind == "finished":
+            self._stats[camera], self.cpu_seconds[camera] = body
+            return True
+        else:  # "failed"
+            raise CameraProcessError(f"camera {camera} failed: {body[0]}")
+        return False
+
     def _store_alert(self, alert: AlertEvent, events: Connection) -> None:
         alert_id = self.sink.raise_alert(alert)
         events.send(alert_id)
@@ -188,18 +199,22 @@ class CameraProcesses:
             self._on_alert(alert, alert_id)
 
 
-class _ReportingSink:
-    """The deployment as a camera's process sees it: matches against the matcher it was given;
-    everything to store is sent to the parent (one sender at a time)."""
+def _received(camera: str, events: Connection, process: Any) -> tuple[Any, ...]:
+    """The next report of ``camera``'s process; its end without one is a failure."""
+    try:
+        message: tuple[Any, ...] = events.recv()
+    except EOFError:
+        process.join(5)
+        raise CameraProcessError(f"camera {camera}'s process ended unexpectedly (exit code {process.exitcode})") from None
+    return message
 
-    deployment_id = 0
+
+class _ReportingSink(CameraSettings):
+    """The deployment as a camera's process sees it: everything to store is sent to the parent
+    (one sender at a time)."""
 
     def __init__(self, order: CameraOrder, matcher: Matcher, events: Connection) -> None:
-        self.name = order.deployment
-        self.threshold = order.threshold
-        self.model_id = order.model_id
-        self.matcher = matcher
-        self.cameras = [order.camera]
+        super().__init__(order, matcher)
         self._events = events
         self._sending = threading.Lock()
 
@@ -226,10 +241,12 @@ class _ReportingSink:
         raise CameraProcessError("a camera's process cannot end its deployment; the parent does")
 
 
-def _run_camera(order: CameraOrder, matcher: Matcher, backlog: int, events: Connection, control: Connection) -> None:
+def _run_camera(order: CameraOrder, matcher: Matcher, backlog: int, log_level: int, events: Connection, control: Connection) -> None:
     """A camera's process: open the source, build the engine, run the pipeline, report."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops us in order
     sink = _ReportingSink(order, matcher, events)
+    logging.getLogger().handlers[:] = [_ToParent(sink)]
+    logging.getLogger().setLevel(log_level)
     try:
         source = open_source(order.source, policy=order.policy, realtime=order.realtime, decode_every=order.pipeline.cadence,
                              backlog=backlog)
@@ -250,6 +267,27 @@ def _run_camera(order: CameraOrder, matcher: Matcher, backlog: int, events: Conn
             sink.send("failed", f"{type(exc).__name__}: {exc}")
         except OSError:
             pass  # the parent is gone
+
+
+class _ToParent(logging.Handler):
+    """Hands a camera's log records to the parent, which writes them as it writes its own (its
+    format, with the deployment and camera named): the message is made here, as
+    ``logging.handlers.QueueHandler`` makes it, since arguments and tracebacks may not pickle."""
+
+    def __init__(self, sink: _ReportingSink) -> None:
+        super().__init__()
+        self._sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record)
+            record = copy.copy(record)
+            record.msg, record.args, record.exc_info, record.exc_text, record.stack_info = message, None, None, None, None
+            self._sink.send("log", record)
+        except OSError:
+            pass  # the parent is gone: nobody to write it
+        except Exception:  # noqa: BLE001 - a log line must never stop the camera
+            self.handleError(record)
 
 
 def _told(control: Connection) -> str:
