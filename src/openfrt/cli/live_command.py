@@ -179,6 +179,7 @@ def _run_cameras(
 def _local_runner(
     running: RunningDeployment, local: LocalCameras, engine: FaceEngine, config: PipelineConfig
 ) -> Callable[[AlertCallback], CameraRunner]:
+    """Threads for one camera (or one core); else a process per camera, which opens its own source."""
     from openfrt.live.pipeline import LiveRunner, available_cores
 
     if len(local.sources) < 2 or available_cores() < 2:
