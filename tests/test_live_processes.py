@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from cli_users import authorised_deployment
-from test_live_pipeline import LFW, LIVE_COMMAND, UTK, deployment_env, walk_video  # noqa: F401 - fixture
+from test_live_pipeline import IMAGE_SIGNATURES, LFW, LIVE_COMMAND, UTK, deployment_env, walk_video  # noqa: F401 - fixture
 
 from openfrt.gallery.matching import TemplateMatrix
 from openfrt.live.events import AlertEvent
@@ -209,6 +209,10 @@ def test_ctrl_c_at_a_terminal_ends_a_deployment_whose_cameras_run_in_processes(
     assert record["event"] == "record" and record["status"] == "ended" and record["cameras"] == 2
     assert record["faces_scanned"] >= 2, "each camera's walker was counted when the cameras stopped"
     assert "Traceback" not in stderr
+    # Nobody matched: the camera processes left nothing about the walkers anywhere.
+    assert list(Path(deployment_env["TMPDIR"]).iterdir()) == []
+    for path in Path(deployment_env["OPENFRT_HOME"]).rglob("*"):
+        assert not path.is_file() or not any(signature in path.read_bytes() for signature in IMAGE_SIGNATURES), path
 
 
 def wait_for_camera_processes(parent: int, count: int, timeout: float = 120.0) -> None:
