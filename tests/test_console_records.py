@@ -5,6 +5,7 @@ failed starts that publish nothing, officers' ranks, and user accounts re-enable
 
 from __future__ import annotations
 
+import multiprocessing
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from sqlalchemy import select, text
 
 from openfrt.gallery import Gallery
 from openfrt.integrations.destinations import DestinationService
+from openfrt.live import processes
 from openfrt.live.alerts import AlertService
 from openfrt.errors import ModelError
 from openfrt.live.deployments import DeploymentService
@@ -208,17 +210,21 @@ def test_a_plan_cannot_be_changed_onto_a_watchlist_made_for_another_deployment(
     assert service.get("second").watchlist == "op"
 
 
+@pytest.mark.parametrize("cameras", [["gate"], ["gate", "van"]], ids=["threads", "a-process-per-camera"])
 def test_a_start_that_fails_before_anything_ran_goes_back_to_planned_and_publishes_nothing(
-    service: DeploymentService, store: RecordStore, hog_engine: FaceEngine, tmp_path: Path  # noqa: F811
+    service: DeploymentService, store: RecordStore, hog_engine: FaceEngine, tmp_path: Path,  # noqa: F811
+    cameras: list[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(processes, "available_cores", lambda: 2)  # two cameras would run a process each
     folder = tmp_path / "frames"
     folder.mkdir()
     (folder / "frame.jpg").write_bytes(jpeg(1))
-    plan(service, cameras={"gate": str(folder)})
+    plan(service, cameras=dict.fromkeys(cameras, str(folder)))
     DestinationService(store).add_webhook("control-room", "http://127.0.0.1:9/hook", secret="receiver-shared-secret-0123456789", actor="admin")
     # dlib's own embedder cannot embed the pipeline's aligned chips: the cameras cannot be set up.
     with pytest.raises(ModelError, match="chip"):
         LiveSupervisor(service, lambda: hog_engine, realtime=False).start("dep", "PC 1")
+    assert multiprocessing.active_children() == [], "no camera's process was started"
     failed = service.get("dep")
     assert (failed.status, failed.started_at, failed.threshold, failed.model_id) == (DeploymentStatus.planned, None, None, None)
     assert "chip" in (failed.start_failure or "") and failed.start_failed_at is not None

@@ -19,15 +19,20 @@ from pathlib import Path
 
 import pytest
 from cli_users import authorised_deployment
-from test_live_pipeline import IMAGE_SIGNATURES, LFW, LIVE_COMMAND, UTK, deployment_env, walk_video  # noqa: F401 - fixture
+from test_live_pipeline import IMAGE_SIGNATURES, LFW, LIVE_COMMAND, UTK, deployment_env, wait_for, walk_video  # noqa: F401 - fixture
 
+from openfrt.gallery import Gallery, ImageToEnrol, SubjectInfo
 from openfrt.gallery.matching import TemplateMatrix
+from openfrt.live import processes as processes_module
+from openfrt.live.deployments import DeploymentService
 from openfrt.live.events import AlertEvent
 from openfrt.live.pipeline import LiveRunner, PipelineConfig
 from openfrt.live.processes import CameraProcesses, CameraProcessError
 from openfrt.live.source_policy import SourcePolicy
 from openfrt.live.sources import open_sources
+from openfrt.live.supervisor import LiveSupervisor
 from openfrt.observability.logs import JsonFormatter
+from openfrt.records import Category, RecordStore
 from openfrt.vision import EngineConfig, FaceEngine
 
 pytestmark = pytest.mark.skipif(not (UTK.exists() and LFW.exists()), reason=f"needs {UTK} and {LFW} (the shared test data), which are absent")
@@ -111,6 +116,34 @@ def test_two_cameras_in_processes_raise_the_same_alerts_and_counts_as_in_threads
     lines = [json.loads(line) for line in written.getvalue().splitlines()]
     (logged,) = [line for line in lines if line["logger"] == "openfrt.live.pipeline" and line["message"].startswith("alert ")]
     assert logged["message"].startswith("alert 101 on camera gate") and (logged["deployment"], logged["camera"]) == ("test", "gate")
+    assert multiprocessing.active_children() == []
+
+
+def test_the_server_runs_a_deployment_of_two_cameras_a_process_each_and_publishes_its_record(
+    engine: FaceEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(processes_module, "available_cores", lambda: 2)  # the 2-core machine this is for, whatever runs the test
+    videos = {"gate": walk_video(tmp_path / "gate.avi", [REFERENCE, min(UTK.glob("*.jpg"))]),
+              "van": walk_video(tmp_path / "van.avi", sorted(UTK.glob("*.jpg"))[1:3])}
+    caplog.set_level(logging.INFO)  # the camera processes log at the parent's level
+    with RecordStore.open(tmp_path / "home") as store:
+        gallery = Gallery(store, engine)
+        gallery.create_watchlist("wanted", purpose="warrants", authorised_by="Supt A", actor="PC 1")
+        assert gallery.enrol(SubjectInfo("S1", "Colin Powell", Category.wanted), [ImageToEnrol(REFERENCE, "ref")],
+                             actor="PC 1", watchlist="wanted").enrolled
+        service = DeploymentService(store, gallery)
+        service.create("op-two", purpose="p", location="Gate St", watchlist="wanted", actor="PC 1",
+                       cameras={camera: str(path) for camera, path in videos.items()})
+        service.authorise("op-two", actor="Supt A")
+        supervisor = LiveSupervisor(service, lambda: engine, realtime=False)
+
+        supervisor.start("op-two", "PC 1")
+        assert wait_for(lambda: supervisor.running() == [], 120)
+        record = service.record("op-two")
+
+    assert (record.status.value, record.cameras, record.faces_scanned, record.alerts) == ("ended", 2, 4, 1)
+    (logged,) = [entry for entry in caplog.records if entry.getMessage().startswith("alert ")]
+    assert "on camera gate" in logged.getMessage() and logged.process != os.getpid(), "the camera ran in a process of its own"
     assert multiprocessing.active_children() == []
 
 

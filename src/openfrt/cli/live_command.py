@@ -19,7 +19,6 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any
 
@@ -48,6 +47,7 @@ if TYPE_CHECKING:
     from openfrt.live.deployments import RunningDeployment
     from openfrt.live.events import AlertEvent, CameraRunner
     from openfrt.live.pipeline import AlertCallback, CameraStats, PipelineConfig
+    from openfrt.live.processes import LocalCameras
     from openfrt.live.source_policy import SourcePolicy
     from openfrt.live.sources import Source
     from openfrt.vision import EngineConfig, FaceEngine
@@ -98,6 +98,7 @@ def live(
     from openfrt.integrations.dispatcher import EventDispatcher
     from openfrt.live.deployments import DeploymentService
     from openfrt.live.pipeline import PipelineConfig
+    from openfrt.live.processes import LocalCameras
     from openfrt.live.regions import RegionConfig
     from openfrt.observability.logs import configure_logging, log_context
 
@@ -144,17 +145,6 @@ def live(
             opened.close()
 
 
-@dataclass(frozen=True)
-class LocalCameras:
-    """The deployment's cameras as opened here (``sources``, checked against ``policy``), and
-    what they were opened from, for running them in processes of their own."""
-
-    sources: dict[str, Source]
-    targets: dict[str, str]
-    policy: SourcePolicy
-    realtime: bool
-
-
 def _run_cameras(
     running: RunningDeployment, local: LocalCameras, engine: FaceEngine, opened: OpenedCameras | None,
     config: PipelineConfig, events_json: bool, actor: str,
@@ -179,16 +169,9 @@ def _run_cameras(
 def _local_runner(
     running: RunningDeployment, local: LocalCameras, engine: FaceEngine, config: PipelineConfig
 ) -> Callable[[AlertCallback], CameraRunner]:
-    """Threads for one camera (or one core); else a process per camera, which opens its own source."""
-    from openfrt.live.pipeline import LiveRunner, available_cores
+    from openfrt.live.processes import local_runner
 
-    if len(local.sources) < 2 or available_cores() < 2:
-        return lambda on_alert: LiveRunner(running, local.sources, engine, config, on_alert=on_alert)
-    from openfrt.live.processes import CameraProcesses
-
-    for source in local.sources.values():  # each process opens its own
-        source.stop()
-    return lambda on_alert: CameraProcesses(running, local.targets, engine.config, config, local.policy, local.realtime, on_alert)
+    return lambda on_alert: local_runner(running, local, engine, config, on_alert)
 
 
 def _open_sources(targets: dict[str, str], policy: SourcePolicy, realtime: bool, cadence: int) -> dict[str, Source]:

@@ -196,12 +196,7 @@ class CameraPipeline:
         lock: threading.Lock | None = None,
         on_alert: AlertCallback | None = None,
     ) -> None:
-        if not isinstance(engine.embedder, ChipEmbedder):
-            raise ModelError(f"embedder {engine.embedder.model_id} cannot embed aligned chips; live use needs a chip embedder")
-        if engine.embedder.model_id != sink.model_id:
-            raise ModelMismatchError(
-                f"camera {camera} embeds with {engine.embedder.model_id} but the watchlist was built with {sink.model_id}"
-            )
+        require_live_engine(camera, engine, sink.model_id)
         self.camera = camera
         self.source = source
         self.detector = engine.detector
@@ -349,6 +344,14 @@ class CameraPipeline:
 
     def _timed(self, stage: str) -> _Timer:
         return _Timer(self.stats.seconds, stage)
+
+
+def require_live_engine(camera: str, engine: FaceEngine, model_id: str) -> None:
+    """Refuse an engine that cannot run ``camera`` against a watchlist of ``model_id``'s templates."""
+    if not isinstance(engine.embedder, ChipEmbedder):
+        raise ModelError(f"embedder {engine.embedder.model_id} cannot embed aligned chips; live use needs a chip embedder")
+    if engine.embedder.model_id != model_id:
+        raise ModelMismatchError(f"camera {camera} embeds with {engine.embedder.model_id} but the watchlist was built with {model_id}")
 
 
 def join_all(threads: Sequence[threading.Thread]) -> None:

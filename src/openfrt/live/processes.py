@@ -31,15 +31,17 @@ import signal
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
 from openfrt.errors import OpenFRTError
 from openfrt.gallery.matching import Matcher
-from openfrt.live.events import AlertEvent, CameraOrder, CameraSettings, DeploymentSink
-from openfrt.live.pipeline import AlertCallback, CameraPipeline, CameraStats, PipelineConfig, available_cores, join_all
+from openfrt.live.events import AlertEvent, CameraOrder, CameraRunner, CameraSettings, DeploymentSink
+from openfrt.live.pipeline import (
+    AlertCallback, CameraPipeline, CameraStats, LiveRunner, PipelineConfig, available_cores, join_all, require_live_engine,
+)
 from openfrt.live.source_policy import SourcePolicy
 from openfrt.live.sources import Source, open_source
 from openfrt.observability.logs import log_context
@@ -63,6 +65,34 @@ STATS_SECONDS = 0.5
 
 class CameraProcessError(OpenFRTError):
     """A camera's process failed (its source, its engine) or ended without saying why."""
+
+
+@dataclass(frozen=True)
+class LocalCameras:
+    """A deployment's cameras as opened on this machine (``sources``, checked against ``policy``,
+    so that a missing file or a refused address fails before the deployment starts), and what
+    they were opened from, for running them in processes of their own."""
+
+    sources: dict[str, Source]
+    targets: dict[str, str]
+    policy: SourcePolicy
+    realtime: bool
+
+
+def local_runner(
+    sink: DeploymentSink, cameras: LocalCameras, engine: FaceEngine, config: PipelineConfig, on_alert: AlertCallback | None = None,
+) -> CameraRunner:
+    """What runs ``cameras`` here, for ``openfrt live`` and the server alike: threads on ``engine``
+    for one camera (or one core); else a process per camera, each opening its own source and
+    building an engine of ``engine``'s configuration — once ``engine`` is known to suit every
+    camera, so that a deployment that cannot run fails here, before any process starts."""
+    if len(cameras.sources) < 2 or available_cores() < 2:
+        return LiveRunner(sink, cameras.sources, engine, config, on_alert=on_alert)
+    for camera in cameras.sources:
+        require_live_engine(camera, engine, sink.model_id)
+    for source in cameras.sources.values():  # each process opens its own
+        source.stop()
+    return CameraProcesses(sink, cameras.targets, engine.config, config, cameras.policy, cameras.realtime, on_alert)
 
 
 class CameraProcesses:

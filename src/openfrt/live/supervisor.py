@@ -22,7 +22,8 @@ from openfrt.live.deployments import (
     RunningDeployment,
 )
 from openfrt.live.events import CameraRunner
-from openfrt.live.pipeline import CameraStats, LiveRunner, PipelineConfig
+from openfrt.live.pipeline import CameraStats, PipelineConfig
+from openfrt.live.processes import LocalCameras, local_runner
 from openfrt.live.recovery import LapsedDeployment, resume
 from openfrt.live.sources import open_sources
 from openfrt.records.errors import InvalidRecordError
@@ -65,7 +66,8 @@ class LiveSupervisor:
     """Starts deployments in background threads and ends each exactly once.
 
     ``engine`` is called once per started deployment, and its cameras run on it or on engines of
-    its configuration (see :class:`LiveRunner`). ``realtime`` plays video files at their frame rate, as a camera
+    its configuration, as threads or a process per camera (see
+    :func:`~openfrt.live.processes.local_runner`). ``realtime`` plays video files at their frame rate, as a camera
     would deliver them, so a file stands in for a camera in demonstrations and tests. With
     ``cluster``, each camera runs as a Ray actor instead (``openfrt serve --ray-address``).
     """
@@ -120,10 +122,10 @@ class LiveSupervisor:
             thread.start()
 
     def _start_here(self, name: str, actor: str, begin: Callable[[], RunningDeployment]) -> tuple[RunningDeployment, CameraRunner]:
-        """Open the sources in this process, then start (or resume) with ``begin``."""
-        sources = open_sources(
-            self.service.camera_sources(name), policy=self.service.source_policy, realtime=self._realtime,
-            decode_every=self._config.cadence)
+        """Open the sources in this process, then start (or resume) with ``begin``; the cameras run
+        as threads here, or in processes of their own (:func:`~openfrt.live.processes.local_runner`)."""
+        targets, policy = self.service.camera_sources(name), self.service.source_policy
+        sources = open_sources(targets, policy=policy, realtime=self._realtime, decode_every=self._config.cadence)
         try:
             engine = self._engine()
             running = begin()
@@ -132,7 +134,7 @@ class LiveSupervisor:
                 source.stop()
             raise
         try:
-            return running, LiveRunner(running, sources, engine, self._config)
+            return running, local_runner(running, LocalCameras(sources, targets, policy, self._realtime), engine, self._config)
         except BaseException as exc:
             # Its cameras could not be set up (e.g. a model the pipeline cannot use): one that never
             # ran goes back to planned with the failure noted and publishes nothing; one that had
