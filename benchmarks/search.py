@@ -15,6 +15,10 @@ process holds the index and one chunk, never a second copy of the gallery. For e
   whichever candidate is top); exact
   search is brute force over the index's own stored vectors in chunks (the same computation as
   ``ExactIndex``, without a second copy), timed one query at a time on a few queries;
+* **memory traffic**: codes a query reads (FAISS's IVF statistics over all the queries, times
+  the code size) against what one core reads from memory per second, measured right after the
+  queries were timed (a one-thread sum over 1 GiB, best of 5; and two threads): a query cannot
+  be faster than reading its codes;
 * **files and updates** (``--updates``), through ``ReferenceIndexes`` on a real records store
   and its cipher: writing the snapshot (what a compaction costs), single-template adds and
   removals (journal appends), loading the snapshot and replaying the journal;
@@ -36,6 +40,7 @@ import gc
 import os
 import resource
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +96,31 @@ def build(gallery: StreamedGallery, batch: int) -> tuple[ApproximateIndex, float
             index.add(ids[offset : offset + batch] + ID_BASE, vectors[offset : offset + batch])
         seconds += time.perf_counter() - start
     return index, seconds
+
+
+def read_rate(threads: int, repeats: int = 5) -> float:
+    """GB/s that ``threads`` threads read from memory (a sum over 1 GiB split between them), the
+    best of ``repeats``: the most the machine gave, so a bound on what a scan can read."""
+    data = np.ones(2**28, dtype=np.float32)
+    parts = np.array_split(data, threads)
+    rates = []
+    for _ in range(repeats):
+        workers = [threading.Thread(target=part.sum) for part in parts]
+        start = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        rates.append(data.nbytes / (time.perf_counter() - start) / 1e9)
+    return max(rates)
+
+
+def codes_read_per_query(index: ApproximateIndex, queries: np.ndarray, k: int) -> float:
+    """Bytes of codes one query reads, on average over ``queries`` (FAISS counts the codes scanned)."""
+    faiss.cvar.indexIVF_stats.reset()
+    index.search(queries, k)
+    stats = faiss.cvar.indexIVF_stats
+    return stats.ndis / max(stats.nq, 1) * index.code_size
 
 
 def exact_top1(index: ApproximateIndex, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -230,6 +260,8 @@ def measure(size: int, args: argparse.Namespace, engine: FaceEngine | None, cons
     for threads in (1, 2):
         times = latency_ms(index, queries[: args.latency_queries], args.k, threads)
         result.numbers[f"p50 ms {threads}t"], result.numbers[f"p99 ms {threads}t"] = float(np.median(times)), float(np.percentile(times, 99))
+    result.numbers["codes MB/query"] = codes_read_per_query(index, queries, args.k) / 1e6
+    result.numbers["read GB/s 1t"], result.numbers["read GB/s 2t"] = read_rate(1), read_rate(2)
     result.numbers["q/s"], top1 = throughput(index, queries, args.k)
     result.numbers.update(zip(("agree %", "mated %", "non-mated %", "person %", "decisive misses"), agreement(top1)))
     result.numbers["mated 1% floor"] = floor
@@ -302,6 +334,18 @@ def report(results: list[Result], args: argparse.Namespace, baseline: float | No
             f"{n['person %']:.2f}", f"{n['decisive misses']:.0f} ({n['mated 1% floor']:.3f})",
         )
     console.print(search)
+    traffic = Table(title="Memory traffic of one query (automatic share) against what the machine reads, measured after the queries")
+    for column in ("templates", "codes read MB", "read at p50 GB/s (1 thr)", "memory read GB/s: 1 / 2 thr (best of 5)",
+                   "p50 vs reading the codes alone (1 thr)", "reading them alone ms: 1 / 2 thr"):
+        traffic.add_column(column, justify="right")
+    for r in results:
+        n = r.numbers
+        read = n["codes MB/query"] / 1e3  # GB
+        alone = read / n["read GB/s 1t"] * 1e3, read / n["read GB/s 2t"] * 1e3
+        traffic.add_row(f"{r.size:,}", f"{n['codes MB/query']:.1f}", f"{read / (n['p50 ms 1t'] / 1e3):.1f}",
+                        f"{n['read GB/s 1t']:.1f} / {n['read GB/s 2t']:.1f}", f"{n['p50 ms 1t'] / alone[0]:.2f}x",
+                        f"{alone[0]:.1f} / {alone[1]:.1f}")
+    console.print(traffic)
     if first.sweep:
         sweep = Table(title="Share of lists scanned, set by hand (the same index and queries)")
         for column in ("templates", "index", "share scanned", "p50 ms (1 thr)", "top-1 agree %", "mated %", "non-mated %",

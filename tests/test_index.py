@@ -185,7 +185,7 @@ def test_cold_start_then_training_then_growth_keeps_every_template() -> None:
 
     index.add(ids[:3], vectors[:3])
     similarities, found = index.search(vectors[:1], 5)
-    assert index.nlist == 0 and found[0, 0] == ids[0]
+    assert index.nlist == index.code_size == 0 and found[0, 0] == ids[0]
     np.testing.assert_array_equal(found[0, 3:], [-1, -1])
     np.testing.assert_array_equal(similarities[0, 3:], [0.0, 0.0])
 
@@ -194,6 +194,7 @@ def test_cold_start_then_training_then_growth_keeps_every_template() -> None:
         index.add(ids[start : start + 250], vectors[start : start + 250])
         nlists.append(index.nlist)
     assert nlists[0] == 0 and 0 < nlists[2] < nlists[-1]  # trained at 500, retrained as it grew
+    assert index.code_size == DIM // 2  # a 4-bit code per dimension
     assert len(index) == 4_000
     index_ids = index.search(vectors, 1)[1][:, 0]
     assert np.mean(index_ids == ids) > 0.999
